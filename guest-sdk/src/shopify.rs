@@ -1,0 +1,90 @@
+//! Shopify conventions shared by the stock transforms, so that every
+//! transform names the same webhook the same way.
+
+use crate::{Event, Webhook};
+
+/// The event kind for a Shopify topic: `orders/create` → `orders.created`.
+///
+/// The action verbs `create`, `update` and `delete` become past tense so that
+/// kinds read as facts; every other action (`paid`, `uninstalled`,
+/// `data_request`, `updated`, …) is kept. Topics that already use dots
+/// (`customer.tags_added`) pass through. The result is lower case and any
+/// character outside `[a-z0-9_.]` becomes `_`, and empty segments become
+/// `_`, so that odd topics still yield a kind the host accepts rather than a
+/// dead letter.
+pub fn event_kind(topic: &str) -> String {
+    let topic = topic.trim().to_ascii_lowercase();
+    let mut segments: Vec<&str> = topic.split('/').collect();
+    if segments.len() > 1
+        && let Some(action) = segments.last_mut()
+    {
+        *action = match *action {
+            "create" => "created",
+            "update" => "updated",
+            "delete" => "deleted",
+            other => other,
+        };
+    }
+    let joined = segments.join(".");
+    let sanitized: String = joined
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    sanitized
+        .split('.')
+        .map(|s| if s.is_empty() { "_" } else { s })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// `v1.shopify.{api_version}`, or `v1.shopify.unversioned` when the
+/// webhook carried no (or an empty) `X-Shopify-API-Version`.
+pub fn schema_version(api_version: Option<&str>) -> String {
+    match api_version.map(str::trim) {
+        Some(v) if !v.is_empty() => format!("v1.shopify.{v}"),
+        _ => "v1.shopify.unversioned".to_owned(),
+    }
+}
+
+/// A pass-through event for this webhook: kind from the topic, schema version
+/// from the API version, payload [`Unchanged`](crate::Payload::Unchanged).
+/// Never looks at the body.
+pub fn event(webhook: &Webhook) -> Event {
+    Event::new(event_kind(&webhook.topic))
+        .schema_version(schema_version(webhook.api_version.as_deref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        for (topic, kind) in [
+            ("orders/create", "orders.created"),
+            ("products/update", "products.updated"),
+            ("collections/delete", "collections.deleted"),
+            ("orders/paid", "orders.paid"),
+            ("orders/updated", "orders.updated"),
+            ("app/uninstalled", "app.uninstalled"),
+            ("customers/data_request", "customers.data_request"),
+            ("customer.tags_added", "customer.tags_added"),
+            ("Orders/Create", "orders.created"),
+            ("orders/partially-fulfilled", "orders.partially_fulfilled"),
+            ("orders/", "orders._"),
+            ("a/b/create", "a.b.created"),
+        ] {
+            assert_eq!(event_kind(topic), kind, "{topic}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(schema_version(Some("2024-01")), "v1.shopify.2024-01");
+        assert_eq!(schema_version(None), "v1.shopify.unversioned");
+        assert_eq!(schema_version(Some(" ")), "v1.shopify.unversioned");
+    }
+}
