@@ -1,0 +1,698 @@
+//! The Kafka sink: turns [`Record`]s into acknowledged Kafka records.
+//!
+//! Invariants this module keeps (DESIGN.md §1, step 6–7):
+//! - Every record gets exactly one answer, in the order it was given: a
+//!   [`Delivery`] only once the broker acknowledged it with `acks=all`, or an
+//!   error that says whether retrying can help.
+//! - Records with the same topic and key are enqueued in order, go to the same
+//!   partition, and the idempotent producer keeps that order on the wire. If
+//!   a record cannot even be enqueued, later records with the same key in the
+//!   batch are failed too rather than overtaking it.
+//! - Nothing here drops data on its own: when in doubt an error is
+//!   [`PublishError::Transient`], and the dispatcher retries. Only properties
+//!   of the record itself (too large, invalid topic name) are permanent.
+//! - A broker that is down for hours never wedges the sink. librdkafka may
+//!   raise a *fatal* error on an idempotent producer after a long outage
+//!   (sequence numbers it can no longer reconcile); the producer is then
+//!   replaced by a fresh one. Some brokers instead reject the old producer
+//!   id forever without librdkafka calling it fatal (tansu with in-memory
+//!   storage after a restart answers UNKNOWN_PRODUCER_ID to every epoch
+//!   librdkafka bumps locally), so a run of batches in which nothing at all
+//!   was delivered also replaces the producer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tracing::{debug, error, info, warn};
+
+use super::{Delivery, PublishError, Record};
+
+/// Settings of the Kafka sink. [`KafkaConfig::new`] fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, comma separated `host:port`.
+    pub brokers: String,
+    /// `client.id`, visible in broker logs and quotas.
+    pub client_id: String,
+    /// How long librdkafka keeps trying one record before it reports a
+    /// failure. Past that the dispatcher's own retry with backoff takes over,
+    /// so this bounds how long a batch can hang, not how long we keep trying.
+    pub message_timeout: Duration,
+    /// Create each topic (CreateTopics) before its first produce. Needed for
+    /// brokers that do not auto-create topics on produce, tansu among them.
+    pub create_topics: bool,
+    /// Partitions and replication factor of topics this sink creates.
+    pub topic_partitions: i32,
+    pub replication_factor: i16,
+    /// Raw librdkafka properties, applied last so they override every
+    /// default here (security settings, `message.max.bytes`, …).
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            client_id: "ionflux-gateway".to_owned(),
+            message_timeout: Duration::from_secs(30),
+            create_topics: true,
+            topic_partitions: 3,
+            replication_factor: 1,
+            extra: Vec::new(),
+        }
+    }
+}
+
+type Producer_ = FutureProducer<SinkContext>;
+
+/// Consecutive batches with deliveries attempted and none acknowledged after
+/// which the producer is rebuilt. Low enough that a wedged producer costs
+/// only a few message timeouts, high enough that a short outage does not
+/// churn producers.
+const REBUILD_AFTER_FAILED_BATCHES: u32 = 3;
+
+/// Produces [`Record`]s to Kafka with an idempotent producer.
+///
+/// Cheap to clone; clones share one producer. Kept to one pointer so that
+/// holding it in an enum next to other sinks costs nothing.
+#[derive(Clone)]
+pub struct KafkaSink {
+    inner: Arc<Inner>,
+}
+
+impl KafkaSink {
+    pub fn new(cfg: KafkaConfig) -> Result<Self, PublishError> {
+        Ok(KafkaSink {
+            inner: Arc::new(Inner::new(cfg)?),
+        })
+    }
+
+    /// Produces all records, in order, and waits for every acknowledgement.
+    /// Returns one result per record, in the same order.
+    ///
+    /// Dropping the returned future does not unsend what was already
+    /// enqueued; the caller then does not know the outcome and must retry,
+    /// which is safe because consumers deduplicate on `event_id`.
+    pub async fn send(&self, records: &[Record]) -> Vec<Result<Delivery, PublishError>> {
+        self.inner.send(records).await
+    }
+
+    /// True when the cluster answers a metadata request within `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        self.inner.ready(timeout).await
+    }
+
+    /// Waits up to `timeout` for everything enqueued to be acknowledged;
+    /// meant for shutdown. Blocks the calling thread.
+    pub fn flush(&self, timeout: Duration) {
+        self.inner.flush(timeout)
+    }
+}
+
+struct Inner {
+    cfg: KafkaConfig,
+    // Swapped wholesale when librdkafka declares the producer dead; a batch
+    // holds its own `Arc` so a swap never pulls a producer from under it.
+    producer: RwLock<Arc<Producer_>>,
+    admin: Option<AdminClient<SinkContext>>,
+    // Topics known to exist. Only grows: a topic deleted behind our back
+    // surfaces as produce errors, which are transient and retried.
+    known_topics: Mutex<HashSet<String>>,
+    failed_batches: AtomicU32,
+}
+
+impl Inner {
+    fn new(cfg: KafkaConfig) -> Result<Self, PublishError> {
+        let producer = build_producer(&cfg)?;
+        let admin = if cfg.create_topics {
+            let admin = client_config(&cfg, false)
+                .create_with_context(SinkContext)
+                .map_err(|e| PublishError::Permanent(format!("kafka admin client: {e}")))?;
+            Some(admin)
+        } else {
+            None
+        };
+        info!(brokers = %cfg.brokers, client_id = %cfg.client_id, "kafka sink created");
+        Ok(Inner {
+            cfg,
+            producer: RwLock::new(Arc::new(producer)),
+            admin,
+            known_topics: Mutex::new(HashSet::new()),
+            failed_batches: AtomicU32::new(0),
+        })
+    }
+
+    async fn send(&self, records: &[Record]) -> Vec<Result<Delivery, PublishError>> {
+        if records.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let producer = self.live_producer();
+
+        let mut results: Vec<Option<Result<Delivery, PublishError>>> =
+            records.iter().map(|_| None).collect();
+
+        let topic_failures = self.ensure_topics(records).await;
+
+        let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
+        let mut blocked_keys: HashSet<(&str, &str)> = HashSet::new();
+        for (i, record) in records.iter().enumerate() {
+            if let Some(failure) = topic_failures.get(record.topic.as_str()) {
+                results[i] = Some(Err(failure.to_error()));
+                continue;
+            }
+            let slot = (record.topic.as_str(), record.key.as_str());
+            if blocked_keys.contains(&slot) {
+                results[i] = Some(Err(PublishError::Transient(
+                    "not sent: an earlier record with the same key in this batch failed".into(),
+                )));
+                continue;
+            }
+            match self.enqueue(&producer, record).await {
+                Ok(future) => pending.push((i, future)),
+                Err(e) => {
+                    blocked_keys.insert(slot);
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+
+        let attempted = pending.len();
+        let mut delivered = 0;
+        let mut saw_fatal = false;
+        for (i, future) in pending {
+            let outcome = match future.await {
+                Ok(Ok(delivery)) => {
+                    delivered += 1;
+                    Ok(Delivery {
+                        topic: records[i].topic.clone(),
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    })
+                }
+                Ok(Err((e, _message))) => {
+                    saw_fatal |= code_of(&e) == Some(RDKafkaErrorCode::Fatal);
+                    Err(classify(&e))
+                }
+                // Only happens if the producer is destroyed with the record
+                // still queued, which we prevent by holding the Arc; be safe.
+                Err(_canceled) => Err(PublishError::Transient(
+                    "producer shut down before the delivery report".into(),
+                )),
+            };
+            results[i] = Some(outcome);
+        }
+
+        if saw_fatal || producer.client().fatal_error().is_some() {
+            self.replace_producer(&producer, "fatal error");
+        } else if delivered > 0 {
+            self.failed_batches.store(0, Ordering::Relaxed);
+        } else if attempted > 0 {
+            let failed = self.failed_batches.fetch_add(1, Ordering::Relaxed) + 1;
+            if failed >= REBUILD_AFTER_FAILED_BATCHES {
+                self.replace_producer(&producer, "no delivery in consecutive batches");
+            }
+        }
+        self.forget_failed_topics(records, &results);
+
+        let results: Vec<_> = results
+            .into_iter()
+            .map(|r| r.expect("every record gets an outcome"))
+            .collect();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        debug!(
+            records = records.len(),
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "kafka batch produced"
+        );
+        if failed > 0 {
+            let first = results.iter().find_map(|r| r.as_ref().err());
+            debug!(failed, first_error = ?first, "kafka batch had failures");
+        }
+        results
+    }
+
+    async fn ready(&self, timeout: Duration) -> bool {
+        let producer = self.live_producer();
+        // fetch_metadata blocks its thread for up to `timeout`.
+        let result = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+        })
+        .await;
+        match result {
+            Ok(Ok(brokers)) => brokers > 0,
+            Ok(Err(e)) => {
+                debug!(error = %e, "kafka not ready");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn flush(&self, timeout: Duration) {
+        let producer = self.current_producer();
+        if let Err(e) = producer.flush(timeout) {
+            warn!(error = %e, in_flight = producer.in_flight_count(), "kafka flush incomplete");
+        }
+    }
+
+    fn current_producer(&self) -> Arc<Producer_> {
+        Arc::clone(&self.producer.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The current producer, replaced first if librdkafka has declared it
+    /// dead since the last batch: a fatal producer fails every record.
+    fn live_producer(&self) -> Arc<Producer_> {
+        let producer = self.current_producer();
+        if producer.client().fatal_error().is_some() {
+            self.replace_producer(&producer, "fatal error");
+            return self.current_producer();
+        }
+        producer
+    }
+
+    /// Swaps in a fresh producer if `broken` is still the current one (two
+    /// batches can notice the same problem; only the first swaps).
+    fn replace_producer(&self, broken: &Arc<Producer_>, why: &str) {
+        let reason = match broken.client().fatal_error() {
+            Some((code, reason)) => format!("{why}: {code:?}: {reason}"),
+            None => why.to_owned(),
+        };
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&current, broken) {
+            return;
+        }
+        match build_producer(&self.cfg) {
+            Ok(fresh) => {
+                self.failed_batches.store(0, Ordering::Relaxed);
+                warn!(%reason, "replaced the kafka producer with a new one");
+                let old = std::mem::replace(&mut *current, Arc::new(fresh));
+                drop(current);
+                // Destroying a producer purges and joins its threads, which
+                // can block; keep that off the async workers.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn_blocking(move || drop(old))),
+                    Err(_) => drop(old),
+                }
+            }
+            // Keep the broken one; the next batch tries again.
+            Err(e) => error!(%reason, error = %e, "kafka producer could not be recreated"),
+        }
+    }
+
+    /// Enqueues one record, waiting while librdkafka's local queue is full
+    /// (back-pressure, not an error) for at most `message_timeout`.
+    async fn enqueue(
+        &self,
+        producer: &Producer_,
+        record: &Record,
+    ) -> Result<DeliveryFuture, PublishError> {
+        if let Err(reason) = validate_topic_name(&record.topic) {
+            return Err(PublishError::Permanent(reason));
+        }
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |h, (name, value)| {
+                h.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                })
+            },
+        );
+        let mut message = FutureRecord::to(&record.topic)
+            .key(record.key.as_bytes())
+            .payload(record.payload.as_slice())
+            .headers(headers);
+        let deadline = Instant::now() + self.cfg.message_timeout;
+        loop {
+            match producer.send_result(message) {
+                Ok(future) => return Ok(future),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
+                    message = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((e, _)) => return Err(classify(&e)),
+            }
+        }
+    }
+
+    /// Drops topics with failed records from the cache, so the next batch
+    /// asks the broker again. A topic can vanish under us (deleted by an
+    /// operator, or a broker with in-memory storage restarted), and the
+    /// producer then only reports timeouts; without this the sink would
+    /// retry into a missing topic forever. CreateTopics on an existing topic
+    /// is a cheap no-op.
+    fn forget_failed_topics(
+        &self,
+        records: &[Record],
+        results: &[Option<Result<Delivery, PublishError>>],
+    ) {
+        if self.admin.is_none() {
+            return;
+        }
+        let mut known = self.known_topics.lock().unwrap_or_else(|p| p.into_inner());
+        for (record, result) in records.iter().zip(results) {
+            if matches!(result, Some(Err(_))) {
+                known.remove(&record.topic);
+            }
+        }
+    }
+
+    /// Makes sure every topic in `records` exists (when `create_topics` is
+    /// on). Returns the topics that could not be created, with why.
+    async fn ensure_topics<'r>(&self, records: &'r [Record]) -> HashMap<&'r str, Failure> {
+        let mut failures = HashMap::new();
+        let Some(admin) = &self.admin else {
+            return failures;
+        };
+        let missing: Vec<&str> = {
+            let known = self.known_topics.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = HashSet::new();
+            records
+                .iter()
+                .map(|r| r.topic.as_str())
+                .filter(|t| !known.contains(*t) && seen.insert(*t))
+                .collect()
+        };
+        let mut to_create = Vec::with_capacity(missing.len());
+        for topic in missing {
+            match validate_topic_name(topic) {
+                Ok(()) => to_create.push(topic),
+                Err(reason) => {
+                    failures.insert(topic, Failure::permanent(reason));
+                }
+            }
+        }
+        if to_create.is_empty() {
+            return failures;
+        }
+
+        let new_topics: Vec<NewTopic<'_>> = to_create
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    self.cfg.topic_partitions,
+                    TopicReplication::Fixed(i32::from(self.cfg.replication_factor)),
+                )
+            })
+            .collect();
+        // Bounded like a produce, so a dead broker fails the batch in
+        // message_timeout rather than librdkafka's 60 s socket timeout.
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.cfg.message_timeout))
+            .operation_timeout(Some(self.cfg.message_timeout));
+        match admin.create_topics(&new_topics, &opts).await {
+            Ok(outcomes) => {
+                let mut known = self.known_topics.lock().unwrap_or_else(|p| p.into_inner());
+                for outcome in outcomes {
+                    match outcome {
+                        Ok(name) => {
+                            info!(topic = %name, "created kafka topic");
+                            known.insert(name);
+                        }
+                        Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                            known.insert(name);
+                        }
+                        Err((name, code)) => {
+                            warn!(topic = %name, error = ?code, "could not create kafka topic");
+                            if let Some(topic) = to_create.iter().find(|t| **t == name) {
+                                failures.insert(*topic, Failure::from_code(code, "create topic"));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "kafka CreateTopics failed");
+                let failure = Failure::from_error(&e, "create topic");
+                for topic in to_create {
+                    failures.insert(topic, failure.clone());
+                }
+            }
+        }
+        failures
+    }
+}
+
+/// A [`PublishError`] that can be handed to several records.
+#[derive(Debug, Clone)]
+struct Failure {
+    permanent: bool,
+    message: String,
+}
+
+impl Failure {
+    fn permanent(message: String) -> Self {
+        Failure {
+            permanent: true,
+            message,
+        }
+    }
+
+    fn from_code(code: RDKafkaErrorCode, what: &str) -> Self {
+        Failure {
+            permanent: is_permanent(code),
+            message: format!("{what}: {code}"),
+        }
+    }
+
+    fn from_error(e: &KafkaError, what: &str) -> Self {
+        let permanent = code_of(e).is_some_and(is_permanent);
+        Failure {
+            permanent,
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    fn to_error(&self) -> PublishError {
+        if self.permanent {
+            PublishError::Permanent(self.message.clone())
+        } else {
+            PublishError::Transient(self.message.clone())
+        }
+    }
+}
+
+fn code_of(e: &KafkaError) -> Option<RDKafkaErrorCode> {
+    e.rdkafka_error_code()
+}
+
+/// Errors that resending the same record can never fix. Everything else,
+/// including misconfiguration (auth, replication factor), is transient: an
+/// operator can fix it and the retry then succeeds, whereas a permanent
+/// answer would dead-letter the event.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::BadMessage
+    )
+}
+
+fn classify(e: &KafkaError) -> PublishError {
+    match code_of(e) {
+        Some(code) if is_permanent(code) => PublishError::Permanent(e.to_string()),
+        _ => PublishError::Transient(e.to_string()),
+    }
+}
+
+/// Kafka's own topic name rule. Checked locally because brokers differ in
+/// how (and whether) they reject bad names, and a bad name is never fixed by
+/// retrying.
+fn validate_topic_name(topic: &str) -> Result<(), String> {
+    let valid_chars = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if topic.is_empty() || topic == "." || topic == ".." || topic.len() > 249 || !valid_chars {
+        return Err(format!("invalid topic name {topic:?}"));
+    }
+    Ok(())
+}
+
+fn client_config(cfg: &KafkaConfig, producer: bool) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", &cfg.client_id);
+    if producer {
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                cfg.message_timeout.as_millis().to_string(),
+            )
+            // Same key → same partition as the Java client computes, so
+            // producers in other languages agree with us on placement.
+            .set("partitioner", "murmur2_random");
+    }
+    for (key, value) in &cfg.extra {
+        config.set(key, value);
+    }
+    config
+}
+
+fn build_producer(cfg: &KafkaConfig) -> Result<Producer_, PublishError> {
+    client_config(cfg, true)
+        .create_with_context(SinkContext)
+        .map_err(|e| PublishError::Permanent(format!("kafka producer: {e}")))
+}
+
+/// Routes librdkafka's logs and errors into `tracing`. Its default context
+/// logs every "all brokers down" at error level through the `log` crate,
+/// which during a long outage is noise in the wrong place.
+#[derive(Clone, Copy)]
+struct SinkContext;
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if code_of(&error) == Some(RDKafkaErrorCode::Fatal) {
+            error!(target: "librdkafka", %error, reason, "librdkafka fatal error");
+        } else {
+            // Connection failures repeat for as long as a broker is down and
+            // are already reflected in delivery results.
+            warn!(target: "librdkafka", %error, reason, "librdkafka error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    fn record(topic: &str, key: &str, n: usize) -> Record {
+        Record {
+            event_id: uuid::Uuid::now_v7(),
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+            headers: vec![("n".to_owned(), n.to_string())],
+        }
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("ionflux.shopify.ws_1.events_raw").is_ok());
+        assert!(validate_topic_name("a-b_C.9").is_ok());
+        for bad in ["", ".", "..", "has space", "slash/x", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        let permanent = |c| classify(&KafkaError::MessageProduction(c));
+        assert!(matches!(
+            permanent(RDKafkaErrorCode::MessageSizeTooLarge),
+            PublishError::Permanent(_)
+        ));
+        assert!(matches!(
+            permanent(RDKafkaErrorCode::InvalidTopic),
+            PublishError::Permanent(_)
+        ));
+        for transient in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(
+                matches!(permanent(transient), PublishError::Transient(_)),
+                "{transient:?}"
+            );
+        }
+    }
+
+    fn mock_sink<C: ClientContext>(mock: &MockCluster<'_, C>) -> KafkaSink {
+        let mut cfg = KafkaConfig::new(mock.bootstrap_servers());
+        // The mock cluster has no CreateTopics handler; it auto-creates.
+        cfg.create_topics = false;
+        cfg.message_timeout = Duration::from_secs(10);
+        KafkaSink::new(cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn oversized_record_is_permanent_and_blocks_its_key_only() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 3, 1).unwrap();
+        let sink = mock_sink(&mock);
+        let mut big = record("t", "a", 0);
+        big.payload = vec![b'x'; 2_000_000];
+        let batch = vec![big, record("t", "a", 1), record("t", "b", 2)];
+        let results = sink.send(&batch).await;
+        assert!(
+            matches!(results[0], Err(PublishError::Permanent(_))),
+            "{:?}",
+            results[0]
+        );
+        assert!(
+            matches!(results[1], Err(PublishError::Transient(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(results[2].is_ok(), "{:?}", results[2]);
+    }
+
+    #[tokio::test]
+    async fn fatal_producer_is_replaced() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 3, 1).unwrap();
+        let sink = mock_sink(&mock);
+        assert!(sink.send(&[record("t", "k", 0)]).await[0].is_ok());
+
+        let before = sink.inner.current_producer();
+        let reason = std::ffi::CString::new("test-induced").unwrap();
+        // SAFETY: the pointer is a live producer handle held by `before`.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                before.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
+        assert!(before.client().fatal_error().is_some());
+
+        // The next batch notices the dead producer before producing, and
+        // goes through a fresh one.
+        let results = sink.send(&[record("t", "k", 1)]).await;
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        assert!(!Arc::ptr_eq(&before, &sink.inner.current_producer()));
+    }
+}
