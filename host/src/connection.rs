@@ -1,0 +1,127 @@
+//! Connections: one shop linked to one workspace and brand, with the secret
+//! that signs its webhooks. Secrets go through the vault on the way in and
+//! out; nothing else in the host sees them in the clear.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::{self, ConnectionRow, Store, StoreError};
+use crate::vault::{Binding, Secret, Vault, VaultError};
+use crate::webhook;
+
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
+pub const PREVIOUS_WEBHOOK_SECRET: &str = "previous_webhook_secret";
+pub const SHOPIFY: &str = "shopify";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("{0:?} is not a valid shop domain (expected NAME.myshopify.com)")]
+    InvalidShop(String),
+    #[error("{0} must be a UUID")]
+    InvalidId(&'static str),
+    #[error("the webhook secret is empty")]
+    EmptySecret,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub connection_id: String,
+    pub secure_path_identifier: String,
+    pub webhook_path: String,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    /// False when the connection existed and its secret was rotated.
+    pub created: bool,
+}
+
+pub fn webhook_path(identifier: &str) -> String {
+    format!("/integrations/shopify/webhooks/{identifier}")
+}
+
+/// Creates the connection, or, when this shop and brand are already
+/// connected, rotates its secret (the old one keeps verifying for webhooks
+/// already in flight) and keeps its URL.
+pub async fn add(
+    store: &Store,
+    vault: &Vault,
+    shop: &str,
+    workspace: &str,
+    brand: &str,
+    secret: &Secret,
+) -> Result<Created, ConnectionError> {
+    let shop = shop.trim().to_ascii_lowercase();
+    if !webhook::is_shop_domain(&shop) {
+        return Err(ConnectionError::InvalidShop(shop));
+    }
+    let workspace = Uuid::parse_str(workspace)
+        .map_err(|_| ConnectionError::InvalidId("workspace"))?
+        .to_string();
+    let brand = Uuid::parse_str(brand)
+        .map_err(|_| ConnectionError::InvalidId("brand"))?
+        .to_string();
+    if secret.expose().is_empty() {
+        return Err(ConnectionError::EmptySecret);
+    }
+    if let Some(existing) = store.connection_for_shop(SHOPIFY, &shop, &brand).await? {
+        let ciphertext = vault.encrypt(secret.expose(), binding(&existing.id, WEBHOOK_SECRET));
+        // The current ciphertext becomes `previous`: re-bind it to that purpose.
+        let current = vault.decrypt(
+            &existing.webhook_secret,
+            binding(&existing.id, WEBHOOK_SECRET),
+        )?;
+        let previous = vault.encrypt(
+            current.expose(),
+            binding(&existing.id, PREVIOUS_WEBHOOK_SECRET),
+        );
+        store
+            .rotate_webhook_secret(&existing.id, &ciphertext, &previous)
+            .await?;
+        return Ok(created(&existing, false));
+    }
+    let id = Uuid::now_v7().to_string();
+    let row = ConnectionRow {
+        webhook_secret: vault.encrypt(secret.expose(), binding(&id, WEBHOOK_SECRET)),
+        id,
+        provider: SHOPIFY.into(),
+        shop_domain: shop,
+        workspace_id: workspace,
+        brand_id: brand,
+        secure_path_identifier: store::new_path_identifier(),
+        previous_webhook_secret: None,
+        status: "active".into(),
+        created_at: store::now_ms(),
+    };
+    store.insert_connection(&row).await?;
+    Ok(created(&row, true))
+}
+
+fn created(row: &ConnectionRow, created: bool) -> Created {
+    Created {
+        connection_id: row.id.clone(),
+        webhook_path: webhook_path(&row.secure_path_identifier),
+        secure_path_identifier: row.secure_path_identifier.clone(),
+        shop_domain: row.shop_domain.clone(),
+        workspace_id: row.workspace_id.clone(),
+        brand_id: row.brand_id.clone(),
+        created,
+    }
+}
+
+pub fn binding<'a>(row_id: &'a str, purpose: &'a str) -> Binding<'a> {
+    Binding { purpose, row_id }
+}
+
+/// The secrets a webhook for this connection may be signed with: the current
+/// one, and the previous one during a rotation window.
+pub fn webhook_secrets(vault: &Vault, row: &ConnectionRow) -> Result<Vec<Secret>, VaultError> {
+    let mut secrets = vec![vault.decrypt(&row.webhook_secret, binding(&row.id, WEBHOOK_SECRET))?];
+    if let Some(prev) = &row.previous_webhook_secret {
+        secrets.push(vault.decrypt(prev, binding(&row.id, PREVIOUS_WEBHOOK_SECRET))?);
+    }
+    Ok(secrets)
+}

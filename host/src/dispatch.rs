@@ -1,0 +1,463 @@
+//! Moves stored webhooks out of the inbox: claim → route → transform →
+//! publish → record the outcome.
+//!
+//! Invariants:
+//! - A row leaves `pending` only after the sink confirmed every record it
+//!   produced (or, for a dead letter, the dead-letter record), so a crash at
+//!   any instant means a retry, never a loss.
+//! - A retry rebuilds byte-identical records with the same `event_id`s.
+//! - A transient sink failure (broker down) backs off and retries forever; it
+//!   never turns into a dead letter. Only a verdict about the webhook itself
+//!   (a trap, a limit, invalid output) does.
+//! - Within one batch, records are handed to the sink in inbox order, so one
+//!   brand's events keep the order in which they were received.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::event::{self, EventParts, Topics, TransformId};
+use crate::publish::{Delivery, PublishError, Record, Sink};
+use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
+use crate::store::{self, DeadLetter, InboxRow, Outcome, Store};
+use crate::transform::{self, Limits, Payload, Runtime, Transform};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_transforms.rs"));
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Rows claimed per round trip.
+    pub batch_size: i64,
+    /// How long a claim lasts before another dispatcher may take the row.
+    pub lease: Duration,
+    /// How often to look for work when nobody woke us (other replicas,
+    /// retries coming due).
+    pub idle_poll: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Transforms running at once; must not exceed the instance pool.
+    pub concurrency: usize,
+    /// How often the routing table is re-read.
+    pub route_refresh: Duration,
+    pub limits: Limits,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(500),
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            route_refresh: Duration::from_secs(1),
+            limits: Limits::default(),
+        }
+    }
+}
+
+pub struct Dispatcher {
+    store: Store,
+    sink: Arc<Sink>,
+    runtime: Runtime,
+    topics: Topics,
+    cfg: DispatchConfig,
+    wake: Arc<Notify>,
+    permits: Arc<Semaphore>,
+    transforms: Mutex<HashMap<String, Transform>>,
+    routes: RwLock<(Arc<RouteTable>, Instant)>,
+}
+
+/// What one row turned into before publishing.
+enum Verdict {
+    Events(Vec<Record>),
+    Dead(DeadLetter, Option<Record>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("built-in transform {0} failed to load: {1}")]
+    Builtin(&'static str, transform::LoadError),
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        sink: Arc<Sink>,
+        runtime: Runtime,
+        topics: Topics,
+        cfg: DispatchConfig,
+        wake: Arc<Notify>,
+    ) -> Result<Self, DispatchError> {
+        let mut transforms = HashMap::new();
+        for (name, bytes) in BUILTIN_COMPONENTS {
+            let t = runtime
+                .load(name, bytes)
+                .map_err(|e| DispatchError::Builtin(name, e))?;
+            transforms.insert(format!("{BUILTIN_PREFIX}{name}"), t);
+        }
+        Ok(Self {
+            store,
+            sink,
+            runtime,
+            topics,
+            permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            cfg,
+            wake,
+            transforms: Mutex::new(transforms),
+            routes: RwLock::new((Arc::default(), Instant::now() - Duration::from_secs(3600))),
+        })
+    }
+
+    /// Runs until `shutdown` turns true, then finishes the batch in hand.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = self.cfg.min_backoff;
+        while !*shutdown.borrow() {
+            let delay = match self.step().await {
+                Ok(0) => Some(self.cfg.idle_poll),
+                Ok(_) => {
+                    backoff = self.cfg.min_backoff;
+                    None
+                }
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "dispatch failed; backing off");
+                    let d = backoff;
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                    Some(d)
+                }
+            };
+            if let Some(delay) = delay {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        info!("dispatcher stopped");
+    }
+
+    /// One claim-and-process round. Returns how many rows were claimed; an
+    /// error means "back off", never "drop".
+    pub async fn step(&self) -> Result<usize, StepError> {
+        self.refresh_routes().await;
+        let rows = self
+            .store
+            .claim(self.cfg.batch_size, self.cfg.lease)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let n = rows.len();
+        self.process(rows).await?;
+        Ok(n)
+    }
+
+    async fn refresh_routes(&self) {
+        if self.routes.read().unwrap().1.elapsed() < self.cfg.route_refresh {
+            return;
+        }
+        // Keep serving with the last good table rather than stopping.
+        if let Err(e) = self.reload_routes().await {
+            warn!(error = %e, "routing table not refreshed");
+        }
+    }
+
+    /// Re-reads the routing table now. Webhooks claimed after this returns
+    /// are routed by the new table.
+    pub async fn reload_routes(&self) -> Result<usize, String> {
+        let rows = self.store.routes().await.map_err(|e| e.to_string())?;
+        let table = RouteTable::from_rows(&rows).map_err(|e| e.to_string())?;
+        let n = table.len();
+        *self.routes.write().unwrap() = (Arc::new(table), Instant::now());
+        Ok(n)
+    }
+
+    async fn process(&self, rows: Vec<InboxRow>) -> Result<(), StepError> {
+        let rows: Vec<Arc<InboxRow>> = rows.into_iter().map(Arc::new).collect();
+        let table = self.routes.read().unwrap().0.clone();
+
+        // Transforms run concurrently on the blocking pool; results are
+        // awaited in inbox order so that publishing keeps that order.
+        let mut running = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let route = table.resolve(&row.provider, &row.workspace_id, &row.brand_id, &row.topic);
+            let (reference, config, limits) = match route {
+                Some(r) => (
+                    r.transform.clone(),
+                    r.config.clone(),
+                    r.limits.apply(&self.cfg.limits),
+                ),
+                None => (
+                    DEFAULT_TRANSFORM.to_string(),
+                    Arc::from("{}"),
+                    self.cfg.limits.clone(),
+                ),
+            };
+            let transform = match self.transform(&reference).await {
+                Ok(t) => t,
+                Err(reason) => {
+                    running.push(Err(DeadLetter {
+                        reason_code: "transform_unavailable".into(),
+                        reason,
+                        transform: Some(reference),
+                        transform_digest: None,
+                    }));
+                    continue;
+                }
+            };
+            let permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let row = row.clone();
+            let span = info_span!("transform", inbox_id = row.id, trace_id = %row.trace_id,
+                transform = transform.name());
+            running.push(Ok(tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _enter = span.enter();
+                let result = transform.call(&input_of(&row), &config, &limits);
+                (transform, result)
+            })));
+        }
+
+        let mut verdicts = Vec::with_capacity(rows.len());
+        for (row, job) in rows.iter().zip(running) {
+            let verdict = match job {
+                Err(letter) => self.dead(row, letter),
+                Ok(handle) => match handle.await {
+                    Ok((t, Ok(events))) => self.records(row, &t, events),
+                    Ok((t, Err(e))) => self.dead(
+                        row,
+                        DeadLetter {
+                            reason_code: e.code().into(),
+                            reason: e.to_string(),
+                            transform: Some(t.name().into()),
+                            transform_digest: Some(t.digest().into()),
+                        },
+                    ),
+                    Err(join) => self.dead(
+                        row,
+                        DeadLetter {
+                            reason_code: "internal".into(),
+                            reason: format!("transform task failed: {join}"),
+                            transform: None,
+                            transform_digest: None,
+                        },
+                    ),
+                },
+            };
+            verdicts.push(verdict);
+        }
+
+        // One send for the whole batch, in order.
+        let mut batch: Vec<Record> = Vec::new();
+        let mut spans = Vec::with_capacity(verdicts.len());
+        for v in &mut verdicts {
+            let start = batch.len();
+            match v {
+                Verdict::Events(records) => batch.append(records),
+                Verdict::Dead(_, Some(record)) => batch.push(record.clone()),
+                Verdict::Dead(_, None) => {}
+            }
+            spans.push(start..batch.len());
+        }
+        let results = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.sink
+                .send(&batch)
+                .instrument(info_span!(
+                    "publish",
+                    records = batch.len(),
+                    sink = self.sink.name()
+                ))
+                .await
+        };
+
+        let mut finished = Vec::new();
+        let mut retry = Vec::new();
+        let mut transient: Option<String> = None;
+        for ((row, verdict), span) in rows.iter().zip(verdicts).zip(spans) {
+            let mut deliveries: Vec<Delivery> = Vec::new();
+            let mut failure: Option<&PublishError> = None;
+            for r in &results[span] {
+                match r {
+                    Ok(d) => deliveries.push(d.clone()),
+                    Err(e) => {
+                        // A transient failure outranks a permanent one: retry
+                        // before deciding anything about the webhook.
+                        if failure.is_none() || matches!(e, PublishError::Transient(_)) {
+                            failure = Some(e);
+                        }
+                    }
+                }
+            }
+            match (failure, verdict) {
+                (Some(PublishError::Transient(e)), _) => {
+                    retry.push(row.id);
+                    transient.get_or_insert_with(|| e.clone());
+                }
+                (Some(PublishError::Permanent(e)), Verdict::Events(_)) => finished.push((
+                    row.as_ref(),
+                    Outcome::Dead {
+                        deliveries,
+                        letter: DeadLetter {
+                            reason_code: "publish_rejected".into(),
+                            reason: format!("the sink rejected the event: {e}"),
+                            transform: None,
+                            transform_digest: None,
+                        },
+                    },
+                )),
+                (Some(PublishError::Permanent(e)), Verdict::Dead(mut letter, _)) => {
+                    letter
+                        .reason
+                        .push_str(&format!(" (dead-letter topic rejected it too: {e})"));
+                    finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
+                }
+                (None, Verdict::Events(_)) => {
+                    debug!(inbox_id = row.id, events = deliveries.len(), "published");
+                    finished.push((row.as_ref(), Outcome::Published(deliveries)));
+                }
+                (None, Verdict::Dead(letter, _)) => {
+                    warn!(inbox_id = row.id, trace_id = %row.trace_id, code = %letter.reason_code,
+                        reason = %letter.reason, "webhook dead-lettered");
+                    finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
+                }
+            }
+        }
+        if !finished.is_empty() {
+            self.store.finish(&finished).await?;
+        }
+        if let Some(error) = transient {
+            let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
+            let delay = backoff_for(attempts, self.cfg.min_backoff, self.cfg.max_backoff);
+            self.store
+                .release(&retry, store::now_ms() + delay.as_millis() as i64, &error)
+                .await?;
+            return Err(StepError::Sink(error));
+        }
+        Ok(())
+    }
+
+    fn records(&self, row: &InboxRow, t: &Transform, events: Vec<transform::Event>) -> Verdict {
+        let id = TransformId {
+            name: t.name(),
+            digest: t.digest(),
+        };
+        let mut records = Vec::with_capacity(events.len());
+        for (index, e) in events.iter().enumerate() {
+            let payload = match &e.payload {
+                Payload::Unchanged => row.body.as_slice(),
+                Payload::Json(bytes) => bytes.as_slice(),
+            };
+            let parts = EventParts {
+                kind: &e.kind,
+                schema_version: &e.schema_version,
+                payload,
+            };
+            match event::platform_record(row, &self.topics, &id, index, &parts) {
+                Ok(r) => records.push(r),
+                Err(err) => {
+                    return self.dead(
+                        row,
+                        DeadLetter {
+                            reason_code: "invalid_output".into(),
+                            reason: format!("event {index} cannot be enveloped: {err}"),
+                            transform: Some(t.name().into()),
+                            transform_digest: Some(t.digest().into()),
+                        },
+                    );
+                }
+            }
+        }
+        Verdict::Events(records)
+    }
+
+    fn dead(&self, row: &InboxRow, letter: DeadLetter) -> Verdict {
+        let record = self
+            .sink
+            .has_dlq_topic()
+            .then(|| event::dead_letter_record(row, &self.topics, &letter));
+        Verdict::Dead(letter, record)
+    }
+
+    /// A loaded transform by reference, compiling stored components on first
+    /// use. Versions are immutable, so the cache never needs invalidating.
+    async fn transform(&self, reference: &str) -> Result<Transform, String> {
+        if let Some(t) = self.transforms.lock().unwrap().get(reference) {
+            return Ok(t.clone());
+        }
+        if reference.starts_with(BUILTIN_PREFIX) {
+            return Err(format!("no built-in transform named {reference:?}"));
+        }
+        let (name, bytes) = self
+            .store
+            .transform_component(reference)
+            .await
+            .map_err(|e| format!("loading transform {reference}: {e}"))?
+            .ok_or_else(|| format!("no stored transform with digest {reference}"))?;
+        let runtime = self.runtime.clone();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&name, &bytes))
+            .await
+            .map_err(|e| format!("compiling transform {reference}: {e}"))?
+            .map_err(|e| format!("transform {reference} does not load: {e}"))?;
+        self.transforms
+            .lock()
+            .unwrap()
+            .insert(reference.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("sink unavailable: {0}")]
+    Sink(String),
+}
+
+fn input_of(row: &InboxRow) -> transform::Input<'_> {
+    transform::Input {
+        provider: &row.provider,
+        topic: &row.topic,
+        shop_domain: &row.shop_domain,
+        workspace_id: &row.workspace_id,
+        brand_id: &row.brand_id,
+        api_version: row.api_version.as_deref(),
+        webhook_id: &row.webhook_id,
+        triggered_at: row.triggered_at.as_deref(),
+        event_id: row.shopify_event_id.as_deref(),
+        headers: &row.headers,
+        body: &row.body,
+    }
+}
+
+/// Exponential in the number of attempts, capped.
+fn backoff_for(attempts: i64, min: Duration, max: Duration) -> Duration {
+    let exp = attempts.clamp(1, 20) as u32 - 1;
+    min.saturating_mul(1u32 << exp.min(16)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        assert_eq!(backoff_for(1, min, max), min);
+        assert_eq!(backoff_for(2, min, max), Duration::from_millis(200));
+        assert_eq!(backoff_for(50, min, max), max);
+    }
+}

@@ -1,0 +1,19 @@
+//! ionflux gateway: platform webhooks in, sandboxed transforms, events out.
+//!
+//! Data flows one way: [`http`] → [`webhook`] (is it genuine?) → [`inbox`]
+//! (is it safely kept?) → [`dispatch`] → [`route`] and [`transform`] (what
+//! event does it become?) → [`event`] → [`publish`] (has the sink got it?).
+//! [`server`] wires them together. See ARCHITECTURE.md.
+
+pub mod connection;
+pub mod dispatch;
+pub mod event;
+pub mod http;
+pub mod inbox;
+pub mod publish;
+pub mod route;
+pub mod server;
+pub mod store;
+pub mod transform;
+pub mod vault;
+pub mod webhook;

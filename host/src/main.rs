@@ -1,0 +1,371 @@
+//! `ionflux-gateway`: the binary's edge. Parses the command line, sets up
+//! logging, and hands over to the library; errors become `anyhow` only here.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ionflux_gateway::connection;
+use ionflux_gateway::dispatch::DispatchConfig;
+use ionflux_gateway::event::{DEFAULT_DLQ_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, Topics};
+use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
+use ionflux_gateway::publish::kafka::KafkaConfig;
+use ionflux_gateway::server::{self, Config};
+use ionflux_gateway::store::{LoggedEvent, Store};
+use ionflux_gateway::transform::RuntimeConfig;
+use ionflux_gateway::vault::{Secret, Vault};
+
+#[derive(Parser)]
+#[command(
+    name = "ionflux-gateway",
+    version,
+    about = "Shopify webhooks in, sandboxed WebAssembly transforms, Kafka out."
+)]
+struct Cli {
+    /// Where state lives. SQLite is the embedded default.
+    #[arg(
+        long,
+        global = true,
+        env = "IONFLUX_DATABASE_URL",
+        default_value = "sqlite://ionflux.db"
+    )]
+    database_url: String,
+
+    /// Master keys as `id:base64key` entries (comma separated); the last one
+    /// encrypts new secrets. Overrides --master-key-file.
+    #[arg(
+        long,
+        global = true,
+        env = "IONFLUX_MASTER_KEYS",
+        hide_env_values = true
+    )]
+    master_keys: Option<String>,
+
+    /// File of `id:base64key` lines. Default: `ionflux.key` beside the
+    /// SQLite database, created with a fresh key on first use.
+    #[arg(long, global = true, env = "IONFLUX_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive webhooks and publish events.
+    Serve(ServeArgs),
+    /// Manage shop connections.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+    /// Read the embedded event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Inspect webhooks that could not become events.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "IONFLUX_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Kafka bootstrap servers. Without it, events go to the embedded event
+    /// log (`events tail`, `GET /admin/v1/events`).
+    #[arg(long, env = "IONFLUX_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// Extra librdkafka properties, `key=value`, repeatable.
+    #[arg(
+        long = "kafka-property",
+        env = "IONFLUX_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    kafka_properties: Vec<String>,
+    #[arg(long, env = "IONFLUX_TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
+    topic_template: String,
+    #[arg(long, env = "IONFLUX_DLQ_TOPIC_TEMPLATE", default_value = DEFAULT_DLQ_TEMPLATE)]
+    dlq_topic_template: String,
+    /// Largest webhook body accepted; larger ones get 413.
+    #[arg(long, env = "IONFLUX_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Bearer token for the admin API; without it only loopback may use it.
+    #[arg(long, env = "IONFLUX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Where compiled transforms are cached, by digest.
+    #[arg(long, env = "IONFLUX_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, env = "IONFLUX_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// Connect a shop by hand; reads the app's webhook secret from stdin.
+    Add {
+        #[arg(long)]
+        shop: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        brand: String,
+    },
+    /// One JSON object per connection (secrets are never shown).
+    List,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print the newest events, oldest first.
+    Tail {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// One PlatformEvent JSON per line.
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events as they arrive.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_json);
+    init_tracing(json_logs);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(cli))
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("IONFLUX_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
+    // Logs go to stderr so that `--json` output on stdout stays parseable.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(ref args) => serve(&cli, args).await,
+        Command::Connections(ConnectionsCommand::Add {
+            ref shop,
+            ref workspace,
+            ref brand,
+        }) => {
+            let store = open_store(&cli).await?;
+            let vault = load_vault(&cli)?;
+            let mut secret = String::new();
+            std::io::stdin()
+                .read_to_string(&mut secret)
+                .context("reading the webhook secret from stdin")?;
+            let secret = Secret::from(secret.trim().to_string());
+            let created = connection::add(&store, &vault, shop, workspace, brand, &secret).await?;
+            println!("{}", serde_json::to_string(&created)?);
+            Ok(())
+        }
+        Command::Connections(ConnectionsCommand::List) => {
+            let store = open_store(&cli).await?;
+            for c in store.list_connections().await? {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "connection_id": c.id,
+                        "shop_domain": c.shop_domain,
+                        "workspace_id": c.workspace_id,
+                        "brand_id": c.brand_id,
+                        "secure_path_identifier": c.secure_path_identifier,
+                        "webhook_path": connection::webhook_path(&c.secure_path_identifier),
+                        "status": c.status,
+                    })
+                );
+            }
+            Ok(())
+        }
+        Command::Events(EventsCommand::Tail {
+            limit,
+            json,
+            follow,
+        }) => {
+            let store = open_store(&cli).await?;
+            tail_events(&store, limit, json, follow).await
+        }
+        Command::DeadLetters(DeadLettersCommand::List { limit, json }) => {
+            let store = open_store(&cli).await?;
+            let mut out = std::io::stdout().lock();
+            for d in store.dead_letters(limit).await? {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&d)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "#{} inbox={} topic={} webhook={} {}: {}",
+                        d.id, d.inbox_id, d.topic, d.webhook_id, d.reason_code, d.reason
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let vault = Arc::new(load_vault(cli)?);
+    let kafka = args.kafka_brokers.as_ref().map(|brokers| {
+        let extra = args
+            .kafka_properties
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        KafkaConfig {
+            extra,
+            ..KafkaConfig::new(brokers.clone())
+        }
+    });
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .or_else(|| sqlite_dir(&cli.database_url).map(|d| d.join("ionflux-cache")));
+    let config = Config {
+        database_url: cli.database_url.clone(),
+        listen: args.listen,
+        kafka,
+        topics: Topics {
+            events: args.topic_template.clone(),
+            dead_letters: args.dlq_topic_template.clone(),
+        },
+        max_body_bytes: args.max_body_bytes,
+        vault,
+        admin_token: args.admin_token.clone().map(Secret::from),
+        dispatch: DispatchConfig::default(),
+        runtime: RuntimeConfig {
+            cache_dir,
+            ..RuntimeConfig::default()
+        },
+    };
+    let running = server::start(config).await?;
+    eprintln!("ionflux-gateway listening on http://{}", running.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down: intake stops, work in hand finishes");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn tail_events(store: &Store, limit: i64, json: bool, follow: bool) -> Result<()> {
+    let mut last = print_events(store.events_tail(limit.max(0)).await?, json)?;
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        last = print_events(store.events_after(last, 1000).await?, json)?.max(last);
+    }
+}
+
+/// Prints events and returns the last sequence number printed (0 if none).
+fn print_events(events: Vec<LoggedEvent>, json: bool) -> Result<i64> {
+    let mut last = 0;
+    let mut out = std::io::stdout().lock();
+    for e in events {
+        last = e.seq;
+        if json {
+            writeln!(out, "{}", e.payload)?;
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&e.payload)?;
+            writeln!(
+                out,
+                "#{} {} {} {}",
+                e.seq,
+                v["event_timestamp"].as_str().unwrap_or(""),
+                v["event_type"].as_str().unwrap_or(""),
+                v["event_id"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(last)
+}
+
+async fn open_store(cli: &Cli) -> Result<Store> {
+    Store::connect(&cli.database_url)
+        .await
+        .with_context(|| format!("opening {}", cli.database_url))
+}
+
+fn load_vault(cli: &Cli) -> Result<Vault> {
+    if let Some(spec) = &cli.master_keys {
+        return Ok(Vault::from_spec(spec)?);
+    }
+    let path = match &cli.master_key_file {
+        Some(p) => p.clone(),
+        None => match sqlite_dir(&cli.database_url) {
+            Some(dir) => dir.join("ionflux.key"),
+            None => bail!("set IONFLUX_MASTER_KEYS or --master-key-file for this database"),
+        },
+    };
+    let (vault, created) = Vault::from_file_or_create(&path)
+        .with_context(|| format!("master key file {}", path.display()))?;
+    if created {
+        tracing::warn!(path = %path.display(), "created a new master key; back it up: secrets cannot be read without it");
+    }
+    Ok(vault)
+}
+
+/// The folder of a SQLite database file, for files that belong beside it.
+fn sqlite_dir(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    let dir = Path::new(path).parent()?;
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    })
+}

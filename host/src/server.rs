@@ -1,0 +1,148 @@
+//! Puts the pieces together: store, sink, transform runtime, dispatcher and
+//! HTTP server, and takes them down in order (stop intake, finish the work in
+//! hand, flush the producer).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::dispatch::{DispatchConfig, DispatchError, Dispatcher};
+use crate::event::Topics;
+use crate::http::{self, AppState};
+use crate::inbox::Inbox;
+use crate::publish::kafka::{KafkaConfig, KafkaSink};
+use crate::publish::{PublishError, Sink};
+use crate::store::{Store, StoreError};
+use crate::transform::{LoadError, Runtime, RuntimeConfig};
+use crate::vault::{Secret, Vault};
+
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// None: publish to the embedded event log.
+    pub kafka: Option<KafkaConfig>,
+    pub topics: Topics,
+    pub max_body_bytes: usize,
+    pub vault: Arc<Vault>,
+    pub admin_token: Option<Secret>,
+    pub dispatch: DispatchConfig,
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] PublishError),
+    #[error("transform runtime: {0}")]
+    Runtime(#[from] LoadError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// A gateway that is serving. Drop does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    dispatcher: JoinHandle<()>,
+    dispatch: Arc<Dispatcher>,
+    sink: Arc<Sink>,
+}
+
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    let store = Store::connect(&cfg.database_url).await?;
+    // One process per SQLite file owns its claims; a previous process that
+    // died cannot still be working on them.
+    let released = store.release_all_claims().await?;
+    if released > 0 {
+        tracing::info!(released, "released claims left by a previous process");
+    }
+    let sink = Arc::new(match cfg.kafka {
+        Some(k) => Sink::Kafka(Box::new(KafkaSink::new(k)?)),
+        None => Sink::Log(store.clone()),
+    });
+    let runtime = Runtime::new(cfg.runtime)?;
+    let wake = Arc::new(Notify::new());
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        sink.clone(),
+        runtime,
+        cfg.topics,
+        cfg.dispatch,
+        wake.clone(),
+    )?);
+    let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
+    let state = AppState {
+        inbox,
+        store: store.clone(),
+        sink: sink.clone(),
+        admin_token: cfg.admin_token,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError::Listen(cfg.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(cfg.listen, e))?;
+    let (shutdown, rx) = watch::channel(false);
+
+    let app =
+        http::router(state, cfg.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
+    let mut server_rx = rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let dispatch = dispatcher.clone();
+    let dispatcher = tokio::spawn(dispatcher.run(rx));
+    tracing::info!(%addr, sink = sink.name(), "gateway serving");
+    Ok(Running {
+        addr,
+        store,
+        shutdown,
+        server,
+        dispatcher,
+        dispatch,
+        sink,
+    })
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Applies route changes made in the store now, rather than at the next
+    /// periodic refresh.
+    pub async fn reload_routes(&self) -> Result<usize, String> {
+        self.dispatch.reload_routes().await
+    }
+
+    /// Stops intake, lets in-flight requests and the batch in hand finish,
+    /// then flushes the producer.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        match self.server.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "http server task failed"),
+            Ok(Ok(())) => {}
+        }
+        if let Err(e) = self.dispatcher.await {
+            tracing::warn!(error = %e, "dispatcher task failed");
+        }
+        let sink = self.sink.clone();
+        let _ = tokio::task::spawn_blocking(move || sink.flush(Duration::from_secs(10))).await;
+        tracing::info!("gateway stopped");
+    }
+}

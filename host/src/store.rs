@@ -1,0 +1,624 @@
+//! Where everything durable lives: connections, the inbox, the embedded event
+//! log, dead letters and routes, behind one type so that callers never write
+//! SQL. SQLite (WAL) is the embedded default.
+//!
+//! Invariant: an inbox row is written and committed (fsync'd, `synchronous =
+//! FULL`) before the webhook is acknowledged, and leaves `pending` only in the
+//! same transaction that records its outcome.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use crate::publish::Delivery;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A connection as stored; secrets are still vault ciphertexts.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub provider: String,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub secure_path_identifier: String,
+    pub webhook_secret: String,
+    pub previous_webhook_secret: Option<String>,
+    pub status: String,
+    pub created_at: i64,
+}
+
+pub struct NewWebhook<'a> {
+    pub connection: &'a ConnectionRow,
+    pub webhook_id: &'a str,
+    pub topic: &'a str,
+    pub api_version: Option<&'a str>,
+    pub triggered_at: Option<&'a str>,
+    pub shopify_event_id: Option<&'a str>,
+    pub trace_id: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(i64),
+    Duplicate(i64),
+}
+
+/// A stored webhook, as the dispatcher sees it.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub connection_id: String,
+    pub provider: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub webhook_id: String,
+    pub topic: String,
+    pub shop_domain: String,
+    pub api_version: Option<String>,
+    pub triggered_at: Option<String>,
+    pub shopify_event_id: Option<String>,
+    pub trace_id: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+    pub attempts: i64,
+}
+
+/// How a claimed row ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Published(Vec<Delivery>),
+    Dead {
+        deliveries: Vec<Delivery>,
+        letter: DeadLetter,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub reason_code: String,
+    pub reason: String,
+    pub transform: Option<String>,
+    pub transform_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub inbox_id: i64,
+    pub connection_id: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub topic: String,
+    pub webhook_id: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub transform: Option<String>,
+    pub transform_digest: Option<String>,
+    pub created_at: i64,
+}
+
+/// One record of the embedded event log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub topic: String,
+    pub key: String,
+    pub headers: String,
+    pub payload: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RouteRow {
+    pub id: i64,
+    pub provider: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub topic_pattern: String,
+    pub transform: String,
+    pub config: String,
+    pub limits: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if !(url.starts_with("sqlite:")) {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a webhook we acknowledged must survive power loss, not
+            // only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- connections -------------------------------------------------------
+
+    /// Inserts a connection. The caller encrypts the secret with the row id it
+    /// passes here, so the ciphertext is bound to this row.
+    pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
+                secure_path_identifier, webhook_secret, previous_webhook_secret, status,
+                created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.provider)
+        .bind(&row.shop_domain)
+        .bind(&row.workspace_id)
+        .bind(&row.brand_id)
+        .bind(&row.secure_path_identifier)
+        .bind(&row.webhook_secret)
+        .bind(&row.previous_webhook_secret)
+        .bind(&row.status)
+        .bind(row.created_at)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the webhook secret and keeps the old one as `previous`, so
+    /// that webhooks signed before the rotation still verify. Both values are
+    /// ciphertexts bound to their own column.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        current: &str,
+        previous: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections
+             SET webhook_secret = ?, previous_webhook_secret = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(current)
+        .bind(previous)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    const CONNECTION_COLUMNS: &str = "id, provider, shop_domain, workspace_id, brand_id,
+        secure_path_identifier, webhook_secret, previous_webhook_secret, status, created_at";
+
+    pub async fn connection_by_path(&self, identifier: &str) -> Result<Option<ConnectionRow>> {
+        let sql = format!(
+            "SELECT {} FROM connections WHERE secure_path_identifier = ?",
+            Self::CONNECTION_COLUMNS
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(identifier)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn connection_for_shop(
+        &self,
+        provider: &str,
+        shop_domain: &str,
+        brand_id: &str,
+    ) -> Result<Option<ConnectionRow>> {
+        let sql = format!(
+            "SELECT {} FROM connections WHERE provider = ? AND shop_domain = ? AND brand_id = ?",
+            Self::CONNECTION_COLUMNS
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(provider)
+            .bind(shop_domain)
+            .bind(brand_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn list_connections(&self) -> Result<Vec<ConnectionRow>> {
+        let sql = format!(
+            "SELECT {} FROM connections ORDER BY created_at",
+            Self::CONNECTION_COLUMNS
+        );
+        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+    }
+
+    // ---- inbox -------------------------------------------------------------
+
+    /// Stores a webhook durably. A webhook id seen before on the same
+    /// connection is not stored again.
+    pub async fn insert_webhook(&self, w: &NewWebhook<'_>) -> Result<Inserted> {
+        let headers = serde_json::to_string(w.headers).expect("headers serialise");
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
+                topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
+                headers, body, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (connection_id, webhook_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&w.connection.id)
+        .bind(&w.connection.provider)
+        .bind(&w.connection.workspace_id)
+        .bind(&w.connection.brand_id)
+        .bind(w.webhook_id)
+        .bind(w.topic)
+        .bind(&w.connection.shop_domain)
+        .bind(w.api_version)
+        .bind(w.triggered_at)
+        .bind(w.shopify_event_id)
+        .bind(w.trace_id)
+        .bind(headers)
+        .bind(w.body)
+        .bind(w.received_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(Inserted::New(id));
+        }
+        let id =
+            sqlx::query_scalar("SELECT id FROM inbox WHERE connection_id = ? AND webhook_id = ?")
+                .bind(&w.connection.id)
+                .bind(w.webhook_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Inserted::Duplicate(id))
+    }
+
+    /// Claims up to `limit` due rows, oldest first, for `lease`. A claim that
+    /// is not finished or released in time (the process died) expires and the
+    /// row is claimed again: at-least-once, never lost.
+    pub async fn claim(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE inbox SET claimed_until = ?, attempts = attempts + 1
+             WHERE id IN (
+                SELECT id FROM inbox
+                WHERE status = 'pending' AND next_attempt_at <= ?
+                  AND (claimed_until IS NULL OR claimed_until < ?)
+                ORDER BY id LIMIT ?)
+             RETURNING id, connection_id, provider, workspace_id, brand_id, webhook_id, topic,
+                shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,
+                body, received_at, attempts",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .into_iter()
+            .map(|r| {
+                let headers: String = r.try_get("headers")?;
+                let headers = serde_json::from_str(&headers)
+                    .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
+                Ok(InboxRow {
+                    id: r.try_get("id")?,
+                    connection_id: r.try_get("connection_id")?,
+                    provider: r.try_get("provider")?,
+                    workspace_id: r.try_get("workspace_id")?,
+                    brand_id: r.try_get("brand_id")?,
+                    webhook_id: r.try_get("webhook_id")?,
+                    topic: r.try_get("topic")?,
+                    shop_domain: r.try_get("shop_domain")?,
+                    api_version: r.try_get("api_version")?,
+                    triggered_at: r.try_get("triggered_at")?,
+                    shopify_event_id: r.try_get("shopify_event_id")?,
+                    trace_id: r.try_get("trace_id")?,
+                    headers,
+                    body: r.try_get("body")?,
+                    received_at: r.try_get("received_at")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING order is unspecified; the dispatcher relies on id order.
+        claimed.sort_by_key(|r| r.id);
+        Ok(claimed)
+    }
+
+    /// Gives claimed rows back for a later attempt (a transient failure).
+    pub async fn release(&self, ids: &[i64], retry_at: i64, error: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE inbox SET claimed_until = NULL, next_attempt_at = ?, last_error = ?
+                 WHERE id = ? AND status = 'pending'",
+            )
+            .bind(retry_at)
+            .bind(error)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets every claim: used at start-up by a single-node deployment,
+    /// whose previous process can no longer be holding any.
+    pub async fn release_all_claims(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE inbox SET claimed_until = NULL WHERE status = 'pending' AND claimed_until IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records how claimed rows ended, all in one transaction.
+    pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (row, outcome) in outcomes {
+            let (status, deliveries) = match outcome {
+                Outcome::Published(d) => ("published", d),
+                Outcome::Dead { deliveries, letter } => {
+                    sqlx::query(
+                        "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
+                            topic, webhook_id, reason_code, reason, transform, transform_digest,
+                            created_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
+                            reason = excluded.reason, transform = excluded.transform,
+                            transform_digest = excluded.transform_digest,
+                            created_at = excluded.created_at",
+                    )
+                    .bind(row.id)
+                    .bind(&row.connection_id)
+                    .bind(&row.workspace_id)
+                    .bind(&row.brand_id)
+                    .bind(&row.topic)
+                    .bind(&row.webhook_id)
+                    .bind(&letter.reason_code)
+                    .bind(&letter.reason)
+                    .bind(&letter.transform)
+                    .bind(&letter.transform_digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    ("dead", deliveries)
+                }
+            };
+            sqlx::query(
+                "UPDATE inbox SET status = ?, finished_at = ?, deliveries = ?, claimed_until = NULL
+                 WHERE id = ?",
+            )
+            .bind(status)
+            .bind(now)
+            .bind(serde_json::to_string(deliveries).expect("deliveries serialise"))
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts finished rows back in the queue, to be processed again with the
+    /// same event ids (a replay). Returns how many rows were requeued.
+    pub async fn requeue(&self, ids: &[i64]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query(
+                "UPDATE inbox SET status = 'pending', next_attempt_at = 0, claimed_until = NULL,
+                    finished_at = NULL
+                 WHERE id = ? AND status != 'pending'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Rows still waiting to be published.
+    pub async fn pending_count(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    // ---- embedded event log ------------------------------------------------
+
+    /// Appends records to the event log. An event id already logged (a retry
+    /// after a crash) is not appended twice; its first position is returned.
+    pub async fn append_events(&self, records: &[crate::publish::Record]) -> Result<Vec<Delivery>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let event_id = r.event_id.to_string();
+            let headers = serde_json::to_string(&r.headers).expect("headers serialise");
+            let payload = std::str::from_utf8(&r.payload)
+                .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
+            let seq: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO events (event_id, topic, key, headers, payload, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (event_id) DO NOTHING RETURNING seq",
+            )
+            .bind(&event_id)
+            .bind(&r.topic)
+            .bind(&r.key)
+            .bind(headers)
+            .bind(payload)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let seq = match seq {
+                Some(seq) => seq,
+                None => {
+                    sqlx::query_scalar("SELECT seq FROM events WHERE event_id = ?")
+                        .bind(&event_id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            out.push(Delivery {
+                topic: r.topic.clone(),
+                partition: 0,
+                offset: seq,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Events after `after_seq`, oldest first.
+    pub async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<LoggedEvent>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, event_id, topic, key, headers, payload, created_at
+             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub async fn events_tail(&self, limit: i64) -> Result<Vec<LoggedEvent>> {
+        let mut events: Vec<LoggedEvent> = sqlx::query_as(
+            "SELECT seq, event_id, topic, key, headers, payload, created_at
+             FROM events ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        events.reverse();
+        Ok(events)
+    }
+
+    // ---- dead letters ------------------------------------------------------
+
+    pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
+                reason_code, reason, transform, transform_digest, created_at
+             FROM dead_letters ORDER BY id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- transforms and routes ---------------------------------------------
+
+    /// Stores a component under its digest; storing the same bytes twice is a
+    /// no-op (versions are immutable).
+    pub async fn put_transform(&self, digest: &str, name: &str, component: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO transforms (digest, name, component, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(name)
+        .bind(component)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// (name, component bytes) of a stored transform.
+    pub async fn transform_component(&self, digest: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let row = sqlx::query("SELECT name, component FROM transforms WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("name")?, r.try_get("component")?)))
+            .transpose()
+    }
+
+    /// Creates or replaces the route for this exact scope and pattern.
+    pub async fn set_route(&self, route: &RouteRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO routes (provider, workspace_id, brand_id, topic_pattern, transform,
+                config, limits, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (provider, workspace_id, brand_id, topic_pattern) DO UPDATE SET
+                transform = excluded.transform, config = excluded.config,
+                limits = excluded.limits",
+        )
+        .bind(&route.provider)
+        .bind(&route.workspace_id)
+        .bind(&route.brand_id)
+        .bind(&route.topic_pattern)
+        .bind(&route.transform)
+        .bind(&route.config)
+        .bind(&route.limits)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn routes(&self) -> Result<Vec<RouteRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, provider, workspace_id, brand_id, topic_pattern, transform, config, limits
+             FROM routes ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// A fresh random identifier for a connection's webhook URL: 128 bits, so it
+/// cannot be guessed, and URL-safe.
+pub fn new_path_identifier() -> String {
+    Uuid::new_v4().simple().to_string()
+}

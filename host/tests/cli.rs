@@ -1,0 +1,142 @@
+//! The binary as an operator uses it: `connections add` with the secret on
+//! stdin, `serve`, a signed webhook, `events tail --json`, a forged one that
+//! gets 401, `dead-letters list --json`, and a clean stop on SIGTERM.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ionflux_gateway::vault::Vault;
+use ionflux_gateway::webhook;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ionflux-gateway");
+
+fn gateway(dir: &Path, keys: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env(
+        "IONFLUX_DATABASE_URL",
+        format!("sqlite://{}", dir.join("gw.db").display()),
+    )
+    .env("IONFLUX_MASTER_KEYS", keys)
+    .env_remove("IONFLUX_KAFKA_BROKERS");
+    cmd
+}
+
+fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn operator_walk_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("k1:{}", Vault::generate_key());
+    let (workspace, brand) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+
+    let mut add = gateway(dir.path(), &keys)
+        .args(["connections", "add", "--shop", "cli-shop.myshopify.com"])
+        .args(["--workspace", &workspace, "--brand", &brand])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"shpss_cli_secret\n")
+        .unwrap();
+    let created = lines(&add.wait_with_output().unwrap()).remove(0);
+    let path = created["webhook_path"].as_str().unwrap().to_string();
+    assert!(created["connection_id"].is_string());
+    assert!(path.ends_with(created["secure_path_identifier"].as_str().unwrap()));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = gateway(dir.path(), &keys)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let body = br#"{"id": 450789469, "total_price": "598.94"}"#;
+    let post = |sig: String| {
+        client
+            .post(format!("{base}{path}"))
+            .header("x-shopify-topic", "orders/create")
+            .header("x-shopify-shop-domain", "cli-shop.myshopify.com")
+            .header("x-shopify-webhook-id", uuid::Uuid::new_v4().to_string())
+            .header("x-shopify-api-version", "2024-01")
+            .header("x-shopify-hmac-sha256", sig)
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(
+        post(webhook::sign(b"shpss_cli_secret", body))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let forged = post(webhook::sign(b"guessed", body)).await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let err: serde_json::Value = forged.json().await.unwrap();
+    assert_eq!(err["code"], "invalid_hmac");
+
+    let tail = || {
+        lines(
+            &gateway(dir.path(), &keys)
+                .args(["events", "tail", "--json", "--limit", "10"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let mut events = tail();
+    while events.is_empty() {
+        assert!(Instant::now() < deadline, "no event appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        events = tail();
+    }
+    assert_eq!(events.len(), 1, "the forged webhook made no event");
+    assert_eq!(
+        events[0]["event_type"],
+        format!("ionflux.shopify.ws_{workspace}.brand_{brand}.orders.created")
+    );
+    let letters = lines(
+        &gateway(dir.path(), &keys)
+            .args(["dead-letters", "list", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert!(letters.is_empty());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = serve.wait().unwrap();
+    assert!(exit.success(), "SIGTERM is a clean stop: {exit:?}");
+}
