@@ -1,0 +1,468 @@
+//! Test harness: a gateway started in-process on a temporary SQLite file, a
+//! client that signs webhooks the way Shopify does, the shared Shopify sample
+//! payloads, and a Kafka consumer for the tansu broker that the test script
+//! starts on loopback.
+//!
+//! Waits below are bounded so that a broken build fails instead of hanging;
+//! they never assert how long anything took.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ionflux_gateway::connection::{self, Created};
+use ionflux_gateway::dispatch::DispatchConfig;
+use ionflux_gateway::event::Topics;
+use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
+use ionflux_gateway::publish::kafka::KafkaConfig;
+use ionflux_gateway::server::{self, Config, Running};
+use ionflux_gateway::store::{RouteRow, Store};
+use ionflux_gateway::transform::RuntimeConfig;
+use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::webhook;
+use serde_json::Value;
+
+/// How long a test waits for something that should happen, before failing.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `../shared` beside the checkout.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+/// One real Shopify sample payload.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub file: String,
+    pub topic: String,
+    pub api_version: String,
+    pub body: Vec<u8>,
+}
+
+/// Every payload in `shared/data/shopify-webhooks`, with its topic (from
+/// SOURCES.tsv) and API version (from the file name).
+pub fn shopify_fixtures() -> Vec<Fixture> {
+    let root = shared_dir().join("data/shopify-webhooks");
+    let sources = std::fs::read_to_string(root.join("SOURCES.tsv"))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.join("SOURCES.tsv").display()));
+    let fixtures: Vec<Fixture> = sources
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut cols = line.split('\t');
+            let file = cols.next().unwrap().to_string();
+            let topic = cols.next().unwrap().to_string();
+            // gadget-schemas-2026-04-1.json -> 2026-04
+            let name = file.rsplit('/').next().unwrap();
+            let api_version = name
+                .trim_start_matches("gadget-schemas-")
+                .get(..7)
+                .unwrap()
+                .to_string();
+            let body = std::fs::read(root.join(&file)).unwrap();
+            Fixture {
+                file,
+                topic,
+                api_version,
+                body,
+            }
+        })
+        .collect();
+    assert!(
+        fixtures.len() >= 60,
+        "expected the 65 shared Shopify payloads"
+    );
+    fixtures
+}
+
+/// The hostile guest component, built by this crate's build script.
+pub fn hostile_wasm() -> Vec<u8> {
+    std::fs::read(env!("HOSTILE_GUEST_WASM")).expect("hostile guest was built by build.rs")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The broker started by the test script, if any. Under CI it must be there:
+/// a Kafka test that silently skipped would prove nothing.
+pub fn kafka_brokers() -> Option<String> {
+    match std::env::var("IONFLUX_TEST_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "IONFLUX_TEST_KAFKA_BROKERS is not set; run the tests with tests/scripts/test.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "IONFLUX_TEST_KAFKA_BROKERS is not set: skipping (tests/scripts/test.sh sets it)"
+            );
+            None
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub kafka: Option<String>,
+    /// Unique per test so that tests sharing one broker never see each
+    /// other's records.
+    pub topics: Option<Topics>,
+    pub max_body_bytes: Option<usize>,
+    pub database_url: Option<String>,
+}
+
+pub struct Gateway {
+    pub running: Running,
+    pub vault: Arc<Vault>,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A connection made for a test, with its secret in the clear.
+pub struct Conn {
+    pub created: Created,
+    pub secret: String,
+}
+
+pub fn test_topics() -> Topics {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    Topics {
+        events: format!("test.{run}.ws_{{workspace_id}}.events_raw"),
+        dead_letters: format!("test.{run}.ws_{{workspace_id}}.dlq"),
+    }
+}
+
+/// A vault with one fresh key.
+pub fn test_vault() -> Arc<Vault> {
+    Arc::new(Vault::from_spec(&format!("k1:{}", Vault::generate_key())).unwrap())
+}
+
+impl Gateway {
+    pub async fn start(opts: Options) -> Self {
+        Self::start_with_vault(opts, test_vault()).await
+    }
+
+    pub async fn start_with_vault(opts: Options, vault: Arc<Vault>) -> Self {
+        let (dir, database_url) = match opts.database_url {
+            Some(url) => (None, url),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+                (Some(dir), url)
+            }
+        };
+        let kafka = opts.kafka.map(|brokers| KafkaConfig {
+            message_timeout: Duration::from_secs(5),
+            ..KafkaConfig::new(brokers)
+        });
+        let config = Config {
+            database_url: database_url.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            kafka,
+            topics: opts.topics.unwrap_or_else(test_topics),
+            max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            vault: vault.clone(),
+            admin_token: None,
+            dispatch: DispatchConfig {
+                idle_poll: Duration::from_millis(50),
+                min_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                ..DispatchConfig::default()
+            },
+            runtime: RuntimeConfig {
+                pool_instances: 16,
+                ..RuntimeConfig::default()
+            },
+        };
+        let running = server::start(config).await.expect("gateway starts");
+        Self {
+            running,
+            vault,
+            client: reqwest::Client::new(),
+            database_url,
+            _dir: dir,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.running.store
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.running.url(path)
+    }
+
+    pub async fn connect(&self, shop: &str) -> Conn {
+        let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
+        let created = connection::add(
+            self.store(),
+            &self.vault,
+            shop,
+            &uuid::Uuid::new_v4().to_string(),
+            &uuid::Uuid::new_v4().to_string(),
+            &Secret::from(secret.clone()),
+        )
+        .await
+        .expect("connection added");
+        Conn { created, secret }
+    }
+
+    /// Sends a request built by `hook`, returning status and JSON body.
+    pub async fn send(&self, hook: &Hook<'_>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(self.url(&hook.path))
+            .header("content-type", "application/json")
+            .body(hook.body.clone());
+        for (k, v) in &hook.headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("response body is not JSON ({status}): {text}"));
+        (status, json)
+    }
+
+    /// Routes every topic of the connection's brand to `transform`
+    /// (a stored component's digest, or `builtin:NAME`).
+    pub async fn route_brand(&self, conn: &Conn, pattern: &str, transform: &str, config: &str) {
+        self.route_brand_with_limits(conn, pattern, transform, config, None)
+            .await
+    }
+
+    /// As [`Gateway::route_brand`], with per-route limits (JSON).
+    pub async fn route_brand_with_limits(
+        &self,
+        conn: &Conn,
+        pattern: &str,
+        transform: &str,
+        config: &str,
+        limits: Option<&str>,
+    ) {
+        self.store()
+            .set_route(&RouteRow {
+                id: 0,
+                provider: "shopify".into(),
+                workspace_id: String::new(),
+                brand_id: conn.created.brand_id.clone(),
+                topic_pattern: pattern.into(),
+                transform: transform.into(),
+                config: config.into(),
+                limits: limits.map(str::to_string),
+            })
+            .await
+            .unwrap();
+        self.running.reload_routes().await.expect("routes reload");
+    }
+
+    /// Stores a component and returns its digest.
+    pub async fn upload(&self, name: &str, bytes: &[u8]) -> String {
+        let digest = sha256_hex(bytes);
+        self.store()
+            .put_transform(&digest, name, bytes)
+            .await
+            .unwrap();
+        digest
+    }
+
+    /// Waits until no stored webhook is pending, then returns the event log.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if self.store().pending_count().await.unwrap() == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhooks still pending after {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Every PlatformEvent in the embedded log, oldest first.
+    pub async fn logged_events(&self) -> Vec<Value> {
+        self.store()
+            .events_after(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A webhook request as Shopify would send it.
+pub struct Hook<'a> {
+    pub path: String,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl<'a> Hook<'a> {
+    /// Signed with the connection's secret and carrying every header Shopify
+    /// sends.
+    pub fn shopify(conn: &Conn, topic: &str, api_version: &str, body: &[u8]) -> Self {
+        let webhook_id = uuid::Uuid::new_v4().to_string();
+        Self {
+            path: conn.created.webhook_path.clone(),
+            headers: vec![
+                ("x-shopify-topic", topic.to_string()),
+                ("x-shopify-shop-domain", conn.created.shop_domain.clone()),
+                ("x-shopify-webhook-id", webhook_id),
+                ("x-shopify-api-version", api_version.to_string()),
+                (
+                    "x-shopify-triggered-at",
+                    "2026-11-23T10:00:00.000Z".to_string(),
+                ),
+                ("x-shopify-event-id", uuid::Uuid::new_v4().to_string()),
+                (
+                    "x-shopify-hmac-sha256",
+                    webhook::sign(conn.secret.as_bytes(), body),
+                ),
+            ],
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(k, _)| *k != name);
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.headers.retain(|(k, _)| *k != name);
+        self
+    }
+}
+
+/// One consumed Kafka record.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub value: Value,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads `topic` from the beginning until `count` records arrived (or
+/// PATIENCE ran out, which fails the test).
+pub async fn consume(brokers: &str, topic: &str, count: usize) -> Vec<Consumed> {
+    use rdkafka::Message;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while out.len() < count {
+        let msg = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                eprintln!("consumer: {e}");
+                continue;
+            }
+            Err(_) => panic!(
+                "only {} of {count} records arrived on {topic} within {PATIENCE:?}",
+                out.len()
+            ),
+        };
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            value: serde_json::from_slice(msg.payload().unwrap_or_default())
+                .expect("record value is JSON"),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        });
+    }
+    out
+}
+
+/// A tansu broker of the test's own, on a port of its own, for tests that
+/// need to control when the broker exists. Stopped on drop.
+pub struct OwnBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnBroker {
+    /// A free port with nothing listening on it yet.
+    pub fn reserve() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, action: &str) -> std::process::ExitStatus {
+        std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu.sh"))
+            .arg(action)
+            .env("TANSU_PORT", self.port.to_string())
+            .env("TANSU_DIR", self.dir.path())
+            .status()
+            .expect("running tests/scripts/tansu.sh")
+    }
+
+    pub fn start(&self) {
+        assert!(self.script("start").success(), "tansu starts");
+        assert!(self.script("wait").success(), "tansu accepts connections");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.script("stop");
+    }
+}
