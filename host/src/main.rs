@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use ionflux_gateway::connection;
 use ionflux_gateway::dispatch::DispatchConfig;
 use ionflux_gateway::event::{DEFAULT_DLQ_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, Topics};
 use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
@@ -18,6 +17,7 @@ use ionflux_gateway::server::{self, Config};
 use ionflux_gateway::store::{LoggedEvent, Store};
 use ionflux_gateway::transform::RuntimeConfig;
 use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::{connection, webhook};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,40 @@ enum Command {
     /// Inspect webhooks that could not become events.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
+    /// Send test webhooks, signed as Shopify signs them.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Sign a payload with a connection's stored secret and POST it to a
+    /// running gateway, with the headers Shopify sends (a local stand-in
+    /// for `shopify app webhook trigger`).
+    Send {
+        /// The connected shop (NAME.myshopify.com).
+        #[arg(long)]
+        shop: String,
+        /// When the shop is connected to several brands.
+        #[arg(long)]
+        brand: Option<String>,
+        #[arg(long)]
+        topic: String,
+        /// The body; `-` reads stdin.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value = "2026-04")]
+        api_version: String,
+        /// Default: a fresh UUID. Reuse one to see deduplication.
+        #[arg(long)]
+        webhook_id: Option<String>,
+        #[arg(
+            long,
+            env = "IONFLUX_GATEWAY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        gateway_url: String,
+    },
 }
 
 #[derive(Args)]
@@ -210,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
             let store = open_store(&cli).await?;
             tail_events(&store, limit, json, follow).await
         }
+        Command::Webhooks(ref cmd) => send_webhook(&cli, cmd).await,
         Command::DeadLetters(DeadLettersCommand::List { limit, json }) => {
             let store = open_store(&cli).await?;
             let mut out = std::io::stdout().lock();
@@ -227,6 +262,71 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn send_webhook(cli: &Cli, cmd: &WebhooksCommand) -> Result<()> {
+    let WebhooksCommand::Send {
+        shop,
+        brand,
+        topic,
+        file,
+        api_version,
+        webhook_id,
+        gateway_url,
+    } = cmd;
+    let store = open_store(cli).await?;
+    let vault = load_vault(cli)?;
+    let shop = shop.to_ascii_lowercase();
+    let mut matches: Vec<_> = store
+        .list_connections()
+        .await?
+        .into_iter()
+        .filter(|c| c.shop_domain == shop && brand.as_ref().is_none_or(|b| &c.brand_id == b))
+        .collect();
+    let conn = match matches.len() {
+        0 => bail!("no connection for {shop}; add one with `connections add`"),
+        1 => matches.remove(0),
+        _ => bail!("{shop} is connected to several brands; pick one with --brand"),
+    };
+    let body = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        buf
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let secret = connection::webhook_secrets(&vault, &conn)?.remove(0);
+    let url = format!(
+        "{}{}",
+        gateway_url.trim_end_matches('/'),
+        connection::webhook_path(&conn.secure_path_identifier)
+    );
+    let webhook_id = webhook_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header(webhook::TOPIC_HEADER, topic.as_str())
+        .header(webhook::SHOP_HEADER, shop.as_str())
+        .header(webhook::WEBHOOK_ID_HEADER, webhook_id.as_str())
+        .header(webhook::API_VERSION_HEADER, api_version.as_str())
+        .header(
+            webhook::TRIGGERED_AT_HEADER,
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+        .header(webhook::EVENT_ID_HEADER, uuid::Uuid::new_v4().to_string())
+        .header(webhook::HMAC_HEADER, webhook::sign(secret.expose(), &body))
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    println!("{} {}", status.as_u16(), response.text().await?);
+    if !status.is_success() {
+        bail!("the gateway refused the webhook");
+    }
+    Ok(())
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The binary as an operator uses it: `connections add` with the secret on
-//! stdin, `serve`, a signed webhook, `events tail --json`, a forged one that
-//! gets 401, `dead-letters list --json`, and a clean stop on SIGTERM.
+//! stdin, `serve`, a signed webhook, `webhooks send`, `events tail --json`,
+//! a forged one that gets 401, `dead-letters list --json`, and a clean stop
+//! on SIGTERM.
 
 use std::io::Write;
 use std::path::Path;
@@ -105,6 +106,33 @@ async fn operator_walk_through() {
     let err: serde_json::Value = forged.json().await.unwrap();
     assert_eq!(err["code"], "invalid_hmac");
 
+    // The same through the binary's own sender, which signs with the stored
+    // secret.
+    let product = dir.path().join("product.json");
+    std::fs::write(
+        &product,
+        br#"{"id": 632910392, "title": "IPod Nano - 8GB"}"#,
+    )
+    .unwrap();
+    let sent = gateway(dir.path(), &keys)
+        .args([
+            "webhooks",
+            "send",
+            "--shop",
+            "cli-shop.myshopify.com",
+            "--topic",
+        ])
+        .args(["products/update", "--gateway-url", &base, "--file"])
+        .arg(&product)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sent.stdout).starts_with("200 "));
+
     let tail = || {
         lines(
             &gateway(dir.path(), &keys)
@@ -114,16 +142,21 @@ async fn operator_walk_through() {
         )
     };
     let mut events = tail();
-    while events.is_empty() {
+    while events.len() < 2 {
         assert!(Instant::now() < deadline, "no event appeared");
         tokio::time::sleep(Duration::from_millis(50)).await;
         events = tail();
     }
-    assert_eq!(events.len(), 1, "the forged webhook made no event");
+    assert_eq!(events.len(), 2, "the forged webhook made no event");
     assert_eq!(
         events[0]["event_type"],
         format!("ionflux.shopify.ws_{workspace}.brand_{brand}.orders.created")
     );
+    assert_eq!(
+        events[1]["event_type"],
+        format!("ionflux.shopify.ws_{workspace}.brand_{brand}.products.updated")
+    );
+    assert_eq!(events[1]["payload_json"]["title"], "IPod Nano - 8GB");
     let letters = lines(
         &gateway(dir.path(), &keys)
             .args(["dead-letters", "list", "--json"])

@@ -123,8 +123,8 @@ struct Inner {
     // holds its own `Arc` so a swap never pulls a producer from under it.
     producer: RwLock<Arc<Producer_>>,
     admin: Option<AdminClient<SinkContext>>,
-    // Topics known to exist. Only grows: a topic deleted behind our back
-    // surfaces as produce errors, which are transient and retried.
+    // Topics known to exist; a topic with failed records is dropped again
+    // (see `forget_failed_topics`).
     known_topics: Mutex<HashSet<String>>,
     failed_batches: AtomicU32,
 }
@@ -185,8 +185,8 @@ impl Inner {
             }
         }
 
-        let attempted = pending.len();
         let mut delivered = 0;
+        let mut transient_failures = 0;
         let mut saw_fatal = false;
         for (i, future) in pending {
             let outcome = match future.await {
@@ -200,7 +200,11 @@ impl Inner {
                 }
                 Ok(Err((e, _message))) => {
                     saw_fatal |= code_of(&e) == Some(RDKafkaErrorCode::Fatal);
-                    Err(classify(&e))
+                    let error = classify(&e);
+                    if matches!(error, PublishError::Transient(_)) {
+                        transient_failures += 1;
+                    }
+                    Err(error)
                 }
                 // Only happens if the producer is destroyed with the record
                 // still queued, which we prevent by holding the Arc; be safe.
@@ -212,13 +216,13 @@ impl Inner {
         }
 
         if saw_fatal || producer.client().fatal_error().is_some() {
-            self.replace_producer(&producer, "fatal error");
+            self.replace_producer(producer, "fatal error");
         } else if delivered > 0 {
             self.failed_batches.store(0, Ordering::Relaxed);
-        } else if attempted > 0 {
+        } else if transient_failures > 0 {
             let failed = self.failed_batches.fetch_add(1, Ordering::Relaxed) + 1;
             if failed >= REBUILD_AFTER_FAILED_BATCHES {
-                self.replace_producer(&producer, "no delivery in consecutive batches");
+                self.replace_producer(producer, "no delivery in consecutive batches");
             }
         }
         self.forget_failed_topics(records, &results);
@@ -277,21 +281,22 @@ impl Inner {
     fn live_producer(&self) -> Arc<Producer_> {
         let producer = self.current_producer();
         if producer.client().fatal_error().is_some() {
-            self.replace_producer(&producer, "fatal error");
+            self.replace_producer(producer, "fatal error");
             return self.current_producer();
         }
         producer
     }
 
     /// Swaps in a fresh producer if `broken` is still the current one (two
-    /// batches can notice the same problem; only the first swaps).
-    fn replace_producer(&self, broken: &Arc<Producer_>, why: &str) {
+    /// batches can notice the same problem; only the first swaps). Takes the
+    /// caller's handle so that it, too, is released off the async workers.
+    fn replace_producer(&self, broken: Arc<Producer_>, why: &str) {
         let reason = match broken.client().fatal_error() {
             Some((code, reason)) => format!("{why}: {code:?}: {reason}"),
             None => why.to_owned(),
         };
         let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
-        if !Arc::ptr_eq(&current, broken) {
+        if !Arc::ptr_eq(&current, &broken) {
             return;
         }
         match build_producer(&self.cfg) {
@@ -302,9 +307,10 @@ impl Inner {
                 drop(current);
                 // Destroying a producer purges and joins its threads, which
                 // can block; keep that off the async workers.
+                let release = move || drop((old, broken));
                 match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn_blocking(move || drop(old))),
-                    Err(_) => drop(old),
+                    Ok(rt) => drop(rt.spawn_blocking(release)),
+                    Err(_) => release(),
                 }
             }
             // Keep the broken one; the next batch tries again.
