@@ -1,4 +1,4 @@
-//! Builds the hostile guests the tests throw at the host.
+//! Builds the hostile and broken guests the tests throw at the host.
 
 use std::env;
 use std::path::PathBuf;
@@ -13,9 +13,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-changed=../host/guest_build.rs");
-    let dir = guest_build::build(&root, &["hostile-guest"]);
-    println!(
-        "cargo:rustc-env=HOSTILE_GUEST_WASM={}",
-        dir.join("hostile_guest.wasm").display()
-    );
+    let dir = guest_build::build(&root, &["hostile-guest", "broken-guest"]);
+    for (env, file) in [
+        ("HOSTILE_GUEST_WASM", "hostile_guest.wasm"),
+        ("BROKEN_GUEST_WASM", "broken_guest.wasm"),
+    ] {
+        println!("cargo:rustc-env={env}={}", dir.join(file).display());
+    }
 }

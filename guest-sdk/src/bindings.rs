@@ -84,14 +84,16 @@ pub fn call<R: IntoEvents>(
     }
 }
 
-/// A panic traps the instance and the host only sees "unreachable"; std
-/// would print the message to a stderr the host discards. Sending it to the
-/// host log first keeps the reason (`panicked at src/lib.rs:12: ...`).
+/// A panic traps the instance and the trap itself only says "unreachable".
+/// The message goes to the host log (tagged with tenant and transform) and
+/// to stderr, which the host appends to the trap's dead-letter reason.
 fn route_panics_to_host_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("transform {info}"));
+            let message = format!("transform {info}");
+            log(Level::Error, &message);
+            eprintln!("{message}");
         }));
     });
 }

@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::event::{self, EventParts, Topics, TransformId};
+use crate::builtin;
+use crate::event::{self, Topics, TransformId};
 use crate::publish::{Delivery, PublishError, Record, Sink};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
 use crate::store::{self, DeadLetter, InboxRow, Outcome, Store};
-use crate::transform::{self, Limits, Payload, Runtime, Transform};
-
-include!(concat!(env!("OUT_DIR"), "/builtin_transforms.rs"));
+use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -96,7 +95,7 @@ impl Dispatcher {
         wake: Arc<Notify>,
     ) -> Result<Self, DispatchError> {
         let mut transforms = HashMap::new();
-        for (name, bytes) in BUILTIN_COMPONENTS {
+        for (name, bytes) in builtin::BUILTIN_COMPONENTS {
             let t = runtime
                 .load(name, bytes)
                 .map_err(|e| DispatchError::Builtin(name, e))?;
@@ -354,33 +353,18 @@ impl Dispatcher {
             name: t.name(),
             digest: t.digest(),
         };
-        let mut records = Vec::with_capacity(events.len());
-        for (index, e) in events.iter().enumerate() {
-            let payload = match &e.payload {
-                Payload::Unchanged => row.body.as_slice(),
-                Payload::Json(bytes) => bytes.as_slice(),
-            };
-            let parts = EventParts {
-                kind: &e.kind,
-                schema_version: &e.schema_version,
-                payload,
-            };
-            match event::platform_record(row, &self.topics, &id, index, &parts) {
-                Ok(r) => records.push(r),
-                Err(err) => {
-                    return self.dead(
-                        row,
-                        DeadLetter {
-                            reason_code: "invalid_output".into(),
-                            reason: format!("event {index} cannot be enveloped: {err}"),
-                            transform: Some(t.name().into()),
-                            transform_digest: Some(t.digest().into()),
-                        },
-                    );
-                }
-            }
+        match event::platform_records(row, &self.topics, &id, &events) {
+            Ok(records) => Verdict::Events(records),
+            Err((index, err)) => self.dead(
+                row,
+                DeadLetter {
+                    reason_code: "invalid_output".into(),
+                    reason: format!("event {index} cannot be enveloped: {err}"),
+                    transform: Some(t.name().into()),
+                    transform_digest: Some(t.digest().into()),
+                },
+            ),
         }
-        Verdict::Events(records)
     }
 
     fn dead(&self, row: &InboxRow, letter: DeadLetter) -> Verdict {
@@ -427,7 +411,8 @@ pub enum StepError {
     Sink(String),
 }
 
-fn input_of(row: &InboxRow) -> transform::Input<'_> {
+/// The transform input for a stored webhook.
+pub fn input_of(row: &InboxRow) -> transform::Input<'_> {
     transform::Input {
         provider: &row.provider,
         topic: &row.topic,

@@ -181,6 +181,32 @@ pub fn platform_record(
     })
 }
 
+/// The records for everything one transform call emitted, in order. An
+/// `Unchanged` payload is the stored body itself, never a copy of it.
+pub fn platform_records(
+    row: &InboxRow,
+    topics: &Topics,
+    transform: &TransformId<'_>,
+    events: &[crate::transform::Event],
+) -> Result<Vec<Record>, (usize, serde_json::Error)> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let payload = match &e.payload {
+                crate::transform::Payload::Unchanged => row.body.as_slice(),
+                crate::transform::Payload::Json(bytes) => bytes.as_slice(),
+            };
+            let parts = EventParts {
+                kind: &e.kind,
+                schema_version: &e.schema_version,
+                payload,
+            };
+            platform_record(row, topics, transform, index, &parts).map_err(|err| (index, err))
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct DeadLetterEnvelope<'a> {
     event_id: Uuid,

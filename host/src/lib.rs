@@ -5,12 +5,14 @@
 //! event does it become?) → [`event`] → [`publish`] (has the sink got it?).
 //! [`server`] wires them together. See ARCHITECTURE.md.
 
+pub mod builtin;
 pub mod connection;
 pub mod dispatch;
 pub mod event;
 pub mod http;
 pub mod inbox;
 pub mod publish;
+pub mod registry;
 pub mod route;
 pub mod server;
 pub mod store;

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use ionflux_gateway::dispatch;
 use ionflux_gateway::dispatch::DispatchConfig;
+use ionflux_gateway::event::{self, TransformId};
 use ionflux_gateway::event::{DEFAULT_DLQ_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, Topics};
 use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
 use ionflux_gateway::publish::kafka::KafkaConfig;
+use ionflux_gateway::registry::{self, RouteSpec};
 use ionflux_gateway::server::{self, Config};
+use ionflux_gateway::store::InboxRow;
 use ionflux_gateway::store::{LoggedEvent, Store};
-use ionflux_gateway::transform::RuntimeConfig;
+use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::{connection, webhook};
 
@@ -70,6 +74,78 @@ enum Command {
     /// Send test webhooks, signed as Shopify signs them.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Upload, inspect and try transform components.
+    #[command(subcommand)]
+    Transforms(TransformsCommand),
+    /// Route topics of a workspace or brand to transforms.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Subcommand)]
+enum TransformsCommand {
+    /// Validate a component (compiles, implements the world, survives a
+    /// smoke call) and store it as an immutable version named by its digest.
+    Push {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Stored versions, newest first, one JSON object per line.
+    List,
+    /// One stored version.
+    Show { digest: String },
+    /// Run a component locally on a payload and print the events it would
+    /// produce. Needs no server and no database.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        fixture: PathBuf,
+        #[arg(long)]
+        topic: String,
+        /// The route config the transform sees.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, default_value = "2026-04")]
+        api_version: String,
+        #[arg(long, default_value = "dry-run.myshopify.com")]
+        shop: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Create or replace the route for a scope and topic pattern. Running
+    /// gateways pick it up within a second; rollback is another `set`.
+    Set {
+        /// Topic or glob, e.g. `orders/create`, `orders/*`, `*`.
+        #[arg(long)]
+        topic: String,
+        /// A digest from `transforms push` (or a unique prefix of 12+ hex
+        /// digits), or `builtin:shopify-default`, `builtin:redact-pii`.
+        #[arg(long)]
+        transform: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        brand: Option<String>,
+        /// JSON object handed to the transform.
+        #[arg(long)]
+        config: Option<String>,
+        /// JSON, e.g. `{"cpu_ms": 100, "memory_bytes": 67108864}`.
+        #[arg(long)]
+        limits: Option<String>,
+        /// Who made the change, for the history.
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
+    /// Every route, one JSON object per line.
+    List,
+    /// Route changes, newest first.
+    History {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,11 +244,20 @@ enum EventsCommand {
 
 #[derive(Subcommand)]
 enum DeadLettersCommand {
+    /// Unresolved dead letters, oldest first.
     List {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
         #[arg(long)]
         json: bool,
+    },
+    /// Run dead letters again through today's routes (e.g. after fixing a
+    /// transform); what now succeeds is published with its original event id.
+    Replay {
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        id: Vec<i64>,
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -245,6 +330,15 @@ async fn run(cli: Cli) -> Result<()> {
             tail_events(&store, limit, json, follow).await
         }
         Command::Webhooks(ref cmd) => send_webhook(&cli, cmd).await,
+        Command::Transforms(ref cmd) => transforms(&cli, cmd).await,
+        Command::Routes(ref cmd) => routes(&cli, cmd).await,
+        Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
+            let store = open_store(&cli).await?;
+            let ids = (!all).then_some(id.as_slice());
+            let replayed = store.replay_dead_letters(ids).await?;
+            println!("{}", serde_json::json!({ "replayed": replayed }));
+            Ok(())
+        }
         Command::DeadLetters(DeadLettersCommand::List { limit, json }) => {
             let store = open_store(&cli).await?;
             let mut out = std::io::stdout().lock();
@@ -262,6 +356,160 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime_for(cli: &Cli) -> Result<Runtime> {
+    Ok(Runtime::new(RuntimeConfig {
+        pool_instances: 4,
+        cache_dir: sqlite_dir(&cli.database_url).map(|d| d.join("ionflux-cache")),
+        ..RuntimeConfig::default()
+    })?)
+}
+
+async fn transforms(cli: &Cli, cmd: &TransformsCommand) -> Result<()> {
+    match cmd {
+        TransformsCommand::Push { file, name } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let store = open_store(cli).await?;
+            let pushed = registry::push(&store, &runtime_for(cli)?, name, bytes).await?;
+            println!("{}", serde_json::to_string(&pushed)?);
+        }
+        TransformsCommand::List => {
+            for t in open_store(cli).await?.transforms().await? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+        }
+        TransformsCommand::Show { digest } => {
+            let store = open_store(cli).await?;
+            let Some(t) = store
+                .transforms()
+                .await?
+                .into_iter()
+                .find(|t| t.digest.starts_with(&digest.to_ascii_lowercase()))
+            else {
+                bail!("no stored transform {digest}");
+            };
+            let routes: Vec<_> = store
+                .routes()
+                .await?
+                .into_iter()
+                .filter(|r| r.transform == t.digest)
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({ "transform": t, "routes": routes })
+            );
+        }
+        TransformsCommand::Test {
+            file,
+            fixture,
+            topic,
+            config,
+            api_version,
+            shop,
+        } => {
+            let component =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let body =
+                std::fs::read(fixture).with_context(|| format!("reading {}", fixture.display()))?;
+            let runtime = Runtime::new(RuntimeConfig {
+                pool_instances: 1,
+                ..RuntimeConfig::default()
+            })?;
+            let name = file
+                .file_stem()
+                .map_or("transform".into(), |s| s.to_string_lossy().into_owned());
+            let t = runtime.load(&name, &component)?;
+            for line in dry_run(&t, topic, api_version, shop, config, body)? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one webhook through a transform as the dispatcher would, returning
+/// the PlatformEvents (JSON) it would publish. Ids are placeholders.
+fn dry_run(
+    t: &Transform,
+    topic: &str,
+    api_version: &str,
+    shop: &str,
+    config: &str,
+    body: Vec<u8>,
+) -> Result<Vec<String>> {
+    let nil = uuid::Uuid::nil().to_string();
+    let row = InboxRow {
+        id: 0,
+        connection_id: nil.clone(),
+        provider: connection::SHOPIFY.into(),
+        workspace_id: nil.clone(),
+        brand_id: nil,
+        webhook_id: "dry-run".into(),
+        topic: topic.into(),
+        shop_domain: shop.into(),
+        api_version: Some(api_version.into()),
+        triggered_at: None,
+        shopify_event_id: None,
+        trace_id: "dry-run".into(),
+        headers: vec![
+            ("x-shopify-topic".into(), topic.into()),
+            ("x-shopify-api-version".into(), api_version.into()),
+        ],
+        body,
+        received_at: chrono::Utc::now().timestamp_millis(),
+        attempts: 0,
+    };
+    let events = t
+        .call(&dispatch::input_of(&row), config, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
+    let id = TransformId {
+        name: t.name(),
+        digest: t.digest(),
+    };
+    event::platform_records(&row, &Topics::default(), &id, &events)
+        .map_err(|(index, e)| anyhow::anyhow!("event {index}: {e}"))?
+        .into_iter()
+        .map(|r| Ok(String::from_utf8(r.payload)?))
+        .collect()
+}
+
+async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
+    let store = open_store(cli).await?;
+    match cmd {
+        RoutesCommand::Set {
+            topic,
+            transform,
+            workspace,
+            brand,
+            config,
+            limits,
+            actor,
+        } => {
+            let spec = RouteSpec {
+                workspace_id: workspace.clone(),
+                brand_id: brand.clone(),
+                topic_pattern: topic.clone(),
+                transform: transform.clone(),
+                config: config.clone(),
+                limits: limits.clone(),
+            };
+            let row = registry::set_route(&store, &spec, actor).await?;
+            println!("{}", serde_json::to_string(&row)?);
+        }
+        RoutesCommand::List => {
+            for r in store.routes().await? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        RoutesCommand::History { limit } => {
+            for c in store.route_history(*limit).await? {
+                println!("{}", serde_json::to_string(&c)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn send_webhook(cli: &Cli, cmd: &WebhooksCommand) -> Result<()> {

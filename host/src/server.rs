@@ -66,7 +66,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         tracing::info!(released, "released claims left by a previous process");
     }
     let sink = Arc::new(match cfg.kafka {
-        Some(k) => Sink::Kafka(Box::new(KafkaSink::new(k)?)),
+        Some(k) => Sink::Kafka(KafkaSink::new(k)?),
         None => Sink::Log(store.clone()),
     });
     let runtime = Runtime::new(cfg.runtime)?;

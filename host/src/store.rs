@@ -128,6 +128,7 @@ pub struct DeadLetterRow {
     pub transform: Option<String>,
     pub transform_digest: Option<String>,
     pub created_at: i64,
+    pub replayed_at: Option<i64>,
 }
 
 /// One record of the embedded event log.
@@ -401,7 +402,18 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (row, outcome) in outcomes {
             let (status, deliveries) = match outcome {
-                Outcome::Published(d) => ("published", d),
+                Outcome::Published(d) => {
+                    // A replayed dead letter that now succeeds is resolved.
+                    sqlx::query(
+                        "UPDATE dead_letters SET resolved_at = ?
+                         WHERE inbox_id = ? AND resolved_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(row.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    ("published", d)
+                }
                 Outcome::Dead { deliveries, letter } => {
                     sqlx::query(
                         "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
@@ -411,7 +423,7 @@ impl Store {
                          ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
                             reason = excluded.reason, transform = excluded.transform,
                             transform_digest = excluded.transform_digest,
-                            created_at = excluded.created_at",
+                            created_at = excluded.created_at, resolved_at = NULL",
                     )
                     .bind(row.id)
                     .bind(&row.connection_id)
@@ -545,15 +557,51 @@ impl Store {
 
     // ---- dead letters ------------------------------------------------------
 
+    /// Dead letters not yet resolved by a successful replay, oldest first.
     pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetterRow>> {
         Ok(sqlx::query_as(
             "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
-                reason_code, reason, transform, transform_digest, created_at
-             FROM dead_letters ORDER BY id LIMIT ?",
+                reason_code, reason, transform, transform_digest, created_at, replayed_at
+             FROM dead_letters WHERE resolved_at IS NULL ORDER BY id LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Sends unresolved dead letters (all, or those with the given ids)
+    /// through the pipeline again, with today's routes. Their event ids are
+    /// the ones they would have had. Returns the dead-letter ids requeued.
+    pub async fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<Vec<i64>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let candidates: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, inbox_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut replayed = Vec::new();
+        for (id, inbox_id) in candidates {
+            if ids.is_some_and(|ids| !ids.contains(&id)) {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE inbox SET status = 'pending', next_attempt_at = 0, claimed_until = NULL,
+                    finished_at = NULL
+                 WHERE id = ? AND status = 'dead'",
+            )
+            .bind(inbox_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE dead_letters SET replayed_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            replayed.push(id);
+        }
+        tx.commit().await?;
+        Ok(replayed)
     }
 
     // ---- transforms and routes ---------------------------------------------
@@ -584,8 +632,22 @@ impl Store {
             .transpose()
     }
 
-    /// Creates or replaces the route for this exact scope and pattern.
-    pub async fn set_route(&self, route: &RouteRow) -> Result<()> {
+    /// Creates or replaces the route for this exact scope and pattern, and
+    /// records the change (who, when, from what, to what) in the same
+    /// transaction.
+    pub async fn set_route(&self, route: &RouteRow, actor: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let old: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT transform, config, limits FROM routes
+             WHERE provider = ? AND workspace_id = ? AND brand_id = ? AND topic_pattern = ?",
+        )
+        .bind(&route.provider)
+        .bind(&route.workspace_id)
+        .bind(&route.brand_id)
+        .bind(&route.topic_pattern)
+        .fetch_optional(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO routes (provider, workspace_id, brand_id, topic_pattern, transform,
                 config, limits, created_at)
@@ -601,10 +663,57 @@ impl Store {
         .bind(&route.transform)
         .bind(&route.config)
         .bind(&route.limits)
-        .bind(now_ms())
-        .execute(&self.pool)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        let (old_transform, old_config, old_limits) = match old {
+            Some((t, c, l)) => (Some(t), Some(c), l),
+            None => (None, None, None),
+        };
+        sqlx::query(
+            "INSERT INTO route_history (provider, workspace_id, brand_id, topic_pattern,
+                old_transform, new_transform, old_config, new_config, old_limits, new_limits,
+                actor, changed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&route.provider)
+        .bind(&route.workspace_id)
+        .bind(&route.brand_id)
+        .bind(&route.topic_pattern)
+        .bind(old_transform)
+        .bind(&route.transform)
+        .bind(old_config)
+        .bind(&route.config)
+        .bind(old_limits)
+        .bind(&route.limits)
+        .bind(actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Route changes, newest first.
+    pub async fn route_history(&self, limit: i64) -> Result<Vec<RouteChange>> {
+        Ok(sqlx::query_as(
+            "SELECT id, provider, workspace_id, brand_id, topic_pattern, old_transform,
+                new_transform, old_config, new_config, old_limits, new_limits, actor, changed_at
+             FROM route_history ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stored transform versions (without their bytes), newest first.
+    pub async fn transforms(&self) -> Result<Vec<TransformInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT digest, name, length(component) AS size, created_at
+             FROM transforms ORDER BY created_at DESC, digest",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn routes(&self) -> Result<Vec<RouteRow>> {
@@ -615,6 +724,31 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RouteChange {
+    pub id: i64,
+    pub provider: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub topic_pattern: String,
+    pub old_transform: Option<String>,
+    pub new_transform: Option<String>,
+    pub old_config: Option<String>,
+    pub new_config: Option<String>,
+    pub old_limits: Option<String>,
+    pub new_limits: Option<String>,
+    pub actor: String,
+    pub changed_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TransformInfo {
+    pub digest: String,
+    pub name: String,
+    pub size: i64,
+    pub created_at: i64,
 }
 
 /// A fresh random identifier for a connection's webhook URL: 128 bits, so it

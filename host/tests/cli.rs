@@ -173,3 +173,98 @@ async fn operator_walk_through() {
     let exit = serve.wait().unwrap();
     assert!(exit.success(), "SIGTERM is a clean stop: {exit:?}");
 }
+
+#[test]
+fn transforms_and_routes_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("k1:{}", Vault::generate_key());
+    let wasm = dir.path().join("my-redactor.wasm");
+    std::fs::write(
+        &wasm,
+        ionflux_gateway::builtin::component("redact-pii").unwrap(),
+    )
+    .unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"definitely not wasm").unwrap();
+    let order = dir.path().join("order.json");
+    std::fs::write(
+        &order,
+        br#"{"id": 1, "email": "jon@example.com", "total_price": "5.00"}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| gateway(dir.path(), &keys).args(args).output().unwrap();
+
+    // Dry run: no server, no database.
+    let events = lines(&run(&[
+        "transforms",
+        "test",
+        wasm.to_str().unwrap(),
+        "--fixture",
+        order.to_str().unwrap(),
+        "--topic",
+        "orders/create",
+    ]));
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0]["event_type"]
+            .as_str()
+            .unwrap()
+            .ends_with(".orders.created")
+    );
+    assert_eq!(
+        events[0]["payload_json"],
+        serde_json::json!({"id": 1, "total_price": "5.00"})
+    );
+
+    let refused = run(&[
+        "transforms",
+        "push",
+        junk.to_str().unwrap(),
+        "--name",
+        "junk",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a WebAssembly component"));
+
+    let pushed = lines(&run(&[
+        "transforms",
+        "push",
+        wasm.to_str().unwrap(),
+        "--name",
+        "mine",
+    ]));
+    let digest = pushed[0]["digest"].as_str().unwrap().to_string();
+    let listed = lines(&run(&["transforms", "list"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["digest"], digest.as_str());
+
+    let brand = uuid::Uuid::new_v4().to_string();
+    let set = |transform: &str| {
+        lines(&run(&[
+            "routes",
+            "set",
+            "--topic",
+            "orders/*",
+            "--brand",
+            &brand,
+            "--transform",
+            transform,
+            "--actor",
+            "ci",
+        ]))
+    };
+    set(&digest[..12]);
+    set("builtin:shopify-default"); // rollback is a route change
+    let routes = lines(&run(&["routes", "list"]));
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0]["transform"], "builtin:shopify-default");
+    let history = lines(&run(&["routes", "history"]));
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["old_transform"], digest.as_str());
+    assert_eq!(history[0]["actor"], "ci");
+    let shown = lines(&run(&["transforms", "show", &digest[..16]]));
+    assert_eq!(shown[0]["transform"]["name"], "mine");
+
+    let replay = lines(&run(&["dead-letters", "replay", "--all"]));
+    assert_eq!(replay[0]["replayed"], serde_json::json!([]));
+}

@@ -17,7 +17,7 @@ use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
 use ionflux_gateway::publish::kafka::KafkaConfig;
 use ionflux_gateway::server::{self, Config, Running};
 use ionflux_gateway::store::{RouteRow, Store};
-use ionflux_gateway::transform::RuntimeConfig;
+use ionflux_gateway::transform::{Limits, RuntimeConfig};
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::webhook;
 use serde_json::Value;
@@ -79,6 +79,11 @@ pub fn shopify_fixtures() -> Vec<Fixture> {
 /// The hostile guest component, built by this crate's build script.
 pub fn hostile_wasm() -> Vec<u8> {
     std::fs::read(env!("HOSTILE_GUEST_WASM")).expect("hostile guest was built by build.rs")
+}
+
+/// A component that traps on every call.
+pub fn broken_wasm() -> Vec<u8> {
+    std::fs::read(env!("BROKEN_GUEST_WASM")).expect("broken guest was built by build.rs")
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -172,6 +177,14 @@ impl Gateway {
                 idle_poll: Duration::from_millis(50),
                 min_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(500),
+                // Wall-clock CPU budgets are for production; on a loaded
+                // 2-core test machine a descheduled thread must not turn a
+                // normal webhook into a dead letter. Tests of the limits set
+                // their own per route.
+                limits: Limits {
+                    cpu: Duration::from_secs(2),
+                    ..Limits::default()
+                },
                 ..DispatchConfig::default()
             },
             runtime: RuntimeConfig {
@@ -247,16 +260,19 @@ impl Gateway {
         limits: Option<&str>,
     ) {
         self.store()
-            .set_route(&RouteRow {
-                id: 0,
-                provider: "shopify".into(),
-                workspace_id: String::new(),
-                brand_id: conn.created.brand_id.clone(),
-                topic_pattern: pattern.into(),
-                transform: transform.into(),
-                config: config.into(),
-                limits: limits.map(str::to_string),
-            })
+            .set_route(
+                &RouteRow {
+                    id: 0,
+                    provider: "shopify".into(),
+                    workspace_id: String::new(),
+                    brand_id: conn.created.brand_id.clone(),
+                    topic_pattern: pattern.into(),
+                    transform: transform.into(),
+                    config: config.into(),
+                    limits: limits.map(str::to_string),
+                },
+                "tests",
+            )
             .await
             .unwrap();
         self.running.reload_routes().await.expect("routes reload");
@@ -428,13 +444,15 @@ pub struct OwnBroker {
 }
 
 impl OwnBroker {
-    /// A free port with nothing listening on it yet.
+    /// A free port with nothing listening on it yet. Below Linux's ephemeral
+    /// range (32768+): a client reconnecting to a dead port there can end up
+    /// connected to itself.
     pub fn reserve() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let seed = std::process::id() as u16 ^ (uuid::Uuid::new_v4().as_u128() as u16);
+        let port = (0..2000u16)
+            .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 10_000))
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free port in 20000-29999");
         Self {
             port,
             dir: tempfile::tempdir().unwrap(),

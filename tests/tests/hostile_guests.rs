@@ -11,7 +11,7 @@ async fn each_hostile_guest_dead_letters_only_its_own_webhook() {
     let digest = gw.upload("hostile", &hostile_wasm()).await;
     // A CPU budget well above what the busy guests need on a loaded 2-core
     // debug build, so that each case trips its own limit and not the clock.
-    gw.route_brand_with_limits(&conn, "*", &digest, "{}", Some(r#"{"cpu_ms": 2000}"#))
+    gw.route_brand_with_limits(&conn, "*", &digest, "{}", Some(r#"{"cpu_ms": 1500}"#))
         .await;
 
     let cases = [

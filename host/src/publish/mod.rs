@@ -32,7 +32,7 @@ pub enum PublishError {
 /// The configured sink. An enum rather than a trait object: there are two
 /// kinds, and the dispatcher's hot path stays free of boxing.
 pub enum Sink {
-    Kafka(Box<kafka::KafkaSink>),
+    Kafka(kafka::KafkaSink),
     /// The embedded event log (a table), used when no broker is configured.
     Log(crate::store::Store),
 }

@@ -161,7 +161,7 @@ impl Runtime {
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Transform, LoadError> {
         let rt = &self.inner;
         check_component_header(bytes)?;
-        let digest = hex::encode(Sha256::digest(bytes));
+        let digest = super::digest(bytes);
 
         let (component, from_cache) = rt.compile(&digest, bytes)?;
 

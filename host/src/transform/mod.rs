@@ -32,6 +32,12 @@ use std::time::Duration;
 
 pub use engine::{Runtime, Transform};
 
+/// The identity of a transform version: lowercase hex sha256 of its bytes.
+pub fn digest(component: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(component))
+}
+
 /// Per-call limits, configurable per route. The defaults are the safe ones
 /// from DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq, Eq)]

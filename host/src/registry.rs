@@ -1,0 +1,178 @@
+//! Which transform versions exist, and which one serves a route? Uploads are
+//! validated before they are stored: the component must compile, implement
+//! the `ionflux:transform` world, and survive a smoke call. A version is
+//! immutable and named by the sha256 of its bytes.
+
+use serde::Serialize;
+
+use crate::builtin;
+use crate::route::{BUILTIN_PREFIX, RouteLimits, RouteTable};
+use crate::store::{RouteRow, Store, StoreError};
+use crate::transform::{Input, Limits, LoadError, Runtime, Transform, TransformError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Load(#[from] LoadError),
+    #[error("the component fails its smoke call: {0}")]
+    Smoke(TransformError),
+    #[error("transform name {0:?} must be 1-64 characters of [A-Za-z0-9._-]")]
+    InvalidName(String),
+    #[error(
+        "no transform {0:?}: upload it first (or use builtin:shopify-default, builtin:redact-pii)"
+    )]
+    UnknownTransform(String),
+    #[error("invalid route: {0}")]
+    InvalidRoute(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("validation task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pushed {
+    pub digest: String,
+    pub name: String,
+    pub size: usize,
+}
+
+/// A small but realistic order: enough for a transform to take its normal
+/// path, so a component that cannot handle ordinary input is refused.
+const SMOKE_BODY: &[u8] = br##"{"id":820982911946154508,"name":"#1001","email":"smoke@example.com","currency":"USD","total_price":"199.00","subtotal_price":"199.00","financial_status":"paid","line_items":[{"id":466157049,"product_id":632910392,"title":"IPod Nano - 8gb","quantity":1,"price":"199.00","sku":"IPOD2008GREEN"}],"customer":{"id":115310627314723954,"email":"smoke@example.com","first_name":"John","last_name":"Smith","orders_count":3}}"##;
+
+/// Runs the component once on a sample order. Returning events, nothing, or
+/// a refusal of its own (`invalid-input`, `failed`) is fine; a trap, a limit
+/// or invalid output is not.
+pub fn smoke(t: &Transform) -> Result<(), TransformError> {
+    let headers = vec![("x-shopify-topic".to_string(), "orders/create".to_string())];
+    let input = Input {
+        provider: "shopify",
+        topic: "orders/create",
+        shop_domain: "smoke-test.myshopify.com",
+        workspace_id: "00000000-0000-0000-0000-000000000000",
+        brand_id: "00000000-0000-0000-0000-000000000000",
+        api_version: Some("2026-04"),
+        webhook_id: "smoke-test",
+        triggered_at: None,
+        event_id: None,
+        headers: &headers,
+        body: SMOKE_BODY,
+    };
+    match t.call(&input, "{}", &Limits::default()) {
+        Ok(_) | Err(TransformError::InvalidInput(_) | TransformError::Failed(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Validates and stores a component. Pushing the same bytes again is a
+/// no-op that returns the same digest.
+pub async fn push(
+    store: &Store,
+    runtime: &Runtime,
+    name: &str,
+    component: Vec<u8>,
+) -> Result<Pushed, RegistryError> {
+    if !valid_name(name) {
+        return Err(RegistryError::InvalidName(name.to_string()));
+    }
+    let runtime = runtime.clone();
+    let owned_name = name.to_string();
+    let (component, digest) = tokio::task::spawn_blocking(move || {
+        let t = runtime.load(&owned_name, &component)?;
+        smoke(&t).map_err(RegistryError::Smoke)?;
+        Ok::<_, RegistryError>((component, t.digest().to_string()))
+    })
+    .await
+    .map_err(|e| RegistryError::Task(e.to_string()))??;
+    store.put_transform(&digest, name, &component).await?;
+    Ok(Pushed {
+        digest,
+        name: name.to_string(),
+        size: component.len(),
+    })
+}
+
+/// What an operator asks for when setting a route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    pub workspace_id: Option<String>,
+    pub brand_id: Option<String>,
+    pub topic_pattern: String,
+    /// A digest (or a unique prefix of at least 12 hex digits), or
+    /// `builtin:NAME`.
+    pub transform: String,
+    pub config: Option<String>,
+    pub limits: Option<String>,
+}
+
+/// Checks and saves a route. The transform must exist, the config must be a
+/// JSON object and the limits must parse, so a typo cannot take a route down.
+pub async fn set_route(
+    store: &Store,
+    spec: &RouteSpec,
+    actor: &str,
+) -> Result<RouteRow, RegistryError> {
+    let transform = resolve_transform(store, &spec.transform).await?;
+    if spec.topic_pattern.is_empty() {
+        return Err(RegistryError::InvalidRoute(
+            "the topic pattern is empty".into(),
+        ));
+    }
+    let config = spec.config.clone().unwrap_or_else(|| "{}".into());
+    if let Some(limits) = &spec.limits {
+        let parsed: RouteLimits = serde_json::from_str(limits)
+            .map_err(|e| RegistryError::InvalidRoute(format!("limits: {e}")))?;
+        let applied = parsed.apply(&Limits::default());
+        if applied.memory_bytes == 0 || applied.cpu.is_zero() || applied.max_events == 0 {
+            return Err(RegistryError::InvalidRoute(
+                "limits must be above zero".into(),
+            ));
+        }
+    }
+    let row = RouteRow {
+        id: 0,
+        provider: "shopify".into(),
+        workspace_id: spec.workspace_id.clone().unwrap_or_default(),
+        brand_id: spec.brand_id.clone().unwrap_or_default(),
+        topic_pattern: spec.topic_pattern.clone(),
+        transform,
+        config,
+        limits: spec.limits.clone(),
+    };
+    // The same parser the dispatcher uses, so what is saved will load.
+    RouteTable::from_rows(std::slice::from_ref(&row))
+        .map_err(|e| RegistryError::InvalidRoute(e.message))?;
+    store.set_route(&row, actor).await?;
+    Ok(row)
+}
+
+async fn resolve_transform(store: &Store, reference: &str) -> Result<String, RegistryError> {
+    if let Some(name) = reference.strip_prefix(BUILTIN_PREFIX) {
+        return if builtin::names().any(|n| n == name) {
+            Ok(reference.to_string())
+        } else {
+            Err(RegistryError::UnknownTransform(reference.to_string()))
+        };
+    }
+    let reference = reference.to_ascii_lowercase();
+    let matches: Vec<String> = store
+        .transforms()
+        .await?
+        .into_iter()
+        .map(|t| t.digest)
+        .filter(|d| *d == reference || (reference.len() >= 12 && d.starts_with(&reference)))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(RegistryError::UnknownTransform(reference)),
+    }
+}
