@@ -1,5 +1,23 @@
-//! Shopify conventions shared by the stock transforms, so that every
-//! transform names the same webhook the same way.
+//! Shopify for transform authors: typed views of the resources in webhook
+//! bodies ([`Order`], [`Product`], [`Customer`], with [`Money`] for amounts),
+//! and the naming conventions shared by the stock transforms, so that every
+//! transform names the same webhook the same way ([`event_kind`],
+//! [`schema_version`], [`event`]).
+//!
+//! ```
+//! use ionflux_guest::shopify::Money;
+//! let w = ionflux_guest::testing::webhook("orders/paid", r#"{"id": 1, "total_price": "598.94"}"#);
+//! let order = w.order()?;
+//! let big = order.total_price.is_some_and(|t| t.cmp_amount(&Money::new("500")).is_some_and(|o| o.is_ge()));
+//! assert!(big);
+//! # Ok::<(), ionflux_guest::Error>(())
+//! ```
+
+mod money;
+pub(crate) mod resources;
+
+pub use money::Money;
+pub use resources::{Customer, LineItem, Order, Product, Variant};
 
 use crate::{Event, Webhook};
 

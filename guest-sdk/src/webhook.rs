@@ -51,6 +51,25 @@ impl Webhook {
         self.json()
     }
 
+    /// Parses the body as a Shopify [`Order`](crate::shopify::Order), e.g.
+    /// for `orders/create` or `orders/paid`. Anything but a JSON object
+    /// with order-shaped fields is [`Error::InvalidInput`].
+    pub fn order(&self) -> Result<crate::shopify::Order, Error> {
+        crate::shopify::resources::from_body(&self.body, "order")
+    }
+
+    /// Parses the body as a Shopify [`Product`](crate::shopify::Product),
+    /// e.g. for `products/create`. Errors as [`Webhook::order`].
+    pub fn product(&self) -> Result<crate::shopify::Product, Error> {
+        crate::shopify::resources::from_body(&self.body, "product")
+    }
+
+    /// Parses the body as a Shopify [`Customer`](crate::shopify::Customer),
+    /// e.g. for `customers/create`. Errors as [`Webhook::order`].
+    pub fn customer(&self) -> Result<crate::shopify::Customer, Error> {
+        crate::shopify::resources::from_body(&self.body, "customer")
+    }
+
     /// The body as UTF-8 text.
     pub fn body_str(&self) -> Result<&str, Error> {
         std::str::from_utf8(&self.body).map_err(|e| Error::invalid_input(format!("body: {e}")))
