@@ -57,7 +57,23 @@ pub fn config_raw() -> String {
 /// The route's settings deserialised into `T`. A mismatch is
 /// [`Error::Failed`]: the route is misconfigured, the webhook is fine.
 ///
-/// Give `T`'s fields `#[serde(default)]` so routes without settings work.
+/// Give `T` `#[serde(default)]` and a `Default` impl so routes without
+/// settings work:
+///
+/// ```
+/// #[derive(serde::Deserialize, Default)]
+/// #[serde(default)]
+/// struct Settings {
+///     fields: Vec<String>,
+///     verbose: bool,
+/// }
+///
+/// let s: Settings = ionflux_guest::testing::with_config(r#"{"verbose": true}"#, || {
+///     ionflux_guest::config()
+/// })?;
+/// assert!(s.verbose && s.fields.is_empty());
+/// # Ok::<(), ionflux_guest::Error>(())
+/// ```
 pub fn config<T: DeserializeOwned>() -> Result<T, Error> {
     serde_json::from_str(&config_raw()).map_err(|e| Error::failed(format!("route config: {e}")))
 }

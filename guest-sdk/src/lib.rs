@@ -1,65 +1,13 @@
-//! # ionflux-guest: write ionflux gateway transforms in plain Rust
+#![doc = include_str!("../README.md")]
 //!
-//! A transform turns one verified webhook into zero or more events. It runs
-//! inside the gateway as a sandboxed WebAssembly component; this crate hides
-//! the component plumbing (wit-bindgen) behind ordinary Rust types, and lets
-//! the same code run natively under `cargo test`.
-//!
-//! ```
-//! use ionflux_guest::{Error, Event, Result, Webhook};
-//! use serde::Deserialize;
-//!
-//! #[derive(Deserialize)]
-//! struct Order { id: u64, total_price: String }
-//!
-//! /// Route settings, e.g. `{"min_total": 100}`; absent means 0.
-//! #[derive(Deserialize, Default)]
-//! #[serde(default)]
-//! struct Settings { min_total: f64 }
-//!
-//! fn big_orders(input: Webhook) -> Result<Option<Event>> {
-//!     let settings: Settings = ionflux_guest::config()?;
-//!     let order: Order = input.json()?; // not JSON → Error::InvalidInput
-//!     let total: f64 = order.total_price.parse().map_err(Error::invalid_input)?;
-//!     if total < settings.min_total {
-//!         ionflux_guest::debug!("order {} below {}: filtered", order.id, settings.min_total);
-//!         return Ok(None); // zero events: filtered out
-//!     }
-//!     let payload = serde_json::json!({ "order_id": order.id, "total": total });
-//!     Ok(Some(Event::new("orders.big").schema_version("v1.big-orders").json(&payload)?))
-//! }
-//!
-//! ionflux_guest::export_transform!(big_orders);
-//!
-//! // Natively, imports go to a thread-local test host:
-//! # fn main() {
-//! use ionflux_guest::testing;
-//! let order = testing::webhook("orders/create", r#"{"id":1,"total_price":"250.00"}"#);
-//! let out = testing::with_config(r#"{"min_total":100}"#, || testing::run(big_orders, order));
-//! assert_eq!(out.unwrap()[0].kind, "orders.big");
-//! # }
-//! ```
-//!
-//! ## Setting up a transform crate
-//!
-//! ```toml
-//! [lib]
-//! crate-type = ["cdylib", "rlib"]   # cdylib → the component, rlib → native tests
-//!
-//! [dependencies]
-//! ionflux-guest = { path = "…/guest-sdk" }
-//! serde = { version = "1", features = ["derive"] }
-//! ```
-//!
-//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
-//! `target/wasm32-wasip2/release/` is already a component.
-//!
-//! ## The pieces
+//! ## The pieces, in this crate
 //!
 //! * [`export_transform!`] exports a `fn(Webhook) -> Result<R>` where `R` is
-//!   anything [`IntoEvents`]: `Vec<Event>`, `Event`, `Option<Event>`, arrays.
-//! * [`Webhook`] is the input, with [`Webhook::json`], [`Webhook::json_value`]
-//!   and [`Webhook::header`].
+//!   anything [`IntoEvents`]: `Vec<Event>`, `Event`, `Option<Event>`, arrays,
+//!   `()`.
+//! * [`Webhook`] is the input, with [`Webhook::order`],
+//!   [`Webhook::product`], [`Webhook::customer`], [`Webhook::json`],
+//!   [`Webhook::json_value`] and [`Webhook::header`].
 //! * [`Event`] is built with [`Event::new`] and chained setters.
 //!   [`Event::unchanged`] republishes the body without the guest copying it
 //!   back out: pass-through transforms should not even parse it.
@@ -68,15 +16,59 @@
 //! * [`trace!`], [`debug!`], [`info!`], [`warn!`], [`error!`] log through the
 //!   host, which rate-limits and tags lines with tenant and transform.
 //! * [`config`] / [`config_raw`] read the route's JSON settings.
-//! * [`shopify`] holds the Shopify naming conventions used by the stock
-//!   transforms.
+//! * [`shopify`] holds the typed views ([`shopify::Order`],
+//!   [`shopify::Product`], [`shopify::Customer`], [`shopify::Money`]) and the
+//!   Shopify naming conventions used by the stock transforms.
 //! * [`testing`] (native only) builds webhooks, sets config, captures logs
 //!   and loads fixtures. Put tests under
 //!   `#[cfg(all(test, not(target_arch = "wasm32")))]`.
 //!
-//! A guest has no filesystem, network, clock or environment, and each call
-//! runs in a fresh instance: nothing survives between webhooks. A panic traps
-//! the instance and fails that webhook only.
+//! ## Route config as a typed struct
+//!
+//! Derive `Deserialize`, and give the struct `#[serde(default)]` and a
+//! `Default` impl (derived, or by hand for non-zero defaults), so a route
+//! without settings (`{}`) works and a route may set only what it changes.
+//! A config that does not fit the struct is [`Error::Failed`]: the route is
+//! wrong, not the webhook.
+//!
+//! ```
+//! use ionflux_guest::shopify::Money;
+//! use ionflux_guest::{Error, Event, Result, Webhook, testing};
+//! use serde::Deserialize;
+//!
+//! /// `{"min_total": "100.00", "kind": "orders.big"}`; both optional.
+//! #[derive(Deserialize)]
+//! #[serde(default, deny_unknown_fields)] // a typo is an error, not a default
+//! struct Settings {
+//!     min_total: Money,
+//!     kind: String,
+//! }
+//!
+//! impl Default for Settings {
+//!     fn default() -> Self {
+//!         Settings { min_total: Money::new("0"), kind: "orders.big".into() }
+//!     }
+//! }
+//!
+//! fn big_orders(input: Webhook) -> Result<Option<Event>> {
+//!     let settings: Settings = ionflux_guest::config()?;
+//!     let order = input.order()?;
+//!     let total = order.total_price.ok_or_else(|| Error::invalid_input("no total_price"))?;
+//!     if total.cmp_amount(&settings.min_total).is_none_or(|o| o.is_lt()) {
+//!         ionflux_guest::debug!("order {} below {}: filtered", order.id, settings.min_total);
+//!         return Ok(None);
+//!     }
+//!     let payload = serde_json::json!({ "order_id": order.id, "total": total });
+//!     Ok(Some(Event::new(settings.kind).schema_version("v1.big-orders").json(&payload)?))
+//! }
+//!
+//! let order = || testing::webhook("orders/create", r#"{"id":1,"total_price":"250.00"}"#);
+//! let run = |config| testing::with_config(config, || testing::run(big_orders, order()));
+//! assert_eq!(run("{}").unwrap()[0].kind, "orders.big");
+//! assert_eq!(run(r#"{"min_total": 100}"#).unwrap().len(), 1);
+//! assert!(run(r#"{"min_total": "300"}"#).unwrap().is_empty());
+//! assert!(matches!(run(r#"{"min_totl": 1}"#), Err(Error::Failed(_))));
+//! ```
 
 // Lets the generated bindings name this crate by the same path from inside
 // it as from a transform crate, where the export macro expands.
@@ -94,6 +86,12 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod bindings;
+
+// The crate template is compiled and its tests run here too, so an SDK
+// change that would break a freshly copied transform fails this crate.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "../template/src/lib.rs"]
+mod template;
 
 pub use error::{Error, Result};
 pub use event::{DEFAULT_SCHEMA_VERSION, Event, IntoEvents, Payload, is_valid_kind};

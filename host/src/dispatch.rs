@@ -23,7 +23,8 @@ use crate::builtin;
 use crate::event::{self, Topics, TransformId};
 use crate::publish::{Delivery, PublishError, Record, Sink};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
-use crate::store::{self, DeadLetter, InboxRow, Outcome, Store};
+use crate::shadow;
+use crate::store::{self, DeadLetter, InboxRow, Outcome, ShadowRun, Store};
 use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
@@ -39,8 +40,9 @@ pub struct DispatchConfig {
     pub max_backoff: Duration,
     /// Transforms running at once; must not exceed the instance pool.
     pub concurrency: usize,
-    /// How often the routing table is re-read.
-    pub route_refresh: Duration,
+    /// How often replicas check whether the routing table changed. A change
+    /// takes effect within this (plus one claim round trip).
+    pub route_poll: Duration,
     pub limits: Limits,
 }
 
@@ -53,7 +55,7 @@ impl Default for DispatchConfig {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            route_refresh: Duration::from_secs(1),
+            route_poll: Duration::from_millis(250),
             limits: Limits::default(),
         }
     }
@@ -68,7 +70,15 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     permits: Arc<Semaphore>,
     transforms: Mutex<HashMap<String, Transform>>,
-    routes: RwLock<(Arc<RouteTable>, Instant)>,
+    routes: RwLock<Routes>,
+}
+
+/// The routing table in force, the version it was read at, and when that
+/// version was last checked.
+struct Routes {
+    table: Arc<RouteTable>,
+    version: i64,
+    checked: Instant,
 }
 
 /// What one row turned into before publishing.
@@ -110,7 +120,11 @@ impl Dispatcher {
             cfg,
             wake,
             transforms: Mutex::new(transforms),
-            routes: RwLock::new((Arc::default(), Instant::now() - Duration::from_secs(3600))),
+            routes: RwLock::new(Routes {
+                table: Arc::default(),
+                version: -1,
+                checked: Instant::now() - Duration::from_secs(3600),
+            }),
         })
     }
 
@@ -159,42 +173,65 @@ impl Dispatcher {
     }
 
     async fn refresh_routes(&self) {
-        if self.routes.read().unwrap().1.elapsed() < self.cfg.route_refresh {
+        let (version, checked) = {
+            let r = self.routes.read().unwrap();
+            (r.version, r.checked)
+        };
+        if checked.elapsed() < self.cfg.route_poll {
             return;
         }
-        // Keep serving with the last good table rather than stopping.
-        if let Err(e) = self.reload_routes().await {
-            warn!(error = %e, "routing table not refreshed");
+        match self.store.routes_version().await {
+            Ok(v) if v == version => self.routes.write().unwrap().checked = Instant::now(),
+            // Keep serving with the last good table rather than stopping.
+            _ => {
+                if let Err(e) = self.reload_routes().await {
+                    warn!(error = %e, "routing table not refreshed");
+                }
+            }
         }
     }
 
     /// Re-reads the routing table now. Webhooks claimed after this returns
-    /// are routed by the new table.
+    /// are routed by the new table; a batch already claimed finishes on the
+    /// table it started with, so no webhook sees half of a change.
     pub async fn reload_routes(&self) -> Result<usize, String> {
+        // Version first: the table read after it is at least that new.
+        let version = self
+            .store
+            .routes_version()
+            .await
+            .map_err(|e| e.to_string())?;
         let rows = self.store.routes().await.map_err(|e| e.to_string())?;
         let table = RouteTable::from_rows(&rows).map_err(|e| e.to_string())?;
         let n = table.len();
-        *self.routes.write().unwrap() = (Arc::new(table), Instant::now());
+        *self.routes.write().unwrap() = Routes {
+            table: Arc::new(table),
+            version,
+            checked: Instant::now(),
+        };
+        info!(routes = n, version, "routing table loaded");
         Ok(n)
     }
 
     async fn process(&self, rows: Vec<InboxRow>) -> Result<(), StepError> {
         let rows: Vec<Arc<InboxRow>> = rows.into_iter().map(Arc::new).collect();
-        let table = self.routes.read().unwrap().0.clone();
+        let table = self.routes.read().unwrap().table.clone();
 
         // Transforms run concurrently on the blocking pool; results are
         // awaited in inbox order so that publishing keeps that order.
         let mut running = Vec::with_capacity(rows.len());
         for row in &rows {
             let route = table.resolve(&row.provider, &row.workspace_id, &row.brand_id, &row.topic);
-            let (reference, config, limits) = match route {
+            let (reference, shadow_ref, config, limits) = match route {
                 Some(r) => (
                     r.transform.clone(),
+                    r.shadow.clone(),
                     r.config.clone(),
                     r.limits.apply(&self.cfg.limits),
                 ),
                 None => (
                     DEFAULT_TRANSFORM.to_string(),
+                    None,
                     Arc::from("{}"),
                     self.cfg.limits.clone(),
                 ),
@@ -211,6 +248,18 @@ impl Dispatcher {
                     continue;
                 }
             };
+            // A shadow that cannot load is skipped: it must never affect the
+            // primary's outcome.
+            let shadow = match shadow_ref {
+                Some(r) => match self.transform(&r).await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        warn!(shadow = %r, error = %e, "shadow transform unavailable");
+                        None
+                    }
+                },
+                None => None,
+            };
             let permit = self
                 .permits
                 .clone()
@@ -223,16 +272,29 @@ impl Dispatcher {
             running.push(Ok(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _enter = span.enter();
-                let result = transform.call(&input_of(&row), &config, &limits);
-                (transform, result)
+                let input = input_of(&row);
+                let result = transform.call(&input, &config, &limits);
+                let shadow = shadow.map(|s| {
+                    let shadow_result = s.call(&input, &config, &limits);
+                    shadow::compare(&row, &transform, &result, &s, &shadow_result)
+                });
+                Ran {
+                    transform,
+                    result,
+                    shadow,
+                }
             })));
         }
 
         let mut verdicts = Vec::with_capacity(rows.len());
+        let mut shadow_runs = Vec::new();
         for (row, job) in rows.iter().zip(running) {
             let verdict = match job {
                 Err(letter) => self.dead(row, letter),
-                Ok(handle) => match handle.await {
+                Ok(handle) => match handle.await.map(|ran| {
+                    shadow_runs.extend(ran.shadow);
+                    (ran.transform, ran.result)
+                }) {
                     Ok((t, Ok(events))) => self.records(row, &t, events),
                     Ok((t, Err(e))) => self.dead(
                         row,
@@ -337,6 +399,12 @@ impl Dispatcher {
         if !finished.is_empty() {
             self.store.finish(&finished).await?;
         }
+        // Bookkeeping only: losing a shadow count must not hold up delivery.
+        if !shadow_runs.is_empty()
+            && let Err(e) = self.store.record_shadow_runs(&shadow_runs).await
+        {
+            warn!(error = %e, "shadow results not recorded");
+        }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
             let delay = backoff_for(attempts, self.cfg.min_backoff, self.cfg.max_backoff);
@@ -401,6 +469,13 @@ impl Dispatcher {
             .insert(reference.to_string(), loaded.clone());
         Ok(loaded)
     }
+}
+
+/// What a blocking transform task hands back.
+struct Ran {
+    transform: Transform,
+    result: Result<Vec<transform::Event>, transform::TransformError>,
+    shadow: Option<ShadowRun>,
 }
 
 #[derive(Debug, thiserror::Error)]

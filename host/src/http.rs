@@ -1,8 +1,7 @@
-//! The HTTP surface: webhook intake, health, and the read-only admin API.
+//! The HTTP surface: webhook intake, health, and the admin API (in [`admin`]).
 //! Handlers only translate between HTTP and the modules that decide; every
 //! error leaves as a status plus `{"code", "message"}`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +9,13 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
+use crate::admin::{self, AdminState};
 use crate::inbox::{Inbox, IntakeError};
 use crate::publish::Sink;
 use crate::store::Store;
@@ -30,9 +29,10 @@ pub struct AppState {
     pub inbox: Arc<Inbox>,
     pub store: Store,
     pub sink: Arc<Sink>,
-    /// When set, the admin API wants `Authorization: Bearer <token>`; when
-    /// not, it answers loopback clients only.
+    /// An operator token for the admin API, beside the stored ones; see
+    /// [`admin`] for who may do what.
     pub admin_token: Option<Secret>,
+    pub admin: AdminState,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -46,8 +46,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(webhooks)
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/admin/v1/events", get(admin_events))
-        .route("/admin/v1/dead-letters", get(admin_dead_letters))
+        .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -168,125 +167,6 @@ async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>,
     Ok(Json(
         serde_json::json!({"status": "ready", "sink": state.sink.name()}),
     ))
-}
-
-fn authorize_admin(
-    state: &AppState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    match &state.admin_token {
-        Some(token) => {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if constant_time_eq(given.as_bytes(), token.expose()) {
-                Ok(())
-            } else {
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "a valid admin bearer token is required",
-                ))
-            }
-        }
-        None if peer.ip().is_loopback() => Ok(()),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin API answers loopback clients only unless IONFLUX_ADMIN_TOKEN is set",
-        )),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    // Comparing digests keeps the time independent of where the inputs
-    // differ and of their lengths.
-    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-#[derive(Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    after: i64,
-    #[serde(default = "default_limit")]
-    limit: i64,
-}
-
-fn default_limit() -> i64 {
-    100
-}
-
-#[derive(Serialize)]
-struct EventItem {
-    seq: i64,
-    topic: String,
-    event: Box<RawValue>,
-}
-
-#[derive(Serialize)]
-struct EventsPage {
-    events: Vec<EventItem>,
-    /// Pass as `after` to get the next page.
-    next_after: i64,
-}
-
-async fn admin_events(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
-) -> Result<Json<EventsPage>, ApiError> {
-    authorize_admin(&state, peer, &headers)?;
-    let limit = q.limit.clamp(1, 1000);
-    let rows = state
-        .store
-        .events_after(q.after, limit)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            )
-        })?;
-    let next_after = rows.last().map_or(q.after, |r| r.seq);
-    let events = rows
-        .into_iter()
-        .map(|r| {
-            Ok(EventItem {
-                seq: r.seq,
-                topic: r.topic,
-                event: RawValue::from_string(r.payload).map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                })?,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(Json(EventsPage { events, next_after }))
-}
-
-async fn admin_dead_letters(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize_admin(&state, peer, &headers)?;
-    let rows = state.store.dead_letters(1000).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        )
-    })?;
-    Ok(Json(serde_json::json!({ "dead_letters": rows })))
 }
 
 async fn not_found() -> ApiError {

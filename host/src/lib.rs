@@ -5,6 +5,7 @@
 //! event does it become?) → [`event`] → [`publish`] (has the sink got it?).
 //! [`server`] wires them together. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod builtin;
 pub mod connection;
 pub mod dispatch;
@@ -15,6 +16,7 @@ pub mod publish;
 pub mod registry;
 pub mod route;
 pub mod server;
+pub mod shadow;
 pub mod store;
 pub mod transform;
 pub mod vault;

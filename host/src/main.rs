@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use ionflux_gateway::admin::{self, TokenKind};
 use ionflux_gateway::dispatch;
 use ionflux_gateway::dispatch::DispatchConfig;
 use ionflux_gateway::event::{self, TransformId};
@@ -80,6 +81,33 @@ enum Command {
     /// Route topics of a workspace or brand to transforms.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Admin API tokens (stored hashed; shown once).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token and print it once. An operator token may do
+    /// everything; a workspace token only touches its own workspace.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Make an operator token.
+        #[arg(
+            long,
+            conflicts_with = "workspace",
+            required_unless_present = "workspace"
+        )]
+        operator: bool,
+        /// Make a token for this workspace.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Tokens (never their values), one JSON object per line.
+    List,
+    /// Revoke a token at once.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -135,9 +163,29 @@ enum RoutesCommand {
         /// JSON, e.g. `{"cpu_ms": 100, "memory_bytes": 67108864}`.
         #[arg(long)]
         limits: Option<String>,
+        /// A candidate that runs beside the transform on the same webhooks
+        /// without publishing; see `routes shadow`, then `routes promote`.
+        #[arg(long)]
+        shadow: Option<String>,
         /// Who made the change, for the history.
         #[arg(long, env = "USER", default_value = "operator")]
         actor: String,
+    },
+    /// Make a route's shadow its transform.
+    Promote {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        brand: Option<String>,
+        #[arg(long, env = "USER", default_value = "operator")]
+        actor: String,
+    },
+    /// Shadow run counters (and, with --samples, differing outputs).
+    Shadow {
+        #[arg(long)]
+        samples: bool,
     },
     /// Every route, one JSON object per line.
     List,
@@ -332,6 +380,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Webhooks(ref cmd) => send_webhook(&cli, cmd).await,
         Command::Transforms(ref cmd) => transforms(&cli, cmd).await,
         Command::Routes(ref cmd) => routes(&cli, cmd).await,
+        Command::Tokens(ref cmd) => tokens(&cli, cmd).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
             let store = open_store(&cli).await?;
             let ids = (!all).then_some(id.as_slice());
@@ -475,6 +524,47 @@ fn dry_run(
         .collect()
 }
 
+async fn tokens(cli: &Cli, cmd: &TokensCommand) -> Result<()> {
+    let store = open_store(cli).await?;
+    match cmd {
+        TokensCommand::Create {
+            name,
+            operator,
+            workspace,
+        } => {
+            let kind = if *operator {
+                TokenKind::Operator
+            } else {
+                TokenKind::Workspace
+            };
+            let created = admin::create_token(&store, kind, workspace.as_deref(), name).await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": created.id,
+                    "name": created.name,
+                    "kind": kind.as_str(),
+                    "workspace_id": created.workspace_id,
+                    // The only time the token is shown: only its hash is kept.
+                    "token": String::from_utf8_lossy(created.token.expose()),
+                })
+            );
+        }
+        TokensCommand::List => {
+            for t in admin::list_tokens(&store).await? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            if !admin::revoke_token(&store, id).await? {
+                bail!("no live token with id {id}");
+            }
+            println!("{}", serde_json::json!({ "revoked": id }));
+        }
+    }
+    Ok(())
+}
+
 async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
     let store = open_store(cli).await?;
     match cmd {
@@ -485,6 +575,7 @@ async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
             brand,
             config,
             limits,
+            shadow,
             actor,
         } => {
             let spec = RouteSpec {
@@ -494,9 +585,31 @@ async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
                 transform: transform.clone(),
                 config: config.clone(),
                 limits: limits.clone(),
+                shadow: shadow.clone(),
             };
             let row = registry::set_route(&store, &spec, actor).await?;
             println!("{}", serde_json::to_string(&row)?);
+        }
+        RoutesCommand::Promote {
+            topic,
+            workspace,
+            brand,
+            actor,
+        } => {
+            let row =
+                registry::promote(&store, workspace.as_deref(), brand.as_deref(), topic, actor)
+                    .await?;
+            println!("{}", serde_json::to_string(&row)?);
+        }
+        RoutesCommand::Shadow { samples } => {
+            for s in store.shadow_stats().await? {
+                println!("{}", serde_json::to_string(&s)?);
+            }
+            if *samples {
+                for s in store.shadow_samples(100).await? {
+                    println!("{}", serde_json::to_string(&s)?);
+                }
+            }
         }
         RoutesCommand::List => {
             for r in store.routes().await? {

@@ -112,6 +112,9 @@ pub struct RouteSpec {
     pub transform: String,
     pub config: Option<String>,
     pub limits: Option<String>,
+    /// A second transform that runs on the same webhooks without
+    /// publishing, to compare before promoting it.
+    pub shadow: Option<String>,
 }
 
 /// Checks and saves a route. The transform must exist, the config must be a
@@ -122,6 +125,10 @@ pub async fn set_route(
     actor: &str,
 ) -> Result<RouteRow, RegistryError> {
     let transform = resolve_transform(store, &spec.transform).await?;
+    let shadow = match &spec.shadow {
+        Some(s) => Some(resolve_transform(store, s).await?),
+        None => None,
+    };
     if spec.topic_pattern.is_empty() {
         return Err(RegistryError::InvalidRoute(
             "the topic pattern is empty".into(),
@@ -147,12 +154,42 @@ pub async fn set_route(
         transform,
         config,
         limits: spec.limits.clone(),
+        shadow_transform: shadow,
     };
     // The same parser the dispatcher uses, so what is saved will load.
     RouteTable::from_rows(std::slice::from_ref(&row))
         .map_err(|e| RegistryError::InvalidRoute(e.message))?;
     store.set_route(&row, actor).await?;
     Ok(row)
+}
+
+/// Makes a route's shadow its primary (and drops the shadow). The old
+/// primary stays in the history, so rolling back is one `set_route`.
+pub async fn promote(
+    store: &Store,
+    workspace_id: Option<&str>,
+    brand_id: Option<&str>,
+    topic_pattern: &str,
+    actor: &str,
+) -> Result<RouteRow, RegistryError> {
+    let (workspace_id, brand_id) = (workspace_id.unwrap_or(""), brand_id.unwrap_or(""));
+    let mut route = store
+        .routes()
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.workspace_id == workspace_id
+                && r.brand_id == brand_id
+                && r.topic_pattern == topic_pattern
+        })
+        .ok_or_else(|| RegistryError::InvalidRoute("no route with that scope and topic".into()))?;
+    let shadow = route
+        .shadow_transform
+        .take()
+        .ok_or_else(|| RegistryError::InvalidRoute("the route has no shadow to promote".into()))?;
+    route.transform = shadow;
+    store.set_route(&route, actor).await?;
+    Ok(route)
 }
 
 async fn resolve_transform(store: &Store, reference: &str) -> Result<String, RegistryError> {

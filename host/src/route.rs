@@ -24,6 +24,8 @@ pub struct Route {
     pub topic_pattern: String,
     /// A component digest, or `builtin:<name>`.
     pub transform: String,
+    /// Runs beside `transform`, unpublished, for comparison.
+    pub shadow: Option<String>,
     pub config: Arc<str>,
     pub limits: RouteLimits,
 }
@@ -90,6 +92,7 @@ impl RouteTable {
                     provider: r.provider.clone(),
                     topic_pattern: r.topic_pattern.clone(),
                     transform: r.transform.clone(),
+                    shadow: r.shadow_transform.clone(),
                     config: Arc::from(r.config.as_str()),
                     limits,
                 })
@@ -171,6 +174,7 @@ mod tests {
             transform: transform.into(),
             config: "{}".into(),
             limits: None,
+            shadow_transform: None,
         }
     }
 

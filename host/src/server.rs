@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::AdminState;
 use crate::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::event::Topics;
 use crate::http::{self, AppState};
@@ -71,11 +72,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     });
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
+    let admin_limits = cfg.dispatch.limits.clone();
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         sink.clone(),
-        runtime,
-        cfg.topics,
+        runtime.clone(),
+        cfg.topics.clone(),
         cfg.dispatch,
         wake.clone(),
     )?);
@@ -85,6 +87,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         store: store.clone(),
         sink: sink.clone(),
         admin_token: cfg.admin_token,
+        admin: AdminState::new(runtime, cfg.topics, admin_limits, Some(dispatcher.clone())),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -153,7 +153,45 @@ pub struct RouteRow {
     pub transform: String,
     pub config: String,
     pub limits: Option<String>,
+    /// Runs beside `transform` on the same webhooks, unpublished.
+    #[sqlx(default)]
+    pub shadow_transform: Option<String>,
 }
+
+/// The outcome of one shadow run, for the counters and the sample.
+#[derive(Debug, Clone)]
+pub struct ShadowRun {
+    pub primary_transform: String,
+    pub shadow_transform: String,
+    pub inbox_id: i64,
+    pub topic: String,
+    /// None when both produced the same events.
+    pub difference: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ShadowStats {
+    pub primary_transform: String,
+    pub shadow_transform: String,
+    pub runs: i64,
+    pub differences: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ShadowSample {
+    pub id: i64,
+    pub primary_transform: String,
+    pub shadow_transform: String,
+    pub inbox_id: i64,
+    pub topic: String,
+    pub primary_output: String,
+    pub shadow_output: String,
+    pub created_at: i64,
+}
+
+/// How many differing runs are kept per (primary, shadow) pair.
+const SHADOW_SAMPLES_KEPT: i64 = 50;
 
 impl Store {
     /// Opens (creating if needed) and migrates the database.
@@ -175,6 +213,14 @@ impl Store {
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// A transaction that holds the write lock from its first statement.
+    /// SQLite cannot upgrade a reading transaction to a writing one while
+    /// another connection writes (it fails at once with SQLITE_BUSY instead
+    /// of waiting), so read-then-write transactions must start here.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -369,7 +415,7 @@ impl Store {
 
     /// Gives claimed rows back for a later attempt (a transient failure).
     pub async fn release(&self, ids: &[i64], retry_at: i64, error: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in ids {
             sqlx::query(
                 "UPDATE inbox SET claimed_until = NULL, next_attempt_at = ?, last_error = ?
@@ -399,7 +445,7 @@ impl Store {
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (row, outcome) in outcomes {
             let (status, deliveries) = match outcome {
                 Outcome::Published(d) => {
@@ -459,7 +505,7 @@ impl Store {
     /// Puts finished rows back in the queue, to be processed again with the
     /// same event ids (a replay). Returns how many rows were requeued.
     pub async fn requeue(&self, ids: &[i64]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut n = 0;
         for id in ids {
             n += sqlx::query(
@@ -491,7 +537,7 @@ impl Store {
     /// after a crash) is not appended twice; its first position is returned.
     pub async fn append_events(&self, records: &[crate::publish::Record]) -> Result<Vec<Delivery>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             let event_id = r.event_id.to_string();
@@ -574,7 +620,7 @@ impl Store {
     /// the ones they would have had. Returns the dead-letter ids requeued.
     pub async fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<Vec<i64>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let candidates: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT id, inbox_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id",
         )
@@ -637,9 +683,11 @@ impl Store {
     /// transaction.
     pub async fn set_route(&self, route: &RouteRow, actor: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let old: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT transform, config, limits FROM routes
+        let mut tx = self.write_tx().await?;
+        let old: Option<RouteRow> = sqlx::query_as(
+            "SELECT id, provider, workspace_id, brand_id, topic_pattern, transform, config, limits,
+                shadow_transform
+             FROM routes
              WHERE provider = ? AND workspace_id = ? AND brand_id = ? AND topic_pattern = ?",
         )
         .bind(&route.provider)
@@ -650,11 +698,11 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO routes (provider, workspace_id, brand_id, topic_pattern, transform,
-                config, limits, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                config, limits, shadow_transform, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (provider, workspace_id, brand_id, topic_pattern) DO UPDATE SET
                 transform = excluded.transform, config = excluded.config,
-                limits = excluded.limits",
+                limits = excluded.limits, shadow_transform = excluded.shadow_transform",
         )
         .bind(&route.provider)
         .bind(&route.workspace_id)
@@ -663,29 +711,28 @@ impl Store {
         .bind(&route.transform)
         .bind(&route.config)
         .bind(&route.limits)
+        .bind(&route.shadow_transform)
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let (old_transform, old_config, old_limits) = match old {
-            Some((t, c, l)) => (Some(t), Some(c), l),
-            None => (None, None, None),
-        };
         sqlx::query(
             "INSERT INTO route_history (provider, workspace_id, brand_id, topic_pattern,
                 old_transform, new_transform, old_config, new_config, old_limits, new_limits,
-                actor, changed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                old_shadow, new_shadow, actor, changed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&route.provider)
         .bind(&route.workspace_id)
         .bind(&route.brand_id)
         .bind(&route.topic_pattern)
-        .bind(old_transform)
+        .bind(old.as_ref().map(|o| &o.transform))
         .bind(&route.transform)
-        .bind(old_config)
+        .bind(old.as_ref().map(|o| &o.config))
         .bind(&route.config)
-        .bind(old_limits)
+        .bind(old.as_ref().and_then(|o| o.limits.as_ref()))
         .bind(&route.limits)
+        .bind(old.as_ref().and_then(|o| o.shadow_transform.as_ref()))
+        .bind(&route.shadow_transform)
         .bind(actor)
         .bind(now)
         .execute(&mut *tx)
@@ -694,11 +741,94 @@ impl Store {
         Ok(())
     }
 
+    /// Changes whenever any route changes: replicas poll this cheap value
+    /// and reload the table only when it moved.
+    pub async fn routes_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM route_history")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Adds shadow runs to the counters and keeps a bounded sample of the
+    /// differing ones.
+    pub async fn record_shadow_runs(&self, runs: &[ShadowRun]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        for run in runs {
+            sqlx::query(
+                "INSERT INTO shadow_stats (primary_transform, shadow_transform, runs, differences,
+                    updated_at)
+                 VALUES (?, ?, 1, ?, ?)
+                 ON CONFLICT (primary_transform, shadow_transform) DO UPDATE SET
+                    runs = runs + 1, differences = differences + excluded.differences,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(&run.primary_transform)
+            .bind(&run.shadow_transform)
+            .bind(run.difference.is_some() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let Some((primary, shadow)) = &run.difference else {
+                continue;
+            };
+            let kept: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM shadow_samples
+                 WHERE primary_transform = ? AND shadow_transform = ?",
+            )
+            .bind(&run.primary_transform)
+            .bind(&run.shadow_transform)
+            .fetch_one(&mut *tx)
+            .await?;
+            if kept < SHADOW_SAMPLES_KEPT {
+                sqlx::query(
+                    "INSERT INTO shadow_samples (primary_transform, shadow_transform, inbox_id,
+                        topic, primary_output, shadow_output, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&run.primary_transform)
+                .bind(&run.shadow_transform)
+                .bind(run.inbox_id)
+                .bind(&run.topic)
+                .bind(primary)
+                .bind(shadow)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn shadow_stats(&self) -> Result<Vec<ShadowStats>> {
+        Ok(sqlx::query_as(
+            "SELECT primary_transform, shadow_transform, runs, differences, updated_at
+             FROM shadow_stats ORDER BY updated_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn shadow_samples(&self, limit: i64) -> Result<Vec<ShadowSample>> {
+        Ok(sqlx::query_as(
+            "SELECT id, primary_transform, shadow_transform, inbox_id, topic, primary_output,
+                shadow_output, created_at
+             FROM shadow_samples ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Route changes, newest first.
     pub async fn route_history(&self, limit: i64) -> Result<Vec<RouteChange>> {
         Ok(sqlx::query_as(
             "SELECT id, provider, workspace_id, brand_id, topic_pattern, old_transform,
-                new_transform, old_config, new_config, old_limits, new_limits, actor, changed_at
+                new_transform, old_config, new_config, old_limits, new_limits, old_shadow,
+                new_shadow, actor, changed_at
              FROM route_history ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
@@ -718,7 +848,8 @@ impl Store {
 
     pub async fn routes(&self) -> Result<Vec<RouteRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, provider, workspace_id, brand_id, topic_pattern, transform, config, limits
+            "SELECT id, provider, workspace_id, brand_id, topic_pattern, transform, config, limits,
+                shadow_transform
              FROM routes ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -739,6 +870,8 @@ pub struct RouteChange {
     pub new_config: Option<String>,
     pub old_limits: Option<String>,
     pub new_limits: Option<String>,
+    pub old_shadow: Option<String>,
+    pub new_shadow: Option<String>,
     pub actor: String,
     pub changed_at: i64,
 }
@@ -755,4 +888,209 @@ pub struct TransformInfo {
 /// cannot be guessed, and URL-safe.
 pub fn new_path_identifier() -> String {
     Uuid::new_v4().simple().to_string()
+}
+
+// ---- admin API: tokens, transform ownership, workspace-scoped reads ---------
+
+/// An admin API token as stored; the token itself is never kept, only its
+/// sha256.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub name: String,
+    /// `operator` or `workspace`.
+    pub kind: String,
+    pub workspace_id: Option<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn insert_api_token(&self, row: &ApiTokenRow, token_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, kind, workspace_id, token_hash, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.kind)
+        .bind(&row.workspace_id)
+        .bind(token_hash)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, kind, workspace_id, created_at, revoked_at
+             FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every token ever created, revoked ones included, oldest first.
+    pub async fn api_tokens(&self) -> Result<Vec<ApiTokenRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, kind, workspace_id, created_at, revoked_at
+             FROM api_tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Whether any token was ever created. Revoked ones count: revoking the
+    /// last token must not reopen the unauthenticated loopback default.
+    pub async fn any_api_tokens(&self) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_tokens)")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Returns false when there was no live token with that id.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records that a workspace uploaded this (already stored) version.
+    pub async fn add_transform_owner(
+        &self,
+        digest: &str,
+        workspace: &str,
+        name: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO transform_owners (digest, workspace_id, name, created_at)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (digest, workspace_id) DO UPDATE SET name = excluded.name",
+        )
+        .bind(digest)
+        .bind(workspace)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stored versions a workspace uploaded, newest first, under the name it
+    /// gave them.
+    pub async fn workspace_transforms(&self, workspace: &str) -> Result<Vec<TransformInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT t.digest, o.name, length(t.component) AS size, o.created_at
+             FROM transform_owners o JOIN transforms t ON t.digest = o.digest
+             WHERE o.workspace_id = ? ORDER BY o.created_at DESC, t.digest",
+        )
+        .bind(workspace)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The workspaces that uploaded a version (none: an operator did).
+    pub async fn transform_owners(&self, digest: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT workspace_id FROM transform_owners WHERE digest = ? ORDER BY workspace_id",
+        )
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Events of one workspace after `after_seq`, oldest first. The log has
+    /// no workspace column; the envelope's `workspace_id` is the host's own
+    /// (a transform cannot set it), so it is safe to filter on.
+    pub async fn workspace_events_after(
+        &self,
+        workspace: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, event_id, topic, key, headers, payload, created_at
+             FROM events WHERE seq > ? AND json_extract(payload, '$.workspace_id') = ?
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(after_seq)
+        .bind(workspace)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Unresolved dead letters of one workspace, oldest first.
+    pub async fn workspace_dead_letters(
+        &self,
+        workspace: &str,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
+                reason_code, reason, transform, transform_digest, created_at, replayed_at
+             FROM dead_letters WHERE resolved_at IS NULL AND workspace_id = ?
+             ORDER BY id LIMIT ?",
+        )
+        .bind(workspace)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The workspace of a dead letter, resolved or not.
+    pub async fn dead_letter_workspace(&self, id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT workspace_id FROM dead_letters WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// One stored webhook by id, whatever its status.
+    pub async fn inbox_row(&self, id: i64) -> Result<Option<InboxRow>> {
+        let row = sqlx::query(
+            "SELECT id, connection_id, provider, workspace_id, brand_id, webhook_id, topic,
+                shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,
+                body, received_at, attempts
+             FROM inbox WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let headers: String = r.try_get("headers")?;
+        let headers = serde_json::from_str(&headers)
+            .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
+        Ok(Some(InboxRow {
+            id: r.try_get("id")?,
+            connection_id: r.try_get("connection_id")?,
+            provider: r.try_get("provider")?,
+            workspace_id: r.try_get("workspace_id")?,
+            brand_id: r.try_get("brand_id")?,
+            webhook_id: r.try_get("webhook_id")?,
+            topic: r.try_get("topic")?,
+            shop_domain: r.try_get("shop_domain")?,
+            api_version: r.try_get("api_version")?,
+            triggered_at: r.try_get("triggered_at")?,
+            shopify_event_id: r.try_get("shopify_event_id")?,
+            trace_id: r.try_get("trace_id")?,
+            headers,
+            body: r.try_get("body")?,
+            received_at: r.try_get("received_at")?,
+            attempts: r.try_get("attempts")?,
+        }))
+    }
 }

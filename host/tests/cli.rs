@@ -267,4 +267,23 @@ fn transforms_and_routes_from_the_command_line() {
 
     let replay = lines(&run(&["dead-letters", "replay", "--all"]));
     assert_eq!(replay[0]["replayed"], serde_json::json!([]));
+
+    let token = lines(&run(&[
+        "tokens",
+        "create",
+        "--name",
+        "ci",
+        "--workspace",
+        &brand,
+    ]));
+    assert!(token[0]["token"].as_str().unwrap().starts_with("ifx_"));
+    let id = token[0]["id"].as_str().unwrap().to_string();
+    let listed = lines(&run(&["tokens", "list"]));
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].get("token").is_none(),
+        "a token is shown only once"
+    );
+    lines(&run(&["tokens", "revoke", &id]));
+    assert!(!run(&["tokens", "revoke", &id]).status.success());
 }

@@ -118,6 +118,8 @@ pub struct Options {
     pub topics: Option<Topics>,
     pub max_body_bytes: Option<usize>,
     pub database_url: Option<String>,
+    /// The configured operator token (`IONFLUX_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
 }
 
 pub struct Gateway {
@@ -172,7 +174,7 @@ impl Gateway {
             topics: opts.topics.unwrap_or_else(test_topics),
             max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             vault: vault.clone(),
-            admin_token: None,
+            admin_token: opts.admin_token.map(Secret::from),
             dispatch: DispatchConfig {
                 idle_poll: Duration::from_millis(50),
                 min_backoff: Duration::from_millis(50),
@@ -270,6 +272,7 @@ impl Gateway {
                     transform: transform.into(),
                     config: config.into(),
                     limits: limits.map(str::to_string),
+                    shadow_transform: None,
                 },
                 "tests",
             )
@@ -483,4 +486,48 @@ impl Drop for OwnBroker {
     fn drop(&mut self) {
         self.script("stop");
     }
+}
+
+/// A call to the admin API with an optional JSON body and bearer token (None:
+/// no Authorization header). Answers status and JSON body.
+pub async fn admin_json(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = gw.client.request(method, gw.url(path));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    admin_send(req, token).await
+}
+
+/// Uploads a component over the admin API (`POST /admin/v1/transforms`).
+pub async fn admin_upload(
+    gw: &Gateway,
+    name: &str,
+    token: Option<&str>,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let req = gw
+        .client
+        .post(gw.url("/admin/v1/transforms"))
+        .query(&[("name", name)])
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    admin_send(req, token).await
+}
+
+async fn admin_send(mut req: reqwest::RequestBuilder, token: Option<&str>) -> (u16, Value) {
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("response body is not JSON ({status}): {text}"));
+    (status, json)
 }

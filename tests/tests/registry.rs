@@ -206,3 +206,76 @@ async fn dead_letters_replay_after_the_transform_is_fixed() {
     assert_eq!(events[0]["metadata"]["transform"], "shopify-default");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_shadow_runs_beside_the_primary_and_can_be_promoted() {
+    let gw = Gateway::start(Options::default()).await;
+    let conn = gw.connect("shadow-shop.myshopify.com").await;
+    let brand = conn.created.brand_id.clone();
+    let route = |shadow: Option<&str>| RouteSpec {
+        brand_id: Some(brand.clone()),
+        topic_pattern: "*".into(),
+        transform: "builtin:shopify-default".into(),
+        shadow: shadow.map(str::to_string),
+        ..RouteSpec::default()
+    };
+    registry::set_route(gw.store(), &route(Some("builtin:redact-pii")), "test")
+        .await
+        .unwrap();
+    gw.running.reload_routes().await.unwrap();
+
+    let with_pii = br#"{"id": 1, "email": "jon@example.com"}"#;
+    let without_pii = br#"{"id": 2, "title": "Snowboard"}"#;
+    for (topic, body) in [
+        ("orders/create", &with_pii[..]),
+        ("products/update", &without_pii[..]),
+    ] {
+        assert_eq!(
+            gw.send(&Hook::shopify(&conn, topic, "2024-01", body))
+                .await
+                .0,
+            200
+        );
+    }
+    gw.settle().await;
+
+    // Only the primary published; the shadow's differing output was counted
+    // and sampled.
+    let events = gw.logged_events().await;
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["metadata"]["transform"] == "shopify-default")
+    );
+    assert_eq!(events[0]["payload_json"]["email"], "jon@example.com");
+    let stats = gw.store().shadow_stats().await.unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].runs, stats[0].differences), (2, 1));
+    let samples = gw.store().shadow_samples(10).await.unwrap();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].topic, "orders/create");
+    assert!(samples[0].primary_output.contains("jon@example.com"));
+    assert!(!samples[0].shadow_output.contains("jon@example.com"));
+
+    let promoted = registry::promote(gw.store(), None, Some(&brand), "*", "test")
+        .await
+        .unwrap();
+    assert_eq!(promoted.transform, "builtin:redact-pii");
+    assert_eq!(promoted.shadow_transform, None);
+    gw.running.reload_routes().await.unwrap();
+    assert_eq!(
+        gw.send(&Hook::shopify(&conn, "orders/create", "2024-01", with_pii))
+            .await
+            .0,
+        200
+    );
+    gw.settle().await;
+    let events = gw.logged_events().await;
+    assert_eq!(events[2]["metadata"]["transform"], "redact-pii");
+    assert!(events[2]["payload_json"].get("email").is_none());
+    let history = gw.store().route_history(1).await.unwrap();
+    assert_eq!(history[0].old_shadow.as_deref(), Some("builtin:redact-pii"));
+    assert_eq!(history[0].new_shadow, None);
+    gw.stop().await;
+}

@@ -90,9 +90,41 @@ struct TransformInner {
     digest: Arc<str>,
     pre: bindings::TransformPre<CallState>,
     from_cache: bool,
+    log_buckets: Arc<LogBuckets>,
     // Keeps the ticker running (and the pool alive) while this transform is
     // usable, even if every `Runtime` handle is gone.
     runtime: Arc<RuntimeInner>,
+}
+
+/// Guest log lines a workspace may emit through one transform version:
+/// a burst, then a steady rate. On top of the per-call cap, so a flood spread
+/// over many webhooks is bounded too, and one tenant's flood never eats
+/// another tenant's allowance (or the host's log pipeline).
+const LOG_BURST: f64 = 200.0;
+const LOG_LINES_PER_SEC: f64 = 50.0;
+
+#[derive(Default)]
+struct LogBuckets {
+    by_workspace: Mutex<std::collections::HashMap<String, (f64, Instant)>>,
+}
+
+impl LogBuckets {
+    fn take(&self, workspace_id: &str) -> bool {
+        let mut map = self.by_workspace.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = map
+            .entry(workspace_id.to_owned())
+            .or_insert((LOG_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * LOG_LINES_PER_SEC).min(LOG_BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Runtime {
@@ -176,6 +208,7 @@ impl Runtime {
             digest: digest.into(),
             pre,
             from_cache,
+            log_buckets: Arc::default(),
             runtime: rt.clone(),
         };
         rt.trial_instantiate(&inner)?;
@@ -684,6 +717,7 @@ struct GuestLog {
     budget: u32,
     emitted: u32,
     dropped: u64,
+    buckets: Arc<LogBuckets>,
 }
 
 macro_rules! guest_event {
@@ -711,11 +745,12 @@ impl GuestLog {
             budget,
             emitted: 0,
             dropped: 0,
+            buckets: transform.log_buckets.clone(),
         }
     }
 
     fn emit(&mut self, level: Level, message: &str) {
-        if self.emitted >= self.budget {
+        if self.emitted >= self.budget || !self.buckets.take(&self.workspace_id) {
             self.dropped += 1;
             return;
         }
@@ -736,8 +771,8 @@ impl GuestLog {
                 tracing::Level::WARN,
                 self,
                 format_args!(
-                    "{} guest log lines dropped (limit {} per call)",
-                    self.dropped, self.budget
+                    "{} guest log lines dropped (limit {} per call, {} per second per workspace)",
+                    self.dropped, self.budget, LOG_LINES_PER_SEC
                 )
             );
         }

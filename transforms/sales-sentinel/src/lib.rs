@@ -98,15 +98,19 @@ impl Config {
         if !raw.is_object() {
             return Err(Error::failed("route config: not a JSON object"));
         }
-        let config = Config::deserialize(&raw)
-            .map_err(|e| Error::failed(format!("route config: {e}")))?;
+        let config =
+            Config::deserialize(&raw).map_err(|e| Error::failed(format!("route config: {e}")))?;
         if !config.threshold.is_valid() {
             return Err(Error::failed(format!(
                 "route config: threshold {:?} is not a decimal amount",
                 config.threshold.as_str()
             )));
         }
-        if config.currency.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        if config
+            .currency
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
             return Err(Error::failed(
                 "route config: currency is empty (leave it out to accept every currency)",
             ));
@@ -132,7 +136,7 @@ pub fn transform(input: Webhook) -> Result<Option<Event>> {
     // first webhook, not only once an order happens to arrive.
     let config = Config::load()?;
     if !TOPICS.contains(&input.topic.as_str()) {
-        ionflux_guest::debug!("{}: not an order topic, dropped", input.topic);
+        ionflux_guest::debug!("{}: not one of {TOPICS:?}, dropped", input.topic);
         return Ok(None);
     }
 
@@ -156,7 +160,10 @@ pub fn transform(input: Webhook) -> Result<Option<Event>> {
         );
         return Ok(None);
     }
-    if total.cmp_amount(&config.threshold).is_some_and(|o| o.is_lt()) {
+    if total
+        .cmp_amount(&config.threshold)
+        .is_some_and(|o| o.is_lt())
+    {
         ionflux_guest::debug!(
             "order {}: {total} below {}: dropped",
             order.id,
@@ -259,7 +266,12 @@ mod tests {
     #[test]
     fn below_threshold_is_dropped() {
         for total in ["499.99", "0.00", "-600.00"] {
-            let events = run(r#"{"threshold": "500"}"#, "orders/paid", order(total, "USD")).unwrap();
+            let events = run(
+                r#"{"threshold": "500"}"#,
+                "orders/paid",
+                order(total, "USD"),
+            )
+            .unwrap();
             assert!(events.is_empty(), "{total}");
         }
     }
@@ -371,7 +383,10 @@ mod tests {
         let events = run(r#"{"threshold": 0}"#, "orders/create", body.to_string()).unwrap();
         let sentinel = &payload(&events[0])["sentinel"];
         assert_eq!(sentinel["item_count"], 0);
-        assert!(sentinel.get("customer_orders_count").is_none(), "{sentinel}");
+        assert!(
+            sentinel.get("customer_orders_count").is_none(),
+            "{sentinel}"
+        );
     }
 
     #[test]
@@ -386,8 +401,14 @@ mod tests {
     #[test]
     fn real_samples() {
         let samples = [
-            ("orders/create", "orders__create/gadget-schemas-2023-07-1.json"),
-            ("orders/create", "orders__create/gadget-schemas-2026-04-1.json"),
+            (
+                "orders/create",
+                "orders__create/gadget-schemas-2023-07-1.json",
+            ),
+            (
+                "orders/create",
+                "orders__create/gadget-schemas-2026-04-1.json",
+            ),
             ("orders/paid", "orders__paid/gadget-schemas-2024-04-1.json"),
             ("orders/paid", "orders__paid/gadget-schemas-2025-10-1.json"),
         ];
