@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 use crate::builtin;
 use crate::dispatch::{Dispatcher, input_of};
 use crate::event::{self, Topics, TransformId};
-use crate::http::{ApiError, AppState};
+use crate::http::{self, ApiError, AppState};
 use crate::registry::{self, RegistryError, RouteSpec};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteLimits, RouteTable};
 use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, StoreError};
@@ -503,17 +503,11 @@ async fn push_transform(
     let name = query(q)?
         .name
         .ok_or_else(|| bad_request("give the transform a name: ?name=NAME"))?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "payload_too_large",
-                format!("a component may be at most {MAX_COMPONENT_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(status, "bad_body", rejection.body_text())
-        }
+    let body = body.map_err(|r| {
+        http::body_error(
+            r,
+            format!("a component may be at most {MAX_COMPONENT_BYTES} bytes"),
+        )
     })?;
     if body.is_empty() {
         return Err(bad_request(

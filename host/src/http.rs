@@ -122,18 +122,7 @@ async fn shopify_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AcceptedBody>, ApiError> {
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "payload_too_large",
-                "the body is over the size limit",
-            )
-        } else {
-            ApiError::new(status, "bad_body", rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(|r| body_error(r, "the body is over the size limit"))?;
     let accepted = state.inbox.accept(&identifier, &headers, &body).await?;
     Ok(Json(AcceptedBody {
         status: if accepted.duplicate {
@@ -143,6 +132,17 @@ async fn shopify_webhook(
         },
         inbox_id: accepted.inbox_id,
     }))
+}
+
+/// A body that could not be read: 413 with `too_large` when it was over the
+/// limit, else the extractor's own status.
+pub fn body_error(rejection: BytesRejection, too_large: impl Into<String>) -> ApiError {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "payload_too_large", too_large)
+    } else {
+        ApiError::new(status, "bad_body", rejection.body_text())
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {

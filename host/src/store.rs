@@ -383,30 +383,8 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = rows
-            .into_iter()
-            .map(|r| {
-                let headers: String = r.try_get("headers")?;
-                let headers = serde_json::from_str(&headers)
-                    .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
-                Ok(InboxRow {
-                    id: r.try_get("id")?,
-                    connection_id: r.try_get("connection_id")?,
-                    provider: r.try_get("provider")?,
-                    workspace_id: r.try_get("workspace_id")?,
-                    brand_id: r.try_get("brand_id")?,
-                    webhook_id: r.try_get("webhook_id")?,
-                    topic: r.try_get("topic")?,
-                    shop_domain: r.try_get("shop_domain")?,
-                    api_version: r.try_get("api_version")?,
-                    triggered_at: r.try_get("triggered_at")?,
-                    shopify_event_id: r.try_get("shopify_event_id")?,
-                    trace_id: r.try_get("trace_id")?,
-                    headers,
-                    body: r.try_get("body")?,
-                    received_at: r.try_get("received_at")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
+            .iter()
+            .map(inbox_row_from)
             .collect::<Result<Vec<_>>>()?;
         // RETURNING order is unspecified; the dispatcher relies on id order.
         claimed.sort_by_key(|r| r.id);
@@ -884,6 +862,32 @@ pub struct TransformInfo {
     pub created_at: i64,
 }
 
+/// An inbox row as the dispatcher sees it, from a query that selected every
+/// column `InboxRow` has.
+fn inbox_row_from(r: &sqlx::sqlite::SqliteRow) -> Result<InboxRow> {
+    let headers: String = r.try_get("headers")?;
+    let headers = serde_json::from_str(&headers)
+        .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
+    Ok(InboxRow {
+        id: r.try_get("id")?,
+        connection_id: r.try_get("connection_id")?,
+        provider: r.try_get("provider")?,
+        workspace_id: r.try_get("workspace_id")?,
+        brand_id: r.try_get("brand_id")?,
+        webhook_id: r.try_get("webhook_id")?,
+        topic: r.try_get("topic")?,
+        shop_domain: r.try_get("shop_domain")?,
+        api_version: r.try_get("api_version")?,
+        triggered_at: r.try_get("triggered_at")?,
+        shopify_event_id: r.try_get("shopify_event_id")?,
+        trace_id: r.try_get("trace_id")?,
+        headers,
+        body: r.try_get("body")?,
+        received_at: r.try_get("received_at")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
+
 /// A fresh random identifier for a connection's webhook URL: 128 bits, so it
 /// cannot be guessed, and URL-safe.
 pub fn new_path_identifier() -> String {
@@ -1071,26 +1075,6 @@ impl Store {
         let Some(r) = row else {
             return Ok(None);
         };
-        let headers: String = r.try_get("headers")?;
-        let headers = serde_json::from_str(&headers)
-            .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
-        Ok(Some(InboxRow {
-            id: r.try_get("id")?,
-            connection_id: r.try_get("connection_id")?,
-            provider: r.try_get("provider")?,
-            workspace_id: r.try_get("workspace_id")?,
-            brand_id: r.try_get("brand_id")?,
-            webhook_id: r.try_get("webhook_id")?,
-            topic: r.try_get("topic")?,
-            shop_domain: r.try_get("shop_domain")?,
-            api_version: r.try_get("api_version")?,
-            triggered_at: r.try_get("triggered_at")?,
-            shopify_event_id: r.try_get("shopify_event_id")?,
-            trace_id: r.try_get("trace_id")?,
-            headers,
-            body: r.try_get("body")?,
-            received_at: r.try_get("received_at")?,
-            attempts: r.try_get("attempts")?,
-        }))
+        inbox_row_from(&r).map(Some)
     }
 }
