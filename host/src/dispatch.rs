@@ -396,14 +396,16 @@ impl Dispatcher {
                 }
             }
         }
-        if !finished.is_empty() {
-            self.store.finish(&finished).await?;
-        }
         // Bookkeeping only: losing a shadow count must not hold up delivery.
+        // Recorded before the rows finish, so that a finished row's shadow
+        // result is always visible (a crash in between counts it twice).
         if !shadow_runs.is_empty()
             && let Err(e) = self.store.record_shadow_runs(&shadow_runs).await
         {
             warn!(error = %e, "shadow results not recorded");
+        }
+        if !finished.is_empty() {
+            self.store.finish(&finished).await?;
         }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);

@@ -112,6 +112,18 @@ enum TokensCommand {
 
 #[derive(Subcommand)]
 enum TransformsCommand {
+    /// Create a transform crate from the guest SDK's template; it builds to
+    /// a component with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Crate name, e.g. `vip-orders`.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The guest SDK to depend on (default: this checkout's guest-sdk).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Validate a component (compiles, implements the world, survives a
     /// smoke call) and store it as an immutable version named by its digest.
     Push {
@@ -415,8 +427,89 @@ fn runtime_for(cli: &Cli) -> Result<Runtime> {
     })?)
 }
 
+/// The template's files, embedded so that the binary alone can scaffold.
+const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../guest-sdk/template/Cargo.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../guest-sdk/template/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../guest-sdk/template/.gitignore"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../guest-sdk/template/src/lib.rs"),
+    ),
+];
+
+fn new_transform(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<PathBuf> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!("{name:?} is not a good crate name: use lower-case letters, digits, - and _");
+    }
+    let sdk = match sdk {
+        Some(p) => p.to_path_buf(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
+    };
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!(
+            "the guest SDK is not at {}; pass --sdk PATH to your checkout's guest-sdk",
+            sdk.display()
+        )
+    })?;
+    let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+    if dir.exists() && dir.read_dir()?.next().is_some() {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    let sdk_path = sdk.display().to_string().replace('\\', "/");
+    for (file, text) in TEMPLATE {
+        let text = text
+            .replace("\"my-transform\"", &format!("{name:?}"))
+            .replace("# my-transform", &format!("# {name}"))
+            .replace("my_transform", &name.replace('-', "_"))
+            .replace(
+                "ionflux-guest = { path = \"../guest-sdk\" }",
+                &format!("ionflux-guest = {{ path = {sdk_path:?} }}"),
+            );
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().expect("template files are in a folder"))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
 async fn transforms(cli: &Cli, cmd: &TransformsCommand) -> Result<()> {
     match cmd {
+        TransformsCommand::New { name, dir, sdk } => {
+            let dir = new_transform(name, dir.as_deref(), sdk.as_deref())?;
+            let wasm = format!(
+                "{}/target/wasm32-wasip2/release/{}.wasm",
+                dir.display(),
+                name.replace('-', "_")
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "dir": dir,
+                    "test": format!("cd {} && cargo test", dir.display()),
+                    "build": format!(
+                        "cd {} && cargo build --release --target wasm32-wasip2",
+                        dir.display()
+                    ),
+                    "component": wasm,
+                })
+            );
+        }
         TransformsCommand::Push { file, name } => {
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;

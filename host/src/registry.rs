@@ -160,7 +160,22 @@ pub async fn set_route(
     RouteTable::from_rows(std::slice::from_ref(&row))
         .map_err(|e| RegistryError::InvalidRoute(e.message))?;
     store.set_route(&row, actor).await?;
-    Ok(row)
+    stored(store, &row).await
+}
+
+/// The route as stored (with its id), after a write.
+async fn stored(store: &Store, row: &RouteRow) -> Result<RouteRow, RegistryError> {
+    Ok(store
+        .routes()
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.provider == row.provider
+                && r.workspace_id == row.workspace_id
+                && r.brand_id == row.brand_id
+                && r.topic_pattern == row.topic_pattern
+        })
+        .unwrap_or_else(|| row.clone()))
 }
 
 /// Makes a route's shadow its primary (and drops the shadow). The old
