@@ -381,6 +381,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/v1/dead-letters/replay", post(replay_dead_letters))
         .route("/admin/v1/events", get(list_events))
         .route("/admin/v1/webhooks/{inbox_id}/dry-run", post(dry_run))
+        .route(
+            "/admin/v1/connections/{connection_id}/webhooks",
+            get(connection_webhooks),
+        )
 }
 
 /// The document is public: it describes the API, not anyone's data.
@@ -1053,6 +1057,35 @@ fn unavailable(message: String) -> ApiError {
         "transform_unavailable",
         message,
     )
+}
+
+// ---- webhook registrations of OAuth connections --------------------------------
+
+/// `GET /admin/v1/connections/{connection_id}/webhooks`: how each topic's
+/// subscription at Shopify stands (scoped to the connection's workspace).
+async fn connection_webhooks(
+    principal: Principal,
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path(id)?;
+    let Some(conn) = state
+        .store
+        .connection_by_id(&id)
+        .await
+        .map_err(store_error)?
+    else {
+        return Err(not_found("unknown_connection", "no connection has this id"));
+    };
+    principal.may_touch(&conn.workspace_id)?;
+    let registrations = crate::oauth::webhook_registrations(&state.store, &id)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(serde_json::json!({
+        "connection_id": conn.id,
+        "shop_domain": conn.shop_domain,
+        "registrations": registrations,
+    })))
 }
 
 #[cfg(test)]

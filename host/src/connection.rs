@@ -125,3 +125,136 @@ pub fn webhook_secrets(vault: &Vault, row: &ConnectionRow) -> Result<Vec<Secret>
     }
     Ok(secrets)
 }
+
+// ---- connections installed by OAuth (issue 4) --------------------------------
+
+pub const ACCESS_TOKEN: &str = "access_token";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+
+/// The tokens of an OAuth install, in the clear, with absolute expiries
+/// (epoch ms; None: never expires).
+#[derive(Debug, Clone)]
+pub struct OAuthTokens {
+    pub access_token: Secret,
+    pub access_token_expires_at: Option<i64>,
+    pub refresh_token: Option<Secret>,
+    pub refresh_token_expires_at: Option<i64>,
+    pub scopes: String,
+}
+
+/// Which shop is installed for whom.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallTarget<'a> {
+    pub shop: &'a str,
+    pub workspace: &'a str,
+    pub brand: &'a str,
+    /// The user who installed it (the JWT's `sub`).
+    pub installed_by: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub enum OAuthInstall {
+    Installed(Created),
+    /// This shop and brand are connected under another workspace.
+    WorkspaceConflict,
+}
+
+/// Creates the connection of an OAuth install, or updates the one this shop
+/// and brand already have: new tokens, a fresh `secure_path_identifier`,
+/// status `active`. Webhooks of an OAuth app are signed with the app's client
+/// secret, which becomes the webhook secret (a different old secret stays
+/// verifying as `previous`). Every secret is encrypted bound to the row.
+pub async fn install_oauth(
+    store: &Store,
+    vault: &Vault,
+    target: &InstallTarget<'_>,
+    client_secret: &Secret,
+    tokens: &OAuthTokens,
+) -> Result<OAuthInstall, ConnectionError> {
+    let shop = target.shop.trim().to_ascii_lowercase();
+    if !webhook::is_shop_domain(&shop) {
+        return Err(ConnectionError::InvalidShop(shop));
+    }
+    let workspace = Uuid::parse_str(target.workspace)
+        .map_err(|_| ConnectionError::InvalidId("workspace"))?
+        .to_string();
+    let brand = Uuid::parse_str(target.brand)
+        .map_err(|_| ConnectionError::InvalidId("brand"))?
+        .to_string();
+    if client_secret.expose().is_empty() {
+        return Err(ConnectionError::EmptySecret);
+    }
+    // Three tries: a concurrent install of the same shop and brand may insert
+    // first, and our ciphertexts are bound to the id we chose.
+    for _ in 0..3 {
+        let existing = store.connection_for_shop(SHOPIFY, &shop, &brand).await?;
+        if let Some(e) = &existing
+            && e.workspace_id != workspace
+        {
+            return Ok(OAuthInstall::WorkspaceConflict);
+        }
+        let (id, created_at, previous_plain, created) = match &existing {
+            Some(e) => {
+                let current = vault.decrypt(&e.webhook_secret, binding(&e.id, WEBHOOK_SECRET))?;
+                let previous = if current.expose() == client_secret.expose() {
+                    match &e.previous_webhook_secret {
+                        Some(p) => Some(vault.decrypt(p, binding(&e.id, PREVIOUS_WEBHOOK_SECRET))?),
+                        None => None,
+                    }
+                } else {
+                    Some(current)
+                };
+                (e.id.clone(), e.created_at, previous, false)
+            }
+            None => (Uuid::now_v7().to_string(), store::now_ms(), None, true),
+        };
+        let row = ConnectionRow {
+            webhook_secret: vault.encrypt(client_secret.expose(), binding(&id, WEBHOOK_SECRET)),
+            previous_webhook_secret: previous_plain
+                .map(|p| vault.encrypt(p.expose(), binding(&id, PREVIOUS_WEBHOOK_SECRET))),
+            provider: SHOPIFY.into(),
+            shop_domain: shop.clone(),
+            workspace_id: workspace.clone(),
+            brand_id: brand.clone(),
+            secure_path_identifier: store::new_path_identifier(),
+            status: "active".into(),
+            created_at,
+            id,
+        };
+        let write = store::oauth::OAuthConnectionWrite {
+            access_token: vault
+                .encrypt(tokens.access_token.expose(), binding(&row.id, ACCESS_TOKEN)),
+            access_token_expires_at: tokens.access_token_expires_at,
+            refresh_token: tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| vault.encrypt(t.expose(), binding(&row.id, REFRESH_TOKEN))),
+            refresh_token_expires_at: tokens.refresh_token_expires_at,
+            scopes: tokens.scopes.clone(),
+            installed_by: target.installed_by.to_string(),
+            row,
+        };
+        if store.upsert_oauth_connection(&write).await? {
+            return Ok(OAuthInstall::Installed(self::created(&write.row, created)));
+        }
+    }
+    Err(ConnectionError::Store(StoreError::Corrupt(
+        "the connection kept changing during the install".into(),
+    )))
+}
+
+/// The access token of a connection, in the clear; None when it has none
+/// (a manual connection, or an uninstalled one).
+pub async fn access_token(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+) -> Result<Option<Secret>, ConnectionError> {
+    let Some(row) = store.connection_tokens(id).await? else {
+        return Ok(None);
+    };
+    match &row.access_token {
+        Some(ct) => Ok(Some(vault.decrypt(ct, binding(&row.id, ACCESS_TOKEN))?)),
+        None => Ok(None),
+    }
+}

@@ -33,6 +33,9 @@ pub struct AppState {
     /// [`admin`] for who may do what.
     pub admin_token: Option<Secret>,
     pub admin: AdminState,
+    /// The Shopify OAuth install; None: its routes answer 404
+    /// `oauth_not_configured`.
+    pub oauth: Option<Arc<crate::oauth::OAuth>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -47,6 +50,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(admin::router())
+        .merge(crate::oauth::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

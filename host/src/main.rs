@@ -15,6 +15,7 @@ use ionflux_gateway::dispatch::DispatchConfig;
 use ionflux_gateway::event::{self, TransformId};
 use ionflux_gateway::event::{DEFAULT_DLQ_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, Topics};
 use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
+use ionflux_gateway::oauth::{self, ShopifyConfig};
 use ionflux_gateway::publish::kafka::KafkaConfig;
 use ionflux_gateway::registry::{self, RouteSpec};
 use ionflux_gateway::server::{self, Config};
@@ -62,7 +63,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Receive webhooks and publish events.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage shop connections.
     #[command(subcommand)]
     Connections(ConnectionsCommand),
@@ -84,6 +85,39 @@ enum Command {
     /// Admin API tokens (stored hashed; shown once).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Master keys (never shown): list ids, rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Stored secrets: move them to the active master key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Append a fresh key to the key file and make it the active one for new
+    /// writes; old keys stay, so old rows still decrypt. Prints the new key
+    /// id (never the key). Gateways reading the same file take it up on
+    /// their own; then run `secrets reencrypt`.
+    Rotate,
+    /// The configured key ids, oldest first; the last one is active.
+    List,
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret that is not under the active key,
+    /// while gateways keep serving (a concurrent write always wins). Prints
+    /// counts as JSON; idempotent.
+    Reencrypt {
+        /// Write nothing; exit non-zero unless every stored secret is under
+        /// the active key and decrypts (then older keys may be removed).
+        #[arg(long)]
+        check: bool,
+        /// Rows per batch (one short write transaction each).
+        #[arg(long, default_value_t = ionflux_gateway::secrets::DEFAULT_BATCH)]
+        batch: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +304,109 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "IONFLUX_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    shopify: ShopifyArgs,
+}
+
+/// The Shopify app, for the OAuth install flow. Without a client id the
+/// OAuth routes answer 404 and connections are made by hand.
+#[derive(Args)]
+struct ShopifyArgs {
+    #[arg(long, env = "IONFLUX_SHOPIFY_CLIENT_ID")]
+    shopify_client_id: Option<String>,
+    /// The app's client secret; Shopify also signs webhooks with it.
+    #[arg(long, env = "IONFLUX_SHOPIFY_CLIENT_SECRET", hide_env_values = true)]
+    shopify_client_secret: Option<String>,
+    #[arg(long, env = "IONFLUX_SHOPIFY_SCOPES")]
+    shopify_scopes: Option<String>,
+    /// Where Shopify sends the merchant back: this gateway's
+    /// /integrations/shopify/auth/callback, as the public sees it.
+    #[arg(long, env = "IONFLUX_SHOPIFY_REDIRECT_URI")]
+    shopify_redirect_uri: Option<String>,
+    /// This gateway's public base URL; webhook addresses are built on it.
+    #[arg(long, env = "IONFLUX_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+    /// Admin API base, `{shop}` filled in (a local stand-in for tests).
+    #[arg(long, env = "IONFLUX_SHOPIFY_ADMIN_BASE_URL")]
+    shopify_admin_base_url: Option<String>,
+    /// Where merchants are sent to authorize, `{shop}` filled in.
+    #[arg(long, env = "IONFLUX_SHOPIFY_AUTHORIZE_BASE_URL")]
+    shopify_authorize_base_url: Option<String>,
+    #[arg(long, env = "IONFLUX_SHOPIFY_API_VERSION")]
+    shopify_api_version: Option<String>,
+    /// Ask for expiring offline tokens with refresh tokens (Shopify's 2026
+    /// default for new public apps).
+    #[arg(long, env = "IONFLUX_SHOPIFY_EXPIRING_TOKENS")]
+    shopify_expiring_tokens: Option<bool>,
+    /// After a successful install, redirect here instead of answering JSON.
+    #[arg(long, env = "IONFLUX_OAUTH_FRONTEND_REDIRECT")]
+    oauth_frontend_redirect: Option<String>,
+    #[arg(long, env = "IONFLUX_OAUTH_TIMESTAMP_WINDOW_SECS")]
+    oauth_timestamp_window_secs: Option<u64>,
+    /// Topics registered after an install, comma separated.
+    #[arg(long, env = "IONFLUX_SHOPIFY_WEBHOOK_TOPICS", value_delimiter = ',')]
+    shopify_webhook_topics: Vec<String>,
+    /// Shared secret of the user service's HS256 JWTs.
+    #[arg(long, env = "IONFLUX_JWT_HS256_SECRET", hide_env_values = true)]
+    jwt_hs256_secret: Option<String>,
+    /// PEM public key of the user service's RS256 JWTs.
+    #[arg(long, env = "IONFLUX_JWT_RS256_PUBLIC_KEY_FILE")]
+    jwt_rs256_public_key_file: Option<PathBuf>,
+    #[arg(long, env = "IONFLUX_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    #[arg(long, env = "IONFLUX_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+}
+
+impl ShopifyArgs {
+    fn config(&self) -> Result<Option<ShopifyConfig>> {
+        let Some(client_id) = &self.shopify_client_id else {
+            return Ok(None);
+        };
+        let need = |v: &Option<String>, flag: &str| {
+            v.clone()
+                .with_context(|| format!("--{flag} is required with --shopify-client-id"))
+        };
+        let mut cfg = ShopifyConfig::new(
+            client_id.clone(),
+            Secret::from(need(&self.shopify_client_secret, "shopify-client-secret")?),
+            need(&self.shopify_redirect_uri, "shopify-redirect-uri")?,
+            need(&self.public_base_url, "public-base-url")?,
+        );
+        if let Some(v) = &self.shopify_scopes {
+            cfg.scopes = v.clone();
+        }
+        if let Some(v) = &self.shopify_admin_base_url {
+            cfg.admin_base_url = v.clone();
+        }
+        if let Some(v) = &self.shopify_authorize_base_url {
+            cfg.authorize_base_url = v.clone();
+        }
+        if let Some(v) = &self.shopify_api_version {
+            cfg.api_version = v.clone();
+        }
+        if let Some(v) = self.shopify_expiring_tokens {
+            cfg.expiring_tokens = v;
+        }
+        if let Some(v) = self.oauth_timestamp_window_secs {
+            cfg.timestamp_window = Duration::from_secs(v);
+        }
+        if !self.shopify_webhook_topics.is_empty() {
+            cfg.webhook_topics = self.shopify_webhook_topics.clone();
+        }
+        cfg.frontend_redirect = self.oauth_frontend_redirect.clone();
+        cfg.jwt.hs256_secret = self.jwt_hs256_secret.clone().map(Secret::from);
+        cfg.jwt.rs256_public_key_pem = match &self.jwt_rs256_public_key_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            None => None,
+        };
+        cfg.jwt.issuer = self.jwt_issuer.clone();
+        cfg.jwt.audience = self.jwt_audience.clone();
+        Ok(Some(cfg))
+    }
 }
 
 #[derive(Subcommand)]
@@ -285,6 +422,9 @@ enum ConnectionsCommand {
     },
     /// One JSON object per connection (secrets are never shown).
     List,
+    /// The webhook registrations of a connection made by OAuth, one JSON
+    /// object per topic with its status.
+    Webhooks { connection_id: String },
 }
 
 #[derive(Subcommand)]
@@ -363,6 +503,13 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&created)?);
             Ok(())
         }
+        Command::Connections(ConnectionsCommand::Webhooks { ref connection_id }) => {
+            let store = open_store(&cli).await?;
+            for r in oauth::webhook_registrations(&store, connection_id).await? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(())
+        }
         Command::Connections(ConnectionsCommand::List) => {
             let store = open_store(&cli).await?;
             for c in store.list_connections().await? {
@@ -393,6 +540,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Transforms(ref cmd) => transforms(&cli, cmd).await,
         Command::Routes(ref cmd) => routes(&cli, cmd).await,
         Command::Tokens(ref cmd) => tokens(&cli, cmd).await,
+        Command::Keys(ref cmd) => keys(&cli, cmd),
+        Command::Secrets(ref cmd) => secrets(&cli, cmd).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
             let store = open_store(&cli).await?;
             let ids = (!all).then_some(id.as_slice());
@@ -658,6 +807,115 @@ async fn tokens(cli: &Cli, cmd: &TokensCommand) -> Result<()> {
     Ok(())
 }
 
+/// The key file `load_vault` reads when no `IONFLUX_MASTER_KEYS` is given.
+fn master_key_file(cli: &Cli) -> Result<PathBuf> {
+    match (&cli.master_key_file, sqlite_dir(&cli.database_url)) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(dir)) => Ok(dir.join("ionflux.key")),
+        (None, None) => bail!("set --master-key-file for this database"),
+    }
+}
+
+fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::List => {
+            let vault = load_vault(cli)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "keys": vault.key_ids(),
+                    "active": vault.active_key_id(),
+                    "key_file": vault.key_file(),
+                })
+            );
+        }
+        KeysCommand::Rotate => {
+            if let Some(spec) = &cli.master_keys {
+                let ids = Vault::from_spec(spec)
+                    .map(|v| v.key_ids())
+                    .unwrap_or_default();
+                let next = (1..)
+                    .map(|n| format!("k{}", ids.len() + n))
+                    .find(|id| !ids.contains(id))
+                    .expect("an unused id");
+                bail!(
+                    "the master keys come from IONFLUX_MASTER_KEYS (or --master-keys), which \
+                     this command cannot change. To rotate: generate a key \
+                     (`openssl rand -base64 32`), append `,{next}:<that key>` to \
+                     IONFLUX_MASTER_KEYS (keep the old entries: the last one is active), \
+                     restart every gateway with it, then run \
+                     `ionflux-gateway secrets reencrypt` with the same IONFLUX_MASTER_KEYS."
+                );
+            }
+            let path = master_key_file(cli)?;
+            if !path.exists() {
+                bail!(
+                    "no master key file at {} (nothing to rotate; it is created with the \
+                     first key on first use)",
+                    path.display()
+                );
+            }
+            let id = Vault::append_new_key(&path)
+                .with_context(|| format!("master key file {}", path.display()))?;
+            let vault = Vault::from_file(&path)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "key_id": id,
+                    "active": vault.active_key_id(),
+                    "keys": vault.key_ids(),
+                    "key_file": path,
+                })
+            );
+            eprintln!(
+                "new writes now use key {id}; gateways reading {} take it up within \
+                 seconds. Back the file up, then run `ionflux-gateway secrets reencrypt`; \
+                 once `secrets reencrypt --check` passes, older keys may be removed.",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn secrets(cli: &Cli, cmd: &SecretsCommand) -> Result<()> {
+    use ionflux_gateway::secrets::{self, Options, SECRET_COLUMNS};
+    let SecretsCommand::Reencrypt { check, batch } = *cmd;
+    let store = open_store(cli).await?;
+    let vault = load_vault(cli)?;
+    let report = secrets::run(
+        &store,
+        &vault,
+        SECRET_COLUMNS,
+        Options {
+            batch,
+            check_only: check,
+        },
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    if report.failed > 0 {
+        bail!(
+            "{} stored secret(s) cannot be decrypted (see `failures`)",
+            report.failed
+        );
+    }
+    if check && !report.all_current() {
+        bail!(
+            "{} stored secret(s) are not under the active key {}; run `secrets reencrypt`",
+            report.on_old_keys,
+            report.active_key
+        );
+    }
+    if !report.all_current() {
+        bail!(
+            "{} stored secret(s) are still under an older key (changed meanwhile); run again",
+            report.on_old_keys
+        );
+    }
+    Ok(())
+}
+
 async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
     let store = open_store(cli).await?;
     match cmd {
@@ -817,6 +1075,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             cache_dir,
             ..RuntimeConfig::default()
         },
+        shopify: args.shopify.config()?,
     };
     let running = server::start(config).await?;
     eprintln!("ionflux-gateway listening on http://{}", running.addr);

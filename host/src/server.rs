@@ -31,6 +31,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub dispatch: DispatchConfig,
     pub runtime: RuntimeConfig,
+    /// The Shopify app for the OAuth install; None: no install flow.
+    pub shopify: Option<crate::oauth::ShopifyConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum StartError {
     Runtime(#[from] LoadError),
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthConfigError),
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
 }
@@ -56,6 +60,8 @@ pub struct Running {
     dispatcher: JoinHandle<()>,
     dispatch: Arc<Dispatcher>,
     sink: Arc<Sink>,
+    /// Subscribes OAuth connections to their webhooks; stopped with intake.
+    registrar: Option<JoinHandle<()>>,
 }
 
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
@@ -81,6 +87,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         cfg.dispatch,
         wake.clone(),
     )?);
+    let oauth = match cfg.shopify {
+        Some(shopify) => Some(Arc::new(crate::oauth::OAuth::new(
+            shopify,
+            store.clone(),
+            cfg.vault.clone(),
+        )?)),
+        None => None,
+    };
     let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
     let state = AppState {
         inbox,
@@ -88,6 +102,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         sink: sink.clone(),
         admin_token: cfg.admin_token,
         admin: AdminState::new(runtime, cfg.topics, admin_limits, Some(dispatcher.clone())),
+        oauth: oauth.clone(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -108,6 +123,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             .await
     });
     let dispatch = dispatcher.clone();
+    let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
     let dispatcher = tokio::spawn(dispatcher.run(rx));
     tracing::info!(%addr, sink = sink.name(), "gateway serving");
     Ok(Running {
@@ -118,6 +134,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         dispatcher,
         dispatch,
         sink,
+        registrar,
     })
 }
 
@@ -140,6 +157,10 @@ impl Running {
             Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
             Err(e) => tracing::warn!(error = %e, "http server task failed"),
             Ok(Ok(())) => {}
+        }
+        // Registrations are idempotent: one cut short is redone next start.
+        if let Some(registrar) = self.registrar {
+            registrar.abort();
         }
         if let Err(e) = self.dispatcher.await {
             tracing::warn!(error = %e, "dispatcher task failed");

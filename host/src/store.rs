@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 use crate::publish::Delivery;
 
+pub mod oauth;
+mod secrets;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]

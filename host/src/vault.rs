@@ -9,17 +9,23 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::RngCore;
+use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretSlice};
 
 const FORMAT: &str = "v1";
 const NONCE_LEN: usize = 12;
+/// How often a vault read from a file looks whether the file changed (a
+/// `stat`, and a read only when it did).
+const RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -89,91 +95,309 @@ impl Binding<'_> {
     }
 }
 
+/// The key set at one moment: ciphers by id, in the order they were given
+/// (the last one is active).
+struct Keys {
+    ciphers: HashMap<String, Aes256Gcm>,
+    order: Vec<String>,
+}
+
+impl Keys {
+    fn active(&self) -> &str {
+        self.order.last().expect("a key set is never empty")
+    }
+}
+
+/// Where a file-backed vault re-reads its keys from, and what the file looked
+/// like when it last did.
+struct KeyFile {
+    path: PathBuf,
+    seen: Mutex<FileSeen>,
+}
+
+struct FileSeen {
+    checked: Instant,
+    stamp: Option<FileStamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
+    }
+}
+
 /// The master keys, by id, and which one encrypts new values.
+///
+/// A vault read from a key file follows that file while the process runs:
+/// at most once a second it looks whether the file changed, and at once
+/// when it meets a ciphertext under a key id it does not know. New keys
+/// (and a new active key) are taken up; keys that disappeared from the file
+/// stay usable in this process until it restarts, so a running gateway never
+/// loses the ability to read a row it could read before. A vault built from a
+/// spec (`IONFLUX_MASTER_KEYS`) is fixed: rotating it means restarting with
+/// the new spec.
 pub struct Vault {
-    keys: HashMap<String, Aes256Gcm>,
-    active: String,
+    keys: RwLock<Keys>,
+    file: Option<KeyFile>,
 }
 
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.keys.read().unwrap();
         f.debug_struct("Vault")
-            .field("active", &self.active)
-            .field("keys", &self.keys.len())
+            .field("active", &keys.active())
+            .field("keys", &keys.order.len())
+            .field("file", &self.file.as_ref().map(|f| &f.path))
             .finish()
     }
+}
+
+/// Parses `id:base64key` entries separated by commas or newlines.
+fn parse_spec(spec: &str) -> Result<Keys, VaultError> {
+    let mut ciphers = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for entry in spec
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.starts_with('#'))
+    {
+        let (id, b64) = entry
+            .split_once(':')
+            .ok_or_else(|| VaultError::Config("expected `key_id:base64key`".into()))?;
+        let id = id.trim();
+        if !valid_key_id(id) {
+            return Err(VaultError::Config(format!(
+                "key id {id:?} must be [A-Za-z0-9_-]+"
+            )));
+        }
+        let raw = Zeroizing::new(
+            STANDARD
+                .decode(b64.trim())
+                .map_err(|_| VaultError::Config(format!("key {id:?} is not base64")))?,
+        );
+        if raw.len() != 32 {
+            return Err(VaultError::Config(format!(
+                "key {id:?} must be 32 bytes, got {}",
+                raw.len()
+            )));
+        }
+        let cipher = Aes256Gcm::new_from_slice(&raw)
+            .map_err(|_| VaultError::Config("bad key length".into()))?;
+        // A repeated id: the later entry wins, and moves to its place.
+        order.retain(|o| o != id);
+        order.push(id.to_string());
+        ciphers.insert(id.to_string(), cipher);
+    }
+    if order.is_empty() {
+        return Err(VaultError::Config("no master key given".into()));
+    }
+    Ok(Keys { ciphers, order })
+}
+
+fn valid_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Vault {
     /// Parses `id:base64key` entries separated by commas or newlines. The last
     /// entry is the active key, so rotating means appending a line.
     pub fn from_spec(spec: &str) -> Result<Self, VaultError> {
-        let mut keys = HashMap::new();
-        let mut active = None;
-        for entry in spec
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|e| !e.is_empty() && !e.starts_with('#'))
-        {
-            let (id, b64) = entry
-                .split_once(':')
-                .ok_or_else(|| VaultError::Config("expected `key_id:base64key`".into()))?;
-            let id = id.trim();
-            if id.is_empty()
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(VaultError::Config(format!(
-                    "key id {id:?} must be [A-Za-z0-9_-]+"
-                )));
-            }
-            let raw = STANDARD
-                .decode(b64.trim())
-                .map_err(|_| VaultError::Config(format!("key {id:?} is not base64")))?;
-            if raw.len() != 32 {
-                return Err(VaultError::Config(format!(
-                    "key {id:?} must be 32 bytes, got {}",
-                    raw.len()
-                )));
-            }
-            let cipher = Aes256Gcm::new_from_slice(&raw)
-                .map_err(|_| VaultError::Config("bad key length".into()))?;
-            keys.insert(id.to_string(), cipher);
-            active = Some(id.to_string());
-        }
-        let active = active.ok_or_else(|| VaultError::Config("no master key given".into()))?;
-        Ok(Self { keys, active })
+        Ok(Self {
+            keys: RwLock::new(parse_spec(spec)?),
+            file: None,
+        })
+    }
+
+    /// Reads an existing key file; the vault then follows the file (see
+    /// [`Vault`]).
+    pub fn from_file(path: &Path) -> Result<Self, VaultError> {
+        let stamp = FileStamp::of(path)?;
+        let spec = Zeroizing::new(std::fs::read_to_string(path)?);
+        Ok(Self {
+            keys: RwLock::new(parse_spec(&spec)?),
+            file: Some(KeyFile {
+                path: path.to_path_buf(),
+                seen: Mutex::new(FileSeen {
+                    checked: Instant::now(),
+                    stamp: Some(stamp),
+                }),
+            }),
+        })
     }
 
     /// Reads the key file, creating one with a fresh random key when it does
     /// not exist (the embedded single-box default). The file is made
     /// owner-only before the key is written to it.
     pub fn from_file_or_create(path: &Path) -> Result<(Self, bool), VaultError> {
-        match std::fs::read_to_string(path) {
-            Ok(spec) => Ok((Self::from_spec(&spec)?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let spec = format!("k1:{}\n", Self::generate_key());
-                write_private(path, spec.as_bytes())?;
-                Ok((Self::from_spec(&spec)?, true))
+        match Self::from_file(path) {
+            Ok(vault) => Ok((vault, false)),
+            Err(VaultError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let spec = Zeroizing::new(format!("k1:{}\n", Self::generate_key()));
+                match write_private(path, spec.as_bytes()) {
+                    Ok(()) => {}
+                    // Someone else created it first: theirs is the key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Ok((Self::from_file(path)?, false));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                Ok((Self::from_file(path)?, true))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
     /// A fresh random 256-bit key, base64.
     pub fn generate_key() -> String {
-        let mut key = [0u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        STANDARD.encode(key)
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(key.as_mut());
+        STANDARD.encode(key.as_ref())
     }
 
-    pub fn active_key_id(&self) -> &str {
-        &self.active
+    /// Adds a freshly generated key to the key file at `path` and makes it
+    /// the active one (the last line); every key already there is kept, so
+    /// rows written under them still decrypt. Returns the new key's id, never
+    /// the key.
+    ///
+    /// The file is replaced atomically (a private temporary file beside it,
+    /// fsync'd, renamed over it, and the folder fsync'd), so a crash leaves
+    /// the old file or the new one, never a torn one; an exclusive lock on
+    /// `<path>.lock` keeps two rotations from losing each other's key.
+    pub fn append_new_key(path: &Path) -> Result<String, VaultError> {
+        let _lock = lock_beside(path)?;
+        let existing = Zeroizing::new(std::fs::read_to_string(path)?);
+        let keys = parse_spec(&existing)?;
+        let id = next_key_id(&keys.order);
+        let mut contents = Zeroizing::new(String::with_capacity(existing.len() + 64));
+        contents.push_str(&existing);
+        if !contents.is_empty() && !contents.ends_with('\n') {
+            contents.push('\n');
+        }
+        contents.push_str(&id);
+        contents.push(':');
+        contents.push_str(&Self::generate_key());
+        contents.push('\n');
+        let check = parse_spec(&contents)?;
+        debug_assert_eq!(check.active(), id);
+        replace_private(path, contents.as_bytes())?;
+        Ok(id)
+    }
+
+    /// The id of the key that encrypts new values.
+    pub fn active_key_id(&self) -> String {
+        self.refresh(false);
+        self.keys.read().unwrap().active().to_string()
+    }
+
+    /// Every configured key id, oldest first; the last one is active.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.refresh(false);
+        self.keys.read().unwrap().order.clone()
+    }
+
+    /// The key id a ciphertext was written with, when it is well formed
+    /// enough to say.
+    pub fn key_id_of(ciphertext: &str) -> Option<&str> {
+        let mut parts = ciphertext.splitn(3, '.');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(FORMAT), Some(id), Some(_)) if valid_key_id(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The file this vault follows, if any.
+    pub fn key_file(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+
+    /// Re-reads the key file now if it changed. True when the keys changed.
+    /// A vault without a file has nothing to reload.
+    pub fn reload(&self) -> Result<bool, VaultError> {
+        let Some(file) = &self.file else {
+            return Ok(false);
+        };
+        let mut seen = file.seen.lock().unwrap();
+        seen.checked = Instant::now();
+        let stamp = FileStamp::of(&file.path)?;
+        if seen.stamp.as_ref() == Some(&stamp) {
+            return Ok(false);
+        }
+        let spec = Zeroizing::new(std::fs::read_to_string(&file.path)?);
+        let fresh = parse_spec(&spec)?;
+        let mut keys = self.keys.write().unwrap();
+        let before = keys.order.clone();
+        // Keys no longer in the file stay known (before the file's keys, so
+        // that the file's last key is active).
+        let mut order: Vec<String> = keys
+            .order
+            .iter()
+            .filter(|id| !fresh.ciphers.contains_key(*id))
+            .cloned()
+            .collect();
+        order.extend(fresh.order.iter().cloned());
+        let mut ciphers = std::mem::take(&mut keys.ciphers);
+        ciphers.extend(fresh.ciphers);
+        *keys = Keys { ciphers, order };
+        seen.stamp = Some(stamp);
+        let changed = keys.order != before;
+        if changed {
+            tracing::info!(
+                path = %file.path.display(),
+                active = keys.active(),
+                keys = keys.order.len(),
+                "master keys reloaded"
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Follows the key file: when `force`, or when the last look is older
+    /// than [`RECHECK`]. A file that cannot be read or parsed leaves the keys
+    /// as they were (and is logged, without its contents).
+    fn refresh(&self, force: bool) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        if !force {
+            let seen = file.seen.lock().unwrap();
+            if seen.checked.elapsed() < RECHECK {
+                return;
+            }
+        }
+        // Error messages name key ids and lengths, never key bytes.
+        if let Err(error) = self.reload() {
+            tracing::warn!(
+                path = %file.path.display(),
+                %error,
+                "master key file not reloaded; keeping the keys in use"
+            );
+        }
     }
 
     pub fn encrypt(&self, plaintext: &[u8], binding: Binding<'_>) -> String {
-        let cipher = &self.keys[&self.active];
+        self.refresh(false);
+        let keys = self.keys.read().unwrap();
+        let active = keys.active();
+        let cipher = &keys.ciphers[active];
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let aad = binding.aad();
@@ -190,7 +414,7 @@ impl Vault {
         let mut blob = Vec::with_capacity(NONCE_LEN + sealed.len());
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&sealed);
-        format!("{FORMAT}.{}.{}", self.active, URL_SAFE_NO_PAD.encode(blob))
+        format!("{FORMAT}.{active}.{}", URL_SAFE_NO_PAD.encode(blob))
     }
 
     pub fn decrypt(&self, ciphertext: &str, binding: Binding<'_>) -> Result<Secret, VaultError> {
@@ -199,8 +423,15 @@ impl Vault {
         else {
             return Err(VaultError::Malformed);
         };
-        let cipher = self
-            .keys
+        self.refresh(false);
+        if self.file.is_some() && !self.keys.read().unwrap().ciphers.contains_key(key_id) {
+            // Written under a key added since we last looked (another
+            // process rotated and re-encrypted): look again now.
+            self.refresh(true);
+        }
+        let keys = self.keys.read().unwrap();
+        let cipher = keys
+            .ciphers
             .get(key_id)
             .ok_or_else(|| VaultError::UnknownKey(key_id.to_string()))?;
         let blob = URL_SAFE_NO_PAD
@@ -224,8 +455,26 @@ impl Vault {
     }
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+/// `k<N+1>` after the highest `k<N>` in use (or after the number of keys,
+/// when the ids are named otherwise); never an id already present.
+fn next_key_id(ids: &[String]) -> String {
+    let highest = ids
+        .iter()
+        .filter_map(|id| id.strip_prefix('k')?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        .max(ids.len() as u64);
+    let mut n = highest + 1;
+    loop {
+        let id = format!("k{n}");
+        if !ids.contains(&id) {
+            return id;
+        }
+        n += 1;
+    }
+}
+
+fn private_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -233,9 +482,55 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
+    options
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = private_options().open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+/// Replaces `path` with `contents` atomically: an owner-only temporary file
+/// in the same folder, fsync'd, renamed over `path`, then the folder fsync'd
+/// so the rename itself survives a crash.
+fn replace_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the key file path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{:016x}", rand::rng().next_u64()));
+    let tmp = dir.join(tmp_name);
+    let written = write_private(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    #[cfg(unix)]
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+/// An exclusive lock on `<path>.lock`, held until the returned file drops.
+fn lock_beside(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(lock_path)?;
+    file.lock()?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -322,6 +617,144 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new(b"hunter2".to_vec());
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+    }
+
+    fn key_file(dir: &Path) -> PathBuf {
+        let path = dir.join("ionflux.key");
+        let (_, created) = Vault::from_file_or_create(&path).unwrap();
+        assert!(created);
+        path
+    }
+
+    #[test]
+    fn append_new_key_keeps_old_keys_and_activates_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        let before = std::fs::read_to_string(&path).unwrap();
+        let old = Vault::from_file(&path).unwrap();
+        let ct = old.encrypt(b"token", ROW_A);
+
+        let id = Vault::append_new_key(&path).unwrap();
+        assert_eq!(id, "k2");
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.starts_with(&before),
+            "old lines are kept as they were"
+        );
+        assert_eq!(after.lines().count(), 2);
+        let rotated = Vault::from_file(&path).unwrap();
+        assert_eq!(rotated.key_ids(), ["k1", "k2"]);
+        assert_eq!(rotated.active_key_id(), "k2");
+        assert_eq!(rotated.decrypt(&ct, ROW_A).unwrap().expose(), b"token");
+        assert!(rotated.encrypt(b"x", ROW_A).starts_with("v1.k2."));
+        // Nothing but the key file and its lock is left behind.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ionflux.key", "ionflux.key.lock"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // Even when the file had been loosened by hand, the rewrite is 0600.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Vault::append_new_key(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn appended_ids_are_unique_even_when_rotations_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Vault::append_new_key(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 8, "{ids:?}");
+        let vault = Vault::from_file(&path).unwrap();
+        let all = vault.key_ids();
+        assert_eq!(all.len(), 9, "no rotation lost another's key: {all:?}");
+        for id in &ids {
+            assert!(all.contains(id));
+        }
+        assert_eq!(vault.active_key_id(), "k9");
+    }
+
+    #[test]
+    fn ids_follow_custom_names_and_missing_newlines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(
+            &path,
+            format!("# prod keys\nprod-2025:{}", Vault::generate_key()),
+        )
+        .unwrap();
+        assert_eq!(Vault::append_new_key(&path).unwrap(), "k2");
+        assert_eq!(Vault::append_new_key(&path).unwrap(), "k3");
+        let vault = Vault::from_file(&path).unwrap();
+        assert_eq!(vault.key_ids(), ["prod-2025", "k2", "k3"]);
+        assert_eq!(next_key_id(&["k7".into(), "x".into()]), "k8");
+        assert_eq!(next_key_id(&["a".into(), "b".into()]), "k3");
+    }
+
+    #[test]
+    fn append_refuses_a_missing_or_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Vault::append_new_key(&dir.path().join("absent")).is_err());
+        let broken = dir.path().join("broken");
+        std::fs::write(&broken, "k1:notbase64!\n").unwrap();
+        assert!(Vault::append_new_key(&broken).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&broken).unwrap(),
+            "k1:notbase64!\n",
+            "a file that does not parse is left alone"
+        );
+    }
+
+    #[test]
+    fn a_file_vault_follows_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        let running = Vault::from_file(&path).unwrap();
+        let k1_ct = running.encrypt(b"old", ROW_A);
+        Vault::append_new_key(&path).unwrap();
+        // Another process encrypts under the new key; the running vault
+        // meets the unknown id and looks at the file at once.
+        let ct = Vault::from_file(&path).unwrap().encrypt(b"token", ROW_A);
+        assert!(ct.starts_with("v1.k2."));
+        assert_eq!(running.decrypt(&ct, ROW_A).unwrap().expose(), b"token");
+        assert_eq!(running.active_key_id(), "k2");
+        assert!(!running.reload().unwrap(), "nothing changed since");
+
+        // A key removed from the file stays usable in a running process.
+        let only_k2: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("k2:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, only_k2).unwrap();
+        running.reload().unwrap();
+        assert_eq!(running.key_ids(), ["k1", "k2"]);
+        assert!(running.decrypt(&k1_ct, ROW_A).is_ok());
+
+        // A spec vault has no file to follow.
+        assert!(!vault().reload().unwrap());
+        assert_eq!(Vault::key_id_of(&ct), Some("k2"));
+        assert_eq!(Vault::key_id_of("garbage"), None);
     }
 
     #[test]

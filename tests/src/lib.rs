@@ -6,6 +6,8 @@
 //! Waits below are bounded so that a broken build fails instead of hanging;
 //! they never assert how long anything took.
 
+pub mod fake_shopify;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -120,6 +122,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// The configured operator token (`IONFLUX_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// The Shopify app for the OAuth install (see [`fake_shopify`]).
+    pub shopify: Option<ionflux_gateway::oauth::ShopifyConfig>,
 }
 
 pub struct Gateway {
@@ -193,6 +197,7 @@ impl Gateway {
                 pool_instances: 16,
                 ..RuntimeConfig::default()
             },
+            shopify: opts.shopify,
         };
         let running = server::start(config).await.expect("gateway starts");
         Self {

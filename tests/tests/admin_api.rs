@@ -64,12 +64,13 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
         ("/admin/v1/dead-letters/replay", &["post"]),
         ("/admin/v1/events", &["get"]),
         ("/admin/v1/webhooks/{inbox_id}/dry-run", &["post"]),
+        ("/admin/v1/connections/{id}/webhooks", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path].get(*m).is_some(), "{m} {path} is documented");
         }
     }
-    assert_eq!(paths.len(), 10, "every documented path is tested above");
+    assert_eq!(paths.len(), 11, "every documented path is tested above");
     gw.stop().await;
 }
 

@@ -1,0 +1,423 @@
+//! A local stand-in for Shopify's OAuth and Admin REST endpoints, on
+//! loopback, speaking the real paths and shapes:
+//!
+//! - `POST /{shop}/admin/oauth/access_token` (`{client_id, client_secret,
+//!   code, expiring?}` → `{access_token, scope[, expires_in, refresh_token,
+//!   refresh_token_expires_in]}`); a code works once;
+//! - `GET`/`POST /{shop}/admin/api/{version}/webhooks.json`,
+//!   `PUT`/`DELETE /{shop}/admin/api/{version}/webhooks/{id}.json`, with
+//!   `X-Shopify-Access-Token` checked against the tokens it issued for that
+//!   shop, and `422` for a duplicate (topic, address) as Shopify answers.
+//!
+//! The gateway reaches it through `admin_base_url = http://127.0.0.1:PORT/{shop}`.
+//! It records every call and can be told to fail.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use serde_json::{Value, json};
+
+/// One call the fake received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub shop: String,
+    pub path: String,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeWebhook {
+    pub id: u64,
+    pub topic: String,
+    pub address: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    client_id: String,
+    client_secret: String,
+    /// access token -> shop
+    tokens: HashMap<String, String>,
+    refresh_tokens: Vec<String>,
+    codes_used: HashSet<String>,
+    webhooks: HashMap<String, Vec<FakeWebhook>>,
+    next_id: u64,
+    calls: Vec<Call>,
+    exchange_failure: Option<u16>,
+    /// topic -> how many more creates of it fail with 500
+    create_failures: HashMap<String, u32>,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+pub struct FakeShopify {
+    pub addr: SocketAddr,
+    inner: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeShopify {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeShopify {
+    /// Serves on a free loopback port, as the app `client_id`/`client_secret`.
+    pub async fn start(client_id: &str, client_secret: &str) -> Self {
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            next_id: 1_000_000,
+            ..Inner::default()
+        }));
+        let app = Router::new()
+            .route("/{shop}/admin/oauth/access_token", post(access_token))
+            .route(
+                "/{shop}/admin/api/{version}/webhooks.json",
+                post(create_webhook).get(list_webhooks),
+            )
+            .route(
+                "/{shop}/admin/api/{version}/webhooks/{file}",
+                put(update_webhook).delete(delete_webhook),
+            )
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, inner, task }
+    }
+
+    /// What the gateway's `admin_base_url` should be.
+    pub fn base_url_template(&self) -> String {
+        format!("http://{}/{{shop}}", self.addr)
+    }
+
+    /// The next code exchanges answer this status (None: work again).
+    pub fn fail_exchange(&self, status: Option<u16>) {
+        self.inner.lock().unwrap().exchange_failure = status;
+    }
+
+    /// The next `times` creates of `topic` answer 500.
+    pub fn fail_webhook_creates(&self, topic: &str, times: u32) {
+        self.inner
+            .lock()
+            .unwrap()
+            .create_failures
+            .insert(topic.into(), times);
+    }
+
+    pub fn webhooks(&self, shop: &str) -> Vec<FakeWebhook> {
+        self.inner
+            .lock()
+            .unwrap()
+            .webhooks
+            .get(shop)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// Every access and refresh token handed out, for leak checks.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tokens
+            .keys()
+            .cloned()
+            .chain(inner.refresh_tokens.iter().cloned())
+            .collect()
+    }
+
+    /// The access tokens issued for `shop`.
+    pub fn access_tokens_of(&self, shop: &str) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tokens
+            .iter()
+            .filter(|(_, s)| *s == shop)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+fn error(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn record(inner: &mut Inner, method: &'static str, shop: &str, path: String, body: Value) {
+    inner.calls.push(Call {
+        method,
+        shop: shop.to_string(),
+        path,
+        body,
+    });
+}
+
+async fn access_token(
+    State(inner): State<Shared>,
+    Path(shop): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    let mut inner = inner.lock().unwrap();
+    record(
+        &mut inner,
+        "POST",
+        &shop,
+        "/admin/oauth/access_token".into(),
+        body.clone(),
+    );
+    if let Some(status) = inner.exchange_failure {
+        return error(
+            StatusCode::from_u16(status).unwrap(),
+            json!({"error": "failure", "error_description": "told to fail"}),
+        );
+    }
+    if body["client_id"] != inner.client_id.as_str()
+        || body["client_secret"] != inner.client_secret.as_str()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_client", "error_description": "client credentials are wrong"}),
+        );
+    }
+    let Some(code) = body["code"].as_str().filter(|c| !c.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "code is missing"}),
+        );
+    };
+    if !inner.codes_used.insert(code.to_string()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "The authorization code was not found or was already used"}),
+        );
+    }
+    let access = format!("shpat_{}", uuid::Uuid::new_v4().simple());
+    inner.tokens.insert(access.clone(), shop);
+    let scope = "read_orders,read_products,read_customers";
+    if body["expiring"] == 1 {
+        let refresh = format!("shprt_{}", uuid::Uuid::new_v4().simple());
+        inner.refresh_tokens.push(refresh.clone());
+        Json(json!({
+            "access_token": access,
+            "scope": scope,
+            "expires_in": 3600,
+            "refresh_token": refresh,
+            "refresh_token_expires_in": 7_776_000,
+        }))
+        .into_response()
+    } else {
+        Json(json!({"access_token": access, "scope": scope})).into_response()
+    }
+}
+
+/// The shop the token was issued for must be this one.
+fn authorized(inner: &Inner, shop: &str, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    inner.tokens.get(token).is_some_and(|s| s == shop)
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        json!({"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}),
+    )
+}
+
+fn webhook_json(w: &FakeWebhook, version: &str) -> Value {
+    json!({
+        "id": w.id,
+        "address": w.address,
+        "topic": w.topic,
+        "created_at": "2026-05-01T10:00:00-04:00",
+        "updated_at": "2026-05-01T10:00:00-04:00",
+        "format": "json",
+        "fields": [],
+        "metafield_namespaces": [],
+        "api_version": version,
+        "private_metafield_namespaces": [],
+    })
+}
+
+async fn list_webhooks(
+    State(inner): State<Shared>,
+    Path((shop, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    record(
+        &mut inner,
+        "GET",
+        &shop,
+        format!("/admin/api/{version}/webhooks.json"),
+        Value::Null,
+    );
+    if !authorized(&inner, &shop, &headers) {
+        return unauthorized();
+    }
+    let list: Vec<Value> = inner
+        .webhooks
+        .get(&shop)
+        .map(|ws| ws.iter().map(|w| webhook_json(w, &version)).collect())
+        .unwrap_or_default();
+    Json(json!({"webhooks": list})).into_response()
+}
+
+async fn create_webhook(
+    State(inner): State<Shared>,
+    Path((shop, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    let mut inner = inner.lock().unwrap();
+    record(
+        &mut inner,
+        "POST",
+        &shop,
+        format!("/admin/api/{version}/webhooks.json"),
+        body.clone(),
+    );
+    if !authorized(&inner, &shop, &headers) {
+        return unauthorized();
+    }
+    let w = &body["webhook"];
+    let (Some(topic), Some(address)) = (w["topic"].as_str(), w["address"].as_str()) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"errors": {"topic": ["can't be blank"], "address": ["can't be blank"]}}),
+        );
+    };
+    if w["format"] != "json" {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"errors": {"format": ["is not included in the list"]}}),
+        );
+    }
+    if let Some(left) = inner.create_failures.get_mut(topic)
+        && *left > 0
+    {
+        *left -= 1;
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"errors": "Internal Server Error"}),
+        );
+    }
+    let (topic, address) = (topic.to_string(), address.to_string());
+    let list = inner.webhooks.entry(shop.clone()).or_default();
+    if list
+        .iter()
+        .any(|x| x.topic == topic && x.address == address)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"errors": {"address": ["for this topic has already been taken"]}}),
+        );
+    }
+    inner.next_id += 1;
+    let created = FakeWebhook {
+        id: inner.next_id,
+        topic,
+        address,
+    };
+    inner
+        .webhooks
+        .entry(shop)
+        .or_default()
+        .push(created.clone());
+    (
+        StatusCode::CREATED,
+        Json(json!({"webhook": webhook_json(&created, &version)})),
+    )
+        .into_response()
+}
+
+fn webhook_id(file: &str) -> Option<u64> {
+    file.strip_suffix(".json")?.parse().ok()
+}
+
+async fn update_webhook(
+    State(inner): State<Shared>,
+    Path((shop, version, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
+    let mut inner = inner.lock().unwrap();
+    record(
+        &mut inner,
+        "PUT",
+        &shop,
+        format!("/admin/api/{version}/webhooks/{file}"),
+        body.clone(),
+    );
+    if !authorized(&inner, &shop, &headers) {
+        return unauthorized();
+    }
+    let not_found = || error(StatusCode::NOT_FOUND, json!({"errors": "Not Found"}));
+    let Some(id) = webhook_id(&file) else {
+        return not_found();
+    };
+    let Some(address) = body["webhook"]["address"].as_str() else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"errors": {"address": ["can't be blank"]}}),
+        );
+    };
+    let Some(w) = inner
+        .webhooks
+        .get_mut(&shop)
+        .and_then(|ws| ws.iter_mut().find(|w| w.id == id))
+    else {
+        return not_found();
+    };
+    w.address = address.to_string();
+    let w = w.clone();
+    Json(json!({"webhook": webhook_json(&w, &version)})).into_response()
+}
+
+async fn delete_webhook(
+    State(inner): State<Shared>,
+    Path((shop, version, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    record(
+        &mut inner,
+        "DELETE",
+        &shop,
+        format!("/admin/api/{version}/webhooks/{file}"),
+        Value::Null,
+    );
+    if !authorized(&inner, &shop, &headers) {
+        return unauthorized();
+    }
+    let id = webhook_id(&file);
+    let Some(list) = inner.webhooks.get_mut(&shop) else {
+        return error(StatusCode::NOT_FOUND, json!({"errors": "Not Found"}));
+    };
+    let before = list.len();
+    list.retain(|w| Some(w.id) != id);
+    if list.len() == before {
+        return error(StatusCode::NOT_FOUND, json!({"errors": "Not Found"}));
+    }
+    Json(json!({})).into_response()
+}
