@@ -406,6 +406,7 @@ impl Dispatcher {
         }
         if !finished.is_empty() {
             self.store.finish(&finished).await?;
+            crate::lifecycle::after_finish(&self.store, &finished).await;
         }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);

@@ -36,6 +36,9 @@ pub struct AppState {
     /// The Shopify OAuth install; None: its routes answer 404
     /// `oauth_not_configured`.
     pub oauth: Option<Arc<crate::oauth::OAuth>>,
+    /// `GET /integrations/shopify/brands/{brand_id}/shop-details`, behind
+    /// the service token.
+    pub shop_details: Arc<crate::shop_details::ShopDetails>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -51,6 +54,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/ready", get(ready))
         .merge(admin::router())
         .merge(crate::oauth::router())
+        .merge(crate::shop_details::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -74,7 +74,11 @@ impl Inbox {
         body: &[u8],
     ) -> Result<Accepted, IntakeError> {
         let known = self.connection(identifier).await?;
-        if known.row.status != "active" {
+        let topic = headers
+            .get(webhook::TOPIC_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !crate::lifecycle::accepts_webhook(&known.row.status, topic) {
             return Err(IntakeError::Inactive(known.row.status.clone()));
         }
         let signature = headers

@@ -298,6 +298,11 @@ struct ServeArgs {
     /// Bearer token for the admin API; without it only loopback may use it.
     #[arg(long, env = "IONFLUX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Bearer token other services present to
+    /// `GET /integrations/shopify/brands/{brand_id}/shop-details`; without
+    /// it that endpoint refuses everyone.
+    #[arg(long, env = "IONFLUX_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
     /// Where compiled transforms are cached, by digest.
     #[arg(long, env = "IONFLUX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -356,6 +361,16 @@ struct ShopifyArgs {
     jwt_issuer: Option<String>,
     #[arg(long, env = "IONFLUX_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// Refresh an expiring access token when it has less than this left.
+    #[arg(long, env = "IONFLUX_SHOPIFY_REFRESH_LEAD_SECS")]
+    shopify_refresh_lead_secs: Option<u64>,
+    /// How often the refresh job looks for tokens due.
+    #[arg(long, env = "IONFLUX_SHOPIFY_REFRESH_POLL_SECS")]
+    shopify_refresh_poll_secs: Option<u64>,
+    /// Failed refreshes in a row before a connection is `refresh_failed`
+    /// and an `integration.error` event is published.
+    #[arg(long, env = "IONFLUX_SHOPIFY_REFRESH_MAX_FAILURES")]
+    shopify_refresh_max_failures: Option<u32>,
 }
 
 impl ShopifyArgs {
@@ -403,6 +418,15 @@ impl ShopifyArgs {
             ),
             None => None,
         };
+        if let Some(v) = self.shopify_refresh_lead_secs {
+            cfg.refresh.lead_time = Duration::from_secs(v);
+        }
+        if let Some(v) = self.shopify_refresh_poll_secs {
+            cfg.refresh.poll_interval = Duration::from_secs(v);
+        }
+        if let Some(v) = self.shopify_refresh_max_failures {
+            cfg.refresh.max_failures = v;
+        }
         cfg.jwt.issuer = self.jwt_issuer.clone();
         cfg.jwt.audience = self.jwt_audience.clone();
         Ok(Some(cfg))
@@ -1076,6 +1100,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             ..RuntimeConfig::default()
         },
         shopify: args.shopify.config()?,
+        service_token: args.service_token.clone().map(Secret::from),
     };
     let running = server::start(config).await?;
     eprintln!("ionflux-gateway listening on http://{}", running.addr);

@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 use crate::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
 use crate::http::{ApiError, AppState};
+use crate::refresh::{RefreshConfig, Refresher, TokenError};
 use crate::shopify_api::{ShopifyApi, ShopifyError, Webhook};
 use crate::store::oauth::{OAuthStateRow, RegistrationOutcome, StateUse, WebhookRegistrationRow};
 use crate::store::{Store, StoreError, now_ms};
@@ -163,6 +164,8 @@ pub struct ShopifyConfig {
     /// Timeout of each call to Shopify.
     pub http_timeout: Duration,
     pub registration: RegistrationConfig,
+    /// When expiring tokens are refreshed (see `refresh`).
+    pub refresh: RefreshConfig,
     pub jwt: JwtConfig,
 }
 
@@ -190,6 +193,7 @@ impl ShopifyConfig {
             webhook_topics: DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect(),
             http_timeout: Duration::from_secs(15),
             registration: RegistrationConfig::default(),
+            refresh: RefreshConfig::default(),
             jwt: JwtConfig::default(),
         }
     }
@@ -537,6 +541,7 @@ pub struct OAuth {
     store: Store,
     vault: Arc<Vault>,
     wake: Notify,
+    refresher: Arc<Refresher>,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -581,6 +586,15 @@ impl OAuth {
         let jwt = JwtVerifier::new(&cfg.jwt)?;
         let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)
             .map_err(|e| OAuthConfigError::Invalid(e.to_string()))?;
+        let refresher = Arc::new(Refresher::new(
+            store.clone(),
+            vault.clone(),
+            api.clone(),
+            cfg.client_id.clone(),
+            cfg.client_secret.clone(),
+            cfg.refresh.clone(),
+            cfg.http_timeout,
+        ));
         Ok(Self {
             cfg,
             api,
@@ -588,7 +602,21 @@ impl OAuth {
             store,
             vault,
             wake: Notify::new(),
+            refresher,
         })
+    }
+
+    /// The token refresher of this app's connections (its job is started by
+    /// `server::start`).
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
+    }
+
+    /// A usable access token of the connection, refreshed inline (under the
+    /// connection's refresh lease) when it is about to expire. For every
+    /// caller of the Admin API.
+    pub async fn access_token_for(&self, connection_id: &str) -> Result<Secret, TokenError> {
+        self.refresher.access_token_for(connection_id).await
     }
 
     pub fn config(&self) -> &ShopifyConfig {
@@ -890,22 +918,14 @@ impl OAuth {
                 .fail_all(&rows, 0, "the connection is not active")
                 .await;
         }
-        let token = match &conn.access_token {
-            None => {
-                return self
-                    .fail_all(&rows, 0, "the connection has no access token")
-                    .await;
+        // Fresh: refreshed first (under the lease) when about to expire.
+        let token = match self.refresher.access_token_for(&conn.id).await {
+            Ok(t) => t,
+            Err(TokenError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "no access token for registration");
+                return self.fail_all(&rows, 0, &format!("access token: {e}")).await;
             }
-            Some(ct) => match self
-                .vault
-                .decrypt(ct, connection::binding(&conn.id, connection::ACCESS_TOKEN))
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(connection = %conn.id, error = %e, "access token does not decrypt");
-                    return self.fail_all(&rows, 0, &format!("access token: {e}")).await;
-                }
-            },
         };
         let shop = conn.shop_domain.as_str();
         let (listed, tries) = self

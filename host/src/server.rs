@@ -33,6 +33,9 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The Shopify app for the OAuth install; None: no install flow.
     pub shopify: Option<crate::oauth::ShopifyConfig>,
+    /// The bearer token other services present to the shop-details
+    /// endpoint; None: it refuses everyone.
+    pub service_token: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum StartError {
     Dispatch(#[from] DispatchError),
     #[error(transparent)]
     OAuth(#[from] crate::oauth::OAuthConfigError),
+    #[error("shop details: {0}")]
+    ShopDetails(#[from] crate::shopify_api::ShopifyError),
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
 }
@@ -62,6 +67,8 @@ pub struct Running {
     sink: Arc<Sink>,
     /// Subscribes OAuth connections to their webhooks; stopped with intake.
     registrar: Option<JoinHandle<()>>,
+    /// Refreshes expiring tokens; a refresh under way is let finish.
+    refresher: Option<JoinHandle<()>>,
 }
 
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
@@ -76,9 +83,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         Some(k) => Sink::Kafka(KafkaSink::new(k)?),
         None => Sink::Log(store.clone()),
     });
+    // Lifecycle effects (uninstall, redaction) a crash cut off.
+    if let Err(e) = crate::lifecycle::apply_due(&store).await {
+        tracing::warn!(error = %e, "lifecycle effects not applied at start");
+    }
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = cfg.dispatch.limits.clone();
+    let event_topics = cfg.topics.clone();
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         sink.clone(),
@@ -87,6 +99,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         cfg.dispatch,
         wake.clone(),
     )?);
+    let mut shop_details = crate::shop_details::ShopDetailsConfig {
+        service_token: cfg.service_token,
+        ..Default::default()
+    };
+    if let Some(shopify) = &cfg.shopify {
+        shop_details.admin_base_url = shopify.admin_base_url.clone();
+        shop_details.api_version = shopify.api_version.clone();
+        shop_details.http_timeout = shopify.http_timeout;
+    }
     let oauth = match cfg.shopify {
         Some(shopify) => Some(Arc::new(crate::oauth::OAuth::new(
             shopify,
@@ -95,6 +116,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         )?)),
         None => None,
     };
+    let shop_details = Arc::new(crate::shop_details::ShopDetails::new(
+        shop_details,
+        store.clone(),
+        cfg.vault.clone(),
+        oauth.clone(),
+    )?);
     let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
     let state = AppState {
         inbox,
@@ -103,6 +130,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         admin_token: cfg.admin_token,
         admin: AdminState::new(runtime, cfg.topics, admin_limits, Some(dispatcher.clone())),
         oauth: oauth.clone(),
+        shop_details,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -123,6 +151,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             .await
     });
     let dispatch = dispatcher.clone();
+    let refresher = oauth.as_ref().map(|o| {
+        o.refresher()
+            .publish_events_to(sink.clone(), event_topics.clone());
+        tokio::spawn(o.refresher().clone().run(rx.clone()))
+    });
     let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
     let dispatcher = tokio::spawn(dispatcher.run(rx));
     tracing::info!(%addr, sink = sink.name(), "gateway serving");
@@ -135,6 +168,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         dispatch,
         sink,
         registrar,
+        refresher,
     })
 }
 
@@ -161,6 +195,16 @@ impl Running {
         // Registrations are idempotent: one cut short is redone next start.
         if let Some(registrar) = self.registrar {
             registrar.abort();
+        }
+        // Not aborted: a refresh cut off between Shopify's answer and our
+        // commit would lose the rotated refresh token. Its calls time out.
+        if let Some(mut refresher) = self.refresher
+            && tokio::time::timeout(Duration::from_secs(60), &mut refresher)
+                .await
+                .is_err()
+        {
+            tracing::warn!("token refresher did not stop in time; aborted");
+            refresher.abort();
         }
         if let Err(e) = self.dispatcher.await {
             tracing::warn!(error = %e, "dispatcher task failed");

@@ -282,6 +282,27 @@ impl ShopifyApi {
         }
         Err(status_error(resp).await)
     }
+
+    /// `GET /admin/api/{version}/shop.json`: the shop object, as Shopify
+    /// shows it (`{"shop": {…}}` unwrapped).
+    pub async fn shop(
+        &self,
+        shop: &str,
+        token: &Secret,
+    ) -> Result<serde_json::Value, ShopifyError> {
+        let resp = self
+            .client
+            .get(self.api(shop, "shop.json"))
+            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
+            .send()
+            .await
+            .map_err(transport)?;
+        let mut body: serde_json::Value = decode(resp).await?;
+        match body.get_mut("shop").map(serde_json::Value::take) {
+            Some(shop @ serde_json::Value::Object(_)) => Ok(shop),
+            _ => Err(ShopifyError::Decode("no shop object in the answer".into())),
+        }
+    }
 }
 
 fn header_value(token: &Secret) -> Result<reqwest::header::HeaderValue, ShopifyError> {

@@ -321,6 +321,24 @@ impl Store {
         Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
     }
 
+    /// Every connection of a brand with this provider, newest first.
+    pub async fn connections_for_brand(
+        &self,
+        provider: &str,
+        brand_id: &str,
+    ) -> Result<Vec<ConnectionRow>> {
+        let sql = format!(
+            "SELECT {} FROM connections WHERE provider = ? AND brand_id = ?
+             ORDER BY created_at DESC, id DESC",
+            Self::CONNECTION_COLUMNS
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(provider)
+            .bind(brand_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     // ---- inbox -------------------------------------------------------------
 
     /// Stores a webhook durably. A webhook id seen before on the same

@@ -4,10 +4,18 @@
 //! - `POST /{shop}/admin/oauth/access_token` (`{client_id, client_secret,
 //!   code, expiring?}` → `{access_token, scope[, expires_in, refresh_token,
 //!   refresh_token_expires_in]}`); a code works once;
+//! - the same path with `{client_id, client_secret, grant_type:
+//!   "refresh_token", refresh_token}`: a refresh. Refresh tokens are single
+//!   use and rotated: each refresh answers a new access token and a new
+//!   refresh token, and the spent one is refused from then on (400
+//!   `invalid_grant`; no grace period, the strictest reading). Refreshes are
+//!   counted, and can be told to fail or to hang;
 //! - `GET`/`POST /{shop}/admin/api/{version}/webhooks.json`,
 //!   `PUT`/`DELETE /{shop}/admin/api/{version}/webhooks/{id}.json`, with
 //!   `X-Shopify-Access-Token` checked against the tokens it issued for that
 //!   shop, and `422` for a duplicate (topic, address) as Shopify answers.
+//! - `GET /{shop}/admin/api/{version}/shop.json` (`{"shop": {…}}`), token
+//!   checked likewise; can be told to fail or hang ([`ShopMode`]).
 //!
 //! The gateway reaches it through `admin_base_url = http://127.0.0.1:PORT/{shop}`.
 //! It records every call and can be told to fail.
@@ -21,7 +29,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 /// One call the fake received.
@@ -52,8 +60,21 @@ struct Inner {
     next_id: u64,
     calls: Vec<Call>,
     exchange_failure: Option<u16>,
+    /// refresh token -> shop, for the refresh tokens not yet spent
+    live_refresh: HashMap<String, String>,
+    /// the refresh token issued last, per shop
+    latest_refresh: HashMap<String, String>,
+    refresh_calls: u64,
+    refreshes_granted: u64,
+    refresh_failure: Option<u16>,
+    /// seconds an issued access token lives
+    token_lifetime: i64,
+    /// while true, refresh requests wait
+    hang: Option<tokio::sync::watch::Receiver<bool>>,
     /// topic -> how many more creates of it fail with 500
     create_failures: HashMap<String, u32>,
+    /// How `shop.json` answers (None: as Shopify does).
+    shop_mode: Option<ShopMode>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -61,6 +82,7 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct FakeShopify {
     pub addr: SocketAddr,
     inner: Shared,
+    hang: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -73,10 +95,13 @@ impl Drop for FakeShopify {
 impl FakeShopify {
     /// Serves on a free loopback port, as the app `client_id`/`client_secret`.
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
+        let (hang, hang_rx) = tokio::sync::watch::channel(false);
         let inner: Shared = Arc::new(Mutex::new(Inner {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             next_id: 1_000_000,
+            token_lifetime: 3600,
+            hang: Some(hang_rx),
             ..Inner::default()
         }));
         let app = Router::new()
@@ -89,13 +114,62 @@ impl FakeShopify {
                 "/{shop}/admin/api/{version}/webhooks/{file}",
                 put(update_webhook).delete(delete_webhook),
             )
+            .route("/{shop}/admin/api/{version}/shop.json", get(shop_json))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, inner, task }
+        Self {
+            addr,
+            inner,
+            hang,
+            task,
+        }
+    }
+
+    /// Access tokens issued from now on live this many seconds.
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.inner.lock().unwrap().token_lifetime = secs;
+    }
+
+    /// The next refreshes answer this status (None: work again).
+    pub fn fail_refresh(&self, status: Option<u16>) {
+        self.inner.lock().unwrap().refresh_failure = status;
+    }
+
+    /// While on, refresh requests are held unanswered.
+    pub fn hang_refresh(&self, on: bool) {
+        self.hang.send_replace(on);
+    }
+
+    /// Refresh requests received (granted or not).
+    pub fn refresh_calls(&self) -> u64 {
+        self.inner.lock().unwrap().refresh_calls
+    }
+
+    /// Refreshes that answered new tokens.
+    pub fn refreshes_granted(&self) -> u64 {
+        self.inner.lock().unwrap().refreshes_granted
+    }
+
+    /// The refresh token of `shop` issued last, and whether it is unspent.
+    pub fn latest_refresh_token(&self, shop: &str) -> Option<(String, bool)> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .latest_refresh
+            .get(shop)
+            .map(|t| (t.clone(), inner.live_refresh.contains_key(t)))
+    }
+
+    /// Issues an expiring access token and refresh token for `shop` as an
+    /// install would, without the OAuth dance: `(access, refresh,
+    /// expires_in)`.
+    pub fn issue_tokens(&self, shop: &str) -> (String, String, i64) {
+        let mut inner = self.inner.lock().unwrap();
+        let (access, refresh) = issue(&mut inner, shop);
+        (access, refresh, inner.token_lifetime)
     }
 
     /// What the gateway's `admin_base_url` should be.
@@ -167,13 +241,29 @@ fn record(inner: &mut Inner, method: &'static str, shop: &str, path: String, bod
     });
 }
 
+/// A fresh access token and refresh token for `shop`.
+fn issue(inner: &mut Inner, shop: &str) -> (String, String) {
+    let access = format!("shpat_{}", uuid::Uuid::new_v4().simple());
+    inner.tokens.insert(access.clone(), shop.to_string());
+    let refresh = format!("shprt_{}", uuid::Uuid::new_v4().simple());
+    inner.refresh_tokens.push(refresh.clone());
+    inner.live_refresh.insert(refresh.clone(), shop.to_string());
+    inner
+        .latest_refresh
+        .insert(shop.to_string(), refresh.clone());
+    (access, refresh)
+}
+
 async fn access_token(
-    State(inner): State<Shared>,
+    State(shared): State<Shared>,
     Path(shop): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
     let body = body.map(|Json(b)| b).unwrap_or(Value::Null);
-    let mut inner = inner.lock().unwrap();
+    if body["grant_type"] == "refresh_token" {
+        return refresh(shared, shop, body).await;
+    }
+    let mut inner = shared.lock().unwrap();
     record(
         &mut inner,
         "POST",
@@ -208,15 +298,17 @@ async fn access_token(
         );
     }
     let access = format!("shpat_{}", uuid::Uuid::new_v4().simple());
-    inner.tokens.insert(access.clone(), shop);
+    inner.tokens.insert(access.clone(), shop.clone());
     let scope = "read_orders,read_products,read_customers";
     if body["expiring"] == 1 {
         let refresh = format!("shprt_{}", uuid::Uuid::new_v4().simple());
         inner.refresh_tokens.push(refresh.clone());
+        inner.live_refresh.insert(refresh.clone(), shop.clone());
+        inner.latest_refresh.insert(shop.clone(), refresh.clone());
         Json(json!({
             "access_token": access,
             "scope": scope,
-            "expires_in": 3600,
+            "expires_in": inner.token_lifetime,
             "refresh_token": refresh,
             "refresh_token_expires_in": 7_776_000,
         }))
@@ -224,6 +316,61 @@ async fn access_token(
     } else {
         Json(json!({"access_token": access, "scope": scope})).into_response()
     }
+}
+
+/// `grant_type=refresh_token`: spends the refresh token, answers new ones.
+async fn refresh(shared: Shared, shop: String, body: Value) -> Response {
+    let hang = {
+        let mut inner = shared.lock().unwrap();
+        inner.refresh_calls += 1;
+        let mut redacted = body.clone();
+        redacted["refresh_token"] = json!("[redacted]");
+        redacted["client_secret"] = json!("[redacted]");
+        record(
+            &mut inner,
+            "POST",
+            &shop,
+            "/admin/oauth/access_token".into(),
+            redacted,
+        );
+        inner.hang.clone()
+    };
+    if let Some(mut hang) = hang {
+        let _ = hang.wait_for(|on| !*on).await;
+    }
+    let mut inner = shared.lock().unwrap();
+    if let Some(status) = inner.refresh_failure {
+        return error(
+            StatusCode::from_u16(status).unwrap(),
+            json!({"error": "failure", "error_description": "told to fail"}),
+        );
+    }
+    if body["client_id"] != inner.client_id.as_str()
+        || body["client_secret"] != inner.client_secret.as_str()
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_client", "error_description": "client credentials are wrong"}),
+        );
+    }
+    let token = body["refresh_token"].as_str().unwrap_or("");
+    if inner.live_refresh.get(token) != Some(&shop) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant", "error_description": "the refresh token is invalid, expired or already used"}),
+        );
+    }
+    inner.live_refresh.remove(token);
+    inner.refreshes_granted += 1;
+    let (access, refresh) = issue(&mut inner, &shop);
+    Json(json!({
+        "access_token": access,
+        "scope": "read_orders,read_products,read_customers",
+        "expires_in": inner.token_lifetime,
+        "refresh_token": refresh,
+        "refresh_token_expires_in": 7_776_000,
+    }))
+    .into_response()
 }
 
 /// The shop the token was issued for must be this one.
@@ -420,4 +567,109 @@ async fn delete_webhook(
         return error(StatusCode::NOT_FOUND, json!({"errors": "Not Found"}));
     }
     Json(json!({})).into_response()
+}
+
+// ---- shop.json (shop details) ------------------------------------------------
+
+/// How `GET /{shop}/admin/api/{version}/shop.json` answers, when not as
+/// Shopify does: with this status, or not before the caller gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShopMode {
+    Status(u16),
+    Hang,
+}
+
+impl FakeShopify {
+    /// How the next `shop.json` calls answer (None: as Shopify does).
+    pub fn set_shop_mode(&self, mode: Option<ShopMode>) {
+        self.inner.lock().unwrap().shop_mode = mode;
+    }
+
+    /// Forgets an access token, as Shopify does when it is revoked or the app
+    /// is uninstalled: calls with it get 401.
+    pub fn revoke_access_token(&self, token: &str) {
+        self.inner.lock().unwrap().tokens.remove(token);
+    }
+
+    /// How many `shop.json` calls the fake received.
+    pub fn shop_calls(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/shop.json"))
+            .count()
+    }
+}
+
+/// The shop object the fake answers for `shop`, with the fields of Shopify's
+/// REST `shop.json`.
+pub fn shop_object(shop: &str) -> Value {
+    let name = shop.trim_end_matches(".myshopify.com");
+    json!({
+        "id": 548380009,
+        "name": name,
+        "email": format!("owner@{name}.example"),
+        "domain": shop,
+        "myshopify_domain": shop,
+        "province": "California",
+        "country": "US",
+        "country_code": "US",
+        "country_name": "United States",
+        "address1": "1 Infinite Loop",
+        "city": "Cupertino",
+        "zip": "95014",
+        "phone": "1231231234",
+        "currency": "USD",
+        "money_format": "${{amount}}",
+        "iana_timezone": "America/New_York",
+        "timezone": "(GMT-05:00) Eastern Time (US & Canada)",
+        "primary_locale": "en",
+        "plan_name": "enterprise",
+        "plan_display_name": "Shopify Plus",
+        "shop_owner": "John Smith",
+        "created_at": "2026-01-01T14:36:54-05:00",
+        "updated_at": "2026-05-01T10:00:00-04:00",
+        "has_storefront": true,
+        "password_enabled": false,
+        "checkout_api_supported": true,
+        "setup_required": false,
+    })
+}
+
+async fn shop_json(
+    State(inner): State<Shared>,
+    Path((shop, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mode = {
+        let mut inner = inner.lock().unwrap();
+        record(
+            &mut inner,
+            "GET",
+            &shop,
+            format!("/admin/api/{version}/shop.json"),
+            Value::Null,
+        );
+        if !authorized(&inner, &shop, &headers) {
+            return unauthorized();
+        }
+        inner.shop_mode
+    };
+    match mode {
+        None => Json(json!({"shop": shop_object(&shop)})).into_response(),
+        Some(ShopMode::Status(429)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "2.0")],
+            Json(json!({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."})),
+        )
+            .into_response(),
+        Some(ShopMode::Status(status)) => error(
+            StatusCode::from_u16(status).unwrap(),
+            json!({"errors": "told to fail"}),
+        ),
+        Some(ShopMode::Hang) => {
+            // Longer than any timeout a test gives the gateway.
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            error(StatusCode::GATEWAY_TIMEOUT, json!({"errors": "too late"}))
+        }
+    }
 }

@@ -124,6 +124,9 @@ pub struct Options {
     pub admin_token: Option<String>,
     /// The Shopify app for the OAuth install (see [`fake_shopify`]).
     pub shopify: Option<ionflux_gateway::oauth::ShopifyConfig>,
+    /// The service token of the shop-details endpoint
+    /// (`IONFLUX_SERVICE_TOKEN`).
+    pub service_token: Option<String>,
 }
 
 pub struct Gateway {
@@ -198,6 +201,7 @@ impl Gateway {
                 ..RuntimeConfig::default()
             },
             shopify: opts.shopify,
+            service_token: opts.service_token.map(Secret::from),
         };
         let running = server::start(config).await.expect("gateway starts");
         Self {

@@ -336,3 +336,481 @@ impl Store {
             .await?)
     }
 }
+
+// ---- token refresh (issue 4, item 5) ------------------------------------------
+
+/// What the refresher needs of a connection (token columns are ciphertexts).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshRow {
+    pub id: String,
+    pub provider: String,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub status: String,
+    pub access_token: Option<String>,
+    pub access_token_expires_at: Option<i64>,
+    pub refresh_token: Option<String>,
+    pub refresh_token_expires_at: Option<i64>,
+    pub refresh_failures: i64,
+    pub refresh_started_at: Option<i64>,
+    pub refresh_lease_until: Option<i64>,
+    pub last_refresh_error: Option<String>,
+    pub refresh_failed_at: Option<i64>,
+    /// None: not retried by itself (a refusal only a reconnect mends).
+    pub next_refresh_at: Option<i64>,
+}
+
+const REFRESH_COLUMNS: &str = "id, provider, shop_domain, workspace_id, brand_id, status,
+    access_token, access_token_expires_at, refresh_token, refresh_token_expires_at,
+    refresh_failures, refresh_started_at, refresh_lease_until, last_refresh_error,
+    refresh_failed_at, next_refresh_at";
+
+/// What claiming the refresh lease of a connection found.
+#[derive(Debug, Clone)]
+pub enum LeaseClaim {
+    /// The caller holds the lease until the time it asked for. `row` is the
+    /// connection as it stood when the lease was taken; its
+    /// `refresh_started_at` is the previous holder's, set when that holder
+    /// died in the middle of a refresh.
+    Claimed(Box<RefreshRow>),
+    /// Someone else holds it until then.
+    Held(i64),
+    Missing,
+}
+
+/// New tokens to store in place of the refresh token `old_refresh_token`.
+#[derive(Debug, Clone)]
+pub struct TokenSwap<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    pub old_refresh_token: &'a str,
+    pub access_token: &'a str,
+    pub access_token_expires_at: Option<i64>,
+    pub refresh_token: &'a str,
+    pub refresh_token_expires_at: Option<i64>,
+    pub scopes: &'a str,
+    pub now: i64,
+}
+
+/// A failed refresh to record.
+#[derive(Debug, Clone)]
+pub struct RefreshFailure<'a> {
+    pub id: &'a str,
+    pub owner: &'a str,
+    pub error: &'a str,
+    /// Only a reconnect can mend it: `refresh_failed` at once, never retried.
+    pub permanent: bool,
+    /// Failures in a row after which the connection is `refresh_failed`.
+    pub max_failures: i64,
+    /// When to try again (ignored when permanent).
+    pub retry_at: i64,
+    pub now: i64,
+}
+
+/// What recording a failure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRecorded {
+    pub failures: i64,
+    /// This failure turned the connection `refresh_failed`.
+    pub became_failed: bool,
+}
+
+/// A connection whose `integration.error` event has yet to reach the sink.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IntegrationErrorRow {
+    pub id: String,
+    pub provider: String,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub refresh_failed_at: i64,
+    pub refresh_failures: i64,
+    pub last_refresh_error: Option<String>,
+}
+
+// ---- lifecycle webhooks (issue 4, item 6) -----------------------------------------
+
+/// The topics whose effects [`Store::due_lifecycle_rows`] finds; the same
+/// list as the partial index `inbox_lifecycle_due` (migration 0006).
+pub const LIFECYCLE_TOPICS_SQL: &str =
+    "('app/uninstalled', 'shop/redact', 'customers/redact', 'customers/data_request')";
+
+/// A published lifecycle webhook whose effect is not applied yet.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LifecycleRow {
+    pub id: i64,
+    pub connection_id: String,
+    pub provider: String,
+    pub shop_domain: String,
+    pub topic: String,
+    pub received_at: i64,
+}
+
+/// What an uninstall or a redaction changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LifecycleApplied {
+    /// Connections of the shop changed (tokens removed, status set).
+    pub connections: u64,
+    /// Inbox rows whose body and headers were purged.
+    pub purged_webhooks: u64,
+}
+
+impl Store {
+    /// A connection as the refresher sees it.
+    pub async fn refresh_row(&self, id: &str) -> Result<Option<RefreshRow>> {
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Takes the refresh lease of a connection for `owner` until `until`, if
+    /// nobody holds it at `now`: one write transaction, so of concurrent
+    /// claimants (in any process on this database) exactly one wins.
+    pub async fn claim_refresh_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<LeaseClaim> {
+        let mut tx = self.write_tx().await?;
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = ?");
+        let row: Option<RefreshRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(LeaseClaim::Missing);
+        };
+        if let Some(held) = row.refresh_lease_until.filter(|t| *t >= now) {
+            return Ok(LeaseClaim::Held(held));
+        }
+        let updated = sqlx::query(
+            "UPDATE connections
+             SET refresh_lease_until = ?, refresh_lease_owner = ?, refresh_started_at = ?
+             WHERE id = ? AND (refresh_lease_until IS NULL OR refresh_lease_until < ?)",
+        )
+        .bind(until)
+        .bind(owner)
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(LeaseClaim::Held(until));
+        }
+        tx.commit().await?;
+        Ok(LeaseClaim::Claimed(Box::new(row)))
+    }
+
+    /// Gives the lease back (only if `owner` still holds it) and clears the
+    /// in-flight mark.
+    pub async fn release_refresh_lease(&self, id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections
+             SET refresh_lease_until = NULL, refresh_lease_owner = NULL, refresh_started_at = NULL
+             WHERE id = ? AND refresh_lease_owner = ?",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Connections whose access token expires before `before` and whose next
+    /// try is due at `now`, with nobody refreshing them.
+    pub async fn due_refreshes(&self, now: i64, before: i64, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections
+             WHERE refresh_token IS NOT NULL AND access_token IS NOT NULL
+               AND status IN ('active', 'refresh_failed')
+               AND access_token_expires_at IS NOT NULL AND access_token_expires_at < ?
+               AND next_refresh_at IS NOT NULL AND next_refresh_at <= ?
+               AND (refresh_lease_until IS NULL OR refresh_lease_until < ?)
+             ORDER BY access_token_expires_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stores the tokens of a refresh in one statement, only if the refresh
+    /// token is still `old_refresh_token` (compare-and-swap): a reconnect or
+    /// an uninstall meanwhile wins. Clears the failure count, puts a
+    /// `refresh_failed` connection back to `active`, and releases `owner`'s
+    /// lease. Answers whether the swap happened.
+    pub async fn swap_refreshed_tokens(&self, s: &TokenSwap<'_>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connections
+             SET access_token = ?, access_token_expires_at = ?,
+                 refresh_token = ?, refresh_token_expires_at = ?,
+                 scopes = CASE WHEN ? = '' THEN scopes ELSE ? END,
+                 status = CASE WHEN status = 'refresh_failed' THEN 'active' ELSE status END,
+                 refresh_failures = 0, next_refresh_at = 0, last_refresh_error = NULL,
+                 refresh_failed_at = NULL, integration_error_pending = 0,
+                 refreshed_at = ?, updated_at = ?,
+                 refresh_lease_until = CASE WHEN refresh_lease_owner = ? THEN NULL
+                     ELSE refresh_lease_until END,
+                 refresh_started_at = CASE WHEN refresh_lease_owner = ? THEN NULL
+                     ELSE refresh_started_at END,
+                 refresh_lease_owner = CASE WHEN refresh_lease_owner = ? THEN NULL
+                     ELSE refresh_lease_owner END
+             WHERE id = ? AND refresh_token = ?",
+        )
+        .bind(s.access_token)
+        .bind(s.access_token_expires_at)
+        .bind(s.refresh_token)
+        .bind(s.refresh_token_expires_at)
+        .bind(s.scopes)
+        .bind(s.scopes)
+        .bind(s.now)
+        .bind(s.now)
+        .bind(s.owner)
+        .bind(s.owner)
+        .bind(s.owner)
+        .bind(s.id)
+        .bind(s.old_refresh_token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Counts a failed refresh and releases the lease, if `owner` still
+    /// holds it (None otherwise). An `active` connection becomes
+    /// `refresh_failed` on a permanent failure or after `max_failures` in a
+    /// row; that transition also marks its `integration.error` event due.
+    pub async fn record_refresh_failure(
+        &self,
+        f: &RefreshFailure<'_>,
+    ) -> Result<Option<FailureRecorded>> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT status, refresh_failures FROM connections
+             WHERE id = ? AND refresh_lease_owner = ?",
+        )
+        .bind(f.id)
+        .bind(f.owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, failures)) = row else {
+            return Ok(None);
+        };
+        let failures = failures + 1;
+        let became_failed =
+            status == "active" && (f.permanent || failures >= f.max_failures.max(1));
+        let next: Option<i64> = (!f.permanent).then_some(f.retry_at);
+        sqlx::query(
+            "UPDATE connections
+             SET refresh_failures = ?, next_refresh_at = ?, last_refresh_error = ?,
+                 status = CASE WHEN ? THEN 'refresh_failed' ELSE status END,
+                 refresh_failed_at = CASE WHEN ? THEN ? ELSE refresh_failed_at END,
+                 integration_error_pending = CASE WHEN ? THEN 1 ELSE integration_error_pending END,
+                 refresh_lease_until = NULL, refresh_lease_owner = NULL, refresh_started_at = NULL,
+                 updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(failures)
+        .bind(next)
+        .bind(f.error)
+        .bind(became_failed)
+        .bind(became_failed)
+        .bind(f.now)
+        .bind(became_failed)
+        .bind(f.now)
+        .bind(f.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(FailureRecorded {
+            failures,
+            became_failed,
+        }))
+    }
+
+    /// Notes on the connection that a refresh was cut off (its process died
+    /// between claiming the lease and recording the outcome), for operators.
+    pub async fn note_interrupted_refresh(&self, id: &str, note: &str) -> Result<()> {
+        sqlx::query("UPDATE connections SET last_refresh_error = ? WHERE id = ?")
+            .bind(note)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Connections whose `integration.error` event is still to be published.
+    pub async fn pending_integration_errors(&self) -> Result<Vec<IntegrationErrorRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, provider, shop_domain, workspace_id, brand_id, refresh_failed_at,
+                refresh_failures, last_refresh_error
+             FROM connections
+             WHERE integration_error_pending = 1 AND refresh_failed_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The sink has the event of the failure that began at `failed_at`.
+    pub async fn integration_error_published(&self, id: &str, failed_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections SET integration_error_pending = 0
+             WHERE id = ? AND refresh_failed_at = ?",
+        )
+        .bind(id)
+        .bind(failed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- lifecycle webhooks -----------------------------------------------------
+
+    /// Published lifecycle webhooks whose effect is still to be applied,
+    /// oldest first.
+    pub async fn due_lifecycle_rows(&self, limit: i64) -> Result<Vec<LifecycleRow>> {
+        let sql = format!(
+            "SELECT id, connection_id, provider, shop_domain, topic, received_at FROM inbox
+             WHERE lifecycle_applied_at IS NULL AND status = 'published'
+               AND topic IN {LIFECYCLE_TOPICS_SQL}
+             ORDER BY id LIMIT ?"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Records that a lifecycle webhook needs (or needed) nothing more.
+    pub async fn mark_lifecycle_applied(&self, inbox_id: i64) -> Result<()> {
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(inbox_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// `app/uninstalled`: every connection of the shop that was installed
+    /// before the webhook arrived loses its tokens and becomes
+    /// `disconnected` (a reinstall after it is left alone); its webhook
+    /// subscriptions are forgotten (Shopify drops them on uninstall). One
+    /// transaction with marking the webhook applied; repeating it changes
+    /// nothing more.
+    pub async fn apply_uninstall(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM connections
+             WHERE provider = ? AND shop_domain = ? AND status NOT IN ('disconnected', 'redacted')
+               AND (installed_at IS NULL OR installed_at <= ?)",
+        )
+        .bind(&row.provider)
+        .bind(&row.shop_domain)
+        .bind(row.received_at)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            sqlx::query(&format!(
+                "UPDATE connections SET status = 'disconnected', {CLEARED_TOKENS}, updated_at = ?
+                 WHERE id = ?"
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(LifecycleApplied {
+            connections: ids.len() as u64,
+            purged_webhooks: 0,
+        })
+    }
+
+    /// `shop/redact`: for every connection of the shop, the tokens are
+    /// removed, the status becomes `redacted`, and the stored webhooks that
+    /// are finished (published or dead-lettered, this one included) keep
+    /// only what dedup and audit need: their ids, topic and times; body
+    /// becomes `{}` and headers `[]`. Webhooks still pending are left to be
+    /// delivered. One transaction; idempotent.
+    pub async fn apply_shop_redact(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM connections WHERE provider = ? AND shop_domain = ?")
+                .bind(&row.provider)
+                .bind(&row.shop_domain)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut applied = LifecycleApplied::default();
+        for id in &ids {
+            applied.connections += sqlx::query(&format!(
+                "UPDATE connections SET status = 'redacted', {CLEARED_TOKENS}, updated_at = ?
+                 WHERE id = ? AND (status != 'redacted' OR access_token IS NOT NULL
+                    OR refresh_token IS NOT NULL)"
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            applied.purged_webhooks += sqlx::query(
+                "UPDATE inbox SET body = ?, headers = '[]'
+                 WHERE connection_id = ? AND status != 'pending'
+                   AND (body != ? OR headers != '[]')",
+            )
+            .bind(&b"{}"[..])
+            .bind(id)
+            .bind(&b"{}"[..])
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// The body and headers of a stored webhook as they are now (for checks
+    /// after a redaction).
+    pub async fn inbox_body(&self, id: i64) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(
+            sqlx::query_as("SELECT body, headers FROM inbox WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// The SET clause that forgets a connection's tokens and refresh state.
+const CLEARED_TOKENS: &str = "access_token = NULL, access_token_expires_at = NULL,
+    refresh_token = NULL, refresh_token_expires_at = NULL, refresh_lease_until = NULL,
+    refresh_lease_owner = NULL, refresh_started_at = NULL, next_refresh_at = NULL,
+    integration_error_pending = 0";
