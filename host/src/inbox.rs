@@ -45,6 +45,9 @@ struct Known {
     row: ConnectionRow,
     secrets: Vec<Secret>,
     loaded: Instant,
+    /// `Store::connections_generation` before it was read: an uninstall
+    /// applied by this process since then makes it stale at once.
+    generation: u64,
 }
 
 pub struct Inbox {
@@ -62,7 +65,9 @@ impl Inbox {
             vault,
             wake,
             cache: RwLock::default(),
-            // Short, so a rotated secret or a disconnect takes effect fast.
+            // Short, so a rotated secret or a disconnect made elsewhere (another
+            // replica, the CLI) takes effect fast; an uninstall or redaction
+            // applied by this process takes effect at once.
             cache_ttl: Duration::from_secs(10),
         }
     }
@@ -127,8 +132,10 @@ impl Inbox {
     }
 
     async fn connection(&self, identifier: &str) -> Result<Arc<Known>, IntakeError> {
+        let generation = self.store.connections_generation();
         if let Some(k) = self.cache.read().unwrap().get(identifier)
             && k.loaded.elapsed() < self.cache_ttl
+            && k.generation == generation
         {
             return Ok(k.clone());
         }
@@ -147,6 +154,7 @@ impl Inbox {
             row,
             secrets,
             loaded: Instant::now(),
+            generation,
         });
         let mut cache = self.cache.write().unwrap();
         if cache.len() > 100_000 {

@@ -444,7 +444,8 @@ enum ConnectionsCommand {
         #[arg(long)]
         brand: String,
     },
-    /// One JSON object per connection (secrets are never shown).
+    /// One JSON object per connection: status, `auth_method` (`manual` or
+    /// `oauth`) and `has_tokens`; secrets are never shown.
     List,
     /// The webhook registrations of a connection made by OAuth, one JSON
     /// object per topic with its status.
@@ -537,6 +538,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Connections(ConnectionsCommand::List) => {
             let store = open_store(&cli).await?;
             for c in store.list_connections().await? {
+                // How it was made and whether it holds tokens, never the
+                // tokens themselves.
+                let tokens = store.connection_tokens(&c.id).await?;
+                let auth_method = tokens.as_ref().map(|t| t.auth_method.clone());
+                let has_tokens = tokens
+                    .as_ref()
+                    .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some());
                 println!(
                     "{}",
                     serde_json::json!({
@@ -547,6 +555,8 @@ async fn run(cli: Cli) -> Result<()> {
                         "secure_path_identifier": c.secure_path_identifier,
                         "webhook_path": connection::webhook_path(&c.secure_path_identifier),
                         "status": c.status,
+                        "auth_method": auth_method,
+                        "has_tokens": has_tokens,
                     })
                 );
             }

@@ -7,6 +7,8 @@
 //! same transaction that records its outcome.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -42,6 +44,10 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Bumped whenever this process takes a connection out of service
+    /// (uninstall, redaction), so that caches of connections in the same
+    /// process (the inbox's) drop what they hold at once.
+    connections_changed: Arc<AtomicU64>,
 }
 
 /// A connection as stored; secrets are still vault ciphertexts.
@@ -215,7 +221,20 @@ impl Store {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            connections_changed: Arc::default(),
+        })
+    }
+
+    /// Changes whenever this process changed a connection's status in a way
+    /// that caches of connections must see at once (see `inbox`).
+    pub fn connections_generation(&self) -> u64 {
+        self.connections_changed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn note_connections_changed(&self) {
+        self.connections_changed.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A transaction that holds the write lock from its first statement.

@@ -17,8 +17,16 @@
 //! - `GET /{shop}/admin/api/{version}/shop.json` (`{"shop": {…}}`), token
 //!   checked likewise; can be told to fail or hang ([`ShopMode`]).
 //!
-//! The gateway reaches it through `admin_base_url = http://127.0.0.1:PORT/{shop}`.
-//! It records every call and can be told to fail.
+//! - `GET /{shop}/admin/oauth/authorize?client_id&scope&redirect_uri&state`:
+//!   a merchant who approves at once. It answers a 302 to `redirect_uri` with
+//!   `code`, `shop`, `state`, `timestamp` and `hmac` (lowercase hex
+//!   HMAC-SHA256 with the client secret over Shopify's canonical query), as
+//!   Shopify does after the merchant clicks "Install".
+//!
+//! The gateway reaches it through `admin_base_url = http://127.0.0.1:PORT/{shop}`
+//! (and `authorize_base_url` likewise). It records every call and can be told
+//! to fail. The `fake-shopify` binary of this crate serves it on a fixed
+//! address for trying the install flow by hand (see the README).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -26,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -95,6 +103,16 @@ impl Drop for FakeShopify {
 impl FakeShopify {
     /// Serves on a free loopback port, as the app `client_id`/`client_secret`.
     pub async fn start(client_id: &str, client_secret: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, client_id, client_secret)
+    }
+
+    /// Serves on `listener`, as the app `client_id`/`client_secret`.
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Self {
         let (hang, hang_rx) = tokio::sync::watch::channel(false);
         let inner: Shared = Arc::new(Mutex::new(Inner {
             client_id: client_id.into(),
@@ -105,6 +123,7 @@ impl FakeShopify {
             ..Inner::default()
         }));
         let app = Router::new()
+            .route("/{shop}/admin/oauth/authorize", get(authorize))
             .route("/{shop}/admin/oauth/access_token", post(access_token))
             .route(
                 "/{shop}/admin/api/{version}/webhooks.json",
@@ -116,7 +135,6 @@ impl FakeShopify {
             )
             .route("/{shop}/admin/api/{version}/shop.json", get(shop_json))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -214,6 +232,11 @@ impl FakeShopify {
             .cloned()
             .chain(inner.refresh_tokens.iter().cloned())
             .collect()
+    }
+
+    /// The task serving the fake; it ends only if serving fails.
+    pub async fn serve_forever(mut self) {
+        let _ = (&mut self.task).await;
     }
 
     /// The access tokens issued for `shop`.
@@ -316,6 +339,62 @@ async fn access_token(
     } else {
         Json(json!({"access_token": access, "scope": scope})).into_response()
     }
+}
+
+/// The merchant approves at once: back to the app's `redirect_uri` with a
+/// fresh code and the query signed as Shopify signs it.
+async fn authorize(
+    State(shared): State<Shared>,
+    Path(shop): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = shared.lock().unwrap();
+    let mut recorded = json!(q);
+    recorded["state"] = json!("[redacted]");
+    record(
+        &mut inner,
+        "GET",
+        &shop,
+        "/admin/oauth/authorize".into(),
+        recorded,
+    );
+    let field = |name: &str| q.get(name).map(String::as_str).unwrap_or("");
+    if field("client_id") != inner.client_id {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "Oauth error invalid_request: The client_id is unknown"}),
+        );
+    }
+    let Ok(mut back) = reqwest::Url::parse(field("redirect_uri")) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "Oauth error invalid_request: The redirect_uri is missing or not a URL"}),
+        );
+    };
+    let code = uuid::Uuid::new_v4().simple().to_string();
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let pairs: Vec<(String, String)> = [
+        ("code", code.as_str()),
+        ("shop", shop.as_str()),
+        ("state", field("state")),
+        ("timestamp", timestamp.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let hmac = ionflux_gateway::oauth::sign_query(inner.client_secret.as_bytes(), &pairs);
+    back.query_pairs_mut()
+        .extend_pairs(&pairs)
+        .append_pair("hmac", &hmac);
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, back.to_string())],
+    )
+        .into_response()
 }
 
 /// `grant_type=refresh_token`: spends the refresh token, answers new ones.

@@ -43,6 +43,12 @@ pub struct Fixture {
 
 /// Every payload in `shared/data/shopify-webhooks`, with its topic (from
 /// SOURCES.tsv) and API version (from the file name).
+///
+/// The lifecycle topics come last, in the order one connection takes them
+/// all: `app/uninstalled` (after which only the compliance topics are
+/// accepted), then `customers/*`, then `shop/redact`. Sent in this order to
+/// one connection, every sample is accepted however fast the dispatcher
+/// applies the uninstall.
 pub fn shopify_fixtures() -> Vec<Fixture> {
     let root = shared_dir().join("data/shopify-webhooks");
     let sources = std::fs::read_to_string(root.join("SOURCES.tsv"))
@@ -71,6 +77,14 @@ pub fn shopify_fixtures() -> Vec<Fixture> {
             }
         })
         .collect();
+    let rank = |topic: &str| match topic {
+        ionflux_gateway::lifecycle::APP_UNINSTALLED => 1,
+        ionflux_gateway::lifecycle::SHOP_REDACT => 3,
+        t if ionflux_gateway::lifecycle::is_lifecycle_topic(t) => 2,
+        _ => 0,
+    };
+    let mut fixtures = fixtures;
+    fixtures.sort_by_key(|f| rank(&f.topic));
     assert!(
         fixtures.len() >= 60,
         "expected the 65 shared Shopify payloads"
@@ -127,6 +141,17 @@ pub struct Options {
     /// The service token of the shop-details endpoint
     /// (`IONFLUX_SERVICE_TOKEN`).
     pub service_token: Option<String>,
+    /// Where the gateway listens (default: a free loopback port). For tests
+    /// that must know the address before the start, such as the OAuth
+    /// redirect URI; see [`free_loopback_addr`].
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
 }
 
 pub struct Gateway {
@@ -176,7 +201,9 @@ impl Gateway {
         });
         let config = Config {
             database_url: database_url.clone(),
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen: opts
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
             kafka,
             topics: opts.topics.unwrap_or_else(test_topics),
             max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),

@@ -739,6 +739,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.note_connections_changed();
         Ok(LifecycleApplied {
             connections: ids.len() as u64,
             purged_webhooks: 0,
@@ -794,6 +795,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.note_connections_changed();
         Ok(applied)
     }
 
