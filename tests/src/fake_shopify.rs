@@ -752,3 +752,88 @@ async fn shop_json(
         }
     }
 }
+
+/// The test suite's Shopify app, pointed at a fake: every retry, backoff and
+/// poll shortened so that background work happens within a test, and HS256
+/// user-service tokens signed with `jwt_secret`. Tests adjust fields after.
+pub fn app_config(
+    fake: &FakeShopify,
+    client: (&str, &str),
+    public_base: &str,
+    jwt_secret: &str,
+) -> ionflux_gateway::oauth::ShopifyConfig {
+    use ionflux_gateway::oauth::{JwtConfig, RegistrationConfig, ShopifyConfig};
+    use ionflux_gateway::refresh::RefreshConfig;
+    use ionflux_gateway::vault::Secret;
+    use std::time::Duration;
+
+    let (client_id, client_secret) = client;
+    let mut cfg = ShopifyConfig::new(
+        client_id,
+        Secret::from(client_secret.to_string()),
+        format!("{public_base}{}", ionflux_gateway::oauth::CALLBACK_PATH),
+        public_base,
+    );
+    cfg.admin_base_url = fake.base_url_template();
+    cfg.http_timeout = Duration::from_secs(10);
+    cfg.registration = RegistrationConfig {
+        attempts_per_run: 2,
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        retry_after: Duration::from_millis(100),
+        max_retry_after: Duration::from_millis(500),
+        poll_interval: Duration::from_millis(100),
+    };
+    cfg.refresh = RefreshConfig {
+        poll_interval: Duration::from_millis(20),
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(40),
+        ..RefreshConfig::default()
+    };
+    cfg.jwt = JwtConfig {
+        hs256_secret: Some(Secret::from(jwt_secret.to_string())),
+        ..JwtConfig::default()
+    };
+    cfg
+}
+
+/// Connects `shop` as the OAuth callback would, with tokens this fake issued
+/// (so they refresh and call the Admin API here); answers (connection id,
+/// webhook path).
+pub async fn install_with_issued_tokens(
+    store: &ionflux_gateway::store::Store,
+    vault: &ionflux_gateway::vault::Vault,
+    fake: &FakeShopify,
+    shop: &str,
+    client_secret: &str,
+) -> (String, String) {
+    use ionflux_gateway::connection::{self, InstallTarget, OAuthInstall, OAuthTokens};
+    use ionflux_gateway::vault::Secret;
+
+    let (access, refresh, expires_in) = fake.issue_tokens(shop);
+    let now = ionflux_gateway::store::now_ms();
+    let installed = connection::install_oauth(
+        store,
+        vault,
+        &InstallTarget {
+            shop,
+            workspace: &uuid::Uuid::new_v4().to_string(),
+            brand: &uuid::Uuid::new_v4().to_string(),
+            installed_by: "user-1",
+        },
+        &Secret::from(client_secret.to_string()),
+        &OAuthTokens {
+            access_token: Secret::from(access),
+            access_token_expires_at: Some(now + expires_in * 1000),
+            refresh_token: Some(Secret::from(refresh)),
+            refresh_token_expires_at: Some(now + 90 * 24 * 3600 * 1000),
+            scopes: "read_orders".into(),
+        },
+    )
+    .await
+    .expect("installed");
+    let OAuthInstall::Installed(c) = installed else {
+        panic!("expected a new installation")
+    };
+    (c.connection_id, c.webhook_path)
+}

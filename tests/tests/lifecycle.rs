@@ -5,14 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection::{self, InstallTarget, OAuthInstall, OAuthTokens};
-use ionflux_gateway::oauth::{JwtConfig, ShopifyConfig};
-use ionflux_gateway::refresh::RefreshConfig;
+use ionflux_gateway::oauth::ShopifyConfig;
+use ionflux_gateway::store::Store;
 use ionflux_gateway::store::oauth::RefreshRow;
-use ionflux_gateway::store::{Store, now_ms};
-use ionflux_gateway::vault::Secret;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::FakeShopify;
+use ionflux_tests::fake_shopify::{FakeShopify, app_config, install_with_issued_tokens};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use serde_json::Value;
 
@@ -20,55 +17,19 @@ const CLIENT_ID: &str = "lifecycle-client-id";
 const CLIENT_SECRET: &str = "shpss_lifecycle_test_client_secret";
 
 fn config(fake: &FakeShopify) -> ShopifyConfig {
-    let mut cfg = ShopifyConfig::new(
-        CLIENT_ID,
-        Secret::from(CLIENT_SECRET.to_string()),
-        "https://gw.example.test/integrations/shopify/auth/callback",
+    let mut cfg = app_config(
+        fake,
+        (CLIENT_ID, CLIENT_SECRET),
         "https://gw.example.test",
+        "jwt-secret",
     );
-    cfg.admin_base_url = fake.base_url_template();
     cfg.http_timeout = Duration::from_secs(20);
     cfg.webhook_topics = Vec::new();
-    cfg.refresh = RefreshConfig {
-        poll_interval: Duration::from_millis(20),
-        min_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(40),
-        ..RefreshConfig::default()
-    };
-    cfg.jwt = JwtConfig {
-        hs256_secret: Some(Secret::from("jwt-secret".to_string())),
-        ..JwtConfig::default()
-    };
     cfg
 }
 
 async fn connect(gw: &Gateway, fake: &FakeShopify, shop: &str) -> (String, String) {
-    let (access, refresh, expires_in) = fake.issue_tokens(shop);
-    let now = now_ms();
-    let installed = connection::install_oauth(
-        gw.store(),
-        &gw.vault,
-        &InstallTarget {
-            shop,
-            workspace: &uuid::Uuid::new_v4().to_string(),
-            brand: &uuid::Uuid::new_v4().to_string(),
-            installed_by: "user-1",
-        },
-        &Secret::from(CLIENT_SECRET.to_string()),
-        &OAuthTokens {
-            access_token: Secret::from(access),
-            access_token_expires_at: Some(now + expires_in * 1000),
-            refresh_token: Some(Secret::from(refresh)),
-            refresh_token_expires_at: Some(now + 90 * 24 * 3600 * 1000),
-            scopes: "read_orders".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let OAuthInstall::Installed(c) = installed else {
-        panic!("installed")
-    };
-    (c.connection_id, c.webhook_path)
+    install_with_issued_tokens(gw.store(), &gw.vault, fake, shop, CLIENT_SECRET).await
 }
 
 /// Sends a signed webhook; answers status and body.

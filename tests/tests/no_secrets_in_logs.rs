@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::connection::Created;
-use ionflux_gateway::oauth::{self, JwtConfig, RegistrationConfig, ShopifyConfig};
+use ionflux_gateway::oauth;
 use ionflux_gateway::secrets;
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::{FakeShopify, ShopMode};
+use ionflux_tests::fake_shopify::{FakeShopify, ShopMode, app_config};
 use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE, broken_wasm};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -188,26 +188,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     let key_file = dir.path().join("ionflux.key");
     let vault = Arc::new(Vault::from_file_or_create(&key_file).unwrap().0);
     let fake = FakeShopify::start(CLIENT_ID, CLIENT_SECRET).await;
-    let mut cfg = ShopifyConfig::new(
-        CLIENT_ID,
-        Secret::from(CLIENT_SECRET.to_string()),
-        format!("{PUBLIC_BASE}{}", oauth::CALLBACK_PATH),
-        PUBLIC_BASE,
-    );
-    cfg.admin_base_url = fake.base_url_template();
-    cfg.http_timeout = Duration::from_secs(10);
-    cfg.registration = RegistrationConfig {
-        attempts_per_run: 2,
-        min_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        retry_after: Duration::from_millis(100),
-        max_retry_after: Duration::from_millis(500),
-        poll_interval: Duration::from_millis(100),
-    };
-    cfg.jwt = JwtConfig {
-        hs256_secret: Some(Secret::from(JWT_SECRET.to_string())),
-        ..JwtConfig::default()
-    };
+    let cfg = app_config(&fake, (CLIENT_ID, CLIENT_SECRET), PUBLIC_BASE, JWT_SECRET);
     let gw = Gateway::start_with_vault(
         Options {
             shopify: Some(cfg),

@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::connection;
-use ionflux_gateway::oauth::{self, JwtConfig, RegistrationConfig, ShopifyConfig};
+use ionflux_gateway::oauth::{self, JwtConfig, ShopifyConfig};
 use ionflux_gateway::store::oauth::OAuthStateRow;
-use ionflux_gateway::vault::Secret;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::FakeShopify;
+use ionflux_tests::fake_shopify::{FakeShopify, app_config};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -70,27 +69,7 @@ struct Env {
 }
 
 fn config(fake: &FakeShopify) -> ShopifyConfig {
-    let mut cfg = ShopifyConfig::new(
-        CLIENT_ID,
-        Secret::from(CLIENT_SECRET.to_string()),
-        REDIRECT_URI,
-        PUBLIC_BASE,
-    );
-    cfg.admin_base_url = fake.base_url_template();
-    cfg.http_timeout = Duration::from_secs(10);
-    cfg.registration = RegistrationConfig {
-        attempts_per_run: 2,
-        min_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        retry_after: Duration::from_millis(100),
-        max_retry_after: Duration::from_millis(500),
-        poll_interval: Duration::from_millis(100),
-    };
-    cfg.jwt = JwtConfig {
-        hs256_secret: Some(Secret::from(JWT_SECRET.to_string())),
-        ..JwtConfig::default()
-    };
-    cfg
+    app_config(fake, (CLIENT_ID, CLIENT_SECRET), PUBLIC_BASE, JWT_SECRET)
 }
 
 async fn env_with(custom: impl FnOnce(&mut ShopifyConfig)) -> Env {

@@ -9,10 +9,9 @@
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::connection;
-use ionflux_gateway::oauth::{self, JwtConfig, RegistrationConfig, ShopifyConfig};
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::oauth;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::FakeShopify;
+use ionflux_tests::fake_shopify::{FakeShopify, app_config};
 use ionflux_tests::{Gateway, Options, PATIENCE, free_loopback_addr, shared_dir};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -58,27 +57,8 @@ async fn connect_with_oauth_then_webhooks_flow_and_uninstall_removes_the_tokens(
     let fake = FakeShopify::start(CLIENT_ID, CLIENT_SECRET).await;
     let listen = free_loopback_addr();
     let base = format!("http://{listen}");
-    let mut cfg = ShopifyConfig::new(
-        CLIENT_ID,
-        Secret::from(CLIENT_SECRET.to_string()),
-        format!("{base}{}", oauth::CALLBACK_PATH),
-        base.clone(),
-    );
-    cfg.admin_base_url = fake.base_url_template();
+    let mut cfg = app_config(&fake, (CLIENT_ID, CLIENT_SECRET), &base, JWT_SECRET);
     cfg.authorize_base_url = fake.base_url_template();
-    cfg.http_timeout = Duration::from_secs(10);
-    cfg.registration = RegistrationConfig {
-        min_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        retry_after: Duration::from_millis(100),
-        max_retry_after: Duration::from_millis(500),
-        poll_interval: Duration::from_millis(100),
-        ..RegistrationConfig::default()
-    };
-    cfg.jwt = JwtConfig {
-        hs256_secret: Some(Secret::from(JWT_SECRET.to_string())),
-        ..JwtConfig::default()
-    };
     let gw = Gateway::start(Options {
         shopify: Some(cfg),
         listen: Some(listen),
