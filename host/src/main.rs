@@ -488,10 +488,26 @@ enum DeadLettersCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_default_sigpipe();
+    }
     let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_json);
     init_tracing(json_logs);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(cli))
+}
+
+/// Rust ignores SIGPIPE, so `ionflux-gateway events tail | head` would end in
+/// a "broken pipe" panic. The one-shot commands take the default (exit
+/// quietly when the reader goes away); `serve` keeps ignoring it, as a
+/// server must not die because a client hung up.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn init_tracing(json: bool) {
