@@ -133,6 +133,21 @@ impl ShopifyApi {
         format!("{}/admin/api/{}/{rest}", self.base(shop), self.api_version)
     }
 
+    /// An Admin API request to `/admin/api/{version}/{rest}`, authenticated
+    /// with the shop's access token (marked sensitive, so never logged).
+    fn admin(
+        &self,
+        method: reqwest::Method,
+        shop: &str,
+        rest: &str,
+        token: &Secret,
+    ) -> Result<reqwest::RequestBuilder, ShopifyError> {
+        Ok(self
+            .client
+            .request(method, self.api(shop, rest))
+            .header(ACCESS_TOKEN_HEADER, header_value(token)?))
+    }
+
     /// `POST /admin/oauth/access_token`: the authorization code for tokens.
     pub async fn exchange_code(
         &self,
@@ -210,10 +225,8 @@ impl ShopifyApi {
         token: &Secret,
     ) -> Result<Vec<Webhook>, ShopifyError> {
         let resp = self
-            .client
-            .get(self.api(shop, "webhooks.json"))
+            .admin(reqwest::Method::GET, shop, "webhooks.json", token)?
             .query(&[("limit", "250")])
-            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
             .send()
             .await
             .map_err(transport)?;
@@ -232,9 +245,7 @@ impl ShopifyApi {
             "webhook": {"topic": topic, "address": address, "format": "json"}
         });
         let resp = self
-            .client
-            .post(self.api(shop, "webhooks.json"))
-            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
+            .admin(reqwest::Method::POST, shop, "webhooks.json", token)?
             .json(&body)
             .send()
             .await
@@ -252,9 +263,12 @@ impl ShopifyApi {
     ) -> Result<Webhook, ShopifyError> {
         let body = serde_json::json!({"webhook": {"id": id, "address": address}});
         let resp = self
-            .client
-            .put(self.api(shop, &format!("webhooks/{id}.json")))
-            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
+            .admin(
+                reqwest::Method::PUT,
+                shop,
+                &format!("webhooks/{id}.json"),
+                token,
+            )?
             .json(&body)
             .send()
             .await
@@ -270,9 +284,12 @@ impl ShopifyApi {
         id: u64,
     ) -> Result<(), ShopifyError> {
         let resp = self
-            .client
-            .delete(self.api(shop, &format!("webhooks/{id}.json")))
-            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
+            .admin(
+                reqwest::Method::DELETE,
+                shop,
+                &format!("webhooks/{id}.json"),
+                token,
+            )?
             .send()
             .await
             .map_err(transport)?;
@@ -291,9 +308,7 @@ impl ShopifyApi {
         token: &Secret,
     ) -> Result<serde_json::Value, ShopifyError> {
         let resp = self
-            .client
-            .get(self.api(shop, "shop.json"))
-            .header(ACCESS_TOKEN_HEADER, header_value(token)?)
+            .admin(reqwest::Method::GET, shop, "shop.json", token)?
             .send()
             .await
             .map_err(transport)?;
