@@ -31,7 +31,12 @@ use crate::transform::{self, Limits, Runtime, Transform};
 pub struct DispatchConfig {
     /// Rows claimed per round trip.
     pub batch_size: i64,
-    /// How long a claim lasts before another dispatcher may take the row.
+    /// Who this replica is in brand leases. Unique among live replicas; a
+    /// replica restarted under the same name takes its own leases back at
+    /// once instead of waiting for them to expire.
+    pub replica: String,
+    /// How long a brand lease lasts unless renewed: how long a dead
+    /// replica's brands wait before another replica takes them over.
     pub lease: Duration,
     /// How often to look for work when nobody woke us (other replicas,
     /// retries coming due).
@@ -50,7 +55,9 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             batch_size: 64,
-            lease: Duration::from_secs(60),
+            // Filled in at start from the host name and the listening port.
+            replica: String::new(),
+            lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(500),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
@@ -160,15 +167,30 @@ impl Dispatcher {
     /// error means "back off", never "drop".
     pub async fn step(&self) -> Result<usize, StepError> {
         self.refresh_routes().await;
+        let (replica, lease) = (&self.cfg.replica, self.cfg.lease);
         let rows = self
             .store
-            .claim(self.cfg.batch_size, self.cfg.lease)
+            .claim(replica, self.cfg.batch_size, lease)
             .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let n = rows.len();
-        self.process(rows).await?;
+        if n > 0 {
+            // The heartbeat keeps this batch's brands ours for as long as it
+            // takes (a slow broker); it stops when the batch is recorded.
+            let heartbeat = async {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    if let Err(e) = self.store.renew_leases(replica, lease).await {
+                        warn!(error = %e, "brand leases not renewed");
+                    }
+                }
+            };
+            tokio::select! {
+                done = self.process(rows) => done?,
+                _ = heartbeat => unreachable!("the heartbeat never ends"),
+            }
+        }
+        // Recorded (or released for a retry): the brands may go to anyone.
+        self.store.release_leases(replica).await?;
         Ok(n)
     }
 
@@ -487,6 +509,24 @@ pub enum StepError {
     Store(#[from] store::StoreError),
     #[error("sink unavailable: {0}")]
     Sink(String),
+}
+
+/// The replica name used when none is configured: the host name and the
+/// port it listens on, unique among processes that share a database as long
+/// as they run on different hosts or ports, and the same again after a
+/// restart, so that a restarted replica resumes its own brands at once.
+pub fn default_replica_name(port: Option<u16>) -> String {
+    // Read rather than asked of libc: no unsafe code for a name.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
 }
 
 /// The transform input for a stored webhook.

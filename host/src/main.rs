@@ -1127,6 +1127,8 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         },
         shopify: args.shopify.config()?,
         service_token: args.service_token.clone().map(Secret::from),
+        max_backlog_age: None,
+        database_max_connections: 16,
     };
     let running = server::start(config).await?;
     eprintln!("ionflux-gateway listening on http://{}", running.addr);

@@ -36,6 +36,11 @@ pub struct Config {
     /// The bearer token other services present to the shop-details
     /// endpoint; None: it refuses everyone.
     pub service_token: Option<Secret>,
+    /// `/ready` fails while the oldest pending webhook is older than this
+    /// (the dispatcher is stuck or far behind); None: backlog not checked.
+    pub max_backlog_age: Option<std::time::Duration>,
+    /// Connections in the database pool.
+    pub database_max_connections: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,13 +77,18 @@ pub struct Running {
 }
 
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
-    let store = Store::connect(&cfg.database_url).await?;
-    // One process per SQLite file owns its claims; a previous process that
-    // died cannot still be working on them.
-    let released = store.release_all_claims().await?;
-    if released > 0 {
-        tracing::info!(released, "released claims left by a previous process");
+    let store = Store::connect_with(&cfg.database_url, cfg.database_max_connections).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| StartError::Listen(cfg.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(cfg.listen, e))?;
+    let mut dispatch = cfg.dispatch;
+    if dispatch.replica.is_empty() {
+        dispatch.replica = crate::dispatch::default_replica_name(Some(addr.port()));
     }
+    tracing::info!(replica = %dispatch.replica, backend = ?store.backend(), "store ready");
     let sink = Arc::new(match cfg.kafka {
         Some(k) => Sink::Kafka(KafkaSink::new(k)?),
         None => Sink::Log(store.clone()),
@@ -89,14 +99,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     }
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
-    let admin_limits = cfg.dispatch.limits.clone();
+    let admin_limits = dispatch.limits.clone();
     let event_topics = cfg.topics.clone();
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         sink.clone(),
         runtime.clone(),
         cfg.topics.clone(),
-        cfg.dispatch,
+        dispatch,
         wake.clone(),
     )?);
     let mut shop_details = crate::shop_details::ShopDetailsConfig {
@@ -132,12 +142,6 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         oauth: oauth.clone(),
         shop_details,
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| StartError::Listen(cfg.listen, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError::Listen(cfg.listen, e))?;
     let (shutdown, rx) = watch::channel(false);
 
     let app =

@@ -1,19 +1,22 @@
 //! Where everything durable lives: connections, the inbox, the embedded event
 //! log, dead letters and routes, behind one type so that callers never write
-//! SQL. SQLite (WAL) is the embedded default.
+//! SQL. SQLite (WAL) is the embedded default; PostgreSQL serves many
+//! replicas. Both run the same SQL through sqlx's `Any` driver (`$n`
+//! placeholders, which SQLite also understands); the few statements whose
+//! dialects differ go through `Backend`.
 //!
 //! Invariant: an inbox row is written and committed (fsync'd, `synchronous =
 //! FULL`) before the webhook is acknowledged, and leaves `pending` only in the
 //! same transaction that records its outcome.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Executor, Row};
 use uuid::Uuid;
 
 use crate::publish::Delivery;
@@ -22,6 +25,7 @@ pub mod oauth;
 mod secrets;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,7 +33,7 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database url {0:?}: use sqlite://PATH")]
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -41,9 +45,17 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Which database is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// Bumped whenever this process takes a connection out of service
     /// (uninstall, redaction), so that caches of connections in the same
     /// process (the inbox's) drop what they hold at once.
@@ -205,26 +217,60 @@ const SHADOW_SAMPLES_KEPT: i64 = 50;
 impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub async fn connect(url: &str) -> Result<Self> {
-        if !(url.starts_with("sqlite:")) {
+        Self::connect_with(url, 16).await
+    }
+
+    /// As `connect`, with at most `max_connections` pooled connections.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(url))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            (Backend::Postgres, url.to_string())
+        } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    // SQLite has one writer at a time; more connections only
+                    // queue on its lock.
+                    .max_connections(max_connections.min(8))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // FULL: a webhook we acknowledged must survive
+                            // power loss, not only a process crash.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect(&url)
+                    .await?
+            }
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a webhook we acknowledged must survive power loss, not
-            // only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Self {
             pool,
+            backend,
             connections_changed: Arc::default(),
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Changes whenever this process changed a connection's status in a way
@@ -237,12 +283,40 @@ impl Store {
         self.connections_changed.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A transaction that holds the write lock from its first statement.
-    /// SQLite cannot upgrade a reading transaction to a writing one while
-    /// another connection writes (it fails at once with SQLITE_BUSY instead
-    /// of waiting), so read-then-write transactions must start here.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A transaction for writes whose correctness rests on row locks alone
+    /// (conditional updates, upserts). SQLite cannot upgrade a reading
+    /// transaction to a writing one while another connection writes (it
+    /// fails at once with SQLITE_BUSY instead of waiting), so on SQLite it
+    /// takes the write lock from its first statement.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// A transaction that runs alone among all `serial_tx` transactions of
+    /// every replica: for the rare read-then-write transactions (OAuth
+    /// states, lifecycle effects, route changes, the event log's sequence)
+    /// whose reads must not change under them. SQLite gives this with any
+    /// write transaction; on PostgreSQL one transaction-scoped advisory lock
+    /// stands for SQLite's database lock.
+    async fn serial_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.write_tx().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7305412960014437169)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// SQL for the text of a top-level JSON field of a TEXT column.
+    fn json_text(&self, column: &str, field: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
+            Backend::Postgres => format!("(({column})::jsonb ->> '{field}')"),
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -259,7 +333,7 @@ impl Store {
             "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
                 secure_path_identifier, webhook_secret, previous_webhook_secret, status,
                 created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&row.id)
         .bind(&row.provider)
@@ -288,8 +362,8 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE connections
-             SET webhook_secret = ?, previous_webhook_secret = ?, updated_at = ?
-             WHERE id = ?",
+             SET webhook_secret = $1, previous_webhook_secret = $2, updated_at = $3
+             WHERE id = $4",
         )
         .bind(current)
         .bind(previous)
@@ -305,7 +379,7 @@ impl Store {
 
     pub async fn connection_by_path(&self, identifier: &str) -> Result<Option<ConnectionRow>> {
         let sql = format!(
-            "SELECT {} FROM connections WHERE secure_path_identifier = ?",
+            "SELECT {} FROM connections WHERE secure_path_identifier = $1",
             Self::CONNECTION_COLUMNS
         );
         Ok(sqlx::query_as(&sql)
@@ -321,7 +395,7 @@ impl Store {
         brand_id: &str,
     ) -> Result<Option<ConnectionRow>> {
         let sql = format!(
-            "SELECT {} FROM connections WHERE provider = ? AND shop_domain = ? AND brand_id = ?",
+            "SELECT {} FROM connections WHERE provider = $1 AND shop_domain = $2 AND brand_id = $3",
             Self::CONNECTION_COLUMNS
         );
         Ok(sqlx::query_as(&sql)
@@ -347,7 +421,7 @@ impl Store {
         brand_id: &str,
     ) -> Result<Vec<ConnectionRow>> {
         let sql = format!(
-            "SELECT {} FROM connections WHERE provider = ? AND brand_id = ?
+            "SELECT {} FROM connections WHERE provider = $1 AND brand_id = $2
              ORDER BY created_at DESC, id DESC",
             Self::CONNECTION_COLUMNS
         );
@@ -368,7 +442,7 @@ impl Store {
             "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
                 topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
                 headers, body, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (connection_id, webhook_id) DO NOTHING
              RETURNING id",
         )
@@ -392,7 +466,7 @@ impl Store {
             return Ok(Inserted::New(id));
         }
         let id =
-            sqlx::query_scalar("SELECT id FROM inbox WHERE connection_id = ? AND webhook_id = ?")
+            sqlx::query_scalar("SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2")
                 .bind(&w.connection.id)
                 .bind(w.webhook_id)
                 .fetch_one(&self.pool)
@@ -400,35 +474,109 @@ impl Store {
         Ok(Inserted::Duplicate(id))
     }
 
-    /// Claims up to `limit` due rows, oldest first, for `lease`. A claim that
-    /// is not finished or released in time (the process died) expires and the
-    /// row is claimed again: at-least-once, never lost.
-    pub async fn claim(&self, limit: i64, lease: Duration) -> Result<Vec<InboxRow>> {
+    /// Claims up to `limit` due rows for `owner`, oldest first, a brand at a
+    /// time: the owner first takes (or renews) a lease on each brand with due
+    /// work that no live lease of another owner holds, then claims a prefix
+    /// of those brands' pending rows. One brand's rows are therefore only
+    /// ever in one replica's hands, which is what keeps them in order across
+    /// replicas. A lease that is not renewed in time (the replica died)
+    /// expires and the brand goes to whoever claims next: at-least-once,
+    /// never lost. The owner gives its leases back with `release_leases`
+    /// once the batch is recorded.
+    pub async fn claim(&self, owner: &str, limit: i64, lease: Duration) -> Result<Vec<InboxRow>> {
         let now = now_ms();
-        let rows = sqlx::query(
-            "UPDATE inbox SET claimed_until = ?, attempts = attempts + 1
-             WHERE id IN (
-                SELECT id FROM inbox
-                WHERE status = 'pending' AND next_attempt_at <= ?
-                  AND (claimed_until IS NULL OR claimed_until < ?)
-                ORDER BY id LIMIT ?)
-             RETURNING id, connection_id, provider, workspace_id, brand_id, webhook_id, topic,
-                shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,
-                body, received_at, attempts",
+        let until = now + lease.as_millis() as i64;
+        let mut tx = self.write_tx().await?;
+        // The window of due rows that brands are picked from: wide enough
+        // that a few busy brands leased elsewhere do not starve the rest.
+        sqlx::query(
+            "INSERT INTO brand_leases (brand_id, owner, lease_until)
+             SELECT DISTINCT w.brand_id, $1, $2 FROM (
+                SELECT i.brand_id FROM inbox i
+                WHERE i.status = 'pending' AND i.next_attempt_at <= $3
+                  AND NOT EXISTS (SELECT 1 FROM brand_leases l
+                     WHERE l.brand_id = i.brand_id AND l.owner != $1 AND l.lease_until >= $3)
+                ORDER BY i.id LIMIT $4) w
+             WHERE true
+             ON CONFLICT (brand_id) DO UPDATE SET owner = excluded.owner,
+                lease_until = excluded.lease_until
+             WHERE brand_leases.owner = excluded.owner OR brand_leases.lease_until < $3",
         )
-        .bind(now + lease.as_millis() as i64)
+        .bind(owner)
+        .bind(until)
         .bind(now)
+        .bind(limit.saturating_mul(4))
+        .execute(&mut *tx)
+        .await?;
+        let candidates: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT i.id, i.brand_id, i.next_attempt_at FROM inbox i
+             JOIN brand_leases l ON l.brand_id = i.brand_id
+             WHERE l.owner = $1 AND l.lease_until >= $2 AND i.status = 'pending'
+             ORDER BY i.id LIMIT $3",
+        )
+        .bind(owner)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        let mut claimed = rows
-            .iter()
-            .map(inbox_row_from)
-            .collect::<Result<Vec<_>>>()?;
+        // Per brand, only the rows before its first one still backing off:
+        // a later row must not overtake an earlier one that is waiting.
+        let mut blocked = std::collections::HashSet::new();
+        let mut ids = Vec::with_capacity(candidates.len());
+        for (id, brand, next_attempt_at) in candidates {
+            if blocked.contains(&brand) {
+                continue;
+            }
+            if next_attempt_at > now {
+                blocked.insert(brand);
+                continue;
+            }
+            ids.push(id);
+        }
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(256) {
+            let placeholders = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE inbox SET claimed_until = $1, attempts = attempts + 1
+                 WHERE id IN ({placeholders})
+                 RETURNING {INBOX_COLUMNS}"
+            );
+            let mut q = sqlx::query(&sql).bind(until);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                claimed.push(inbox_row_from(&r)?);
+            }
+        }
+        tx.commit().await?;
         // RETURNING order is unspecified; the dispatcher relies on id order.
         claimed.sort_by_key(|r| r.id);
         Ok(claimed)
+    }
+
+    /// Extends every brand lease `owner` holds: the heartbeat of a batch
+    /// that takes longer than a lease (a slow broker).
+    pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<u64> {
+        let done = sqlx::query("UPDATE brand_leases SET lease_until = $1 WHERE owner = $2")
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Gives back every brand lease `owner` holds, once its batch is
+    /// recorded, so that any replica may take those brands next.
+    pub async fn release_leases(&self, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM brand_leases WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Gives claimed rows back for a later attempt (a transient failure).
@@ -436,8 +584,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         for id in ids {
             sqlx::query(
-                "UPDATE inbox SET claimed_until = NULL, next_attempt_at = ?, last_error = ?
-                 WHERE id = ? AND status = 'pending'",
+                "UPDATE inbox SET claimed_until = NULL, next_attempt_at = $1, last_error = $2
+                 WHERE id = $3 AND status = 'pending'",
             )
             .bind(retry_at)
             .bind(error)
@@ -449,17 +597,6 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets every claim: used at start-up by a single-node deployment,
-    /// whose previous process can no longer be holding any.
-    pub async fn release_all_claims(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE inbox SET claimed_until = NULL WHERE status = 'pending' AND claimed_until IS NOT NULL",
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
         let now = now_ms();
@@ -469,8 +606,8 @@ impl Store {
                 Outcome::Published(d) => {
                     // A replayed dead letter that now succeeds is resolved.
                     sqlx::query(
-                        "UPDATE dead_letters SET resolved_at = ?
-                         WHERE inbox_id = ? AND resolved_at IS NULL",
+                        "UPDATE dead_letters SET resolved_at = $1
+                         WHERE inbox_id = $2 AND resolved_at IS NULL",
                     )
                     .bind(now)
                     .bind(row.id)
@@ -483,7 +620,7 @@ impl Store {
                         "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
                             topic, webhook_id, reason_code, reason, transform, transform_digest,
                             created_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                          ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
                             reason = excluded.reason, transform = excluded.transform,
                             transform_digest = excluded.transform_digest,
@@ -506,8 +643,8 @@ impl Store {
                 }
             };
             sqlx::query(
-                "UPDATE inbox SET status = ?, finished_at = ?, deliveries = ?, claimed_until = NULL
-                 WHERE id = ?",
+                "UPDATE inbox SET status = $1, finished_at = $2, deliveries = $3, claimed_until = NULL
+                 WHERE id = $4",
             )
             .bind(status)
             .bind(now)
@@ -529,7 +666,7 @@ impl Store {
             n += sqlx::query(
                 "UPDATE inbox SET status = 'pending', next_attempt_at = 0, claimed_until = NULL,
                     finished_at = NULL
-                 WHERE id = ? AND status != 'pending'",
+                 WHERE id = $1 AND status != 'pending'",
             )
             .bind(id)
             .execute(&mut *tx)
@@ -538,6 +675,16 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// How many rows wait to be published, and when the oldest of them was
+    /// received (None: none waits): the backlog behind `/ready` and metrics.
+    pub async fn backlog(&self) -> Result<(i64, Option<i64>)> {
+        Ok(
+            sqlx::query_as("SELECT COUNT(*), MIN(received_at) FROM inbox WHERE status = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Rows still waiting to be published.
@@ -555,7 +702,7 @@ impl Store {
     /// after a crash) is not appended twice; its first position is returned.
     pub async fn append_events(&self, records: &[crate::publish::Record]) -> Result<Vec<Delivery>> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             let event_id = r.event_id.to_string();
@@ -564,7 +711,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
             let seq: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO events (event_id, topic, key, headers, payload, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (event_id) DO NOTHING RETURNING seq",
             )
             .bind(&event_id)
@@ -578,7 +725,7 @@ impl Store {
             let seq = match seq {
                 Some(seq) => seq,
                 None => {
-                    sqlx::query_scalar("SELECT seq FROM events WHERE event_id = ?")
+                    sqlx::query_scalar("SELECT seq FROM events WHERE event_id = $1")
                         .bind(&event_id)
                         .fetch_one(&mut *tx)
                         .await?
@@ -598,7 +745,7 @@ impl Store {
     pub async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<LoggedEvent>> {
         Ok(sqlx::query_as(
             "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+             FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
         .bind(limit)
@@ -610,7 +757,7 @@ impl Store {
     pub async fn events_tail(&self, limit: i64) -> Result<Vec<LoggedEvent>> {
         let mut events: Vec<LoggedEvent> = sqlx::query_as(
             "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events ORDER BY seq DESC LIMIT ?",
+             FROM events ORDER BY seq DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -626,7 +773,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
                 reason_code, reason, transform, transform_digest, created_at, replayed_at
-             FROM dead_letters WHERE resolved_at IS NULL ORDER BY id LIMIT ?",
+             FROM dead_letters WHERE resolved_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -638,7 +785,7 @@ impl Store {
     /// the ones they would have had. Returns the dead-letter ids requeued.
     pub async fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<Vec<i64>> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let candidates: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT id, inbox_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id",
         )
@@ -652,12 +799,12 @@ impl Store {
             sqlx::query(
                 "UPDATE inbox SET status = 'pending', next_attempt_at = 0, claimed_until = NULL,
                     finished_at = NULL
-                 WHERE id = ? AND status = 'dead'",
+                 WHERE id = $1 AND status = 'dead'",
             )
             .bind(inbox_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE dead_letters SET replayed_at = ? WHERE id = ?")
+            sqlx::query("UPDATE dead_letters SET replayed_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
                 .execute(&mut *tx)
@@ -674,7 +821,7 @@ impl Store {
     /// no-op (versions are immutable).
     pub async fn put_transform(&self, digest: &str, name: &str, component: &[u8]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO transforms (digest, name, component, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO transforms (digest, name, component, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest) DO NOTHING",
         )
         .bind(digest)
@@ -688,7 +835,7 @@ impl Store {
 
     /// (name, component bytes) of a stored transform.
     pub async fn transform_component(&self, digest: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let row = sqlx::query("SELECT name, component FROM transforms WHERE digest = ?")
+        let row = sqlx::query("SELECT name, component FROM transforms WHERE digest = $1")
             .bind(digest)
             .fetch_optional(&self.pool)
             .await?;
@@ -701,12 +848,12 @@ impl Store {
     /// transaction.
     pub async fn set_route(&self, route: &RouteRow, actor: &str) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let old: Option<RouteRow> = sqlx::query_as(
             "SELECT id, provider, workspace_id, brand_id, topic_pattern, transform, config, limits,
                 shadow_transform
              FROM routes
-             WHERE provider = ? AND workspace_id = ? AND brand_id = ? AND topic_pattern = ?",
+             WHERE provider = $1 AND workspace_id = $2 AND brand_id = $3 AND topic_pattern = $4",
         )
         .bind(&route.provider)
         .bind(&route.workspace_id)
@@ -717,7 +864,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO routes (provider, workspace_id, brand_id, topic_pattern, transform,
                 config, limits, shadow_transform, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (provider, workspace_id, brand_id, topic_pattern) DO UPDATE SET
                 transform = excluded.transform, config = excluded.config,
                 limits = excluded.limits, shadow_transform = excluded.shadow_transform",
@@ -737,7 +884,7 @@ impl Store {
             "INSERT INTO route_history (provider, workspace_id, brand_id, topic_pattern,
                 old_transform, new_transform, old_config, new_config, old_limits, new_limits,
                 old_shadow, new_shadow, actor, changed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&route.provider)
         .bind(&route.workspace_id)
@@ -773,12 +920,12 @@ impl Store {
     /// differing ones.
     pub async fn record_shadow_runs(&self, runs: &[ShadowRun]) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         for run in runs {
             sqlx::query(
                 "INSERT INTO shadow_stats (primary_transform, shadow_transform, runs, differences,
                     updated_at)
-                 VALUES (?, ?, 1, ?, ?)
+                 VALUES ($1, $2, 1, $3, $4)
                  ON CONFLICT (primary_transform, shadow_transform) DO UPDATE SET
                     runs = runs + 1, differences = differences + excluded.differences,
                     updated_at = excluded.updated_at",
@@ -794,7 +941,7 @@ impl Store {
             };
             let kept: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM shadow_samples
-                 WHERE primary_transform = ? AND shadow_transform = ?",
+                 WHERE primary_transform = $1 AND shadow_transform = $2",
             )
             .bind(&run.primary_transform)
             .bind(&run.shadow_transform)
@@ -804,7 +951,7 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO shadow_samples (primary_transform, shadow_transform, inbox_id,
                         topic, primary_output, shadow_output, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&run.primary_transform)
                 .bind(&run.shadow_transform)
@@ -834,7 +981,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, primary_transform, shadow_transform, inbox_id, topic, primary_output,
                 shadow_output, created_at
-             FROM shadow_samples ORDER BY id DESC LIMIT ?",
+             FROM shadow_samples ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -847,7 +994,7 @@ impl Store {
             "SELECT id, provider, workspace_id, brand_id, topic_pattern, old_transform,
                 new_transform, old_config, new_config, old_limits, new_limits, old_shadow,
                 new_shadow, actor, changed_at
-             FROM route_history ORDER BY id DESC LIMIT ?",
+             FROM route_history ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -857,7 +1004,7 @@ impl Store {
     /// Stored transform versions (without their bytes), newest first.
     pub async fn transforms(&self) -> Result<Vec<TransformInfo>> {
         Ok(sqlx::query_as(
-            "SELECT digest, name, length(component) AS size, created_at
+            "SELECT digest, name, CAST(length(component) AS BIGINT) AS size, created_at
              FROM transforms ORDER BY created_at DESC, digest",
         )
         .fetch_all(&self.pool)
@@ -902,9 +1049,14 @@ pub struct TransformInfo {
     pub created_at: i64,
 }
 
-/// An inbox row as the dispatcher sees it, from a query that selected every
-/// column `InboxRow` has.
-fn inbox_row_from(r: &sqlx::sqlite::SqliteRow) -> Result<InboxRow> {
+/// Every column `InboxRow` has, for `inbox_row_from`.
+const INBOX_COLUMNS: &str = "id, connection_id, provider, workspace_id, brand_id, webhook_id,
+    topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers, body,
+    received_at, attempts";
+
+/// An inbox row as the dispatcher sees it, from a query that selected
+/// `INBOX_COLUMNS`.
+fn inbox_row_from(r: &AnyRow) -> Result<InboxRow> {
     let headers: String = r.try_get("headers")?;
     let headers = serde_json::from_str(&headers)
         .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
@@ -926,6 +1078,17 @@ fn inbox_row_from(r: &sqlx::sqlite::SqliteRow) -> Result<InboxRow> {
         received_at: r.try_get("received_at")?,
         attempts: r.try_get("attempts")?,
     })
+}
+
+/// sqlx opens an existing SQLite file only, unless told it may create one.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
 }
 
 /// A fresh random identifier for a connection's webhook URL: 128 bits, so it
@@ -953,7 +1116,7 @@ impl Store {
     pub async fn insert_api_token(&self, row: &ApiTokenRow, token_hash: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO api_tokens (id, name, kind, workspace_id, token_hash, created_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&row.id)
         .bind(&row.name)
@@ -970,7 +1133,7 @@ impl Store {
     pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>> {
         Ok(sqlx::query_as(
             "SELECT id, name, kind, workspace_id, created_at, revoked_at
-             FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+             FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -990,21 +1153,23 @@ impl Store {
     /// Whether any token was ever created. Revoked ones count: revoking the
     /// last token must not reopen the unauthenticated loopback default.
     pub async fn any_api_tokens(&self) -> Result<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_tokens)")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM api_tokens LIMIT 1) t",
         )
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
     }
 
     /// Returns false when there was no live token with that id.
     pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1017,7 +1182,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO transform_owners (digest, workspace_id, name, created_at)
-             VALUES (?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (digest, workspace_id) DO UPDATE SET name = excluded.name",
         )
         .bind(digest)
@@ -1033,9 +1198,9 @@ impl Store {
     /// gave them.
     pub async fn workspace_transforms(&self, workspace: &str) -> Result<Vec<TransformInfo>> {
         Ok(sqlx::query_as(
-            "SELECT t.digest, o.name, length(t.component) AS size, o.created_at
+            "SELECT t.digest, o.name, CAST(length(t.component) AS BIGINT) AS size, o.created_at
              FROM transform_owners o JOIN transforms t ON t.digest = o.digest
-             WHERE o.workspace_id = ? ORDER BY o.created_at DESC, t.digest",
+             WHERE o.workspace_id = $1 ORDER BY o.created_at DESC, t.digest",
         )
         .bind(workspace)
         .fetch_all(&self.pool)
@@ -1045,7 +1210,7 @@ impl Store {
     /// The workspaces that uploaded a version (none: an operator did).
     pub async fn transform_owners(&self, digest: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT workspace_id FROM transform_owners WHERE digest = ? ORDER BY workspace_id",
+            "SELECT workspace_id FROM transform_owners WHERE digest = $1 ORDER BY workspace_id",
         )
         .bind(digest)
         .fetch_all(&self.pool)
@@ -1061,16 +1226,18 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<LoggedEvent>> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events WHERE seq > ? AND json_extract(payload, '$.workspace_id') = ?
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(after_seq)
-        .bind(workspace)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+             FROM events WHERE seq > $1 AND {} = $2
+             ORDER BY seq LIMIT $3",
+            self.json_text("payload", "workspace_id")
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(after_seq)
+            .bind(workspace)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Unresolved dead letters of one workspace, oldest first.
@@ -1082,8 +1249,8 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
                 reason_code, reason, transform, transform_digest, created_at, replayed_at
-             FROM dead_letters WHERE resolved_at IS NULL AND workspace_id = ?
-             ORDER BY id LIMIT ?",
+             FROM dead_letters WHERE resolved_at IS NULL AND workspace_id = $1
+             ORDER BY id LIMIT $2",
         )
         .bind(workspace)
         .bind(limit)
@@ -1094,7 +1261,7 @@ impl Store {
     /// The workspace of a dead letter, resolved or not.
     pub async fn dead_letter_workspace(&self, id: i64) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT workspace_id FROM dead_letters WHERE id = ?")
+            sqlx::query_scalar("SELECT workspace_id FROM dead_letters WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -1103,15 +1270,11 @@ impl Store {
 
     /// One stored webhook by id, whatever its status.
     pub async fn inbox_row(&self, id: i64) -> Result<Option<InboxRow>> {
-        let row = sqlx::query(
-            "SELECT id, connection_id, provider, workspace_id, brand_id, webhook_id, topic,
-                shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,
-                body, received_at, attempts
-             FROM inbox WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(r) = row else {
             return Ok(None);
         };

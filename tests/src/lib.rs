@@ -1,4 +1,6 @@
-//! Test harness: a gateway started in-process on a temporary SQLite file, a
+//! Test harness: a gateway started in-process on a temporary SQLite file (or,
+//! when `IONFLUX_TEST_POSTGRES` names a PostgreSQL server, a fresh database
+//! of its own there: the test script runs the suite once per backend), a
 //! client that signs webhooks the way Shopify does, the shared Shopify sample
 //! payloads, and a Kafka consumer for the tansu broker that the test script
 //! starts on loopback.
@@ -181,6 +183,41 @@ pub fn test_vault() -> Arc<Vault> {
     Arc::new(Vault::from_spec(&format!("k1:{}", Vault::generate_key())).unwrap())
 }
 
+/// A database of a test's own, and the folder that holds it (or holds
+/// nothing, on PostgreSQL) for as long as the test keeps it.
+pub struct TestDatabase {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// The backend the suite runs on: PostgreSQL when `IONFLUX_TEST_POSTGRES`
+/// holds an admin URL of a server (a database is created per call), else a
+/// SQLite file in a fresh temporary folder.
+pub async fn fresh_database() -> TestDatabase {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match std::env::var("IONFLUX_TEST_POSTGRES") {
+        Ok(admin) if !admin.is_empty() => {
+            use sqlx::{Connection, Executor};
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("IONFLUX_TEST_POSTGRES={admin}: {e}"));
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}", dir.path().join("gateway.db").display()),
+    };
+    TestDatabase { url, dir }
+}
+
+/// Whether this run's tests use PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("IONFLUX_TEST_POSTGRES").is_ok_and(|v| !v.is_empty())
+}
+
 impl Gateway {
     pub async fn start(opts: Options) -> Self {
         Self::start_with_vault(opts, test_vault()).await
@@ -190,9 +227,8 @@ impl Gateway {
         let (dir, database_url) = match opts.database_url {
             Some(url) => (None, url),
             None => {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
-                (Some(dir), url)
+                let db = fresh_database().await;
+                (Some(db.dir), db.url)
             }
         };
         let kafka = opts.kafka.map(|brokers| KafkaConfig {
@@ -229,6 +265,8 @@ impl Gateway {
             },
             shopify: opts.shopify,
             service_token: opts.service_token.map(Secret::from),
+            max_backlog_age: None,
+            database_max_connections: 16,
         };
         let running = server::start(config).await.expect("gateway starts");
         Self {

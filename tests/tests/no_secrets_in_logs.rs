@@ -194,10 +194,6 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
             shopify: Some(cfg),
             admin_token: Some(ADMIN_TOKEN.into()),
             service_token: Some(SERVICE_TOKEN.into()),
-            database_url: Some(format!(
-                "sqlite://{}",
-                dir.path().join("gateway.db").display()
-            )),
             ..Options::default()
         },
         vault.clone(),

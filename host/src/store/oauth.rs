@@ -89,15 +89,15 @@ impl Store {
 
     /// Stores a fresh state, and drops states that expired a while ago.
     pub async fn insert_oauth_state(&self, row: &OAuthStateRow) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM oauth_states WHERE expires_at < ?")
+        let mut tx = self.serial_tx().await?;
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
             .bind(row.created_at - 24 * 3600 * 1000)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, provider, workspace_id, brand_id, user_id,
                 shop_domain, created_at, expires_at, used_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
         )
         .bind(&row.state_hash)
         .bind(&row.provider)
@@ -117,11 +117,11 @@ impl Store {
     /// One write transaction: of concurrent callbacks with the same state,
     /// exactly one gets `Consumed`.
     pub async fn consume_oauth_state(&self, state_hash: &str, now: i64) -> Result<StateUse> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let row: Option<OAuthStateRow> = sqlx::query_as(
             "SELECT state_hash, provider, workspace_id, brand_id, user_id, shop_domain,
                 created_at, expires_at, used_at
-             FROM oauth_states WHERE state_hash = ?",
+             FROM oauth_states WHERE state_hash = $1",
         )
         .bind(state_hash)
         .fetch_optional(&mut *tx)
@@ -136,7 +136,7 @@ impl Store {
             return Ok(StateUse::Expired);
         }
         let updated = sqlx::query(
-            "UPDATE oauth_states SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
+            "UPDATE oauth_states SET used_at = $1 WHERE state_hash = $2 AND used_at IS NULL",
         )
         .bind(now)
         .bind(state_hash)
@@ -155,7 +155,7 @@ impl Store {
 
     pub async fn connection_by_id(&self, id: &str) -> Result<Option<ConnectionRow>> {
         let sql = format!(
-            "SELECT {} FROM connections WHERE id = ?",
+            "SELECT {} FROM connections WHERE id = $1",
             Self::CONNECTION_COLUMNS
         );
         Ok(sqlx::query_as(&sql)
@@ -176,7 +176,7 @@ impl Store {
                 secure_path_identifier, webhook_secret, previous_webhook_secret, status,
                 created_at, updated_at, auth_method, access_token, access_token_expires_at,
                 refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'oauth', ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'oauth', $12, $13, $14, $15, $16, $17, $18)
              ON CONFLICT (provider, shop_domain, brand_id) DO UPDATE SET
                 workspace_id = excluded.workspace_id,
                 secure_path_identifier = excluded.secure_path_identifier,
@@ -224,7 +224,7 @@ impl Store {
             "SELECT id, shop_domain, workspace_id, brand_id, secure_path_identifier, status,
                 auth_method, access_token, access_token_expires_at, refresh_token,
                 refresh_token_expires_at, scopes
-             FROM connections WHERE id = ?",
+             FROM connections WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -242,12 +242,12 @@ impl Store {
         address: &str,
     ) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         for topic in topics {
             sqlx::query(
                 "INSERT INTO webhook_registrations (connection_id, topic, address, status,
                     attempts, next_attempt_at, created_at, updated_at)
-                 VALUES (?, ?, ?, 'pending', 0, 0, ?, ?)
+                 VALUES ($1, $2, $3, 'pending', 0, 0, $4, $5)
                  ON CONFLICT (connection_id, topic) DO UPDATE SET
                     address = excluded.address, status = 'pending', attempts = 0,
                     next_attempt_at = 0, last_error = NULL, updated_at = excluded.updated_at",
@@ -272,8 +272,8 @@ impl Store {
     ) -> Result<Vec<WebhookRegistrationRow>> {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS} FROM webhook_registrations
-             WHERE status != 'registered' AND next_attempt_at <= ?
-             ORDER BY next_attempt_at, connection_id, topic LIMIT ?"
+             WHERE status != 'registered' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, connection_id, topic LIMIT $2"
         );
         Ok(sqlx::query_as(&sql)
             .bind(now)
@@ -303,9 +303,9 @@ impl Store {
         };
         sqlx::query(
             "UPDATE webhook_registrations
-             SET status = ?, shopify_webhook_id = COALESCE(?, shopify_webhook_id),
-                 last_error = ?, attempts = attempts + ?, next_attempt_at = ?, updated_at = ?
-             WHERE connection_id = ? AND topic = ? AND address = ?",
+             SET status = $1, shopify_webhook_id = COALESCE($2, shopify_webhook_id),
+                 last_error = $3, attempts = attempts + $4, next_attempt_at = $5, updated_at = $6
+             WHERE connection_id = $7 AND topic = $8 AND address = $9",
         )
         .bind(status)
         .bind(webhook_id)
@@ -328,7 +328,7 @@ impl Store {
     ) -> Result<Vec<WebhookRegistrationRow>> {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS} FROM webhook_registrations
-             WHERE connection_id = ? ORDER BY topic"
+             WHERE connection_id = $1 ORDER BY topic"
         );
         Ok(sqlx::query_as(&sql)
             .bind(connection_id)
@@ -459,7 +459,7 @@ pub struct LifecycleApplied {
 impl Store {
     /// A connection as the refresher sees it.
     pub async fn refresh_row(&self, id: &str) -> Result<Option<RefreshRow>> {
-        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = ?");
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = $1");
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -476,8 +476,8 @@ impl Store {
         now: i64,
         until: i64,
     ) -> Result<LeaseClaim> {
-        let mut tx = self.write_tx().await?;
-        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = ?");
+        let mut tx = self.serial_tx().await?;
+        let sql = format!("SELECT {REFRESH_COLUMNS} FROM connections WHERE id = $1");
         let row: Option<RefreshRow> = sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -490,8 +490,8 @@ impl Store {
         }
         let updated = sqlx::query(
             "UPDATE connections
-             SET refresh_lease_until = ?, refresh_lease_owner = ?, refresh_started_at = ?
-             WHERE id = ? AND (refresh_lease_until IS NULL OR refresh_lease_until < ?)",
+             SET refresh_lease_until = $1, refresh_lease_owner = $2, refresh_started_at = $3
+             WHERE id = $4 AND (refresh_lease_until IS NULL OR refresh_lease_until < $5)",
         )
         .bind(until)
         .bind(owner)
@@ -514,7 +514,7 @@ impl Store {
         sqlx::query(
             "UPDATE connections
              SET refresh_lease_until = NULL, refresh_lease_owner = NULL, refresh_started_at = NULL
-             WHERE id = ? AND refresh_lease_owner = ?",
+             WHERE id = $1 AND refresh_lease_owner = $2",
         )
         .bind(id)
         .bind(owner)
@@ -530,10 +530,10 @@ impl Store {
             "SELECT id FROM connections
              WHERE refresh_token IS NOT NULL AND access_token IS NOT NULL
                AND status IN ('active', 'refresh_failed')
-               AND access_token_expires_at IS NOT NULL AND access_token_expires_at < ?
-               AND next_refresh_at IS NOT NULL AND next_refresh_at <= ?
-               AND (refresh_lease_until IS NULL OR refresh_lease_until < ?)
-             ORDER BY access_token_expires_at LIMIT ?",
+               AND access_token_expires_at IS NOT NULL AND access_token_expires_at < $1
+               AND next_refresh_at IS NOT NULL AND next_refresh_at <= $2
+               AND (refresh_lease_until IS NULL OR refresh_lease_until < $3)
+             ORDER BY access_token_expires_at LIMIT $4",
         )
         .bind(before)
         .bind(now)
@@ -551,20 +551,20 @@ impl Store {
     pub async fn swap_refreshed_tokens(&self, s: &TokenSwap<'_>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE connections
-             SET access_token = ?, access_token_expires_at = ?,
-                 refresh_token = ?, refresh_token_expires_at = ?,
-                 scopes = CASE WHEN ? = '' THEN scopes ELSE ? END,
+             SET access_token = $1, access_token_expires_at = $2,
+                 refresh_token = $3, refresh_token_expires_at = $4,
+                 scopes = CASE WHEN $5 = '' THEN scopes ELSE $6 END,
                  status = CASE WHEN status = 'refresh_failed' THEN 'active' ELSE status END,
                  refresh_failures = 0, next_refresh_at = 0, last_refresh_error = NULL,
                  refresh_failed_at = NULL, integration_error_pending = 0,
-                 refreshed_at = ?, updated_at = ?,
-                 refresh_lease_until = CASE WHEN refresh_lease_owner = ? THEN NULL
+                 refreshed_at = $7, updated_at = $8,
+                 refresh_lease_until = CASE WHEN refresh_lease_owner = $9 THEN NULL
                      ELSE refresh_lease_until END,
-                 refresh_started_at = CASE WHEN refresh_lease_owner = ? THEN NULL
+                 refresh_started_at = CASE WHEN refresh_lease_owner = $10 THEN NULL
                      ELSE refresh_started_at END,
-                 refresh_lease_owner = CASE WHEN refresh_lease_owner = ? THEN NULL
+                 refresh_lease_owner = CASE WHEN refresh_lease_owner = $11 THEN NULL
                      ELSE refresh_lease_owner END
-             WHERE id = ? AND refresh_token = ?",
+             WHERE id = $12 AND refresh_token = $13",
         )
         .bind(s.access_token)
         .bind(s.access_token_expires_at)
@@ -593,10 +593,10 @@ impl Store {
         &self,
         f: &RefreshFailure<'_>,
     ) -> Result<Option<FailureRecorded>> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT status, refresh_failures FROM connections
-             WHERE id = ? AND refresh_lease_owner = ?",
+             WHERE id = $1 AND refresh_lease_owner = $2",
         )
         .bind(f.id)
         .bind(f.owner)
@@ -611,13 +611,13 @@ impl Store {
         let next: Option<i64> = (!f.permanent).then_some(f.retry_at);
         sqlx::query(
             "UPDATE connections
-             SET refresh_failures = ?, next_refresh_at = ?, last_refresh_error = ?,
-                 status = CASE WHEN ? THEN 'refresh_failed' ELSE status END,
-                 refresh_failed_at = CASE WHEN ? THEN ? ELSE refresh_failed_at END,
-                 integration_error_pending = CASE WHEN ? THEN 1 ELSE integration_error_pending END,
+             SET refresh_failures = $1, next_refresh_at = $2, last_refresh_error = $3,
+                 status = CASE WHEN $4 THEN 'refresh_failed' ELSE status END,
+                 refresh_failed_at = CASE WHEN $5 THEN $6 ELSE refresh_failed_at END,
+                 integration_error_pending = CASE WHEN $7 THEN 1 ELSE integration_error_pending END,
                  refresh_lease_until = NULL, refresh_lease_owner = NULL, refresh_started_at = NULL,
-                 updated_at = ?
-             WHERE id = ?",
+                 updated_at = $8
+             WHERE id = $9",
         )
         .bind(failures)
         .bind(next)
@@ -640,7 +640,7 @@ impl Store {
     /// Notes on the connection that a refresh was cut off (its process died
     /// between claiming the lease and recording the outcome), for operators.
     pub async fn note_interrupted_refresh(&self, id: &str, note: &str) -> Result<()> {
-        sqlx::query("UPDATE connections SET last_refresh_error = ? WHERE id = ?")
+        sqlx::query("UPDATE connections SET last_refresh_error = $1 WHERE id = $2")
             .bind(note)
             .bind(id)
             .execute(&self.pool)
@@ -664,7 +664,7 @@ impl Store {
     pub async fn integration_error_published(&self, id: &str, failed_at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE connections SET integration_error_pending = 0
-             WHERE id = ? AND refresh_failed_at = ?",
+             WHERE id = $1 AND refresh_failed_at = $2",
         )
         .bind(id)
         .bind(failed_at)
@@ -682,7 +682,7 @@ impl Store {
             "SELECT id, connection_id, provider, shop_domain, topic, received_at FROM inbox
              WHERE lifecycle_applied_at IS NULL AND status = 'published'
                AND topic IN {LIFECYCLE_TOPICS_SQL}
-             ORDER BY id LIMIT ?"
+             ORDER BY id LIMIT $1"
         );
         Ok(sqlx::query_as(&sql)
             .bind(limit)
@@ -692,7 +692,7 @@ impl Store {
 
     /// Records that a lifecycle webhook needs (or needed) nothing more.
     pub async fn mark_lifecycle_applied(&self, inbox_id: i64) -> Result<()> {
-        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(inbox_id)
             .execute(&self.pool)
@@ -708,11 +708,11 @@ impl Store {
     /// nothing more.
     pub async fn apply_uninstall(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.serial_tx().await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM connections
-             WHERE provider = ? AND shop_domain = ? AND status NOT IN ('disconnected', 'redacted')
-               AND (installed_at IS NULL OR installed_at <= ?)",
+             WHERE provider = $1 AND shop_domain = $2 AND status NOT IN ('disconnected', 'redacted')
+               AND (installed_at IS NULL OR installed_at <= $3)",
         )
         .bind(&row.provider)
         .bind(&row.shop_domain)
@@ -721,19 +721,19 @@ impl Store {
         .await?;
         for id in &ids {
             sqlx::query(&format!(
-                "UPDATE connections SET status = 'disconnected', {CLEARED_TOKENS}, updated_at = ?
-                 WHERE id = ?"
+                "UPDATE connections SET status = 'disconnected', {CLEARED_TOKENS}, updated_at = $1
+                 WHERE id = $2"
             ))
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = ?")
+            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = $1 WHERE id = $2")
             .bind(now)
             .bind(row.id)
             .execute(&mut *tx)
@@ -754,18 +754,19 @@ impl Store {
     /// delivered. One transaction; idempotent.
     pub async fn apply_shop_redact(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
         let now = now_ms();
-        let mut tx = self.write_tx().await?;
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM connections WHERE provider = ? AND shop_domain = ?")
-                .bind(&row.provider)
-                .bind(&row.shop_domain)
-                .fetch_all(&mut *tx)
-                .await?;
+        let mut tx = self.serial_tx().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM connections WHERE provider = $1 AND shop_domain = $2",
+        )
+        .bind(&row.provider)
+        .bind(&row.shop_domain)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut applied = LifecycleApplied::default();
         for id in &ids {
             applied.connections += sqlx::query(&format!(
-                "UPDATE connections SET status = 'redacted', {CLEARED_TOKENS}, updated_at = ?
-                 WHERE id = ? AND (status != 'redacted' OR access_token IS NOT NULL
+                "UPDATE connections SET status = 'redacted', {CLEARED_TOKENS}, updated_at = $1
+                 WHERE id = $2 AND (status != 'redacted' OR access_token IS NOT NULL
                     OR refresh_token IS NOT NULL)"
             ))
             .bind(now)
@@ -773,14 +774,14 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = ?")
+            sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
             applied.purged_webhooks += sqlx::query(
-                "UPDATE inbox SET body = ?, headers = '[]'
-                 WHERE connection_id = ? AND status != 'pending'
-                   AND (body != ? OR headers != '[]')",
+                "UPDATE inbox SET body = $1, headers = '[]'
+                 WHERE connection_id = $2 AND status != 'pending'
+                   AND (body != $3 OR headers != '[]')",
             )
             .bind(&b"{}"[..])
             .bind(id)
@@ -789,7 +790,7 @@ impl Store {
             .await?
             .rows_affected();
         }
-        sqlx::query("UPDATE inbox SET lifecycle_applied_at = ? WHERE id = ?")
+        sqlx::query("UPDATE inbox SET lifecycle_applied_at = $1 WHERE id = $2")
             .bind(now)
             .bind(row.id)
             .execute(&mut *tx)
@@ -803,7 +804,7 @@ impl Store {
     /// after a redaction).
     pub async fn inbox_body(&self, id: i64) -> Result<Option<(Vec<u8>, String)>> {
         Ok(
-            sqlx::query_as("SELECT body, headers FROM inbox WHERE id = ?")
+            sqlx::query_as("SELECT body, headers FROM inbox WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,

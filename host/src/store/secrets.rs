@@ -40,7 +40,7 @@ impl Store {
             None => {
                 let sql = format!(
                     "SELECT CAST({id} AS TEXT), {column} FROM {table}
-                     WHERE {column} IS NOT NULL ORDER BY {id} LIMIT ?"
+                     WHERE {column} IS NOT NULL ORDER BY {id} LIMIT $1"
                 );
                 sqlx::query_as(&sql)
                     .bind(limit)
@@ -50,7 +50,7 @@ impl Store {
             Some(after) => {
                 let sql = format!(
                     "SELECT CAST({id} AS TEXT), {column} FROM {table}
-                     WHERE {column} IS NOT NULL AND {id} > ? ORDER BY {id} LIMIT ?"
+                     WHERE {column} IS NOT NULL AND {id} > $1 ORDER BY {id} LIMIT $2"
                 );
                 sqlx::query_as(&sql)
                     .bind(after)
@@ -65,7 +65,7 @@ impl Store {
     /// The ciphertext one row holds now (None: NULL, or no such row).
     pub async fn secret_value(&self, col: &SecretColumn, row_id: &str) -> Result<Option<String>> {
         let (table, id, column) = idents(col)?;
-        let sql = format!("SELECT {column} FROM {table} WHERE {id} = ?");
+        let sql = format!("SELECT {column} FROM {table} WHERE {id} = $1");
         let value: Option<Option<String>> = sqlx::query_scalar(&sql)
             .bind(row_id)
             .fetch_optional(&self.pool)
@@ -84,7 +84,7 @@ impl Store {
         swaps: &[(String, String, String)],
     ) -> Result<Vec<bool>> {
         let (table, id, column) = idents(col)?;
-        let sql = format!("UPDATE {table} SET {column} = ? WHERE {id} = ? AND {column} = ?");
+        let sql = format!("UPDATE {table} SET {column} = $1 WHERE {id} = $2 AND {column} = $3");
         let mut tx = self.write_tx().await?;
         let mut written = Vec::with_capacity(swaps.len());
         for (row_id, expected, replacement) in swaps {
