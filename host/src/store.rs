@@ -927,7 +927,8 @@ impl Store {
                     updated_at)
                  VALUES ($1, $2, 1, $3, $4)
                  ON CONFLICT (primary_transform, shadow_transform) DO UPDATE SET
-                    runs = runs + 1, differences = differences + excluded.differences,
+                    runs = shadow_stats.runs + 1,
+                    differences = shadow_stats.differences + excluded.differences,
                     updated_at = excluded.updated_at",
             )
             .bind(&run.primary_transform)

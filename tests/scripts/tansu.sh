@@ -9,7 +9,9 @@
 #   tansu.sh run CMD...  start + wait, run CMD with IONFLUX_TEST_KAFKA_BROKERS
 #                    set, then stop (only if this call started the broker)
 #
-# Environment: TANSU_PORT (19092), TANSU_DIR (/tmp/ionflux-tansu) for the pid
+# Environment: TANSU_PORT (19092), TANSU_ADVERTISED_PORT (the port clients are
+# told to use; a proxy's, for the reliability harness's broker outages;
+# default TANSU_PORT), TANSU_DIR (/tmp/ionflux-tansu) for the pid
 # file and log, TANSU_WAIT_SECS (60), TANSU_BIN (tansu from PATH or
 # ~/.cargo/bin).
 #
@@ -74,7 +76,7 @@ cmd_start() {
         setsid "$bin" broker \
         --cluster-id ionflux-test \
         --listener-url "tcp://$HOST:$PORT" \
-        --advertised-listener-url "tcp://$HOST:$PORT" \
+        --advertised-listener-url "tcp://$HOST:${TANSU_ADVERTISED_PORT:-$PORT}" \
         --storage-engine memory://tansu/ \
         </dev/null >"$LOG_FILE" 2>&1 &
     pid=$!

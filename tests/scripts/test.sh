@@ -4,7 +4,11 @@
 #
 #   1. the wasm32-wasip2 target (guests are real components)
 #   2. tansu, a Kafka-compatible broker, started on loopback for the run
-#   3. fmt, clippy and the whole workspace's tests
+#   3. PostgreSQL (Debian's package), started on loopback in a data
+#      directory of the run's own
+#   4. fmt, clippy, then the whole workspace's tests twice: on SQLite, and
+#      again with every gateway on PostgreSQL (the reliability harness, which
+#      covers both backends itself, runs once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,9 +28,21 @@ trap 'bash tests/scripts/tansu.sh stop || true' EXIT
 bash tests/scripts/tansu.sh wait
 export IONFLUX_TEST_KAFKA_BROKERS="127.0.0.1:${TANSU_PORT}"
 
+step "database: postgresql"
+export PG_PORT="${PG_PORT:-15432}"
+export PG_DIR="${PG_DIR:-$(mktemp -d /tmp/ionflux-pg.XXXXXX)}"
+bash tests/scripts/postgres.sh start
+trap 'bash tests/scripts/tansu.sh stop || true; bash tests/scripts/postgres.sh stop || true' EXIT
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests"
+step "tests on SQLite"
+# The reliability harness runs gateway processes: build the binary first.
+cargo build -p ionflux-gateway --locked
 cargo test --workspace --locked "$@"
+
+step "tests on PostgreSQL"
+IONFLUX_TEST_POSTGRES="$(bash tests/scripts/postgres.sh url)" \
+    cargo test --workspace --locked "$@" -- --skip every_scenario_loses_nothing

@@ -8,6 +8,7 @@
 //! Waits below are bounded so that a broken build fails instead of hanging;
 //! they never assert how long anything took.
 
+pub mod chaos;
 pub mod fake_shopify;
 
 use std::path::{Path, PathBuf};
