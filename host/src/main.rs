@@ -69,7 +69,7 @@ struct Cli {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = clap::builder::FalseyValueParser::new()
     )]
     log_json: Option<bool>,
 

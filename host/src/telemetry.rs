@@ -7,6 +7,8 @@
 //! the tokio runtime and still works while the runtime shuts down.
 //! [`Telemetry`] flushes what is buffered when it is shut down or dropped.
 
+use std::io::IsTerminal;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -39,17 +41,17 @@ pub struct TelemetryConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("log filter {filter:?}: {source}")]
+    #[error("log filter {filter:?}")]
     Filter {
         filter: String,
         source: tracing_subscriber::filter::ParseError,
     },
-    #[error("OTLP exporter for {endpoint}: {source}")]
+    #[error("OTLP exporter for {endpoint}")]
     Exporter {
         endpoint: String,
         source: opentelemetry_otlp::ExporterBuildError,
     },
-    #[error("installing the tracing subscriber: {0}")]
+    #[error("installing the tracing subscriber")]
     Install(#[from] tracing_subscriber::util::TryInitError),
 }
 
@@ -91,8 +93,11 @@ pub fn init(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         filter: cfg.filter.clone(),
         source,
     })?;
-    // Logs go to stderr so that JSON printed on stdout stays parseable.
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Logs go to stderr so that JSON printed on stdout stays parseable;
+    // colours only for a person at a terminal, not for a log collector.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let fmt = match cfg.format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
