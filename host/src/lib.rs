@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod builtin;
+pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod shadow;
 pub mod shop_details;
 pub mod shopify_api;
 pub mod store;
+pub mod telemetry;
 pub mod transform;
 pub mod vault;
 pub mod webhook;

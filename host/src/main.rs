@@ -10,17 +10,15 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::config::{self, SecretValue, Settings};
 use ionflux_gateway::dispatch;
-use ionflux_gateway::dispatch::DispatchConfig;
-use ionflux_gateway::event::{self, TransformId};
-use ionflux_gateway::event::{DEFAULT_DLQ_TEMPLATE, DEFAULT_TOPIC_TEMPLATE, Topics};
-use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
-use ionflux_gateway::oauth::{self, ShopifyConfig};
-use ionflux_gateway::publish::kafka::KafkaConfig;
+use ionflux_gateway::event::{self, Topics, TransformId};
+use ionflux_gateway::oauth;
 use ionflux_gateway::registry::{self, RouteSpec};
-use ionflux_gateway::server::{self, Config};
+use ionflux_gateway::server;
 use ionflux_gateway::store::InboxRow;
 use ionflux_gateway::store::{LoggedEvent, Store};
+use ionflux_gateway::telemetry::{self, LogFormat};
 use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::{connection, webhook};
@@ -29,17 +27,20 @@ use ionflux_gateway::{connection, webhook};
 #[command(
     name = "ionflux-gateway",
     version,
-    about = "Shopify webhooks in, sandboxed WebAssembly transforms, Kafka out."
+    about = "Shopify webhooks in, sandboxed WebAssembly transforms, Kafka out.",
+    after_help = "Settings come from built-in defaults, then a config file (--config or \
+                  IONFLUX_CONFIG), then IONFLUX_* variables, then flags. \
+                  `ionflux-gateway config defaults` documents every key."
 )]
 struct Cli {
+    /// A config file layered over the built-in defaults; for every command
+    /// (`serve --config` works too).
+    #[arg(long = "config", env = "IONFLUX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Where state lives. SQLite is the embedded default.
-    #[arg(
-        long,
-        global = true,
-        env = "IONFLUX_DATABASE_URL",
-        default_value = "sqlite://ionflux.db"
-    )]
-    database_url: String,
+    #[arg(long, global = true, env = "IONFLUX_DATABASE_URL")]
+    database_url: Option<String>,
 
     /// Master keys as `id:base64key` entries (comma separated); the last one
     /// encrypts new secrets. Overrides --master-key-file.
@@ -56,8 +57,80 @@ struct Cli {
     #[arg(long, global = true, env = "IONFLUX_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
 
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "IONFLUX_LOG_FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+
+    /// Log as JSON lines (the same as `--log-format json`).
+    #[arg(
+        long,
+        global = true,
+        env = "IONFLUX_LOG_JSON",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    log_json: Option<bool>,
+
+    /// Log filter, `tracing` env-filter syntax; RUST_LOG wins when set.
+    #[arg(long, global = true, env = "IONFLUX_LOG")]
+    log_filter: Option<String>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected `text` or `json`".into()),
+    }
+}
+
+impl Cli {
+    /// The serve-like flags of this command line, if it has them.
+    fn serve_args(&self) -> Option<&ServeArgs> {
+        match &self.command {
+            Command::Serve(a) | Command::Config(ConfigCommand::Show(a)) => Some(a.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The effective settings: defaults, config file, then environment and
+    /// flags (clap gives a flag precedence over its variable).
+    fn settings(&self) -> Result<Settings> {
+        let file = self
+            .serve_args()
+            .and_then(|a| a.config.clone())
+            .or_else(|| self.config.clone())
+            .filter(|p| !p.as_os_str().is_empty());
+        let mut s = Settings::load(file.as_deref())?;
+        set(&mut s.database_url, &self.database_url);
+        set_secret(&mut s.master_keys, &self.master_keys);
+        set_path(&mut s.master_key_file, &self.master_key_file);
+        if let Some(json) = self.log_json {
+            s.log_format = if json {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
+        }
+        set(&mut s.log_format, &self.log_format);
+        set(&mut s.log_filter, &self.log_filter);
+        // RUST_LOG is the ecosystem's switch: whoever sets it means it.
+        if let Ok(filter) = std::env::var("RUST_LOG")
+            && !filter.trim().is_empty()
+        {
+            s.log_filter = filter;
+        }
+        if let Some(a) = self.serve_args() {
+            a.apply(&mut s)?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
 }
 
 #[derive(Subcommand)]
@@ -91,6 +164,9 @@ enum Command {
     /// Stored secrets: move them to the active master key.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The effective settings and the documented defaults.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Subcommand)]
@@ -273,28 +349,48 @@ enum WebhooksCommand {
     },
 }
 
+/// The settings `serve` takes on the command line. Each one overrides its
+/// key of the config file; `config show` accepts the same flags.
 #[derive(Args)]
 struct ServeArgs {
-    #[arg(long, env = "IONFLUX_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// A config file layered over the built-in defaults (`config defaults`
+    /// prints them, documented; `config show` prints the result).
+    #[arg(long = "config", env = "IONFLUX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTP address.
+    #[arg(long, env = "IONFLUX_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Kafka bootstrap servers. Without it, events go to the embedded event
     /// log (`events tail`, `GET /admin/v1/events`).
     #[arg(long, env = "IONFLUX_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
-    /// Extra librdkafka properties, `key=value`, repeatable.
+    /// Extra librdkafka properties, `key=value`, repeatable; added to the
+    /// config file's `[kafka.properties]`.
     #[arg(
         long = "kafka-property",
         env = "IONFLUX_KAFKA_PROPERTIES",
         value_delimiter = ','
     )]
     kafka_properties: Vec<String>,
-    #[arg(long, env = "IONFLUX_TOPIC_TEMPLATE", default_value = DEFAULT_TOPIC_TEMPLATE)]
-    topic_template: String,
-    #[arg(long, env = "IONFLUX_DLQ_TOPIC_TEMPLATE", default_value = DEFAULT_DLQ_TEMPLATE)]
-    dlq_topic_template: String,
+    /// How long librdkafka tries one record before reporting it failed.
+    #[arg(long, env = "IONFLUX_KAFKA_MESSAGE_TIMEOUT", value_parser = humantime::parse_duration)]
+    kafka_message_timeout: Option<Duration>,
+    /// Event topic; `{provider}`, `{workspace_id}`, `{brand_id}` filled in.
+    #[arg(long, env = "IONFLUX_TOPIC_TEMPLATE")]
+    topic_template: Option<String>,
+    /// Dead-letter topic, same placeholders.
+    #[arg(long, env = "IONFLUX_DLQ_TOPIC_TEMPLATE")]
+    dlq_topic_template: Option<String>,
     /// Largest webhook body accepted; larger ones get 413.
-    #[arg(long, env = "IONFLUX_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
+    #[arg(long, env = "IONFLUX_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// `/ready` fails while the oldest pending webhook is older; 0s: not
+    /// checked.
+    #[arg(long, env = "IONFLUX_MAX_BACKLOG_AGE", value_parser = humantime::parse_duration)]
+    max_backlog_age: Option<Duration>,
+    /// Connections in the database pool.
+    #[arg(long, env = "IONFLUX_DATABASE_MAX_CONNECTIONS")]
+    database_max_connections: Option<u32>,
     /// Bearer token for the admin API; without it only loopback may use it.
     #[arg(long, env = "IONFLUX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -306,16 +402,65 @@ struct ServeArgs {
     /// Where compiled transforms are cached, by digest.
     #[arg(long, env = "IONFLUX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Log as JSON lines.
-    #[arg(long, env = "IONFLUX_LOG_JSON")]
-    log_json: bool,
+    /// OTLP/HTTP collector to export trace spans to, e.g.
+    /// `http://localhost:4318`. Default: no export.
+    #[arg(long, env = "IONFLUX_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    #[arg(long, env = "IONFLUX_OTLP_SERVICE_NAME")]
+    otlp_service_name: Option<String>,
+    #[command(flatten)]
+    dispatch: DispatchArgs,
     #[command(flatten)]
     shopify: ShopifyArgs,
+}
+
+/// How stored webhooks become events.
+#[derive(Args)]
+#[command(next_help_heading = "Dispatch")]
+struct DispatchArgs {
+    /// This replica's name in brand leases. Default: host name and port.
+    #[arg(long, env = "IONFLUX_REPLICA")]
+    replica: Option<String>,
+    /// How long a brand lease lasts unless renewed.
+    #[arg(long, env = "IONFLUX_CLAIM_LEASE", value_parser = humantime::parse_duration)]
+    claim_lease: Option<Duration>,
+    /// Webhooks claimed per round trip.
+    #[arg(long, env = "IONFLUX_BATCH_SIZE")]
+    batch_size: Option<i64>,
+    /// Transforms running at once; 0: one per CPU.
+    #[arg(long, env = "IONFLUX_DISPATCH_CONCURRENCY")]
+    dispatch_concurrency: Option<usize>,
+    /// How often to look for work when nothing woke the dispatcher.
+    #[arg(long, env = "IONFLUX_IDLE_POLL", value_parser = humantime::parse_duration)]
+    idle_poll: Option<Duration>,
+    /// First retry backoff of a failed webhook.
+    #[arg(long, env = "IONFLUX_MIN_BACKOFF", value_parser = humantime::parse_duration)]
+    min_backoff: Option<Duration>,
+    /// Longest retry backoff.
+    #[arg(long, env = "IONFLUX_MAX_BACKOFF", value_parser = humantime::parse_duration)]
+    max_backoff: Option<Duration>,
+    /// Default memory ceiling of a transform call, bytes.
+    #[arg(long, env = "IONFLUX_LIMIT_MEMORY_BYTES")]
+    limit_memory_bytes: Option<usize>,
+    /// Default time budget of a transform call.
+    #[arg(long, env = "IONFLUX_LIMIT_CPU", value_parser = humantime::parse_duration)]
+    limit_cpu: Option<Duration>,
+    /// Default output bytes of a transform call.
+    #[arg(long, env = "IONFLUX_LIMIT_OUTPUT_BYTES")]
+    limit_output_bytes: Option<usize>,
+    /// Default events per transform call.
+    #[arg(long, env = "IONFLUX_LIMIT_MAX_EVENTS")]
+    limit_max_events: Option<usize>,
+    /// Default guest log lines kept per call.
+    #[arg(long, env = "IONFLUX_LIMIT_LOG_LINES")]
+    limit_log_lines: Option<u32>,
 }
 
 /// The Shopify app, for the OAuth install flow. Without a client id the
 /// OAuth routes answer 404 and connections are made by hand.
 #[derive(Args)]
+#[command(next_help_heading = "Shopify app")]
 struct ShopifyArgs {
     #[arg(long, env = "IONFLUX_SHOPIFY_CLIENT_ID")]
     shopify_client_id: Option<String>,
@@ -373,64 +518,128 @@ struct ShopifyArgs {
     shopify_refresh_max_failures: Option<u32>,
 }
 
-impl ShopifyArgs {
-    fn config(&self) -> Result<Option<ShopifyConfig>> {
-        let Some(client_id) = &self.shopify_client_id else {
-            return Ok(None);
-        };
-        let need = |v: &Option<String>, flag: &str| {
-            v.clone()
-                .with_context(|| format!("--{flag} is required with --shopify-client-id"))
-        };
-        let mut cfg = ShopifyConfig::new(
-            client_id.clone(),
-            Secret::from(need(&self.shopify_client_secret, "shopify-client-secret")?),
-            need(&self.shopify_redirect_uri, "shopify-redirect-uri")?,
-            need(&self.public_base_url, "public-base-url")?,
-        );
-        if let Some(v) = &self.shopify_scopes {
-            cfg.scopes = v.clone();
-        }
-        if let Some(v) = &self.shopify_admin_base_url {
-            cfg.admin_base_url = v.clone();
-        }
-        if let Some(v) = &self.shopify_authorize_base_url {
-            cfg.authorize_base_url = v.clone();
-        }
-        if let Some(v) = &self.shopify_api_version {
-            cfg.api_version = v.clone();
-        }
-        if let Some(v) = self.shopify_expiring_tokens {
-            cfg.expiring_tokens = v;
-        }
-        if let Some(v) = self.oauth_timestamp_window_secs {
-            cfg.timestamp_window = Duration::from_secs(v);
-        }
-        if !self.shopify_webhook_topics.is_empty() {
-            cfg.webhook_topics = self.shopify_webhook_topics.clone();
-        }
-        cfg.frontend_redirect = self.oauth_frontend_redirect.clone();
-        cfg.jwt.hs256_secret = self.jwt_hs256_secret.clone().map(Secret::from);
-        cfg.jwt.rs256_public_key_pem = match &self.jwt_rs256_public_key_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            ),
-            None => None,
-        };
-        if let Some(v) = self.shopify_refresh_lead_secs {
-            cfg.refresh.lead_time = Duration::from_secs(v);
-        }
-        if let Some(v) = self.shopify_refresh_poll_secs {
-            cfg.refresh.poll_interval = Duration::from_secs(v);
-        }
-        if let Some(v) = self.shopify_refresh_max_failures {
-            cfg.refresh.max_failures = v;
-        }
-        cfg.jwt.issuer = self.jwt_issuer.clone();
-        cfg.jwt.audience = self.jwt_audience.clone();
-        Ok(Some(cfg))
+/// Overwrites `slot` when the flag or its variable was given.
+fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *slot = v.clone();
     }
+}
+
+fn set_secret(slot: &mut SecretValue, value: &Option<String>) {
+    if let Some(v) = value {
+        *slot = SecretValue::from(v.clone());
+    }
+}
+
+fn set_path(slot: &mut String, value: &Option<PathBuf>) {
+    if let Some(p) = value {
+        *slot = p.to_string_lossy().into_owned();
+    }
+}
+
+fn set_secs(slot: &mut Duration, value: Option<u64>) {
+    if let Some(s) = value {
+        *slot = Duration::from_secs(s);
+    }
+}
+
+impl ServeArgs {
+    fn apply(&self, s: &mut Settings) -> Result<()> {
+        set(&mut s.listen, &self.listen);
+        set(&mut s.kafka.brokers, &self.kafka_brokers);
+        for kv in self
+            .kafka_properties
+            .iter()
+            .filter(|kv| !kv.trim().is_empty())
+        {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--kafka-property expects key=value, got {kv:?}"))?;
+            s.kafka
+                .properties
+                .insert(k.trim().to_string(), v.trim().to_string());
+        }
+        set(&mut s.kafka.message_timeout, &self.kafka_message_timeout);
+        set(&mut s.topic_template, &self.topic_template);
+        set(&mut s.dlq_topic_template, &self.dlq_topic_template);
+        set(&mut s.max_body_bytes, &self.max_body_bytes);
+        set(&mut s.max_backlog_age, &self.max_backlog_age);
+        set(
+            &mut s.database_max_connections,
+            &self.database_max_connections,
+        );
+        set_secret(&mut s.admin_token, &self.admin_token);
+        set_secret(&mut s.service_token, &self.service_token);
+        set_path(&mut s.cache_dir, &self.cache_dir);
+        set(&mut s.otlp_endpoint, &self.otlp_endpoint);
+        set(&mut s.otlp_service_name, &self.otlp_service_name);
+        self.dispatch.apply(s);
+        self.shopify.apply(s);
+        Ok(())
+    }
+}
+
+impl DispatchArgs {
+    fn apply(&self, s: &mut Settings) {
+        let d = &mut s.dispatch;
+        set(&mut d.replica, &self.replica);
+        set(&mut d.claim_lease, &self.claim_lease);
+        set(&mut d.batch_size, &self.batch_size);
+        set(&mut d.concurrency, &self.dispatch_concurrency);
+        set(&mut d.idle_poll, &self.idle_poll);
+        set(&mut d.min_backoff, &self.min_backoff);
+        set(&mut d.max_backoff, &self.max_backoff);
+        let l = &mut s.limits;
+        set(&mut l.memory_bytes, &self.limit_memory_bytes);
+        set(&mut l.cpu, &self.limit_cpu);
+        set(&mut l.output_bytes, &self.limit_output_bytes);
+        set(&mut l.max_events, &self.limit_max_events);
+        set(&mut l.log_lines, &self.limit_log_lines);
+    }
+}
+
+impl ShopifyArgs {
+    fn apply(&self, s: &mut Settings) {
+        let s = &mut s.shopify;
+        set(&mut s.client_id, &self.shopify_client_id);
+        set_secret(&mut s.client_secret, &self.shopify_client_secret);
+        set(&mut s.scopes, &self.shopify_scopes);
+        set(&mut s.redirect_uri, &self.shopify_redirect_uri);
+        set(&mut s.public_base_url, &self.public_base_url);
+        set(&mut s.admin_base_url, &self.shopify_admin_base_url);
+        set(&mut s.authorize_base_url, &self.shopify_authorize_base_url);
+        set(&mut s.api_version, &self.shopify_api_version);
+        set(&mut s.expiring_tokens, &self.shopify_expiring_tokens);
+        set(&mut s.frontend_redirect, &self.oauth_frontend_redirect);
+        set_secs(&mut s.timestamp_window, self.oauth_timestamp_window_secs);
+        if !self.shopify_webhook_topics.is_empty() {
+            s.webhook_topics = self.shopify_webhook_topics.clone();
+        }
+        set_secret(&mut s.jwt_hs256_secret, &self.jwt_hs256_secret);
+        set_path(
+            &mut s.jwt_rs256_public_key_file,
+            &self.jwt_rs256_public_key_file,
+        );
+        set(&mut s.jwt_issuer, &self.jwt_issuer);
+        set(&mut s.jwt_audience, &self.jwt_audience);
+        set_secs(&mut s.refresh_lead, self.shopify_refresh_lead_secs);
+        set_secs(&mut s.refresh_poll, self.shopify_refresh_poll_secs);
+        set(
+            &mut s.refresh_max_failures,
+            &self.shopify_refresh_max_failures,
+        );
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective settings as TOML (defaults, then the config
+    /// file, then environment variables, then flags), secrets redacted.
+    /// Takes the same flags as `serve`.
+    Show(Box<ServeArgs>),
+    /// Print the built-in defaults: every key, documented. A good start for
+    /// a config file.
+    Defaults,
 }
 
 #[derive(Subcommand)]
@@ -488,13 +697,19 @@ enum DeadLettersCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    let serving = matches!(cli.command, Command::Serve(_));
+    if !serving {
         restore_default_sigpipe();
     }
-    let json_logs = matches!(&cli.command, Command::Serve(a) if a.log_json);
-    init_tracing(json_logs);
+    let settings = cli.settings()?;
+    let telemetry = telemetry::init(&settings.telemetry(serving))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli, settings));
+    // Tasks still holding spans end with the runtime; then the last spans
+    // are flushed to the collector.
+    drop(runtime);
+    telemetry.shutdown();
+    result
 }
 
 /// Rust ignores SIGPIPE, so `ionflux-gateway events tail | head` would end in
@@ -510,31 +725,25 @@ fn restore_default_sigpipe() {
     }
 }
 
-fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("IONFLUX_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
-    // Logs go to stderr so that `--json` output on stdout stays parseable.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli, settings: Settings) -> Result<()> {
+    let cfg = &settings;
     match cli.command {
-        Command::Serve(ref args) => serve(&cli, args).await,
+        Command::Serve(_) => serve(cfg).await,
+        Command::Config(ConfigCommand::Show(_)) => {
+            print!("{}", cfg.to_redacted_toml());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Defaults) => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(())
+        }
         Command::Connections(ConnectionsCommand::Add {
             ref shop,
             ref workspace,
             ref brand,
         }) => {
-            let store = open_store(&cli).await?;
-            let vault = load_vault(&cli)?;
+            let store = open_store(cfg).await?;
+            let vault = load_vault(cfg)?;
             let mut secret = String::new();
             std::io::stdin()
                 .read_to_string(&mut secret)
@@ -545,14 +754,14 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Connections(ConnectionsCommand::Webhooks { ref connection_id }) => {
-            let store = open_store(&cli).await?;
+            let store = open_store(cfg).await?;
             for r in oauth::webhook_registrations(&store, connection_id).await? {
                 println!("{}", serde_json::to_string(&r)?);
             }
             Ok(())
         }
         Command::Connections(ConnectionsCommand::List) => {
-            let store = open_store(&cli).await?;
+            let store = open_store(cfg).await?;
             for c in store.list_connections().await? {
                 // How it was made and whether it holds tokens, never the
                 // tokens themselves.
@@ -583,24 +792,24 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             follow,
         }) => {
-            let store = open_store(&cli).await?;
+            let store = open_store(cfg).await?;
             tail_events(&store, limit, json, follow).await
         }
-        Command::Webhooks(ref cmd) => send_webhook(&cli, cmd).await,
-        Command::Transforms(ref cmd) => transforms(&cli, cmd).await,
-        Command::Routes(ref cmd) => routes(&cli, cmd).await,
-        Command::Tokens(ref cmd) => tokens(&cli, cmd).await,
-        Command::Keys(ref cmd) => keys(&cli, cmd),
-        Command::Secrets(ref cmd) => secrets(&cli, cmd).await,
+        Command::Webhooks(ref cmd) => send_webhook(cfg, cmd).await,
+        Command::Transforms(ref cmd) => transforms(cfg, cmd).await,
+        Command::Routes(ref cmd) => routes(cfg, cmd).await,
+        Command::Tokens(ref cmd) => tokens(cfg, cmd).await,
+        Command::Keys(ref cmd) => keys(cfg, cmd),
+        Command::Secrets(ref cmd) => secrets(cfg, cmd).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
-            let store = open_store(&cli).await?;
+            let store = open_store(cfg).await?;
             let ids = (!all).then_some(id.as_slice());
             let replayed = store.replay_dead_letters(ids).await?;
             println!("{}", serde_json::json!({ "replayed": replayed }));
             Ok(())
         }
         Command::DeadLetters(DeadLettersCommand::List { limit, json }) => {
-            let store = open_store(&cli).await?;
+            let store = open_store(cfg).await?;
             let mut out = std::io::stdout().lock();
             for d in store.dead_letters(limit).await? {
                 if json {
@@ -618,11 +827,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn runtime_for(cli: &Cli) -> Result<Runtime> {
+fn runtime_for(cfg: &Settings) -> Result<Runtime> {
     Ok(Runtime::new(RuntimeConfig {
         pool_instances: 4,
-        cache_dir: sqlite_dir(&cli.database_url).map(|d| d.join("ionflux-cache")),
-        ..RuntimeConfig::default()
+        ..cfg.runtime()
     })?)
 }
 
@@ -687,7 +895,7 @@ fn new_transform(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<P
     Ok(dir)
 }
 
-async fn transforms(cli: &Cli, cmd: &TransformsCommand) -> Result<()> {
+async fn transforms(cfg: &Settings, cmd: &TransformsCommand) -> Result<()> {
     match cmd {
         TransformsCommand::New { name, dir, sdk } => {
             let dir = new_transform(name, dir.as_deref(), sdk.as_deref())?;
@@ -712,17 +920,17 @@ async fn transforms(cli: &Cli, cmd: &TransformsCommand) -> Result<()> {
         TransformsCommand::Push { file, name } => {
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let store = open_store(cli).await?;
-            let pushed = registry::push(&store, &runtime_for(cli)?, name, bytes).await?;
+            let store = open_store(cfg).await?;
+            let pushed = registry::push(&store, &runtime_for(cfg)?, name, bytes).await?;
             println!("{}", serde_json::to_string(&pushed)?);
         }
         TransformsCommand::List => {
-            for t in open_store(cli).await?.transforms().await? {
+            for t in open_store(cfg).await?.transforms().await? {
                 println!("{}", serde_json::to_string(&t)?);
             }
         }
         TransformsCommand::Show { digest } => {
-            let store = open_store(cli).await?;
+            let store = open_store(cfg).await?;
             let Some(t) = store
                 .transforms()
                 .await?
@@ -762,7 +970,7 @@ async fn transforms(cli: &Cli, cmd: &TransformsCommand) -> Result<()> {
                 .file_stem()
                 .map_or("transform".into(), |s| s.to_string_lossy().into_owned());
             let t = runtime.load(&name, &component)?;
-            for line in dry_run(&t, topic, api_version, shop, config, body)? {
+            for line in dry_run(&t, topic, api_version, shop, config, &cfg.limits(), body)? {
                 println!("{line}");
             }
         }
@@ -778,6 +986,7 @@ fn dry_run(
     api_version: &str,
     shop: &str,
     config: &str,
+    limits: &Limits,
     body: Vec<u8>,
 ) -> Result<Vec<String>> {
     let nil = uuid::Uuid::nil().to_string();
@@ -803,7 +1012,7 @@ fn dry_run(
         attempts: 0,
     };
     let events = t
-        .call(&dispatch::input_of(&row), config, &Limits::default())
+        .call(&dispatch::input_of(&row), config, limits)
         .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
     let id = TransformId {
         name: t.name(),
@@ -816,8 +1025,8 @@ fn dry_run(
         .collect()
 }
 
-async fn tokens(cli: &Cli, cmd: &TokensCommand) -> Result<()> {
-    let store = open_store(cli).await?;
+async fn tokens(cfg: &Settings, cmd: &TokensCommand) -> Result<()> {
+    let store = open_store(cfg).await?;
     match cmd {
         TokensCommand::Create {
             name,
@@ -858,18 +1067,15 @@ async fn tokens(cli: &Cli, cmd: &TokensCommand) -> Result<()> {
 }
 
 /// The key file `load_vault` reads when no `IONFLUX_MASTER_KEYS` is given.
-fn master_key_file(cli: &Cli) -> Result<PathBuf> {
-    match (&cli.master_key_file, sqlite_dir(&cli.database_url)) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(dir)) => Ok(dir.join("ionflux.key")),
-        (None, None) => bail!("set --master-key-file for this database"),
-    }
+fn master_key_file(cfg: &Settings) -> Result<PathBuf> {
+    cfg.master_key_file()
+        .context("set --master-key-file for this database")
 }
 
-fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
+fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::List => {
-            let vault = load_vault(cli)?;
+            let vault = load_vault(cfg)?;
             println!(
                 "{}",
                 serde_json::json!({
@@ -880,8 +1086,8 @@ fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
             );
         }
         KeysCommand::Rotate => {
-            if let Some(spec) = &cli.master_keys {
-                let ids = Vault::from_spec(spec)
+            if !cfg.master_keys.is_empty() {
+                let ids = Vault::from_spec(cfg.master_keys.expose())
                     .map(|v| v.key_ids())
                     .unwrap_or_default();
                 let next = (1..)
@@ -889,15 +1095,15 @@ fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
                     .find(|id| !ids.contains(id))
                     .expect("an unused id");
                 bail!(
-                    "the master keys come from IONFLUX_MASTER_KEYS (or --master-keys), which \
-                     this command cannot change. To rotate: generate a key \
-                     (`openssl rand -base64 32`), append `,{next}:<that key>` to \
-                     IONFLUX_MASTER_KEYS (keep the old entries: the last one is active), \
-                     restart every gateway with it, then run \
-                     `ionflux-gateway secrets reencrypt` with the same IONFLUX_MASTER_KEYS."
+                    "the master keys come from IONFLUX_MASTER_KEYS (or --master-keys, or \
+                     master_keys in the config file), which this command cannot change. \
+                     To rotate: generate a key (`openssl rand -base64 32`), append \
+                     `,{next}:<that key>` to the master keys (keep the old entries: the last \
+                     one is active), restart every gateway with it, then run \
+                     `ionflux-gateway secrets reencrypt` with the same master keys."
                 );
             }
-            let path = master_key_file(cli)?;
+            let path = master_key_file(cfg)?;
             if !path.exists() {
                 bail!(
                     "no master key file at {} (nothing to rotate; it is created with the \
@@ -928,11 +1134,11 @@ fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
     Ok(())
 }
 
-async fn secrets(cli: &Cli, cmd: &SecretsCommand) -> Result<()> {
+async fn secrets(cfg: &Settings, cmd: &SecretsCommand) -> Result<()> {
     use ionflux_gateway::secrets::{self, Options, SECRET_COLUMNS};
     let SecretsCommand::Reencrypt { check, batch } = *cmd;
-    let store = open_store(cli).await?;
-    let vault = load_vault(cli)?;
+    let store = open_store(cfg).await?;
+    let vault = load_vault(cfg)?;
     let report = secrets::run(
         &store,
         &vault,
@@ -966,8 +1172,8 @@ async fn secrets(cli: &Cli, cmd: &SecretsCommand) -> Result<()> {
     Ok(())
 }
 
-async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
-    let store = open_store(cli).await?;
+async fn routes(cfg: &Settings, cmd: &RoutesCommand) -> Result<()> {
+    let store = open_store(cfg).await?;
     match cmd {
         RoutesCommand::Set {
             topic,
@@ -1026,7 +1232,7 @@ async fn routes(cli: &Cli, cmd: &RoutesCommand) -> Result<()> {
     Ok(())
 }
 
-async fn send_webhook(cli: &Cli, cmd: &WebhooksCommand) -> Result<()> {
+async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Result<()> {
     let WebhooksCommand::Send {
         shop,
         brand,
@@ -1036,8 +1242,8 @@ async fn send_webhook(cli: &Cli, cmd: &WebhooksCommand) -> Result<()> {
         webhook_id,
         gateway_url,
     } = cmd;
-    let store = open_store(cli).await?;
-    let vault = load_vault(cli)?;
+    let store = open_store(cfg).await?;
+    let vault = load_vault(cfg)?;
     let shop = shop.to_ascii_lowercase();
     let mut matches: Vec<_> = store
         .list_connections()
@@ -1091,45 +1297,9 @@ async fn send_webhook(cli: &Cli, cmd: &WebhooksCommand) -> Result<()> {
     Ok(())
 }
 
-async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
-    let vault = Arc::new(load_vault(cli)?);
-    let kafka = args.kafka_brokers.as_ref().map(|brokers| {
-        let extra = args
-            .kafka_properties
-            .iter()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        KafkaConfig {
-            extra,
-            ..KafkaConfig::new(brokers.clone())
-        }
-    });
-    let cache_dir = args
-        .cache_dir
-        .clone()
-        .or_else(|| sqlite_dir(&cli.database_url).map(|d| d.join("ionflux-cache")));
-    let config = Config {
-        database_url: cli.database_url.clone(),
-        listen: args.listen,
-        kafka,
-        topics: Topics {
-            events: args.topic_template.clone(),
-            dead_letters: args.dlq_topic_template.clone(),
-        },
-        max_body_bytes: args.max_body_bytes,
-        vault,
-        admin_token: args.admin_token.clone().map(Secret::from),
-        dispatch: DispatchConfig::default(),
-        runtime: RuntimeConfig {
-            cache_dir,
-            ..RuntimeConfig::default()
-        },
-        shopify: args.shopify.config()?,
-        service_token: args.service_token.clone().map(Secret::from),
-        max_backlog_age: None,
-        database_max_connections: 16,
-    };
+async fn serve(cfg: &Settings) -> Result<()> {
+    let vault = Arc::new(load_vault(cfg)?);
+    let config = cfg.server_config(vault)?;
     let running = server::start(config).await?;
     eprintln!("ionflux-gateway listening on http://{}", running.addr);
     shutdown_signal().await;
@@ -1194,23 +1364,19 @@ fn print_events(events: Vec<LoggedEvent>, json: bool) -> Result<i64> {
     Ok(last)
 }
 
-async fn open_store(cli: &Cli) -> Result<Store> {
-    Store::connect(&cli.database_url)
+async fn open_store(cfg: &Settings) -> Result<Store> {
+    Store::connect(&cfg.database_url)
         .await
-        .with_context(|| format!("opening {}", cli.database_url))
+        .with_context(|| format!("opening {}", config::redact_url_password(&cfg.database_url)))
 }
 
-fn load_vault(cli: &Cli) -> Result<Vault> {
-    if let Some(spec) = &cli.master_keys {
-        return Ok(Vault::from_spec(spec)?);
+fn load_vault(cfg: &Settings) -> Result<Vault> {
+    if !cfg.master_keys.is_empty() {
+        return Ok(Vault::from_spec(cfg.master_keys.expose())?);
     }
-    let path = match &cli.master_key_file {
-        Some(p) => p.clone(),
-        None => match sqlite_dir(&cli.database_url) {
-            Some(dir) => dir.join("ionflux.key"),
-            None => bail!("set IONFLUX_MASTER_KEYS or --master-key-file for this database"),
-        },
-    };
+    let path = cfg
+        .master_key_file()
+        .context("set IONFLUX_MASTER_KEYS or --master-key-file for this database")?;
     let (vault, created) = Vault::from_file_or_create(&path)
         .with_context(|| format!("master key file {}", path.display()))?;
     if created {
@@ -1219,19 +1385,14 @@ fn load_vault(cli: &Cli) -> Result<Vault> {
     Ok(vault)
 }
 
-/// The folder of a SQLite database file, for files that belong beside it.
-fn sqlite_dir(url: &str) -> Option<PathBuf> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next()?;
-    if path.is_empty() || path.starts_with(':') {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Catches clashing flag names, which clap only reports at run time.
+        Cli::command().debug_assert();
     }
-    let dir = Path::new(path).parent()?;
-    Some(if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir.to_path_buf()
-    })
 }

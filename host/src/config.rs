@@ -1,0 +1,670 @@
+//! What the gateway is told to do: one TOML document of settings, layered.
+//!
+//! The defaults are `config.default.toml`, compiled in and parsed as the
+//! first layer, so the documented file is the only copy of them. A user file
+//! is merged over it key by key; environment variables and flags (read by the
+//! binary) are applied over that. [`Settings`] then turns into the structs
+//! the library takes ([`server::Config`] and its parts).
+//!
+//! Secrets are held as [`SecretValue`], which never serialises or prints its
+//! content, so `config show` and a stray `{:?}` cannot leak them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::DispatchConfig;
+use crate::event::Topics;
+use crate::oauth::ShopifyConfig;
+use crate::publish::kafka::KafkaConfig;
+use crate::server;
+use crate::telemetry::{LogFormat, TelemetryConfig};
+use crate::transform::{Limits, RuntimeConfig};
+use crate::vault::{Secret, Vault};
+
+/// The documented defaults, the base layer of every configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config.default.toml");
+
+/// What is shown instead of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "config file {path}: unknown key `{key}` (see `ionflux-gateway config show` for every key)"
+    )]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("reading {what} {path}")]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Every setting. Field names are the keys of `config.default.toml`; see
+/// that file for what each one does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub master_keys: SecretValue,
+    pub master_key_file: String,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_backlog_age: Duration,
+    pub admin_token: SecretValue,
+    pub service_token: SecretValue,
+    pub cache_dir: String,
+    pub topic_template: String,
+    pub dlq_topic_template: String,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub otlp_endpoint: String,
+    pub otlp_service_name: String,
+    pub dispatch: DispatchSettings,
+    pub limits: LimitSettings,
+    pub kafka: KafkaSettings,
+    pub shopify: ShopifySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSettings {
+    pub replica: String,
+    #[serde(with = "humantime_serde")]
+    pub claim_lease: Duration,
+    pub batch_size: i64,
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub idle_poll: Duration,
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub memory_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub cpu: Duration,
+    pub output_bytes: usize,
+    pub max_events: usize,
+    pub log_lines: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    #[serde(with = "humantime_serde")]
+    pub message_timeout: Duration,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifySettings {
+    pub client_id: String,
+    pub client_secret: SecretValue,
+    pub redirect_uri: String,
+    pub public_base_url: String,
+    pub scopes: String,
+    pub api_version: String,
+    pub expiring_tokens: bool,
+    pub webhook_topics: Vec<String>,
+    pub admin_base_url: String,
+    pub authorize_base_url: String,
+    pub frontend_redirect: String,
+    #[serde(with = "humantime_serde")]
+    pub timestamp_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_lead: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_poll: Duration,
+    pub refresh_max_failures: u32,
+    pub jwt_hs256_secret: SecretValue,
+    pub jwt_rs256_public_key_file: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+}
+
+/// A secret setting. Serialises as `"[redacted]"` (or `""` when unset, so an
+/// operator can still see whether it is set); only [`SecretValue::expose`]
+/// gives the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// None when unset, for the library's `Option<Secret>` fields.
+    pub fn to_secret(&self) -> Option<Secret> {
+        (!self.0.is_empty()).then(|| Secret::from(self.0.clone()))
+    }
+}
+
+impl From<String> for SecretValue {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { REDACTED })
+    }
+}
+
+impl Serialize for SecretValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { REDACTED })
+    }
+}
+
+impl Default for Settings {
+    /// The built-in defaults: `config.default.toml`.
+    fn default() -> Self {
+        toml::from_str(DEFAULT_TOML).expect("config.default.toml is valid (tested)")
+    }
+}
+
+impl Settings {
+    /// The defaults with `file`, if any, merged over them.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = file else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_layers(&text, path)
+    }
+
+    /// The defaults with the TOML document `text` merged over them; `path`
+    /// names it in errors.
+    pub fn from_layers(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let user: toml::Table = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+        let mut merged: toml::Table = toml::from_str(DEFAULT_TOML).expect("valid defaults");
+        merge(&mut merged, user, "").map_err(|key| ConfigError::UnknownKey {
+            path: path.to_path_buf(),
+            key,
+        })?;
+        // Through text again rather than from the table, so that a type
+        // error quotes the offending line, key included.
+        let merged = toml::to_string(&merged).expect("a table serialises");
+        toml::from_str(&merged).map_err(|e: toml::de::Error| parse_error(e.to_string()))
+    }
+
+    /// The effective settings as TOML, secrets redacted: what `config show`
+    /// prints. A password in the database URL and librdkafka properties
+    /// named like passwords or secrets are redacted too.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = redact_url_password(&self.database_url);
+        for (key, value) in &mut shown.kafka.properties {
+            let key = key.to_ascii_lowercase();
+            if key.contains("password") || key.contains("secret") {
+                *value = REDACTED.into();
+            }
+        }
+        toml::to_string(&shown).expect("settings serialise")
+    }
+
+    /// Whole-value checks that no single key's type can express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let pool = RuntimeConfig::default().pool_instances as usize;
+        if self.dispatch.concurrency > pool {
+            return Err(ConfigError::Invalid(format!(
+                "dispatch.concurrency is {}, more than the {pool} transform instances",
+                self.dispatch.concurrency
+            )));
+        }
+        if self.dispatch.batch_size < 1 {
+            return Err(ConfigError::Invalid(
+                "dispatch.batch_size must be at least 1".into(),
+            ));
+        }
+        if self.database_max_connections < 1 {
+            return Err(ConfigError::Invalid(
+                "database_max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The folder of the SQLite database, where the key file and the
+    /// transform cache live unless configured elsewhere.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        sqlite_dir(&self.database_url)
+    }
+
+    /// The configured master key file, else `ionflux.key` beside the SQLite
+    /// database; None for other databases.
+    pub fn master_key_file(&self) -> Option<PathBuf> {
+        non_empty(&self.master_key_file)
+            .map(PathBuf::from)
+            .or_else(|| self.sqlite_dir().map(|d| d.join("ionflux.key")))
+    }
+
+    /// The configured transform cache, else `ionflux-cache` beside the
+    /// SQLite database.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        non_empty(&self.cache_dir)
+            .map(PathBuf::from)
+            .or_else(|| self.sqlite_dir().map(|d| d.join("ionflux-cache")))
+    }
+
+    pub fn topics(&self) -> Topics {
+        Topics {
+            events: self.topic_template.clone(),
+            dead_letters: self.dlq_topic_template.clone(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        let l = &self.limits;
+        Limits {
+            memory_bytes: l.memory_bytes,
+            cpu: l.cpu,
+            output_bytes: l.output_bytes,
+            max_events: l.max_events,
+            log_lines: l.log_lines,
+        }
+    }
+
+    pub fn dispatch(&self) -> DispatchConfig {
+        let d = &self.dispatch;
+        let base = DispatchConfig::default();
+        DispatchConfig {
+            batch_size: d.batch_size,
+            // Empty is filled in at start, when the listening port is known.
+            replica: d.replica.clone(),
+            lease: d.claim_lease,
+            idle_poll: d.idle_poll,
+            min_backoff: d.min_backoff,
+            max_backoff: d.max_backoff,
+            // 0 keeps the library's choice: one per CPU.
+            concurrency: if d.concurrency == 0 {
+                base.concurrency
+            } else {
+                d.concurrency
+            },
+            limits: self.limits(),
+            ..base
+        }
+    }
+
+    /// None: publish to the embedded event log.
+    pub fn kafka(&self) -> Option<KafkaConfig> {
+        let k = &self.kafka;
+        let brokers = non_empty(&k.brokers)?;
+        Some(KafkaConfig {
+            message_timeout: k.message_timeout,
+            extra: k
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..KafkaConfig::new(brokers)
+        })
+    }
+
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: self.cache_dir(),
+            ..RuntimeConfig::default()
+        }
+    }
+
+    /// None without a client id: no OAuth install flow.
+    pub fn shopify(&self) -> Result<Option<ShopifyConfig>, ConfigError> {
+        let s = &self.shopify;
+        let Some(client_id) = non_empty(&s.client_id) else {
+            return Ok(None);
+        };
+        let need = |value: &str, key: &str, env: &str| {
+            non_empty(value).map(str::to_owned).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "shopify.{key} (or {env}) is required with shopify.client_id"
+                ))
+            })
+        };
+        if s.client_secret.is_empty() {
+            return Err(ConfigError::Invalid(
+                "shopify.client_secret (or IONFLUX_SHOPIFY_CLIENT_SECRET) is required with \
+                 shopify.client_id"
+                    .into(),
+            ));
+        }
+        let mut cfg = ShopifyConfig::new(
+            client_id,
+            Secret::from(s.client_secret.expose().to_owned()),
+            need(
+                &s.redirect_uri,
+                "redirect_uri",
+                "IONFLUX_SHOPIFY_REDIRECT_URI",
+            )?,
+            need(
+                &s.public_base_url,
+                "public_base_url",
+                "IONFLUX_PUBLIC_BASE_URL",
+            )?,
+        );
+        cfg.scopes = s.scopes.clone();
+        cfg.api_version = s.api_version.clone();
+        cfg.expiring_tokens = s.expiring_tokens;
+        cfg.webhook_topics = s.webhook_topics.clone();
+        cfg.admin_base_url = s.admin_base_url.clone();
+        cfg.authorize_base_url = s.authorize_base_url.clone();
+        cfg.frontend_redirect = non_empty(&s.frontend_redirect).map(str::to_owned);
+        cfg.timestamp_window = s.timestamp_window;
+        cfg.refresh.lead_time = s.refresh_lead;
+        cfg.refresh.poll_interval = s.refresh_poll;
+        cfg.refresh.max_failures = s.refresh_max_failures;
+        cfg.jwt.hs256_secret = s.jwt_hs256_secret.to_secret();
+        cfg.jwt.rs256_public_key_pem = match non_empty(&s.jwt_rs256_public_key_file) {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        what: "the JWT public key",
+                        path: path.into(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        cfg.jwt.issuer = non_empty(&s.jwt_issuer).map(str::to_owned);
+        cfg.jwt.audience = non_empty(&s.jwt_audience).map(str::to_owned);
+        Ok(Some(cfg))
+    }
+
+    /// Logging, and trace export when `export` (only `serve` exports: a
+    /// one-shot command's spans are noise to a collector).
+    pub fn telemetry(&self, export: bool) -> TelemetryConfig {
+        TelemetryConfig {
+            format: self.log_format,
+            filter: self.log_filter.clone(),
+            otlp_endpoint: non_empty(&self.otlp_endpoint)
+                .filter(|_| export)
+                .map(str::to_owned),
+            service_name: self.otlp_service_name.clone(),
+        }
+    }
+
+    /// Everything `server::start` takes; the vault is opened by the caller.
+    pub fn server_config(&self, vault: Arc<Vault>) -> Result<server::Config, ConfigError> {
+        self.validate()?;
+        Ok(server::Config {
+            database_url: self.database_url.clone(),
+            listen: self.listen,
+            kafka: self.kafka(),
+            topics: self.topics(),
+            max_body_bytes: self.max_body_bytes,
+            vault,
+            admin_token: self.admin_token.to_secret(),
+            dispatch: self.dispatch(),
+            runtime: self.runtime(),
+            shopify: self.shopify()?,
+            service_token: self.service_token.to_secret(),
+            max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
+            database_max_connections: self.database_max_connections,
+        })
+    }
+}
+
+/// Merges `over` into `base`, key by key. Every key must already be in
+/// `base`; a table that is empty there (a free-form map such as
+/// `kafka.properties`) is taken whole. Err is the dotted path of the first
+/// unknown key.
+fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str) -> Result<(), String> {
+    for (key, value) in over {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) if !b.is_empty() => {
+                merge(b, o, &path)?;
+            }
+            (Some(slot), value) => *slot = value,
+            (None, _) => return Err(path),
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+/// The folder of a SQLite database file, for files that belong beside it.
+pub fn sqlite_dir(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    let dir = Path::new(path).parent()?;
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// `postgres://user:pw@host/db?password=pw` with both passwords replaced.
+pub fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, REDACTED);
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let query: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.replace_range(q + 1.., &query.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_parse_with_every_field_present() {
+        // deny_unknown_fields refuses extra keys and no field has a serde
+        // default, so a key missing from the file fails here too.
+        let s: Settings = toml::from_str(DEFAULT_TOML).unwrap();
+        s.validate().unwrap();
+        // And every key the file has is one that serialises back: nothing
+        // in the file is ignored.
+        let file: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+        let back: toml::Table = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(keys(&file, ""), keys(&back, ""));
+    }
+
+    fn keys(t: &toml::Table, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in t {
+            let path = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(inner) if !inner.is_empty() => {
+                    out.extend(keys(inner, &format!("{path}.")));
+                }
+                _ => out.push(path),
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_key_says_its_environment_variable() {
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = line.contains(" = ") && !line.starts_with('#') && !line.starts_with(' ');
+            if is_key {
+                assert!(
+                    lines[i - 1].starts_with("# env: IONFLUX_"),
+                    "line {}: `{line}` has no `# env:` comment above it",
+                    i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_file_matches_the_library_defaults() {
+        // The file is the documentation; when a library default changes, the
+        // file must say so.
+        let s = Settings::default();
+        let limits = Limits::default();
+        assert_eq!(s.limits().memory_bytes, limits.memory_bytes);
+        assert_eq!(s.limits().cpu, limits.cpu);
+        assert_eq!(s.limits().output_bytes, limits.output_bytes);
+        assert_eq!(s.limits().max_events, limits.max_events);
+        assert_eq!(s.limits().log_lines, limits.log_lines);
+        let d = DispatchConfig::default();
+        assert_eq!(s.dispatch.batch_size, d.batch_size);
+        assert_eq!(s.dispatch.claim_lease, d.lease);
+        assert_eq!(s.dispatch.idle_poll, d.idle_poll);
+        assert_eq!(s.dispatch.min_backoff, d.min_backoff);
+        assert_eq!(s.dispatch.max_backoff, d.max_backoff);
+        assert_eq!(s.dispatch().concurrency, d.concurrency);
+        assert!(s.dispatch.replica.is_empty());
+        let k = KafkaConfig::new("b:9092");
+        assert_eq!(s.kafka.message_timeout, k.message_timeout);
+        assert_eq!(s.max_body_bytes, crate::http::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(s.topic_template, crate::event::DEFAULT_TOPIC_TEMPLATE);
+        assert_eq!(s.dlq_topic_template, crate::event::DEFAULT_DLQ_TEMPLATE);
+        let shop = ShopifyConfig::new("id", Secret::from("x".to_string()), "u", "p");
+        assert_eq!(s.shopify.scopes, shop.scopes);
+        assert_eq!(s.shopify.api_version, shop.api_version);
+        assert_eq!(s.shopify.expiring_tokens, shop.expiring_tokens);
+        assert_eq!(s.shopify.webhook_topics, shop.webhook_topics);
+        assert_eq!(s.shopify.admin_base_url, shop.admin_base_url);
+        assert_eq!(s.shopify.authorize_base_url, shop.authorize_base_url);
+        assert_eq!(s.shopify.timestamp_window, shop.timestamp_window);
+        assert_eq!(s.shopify.refresh_lead, shop.refresh.lead_time);
+        assert_eq!(s.shopify.refresh_poll, shop.refresh.poll_interval);
+        assert_eq!(s.shopify.refresh_max_failures, shop.refresh.max_failures);
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let s = Settings::from_layers(
+            "listen = \"0.0.0.0:9000\"\n[dispatch]\nclaim_lease = \"2m\"\n\
+             [kafka.properties]\n\"sasl.password\" = \"pw\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.dispatch.claim_lease, Duration::from_secs(120));
+        assert_eq!(s.dispatch.batch_size, 64);
+        assert_eq!(s.kafka.properties["sasl.password"], "pw");
+        assert!(!s.to_redacted_toml().contains("pw\""));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let e = Settings::from_layers("[dispatch]\nclaim_leese = \"1s\"\n", Path::new("t.toml"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown key `dispatch.claim_leese`"),
+            "{e}"
+        );
+        let e = Settings::from_layers("listen = 5\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e =
+            Settings::from_layers("max_backlog_age = \"soon\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.to_string().contains("max_backlog_age"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_serialise() {
+        let mut s = Settings {
+            admin_token: SecretValue::from("tok-123".to_string()),
+            database_url: "postgres://gw:pw-789@db:5432/gw?sslmode=require&password=pw-789".into(),
+            ..Settings::default()
+        };
+        s.shopify.client_secret = SecretValue::from("shh-456".to_string());
+        let shown = s.to_redacted_toml();
+        for secret in ["tok-123", "shh-456", "pw-789"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for secret in ["tok-123", "shh-456"] {
+            assert!(!format!("{s:?}").contains(secret), "{secret} in Debug");
+        }
+        assert!(shown.contains("postgres://gw:[redacted]@db:5432/gw?sslmode=require"));
+        assert!(shown.contains("admin_token = \"[redacted]\""));
+        assert!(shown.contains("service_token = \"\""));
+    }
+
+    #[test]
+    fn unset_and_zero_mean_off() {
+        let mut s = Settings::default();
+        assert!(s.kafka().is_none());
+        assert!(s.shopify().unwrap().is_none());
+        s.max_backlog_age = Duration::ZERO;
+        let vault = Arc::new(Vault::from_spec(&format!("k1:{}", "A".repeat(43) + "=")).unwrap());
+        assert!(s.server_config(vault).unwrap().max_backlog_age.is_none());
+        assert_eq!(s.master_key_file(), Some(PathBuf::from("./ionflux.key")));
+        s.shopify.client_id = "id".into();
+        assert!(
+            s.shopify()
+                .unwrap_err()
+                .to_string()
+                .contains("client_secret")
+        );
+    }
+}
