@@ -434,10 +434,18 @@ impl Store {
 
     // ---- inbox -------------------------------------------------------------
 
-    /// Stores a webhook durably. A webhook id seen before on the same
-    /// connection is not stored again.
+    /// Stores a webhook durably: when this returns `Ok`, the row is
+    /// committed. A webhook id seen before on the same connection is not
+    /// stored again.
     pub async fn insert_webhook(&self, w: &NewWebhook<'_>) -> Result<Inserted> {
         let headers = serde_json::to_string(w.headers).expect("headers serialise");
+        // An explicit transaction, because a RETURNING row can reach us
+        // before an implicit transaction commits (PostgreSQL commits at the
+        // protocol's Sync, SQLite when the statement is reset): a crash of
+        // the database in between would have had us acknowledge a webhook
+        // it never kept. The reliability harness caught exactly that on a
+        // PostgreSQL restart.
+        let mut tx = self.write_tx().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
                 topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
@@ -460,18 +468,22 @@ impl Store {
         .bind(headers)
         .bind(w.body)
         .bind(w.received_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        if let Some(id) = inserted {
-            return Ok(Inserted::New(id));
-        }
-        let id =
-            sqlx::query_scalar("SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2")
+        let outcome = match inserted {
+            Some(id) => Inserted::New(id),
+            None => Inserted::Duplicate(
+                sqlx::query_scalar(
+                    "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
+                )
                 .bind(&w.connection.id)
                 .bind(w.webhook_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(Inserted::Duplicate(id))
+                .fetch_one(&mut *tx)
+                .await?,
+            ),
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     /// Claims up to `limit` due rows for `owner`, oldest first, a brand at a
@@ -685,6 +697,21 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    /// Where a webhook stands, by its webhook id on any connection: inbox
+    /// id, status, attempts, last error and deliveries (JSON). For operators
+    /// and the reliability harness's account of a missing webhook.
+    pub async fn webhook_state(
+        &self,
+        webhook_id: &str,
+    ) -> Result<Option<(i64, String, i64, Option<String>, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, status, attempts, last_error, deliveries FROM inbox WHERE webhook_id = $1",
+        )
+        .bind(webhook_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Rows still waiting to be published.

@@ -190,27 +190,6 @@ impl Report {
     }
 }
 
-/// The gateway binary: `IONFLUX_GATEWAY_BIN`, or `ionflux-gateway` beside
-/// the running executable's `deps/` folder (cargo's layout).
-pub fn gateway_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("IONFLUX_GATEWAY_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("executable has a folder")?;
-    if dir.ends_with("deps") {
-        dir = dir.parent().context("deps has a parent")?;
-    }
-    let bin = dir.join("ionflux-gateway");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (cargo build -p ionflux-gateway) or set IONFLUX_GATEWAY_BIN",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
 }
@@ -255,7 +234,7 @@ struct Brand {
 impl World {
     async fn start(backend: Backend, plan: &Plan) -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let bin = gateway_bin()?;
+        let bin = crate::gateway_bin().to_path_buf();
         let key_file = dir.path().join("ionflux.key");
         let vault = Vault::from_file_or_create(&key_file)?.0;
         let (database_url, pg) = match backend {
@@ -314,11 +293,15 @@ impl World {
         })
     }
 
-    async fn shutdown(self) {
+    async fn shutdown(mut self) {
         self.proxy.down();
         drop(self.broker);
+        let keep = self.keep.into_inner();
+        if let Some(pg) = self.pg.as_mut() {
+            pg.keep = keep;
+        }
         drop(self.pg);
-        if self.keep.into_inner() {
+        if keep {
             let _ = self.dir.keep();
         }
     }
@@ -469,15 +452,15 @@ impl World {
         report.duplicates = seen.records - seen.first.len();
         report.reordered = reordered(&acked, &seen.first);
         if report.lost > 0 {
-            let missing: Vec<_> = wanted
+            let store = Store::connect(&self.database_url).await?;
+            for id in wanted
                 .iter()
                 .filter(|id| !seen.first.contains_key(id.as_str()))
                 .take(5)
-                .collect();
-            eprintln!(
-                "lost webhooks (first few): {missing:?}; logs kept in {}",
-                self.dir.path().display()
-            );
+            {
+                eprintln!("lost {id}: inbox row {:?}", store.webhook_state(id).await?);
+            }
+            eprintln!("logs kept in {}", self.dir.path().display());
             self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(report)
@@ -931,6 +914,8 @@ impl Proxy {
 struct Postgres {
     port: u16,
     dir: PathBuf,
+    /// Leave the data directory behind (after a loss, for a look).
+    keep: bool,
 }
 
 impl Postgres {
@@ -938,6 +923,7 @@ impl Postgres {
         let pg = Self {
             port: free_port(),
             dir: std::env::temp_dir().join(format!("ionflux-chaos-pg-{}", uuid::Uuid::new_v4())),
+            keep: false,
         };
         pg.script("start")?;
         Ok(pg)
@@ -971,6 +957,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = self.script("stop");
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

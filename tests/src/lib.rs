@@ -184,6 +184,56 @@ pub fn test_vault() -> Arc<Vault> {
     Arc::new(Vault::from_spec(&format!("k1:{}", Vault::generate_key())).unwrap())
 }
 
+/// The gateway binary, built if needed. Tests of another package get no
+/// `CARGO_BIN_EXE_…`, so the cargo running these tests builds it (a no-op
+/// when it is fresh) into the same target directory, with the same profile.
+pub fn gateway_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("IONFLUX_GATEWAY_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        // <target>/<profile>/deps/<this test>, or <target>/<profile>/<a bin>
+        let mut profile_dir = exe.parent().expect("target/<profile>");
+        if profile_dir.ends_with("deps") {
+            profile_dir = profile_dir.parent().expect("target/<profile>");
+        }
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--quiet", "-p", "ionflux-gateway", "--bin"])
+            .args(["ionflux-gateway", "--profile", profile])
+            .env(
+                "CARGO_TARGET_DIR",
+                profile_dir.parent().expect("target dir"),
+            );
+        // What cargo set for this test process alone: inherited, it makes
+        // the build look changed and rebuilds dependencies every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let per_test = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_BIN_",
+                "CARGO_CRATE_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
+            if per_test {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = cargo.status().expect("running cargo build");
+        assert!(status.success(), "building ionflux-gateway");
+        profile_dir.join(format!("ionflux-gateway{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
 /// A database of a test's own, and the folder that holds it (or holds
 /// nothing, on PostgreSQL) for as long as the test keeps it.
 pub struct TestDatabase {

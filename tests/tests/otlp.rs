@@ -7,9 +7,11 @@
 //! that a stopping gateway does not lose its last spans.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use ionflux_tests::gateway_bin;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -21,53 +23,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const SERVICE_NAME: &str = "otlp-test-gateway-5d1e";
 const SHOP: &str = "otlp-shop.myshopify.com";
 const WEBHOOK_SECRET: &str = "shpss_otlp_webhook_secret_91c4";
-
-/// The gateway binary, built if needed. Tests of another package get no
-/// `CARGO_BIN_EXE_…`, so the cargo running these tests builds it (a no-op
-/// when it is fresh) into the same target directory, with the same profile.
-fn gateway_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's own path");
-        // <target>/<profile>/deps/<this test>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .args(["build", "--quiet", "-p", "ionflux-gateway", "--bin"])
-            .args(["ionflux-gateway", "--profile", profile])
-            .env(
-                "CARGO_TARGET_DIR",
-                profile_dir.parent().expect("target dir"),
-            );
-        // What cargo set for this test process alone: inherited, it makes
-        // the build look changed and rebuilds dependencies every time.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let per_test = [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_BIN_",
-                "CARGO_CRATE_",
-            ]
-            .iter()
-            .any(|p| name.starts_with(p))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
-            if per_test {
-                cargo.env_remove(&*name);
-            }
-        }
-        let status = cargo.status().expect("running cargo build");
-        assert!(status.success(), "building ionflux-gateway");
-        profile_dir.join(format!("ionflux-gateway{}", std::env::consts::EXE_SUFFIX))
-    })
-}
 
 /// What the stand-in collector was sent: content type and body per request.
 type Received = Arc<Mutex<Vec<(String, Bytes)>>>;
