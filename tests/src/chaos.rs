@@ -118,7 +118,7 @@ pub struct Plan {
 impl Plan {
     pub fn short() -> Self {
         Self {
-            load: Duration::from_secs(8),
+            load: Duration::from_secs(6),
             brands: 6,
             kills: 3,
             outage: Duration::from_secs(5),
@@ -778,10 +778,21 @@ async fn read_topic(
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("chaos-{}", uuid::Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    consumer.subscribe(&[topic])?;
+    // Every partition from its beginning, assigned rather than subscribed:
+    // no group rebalance to wait for.
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            partitions.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)?;
+        }
+    }
+    if partitions.count() == 0 {
+        bail!("topic {topic} has no partitions (nothing was ever published?)");
+    }
+    consumer.assign(&partitions)?;
     let wanted: HashSet<&str> = acked.iter().map(|(id, _)| id.as_str()).collect();
     let mut seen = Seen {
         first: HashMap::new(),
