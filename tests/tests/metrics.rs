@@ -87,6 +87,9 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// Labels a check asks for (a subset of a series' labels).
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
 async fn scrape(gw: &Gateway) -> (String, Vec<Sample>) {
     let resp = gw
         .client
@@ -144,7 +147,7 @@ async fn metrics_count_intake_processing_and_publishing() {
     };
     let shopify = ("provider", "shopify");
     let topic = ("topic", "orders/create");
-    let checks: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    let checks: Vec<(&str, Labels, f64)> = vec![
         ("ionflux_webhooks_received_total", vec![shopify], 5.0),
         ("ionflux_webhooks_verified_total", vec![shopify], 3.0),
         (
