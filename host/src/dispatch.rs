@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::builtin;
 use crate::event::{self, Topics, TransformId};
@@ -238,11 +238,22 @@ impl Dispatcher {
     async fn process(&self, rows: Vec<InboxRow>) -> Result<(), StepError> {
         let rows: Vec<Arc<InboxRow>> = rows.into_iter().map(Arc::new).collect();
         let table = self.routes.read().unwrap().table.clone();
+        // One span per row, open until its outcome is decided. The intake
+        // request ran in another task (or process), so the stored trace_id is
+        // what joins them: the request's span carries the same value.
+        let row_spans: Vec<Span> = rows
+            .iter()
+            .map(|row| {
+                info_span!("dispatch.row", inbox_id = row.id, trace_id = %row.trace_id,
+                    provider = %row.provider, topic = %row.topic, brand_id = %row.brand_id,
+                    attempt = row.attempts, outcome = tracing::field::Empty)
+            })
+            .collect();
 
         // Transforms run concurrently on the blocking pool; results are
         // awaited in inbox order so that publishing keeps that order.
         let mut running = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for (row, row_span) in rows.iter().zip(&row_spans) {
             let route = table.resolve(&row.provider, &row.workspace_id, &row.brand_id, &row.topic);
             let (reference, shadow_ref, config, limits) = match route {
                 Some(r) => (
@@ -289,13 +300,20 @@ impl Dispatcher {
                 .await
                 .expect("never closed");
             let row = row.clone();
-            let span = info_span!("transform", inbox_id = row.id, trace_id = %row.trace_id,
-                transform = transform.name());
+            let span = info_span!(parent: row_span, "transform", inbox_id = row.id,
+                trace_id = %row.trace_id, transform = transform.name(),
+                outcome = tracing::field::Empty);
             running.push(Ok(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _enter = span.enter();
                 let input = input_of(&row);
+                let started = Instant::now();
                 let result = transform.call(&input, &config, &limits);
+                crate::metrics::transform_ran(transform.name(), result.is_ok(), started.elapsed());
+                span.record(
+                    "outcome",
+                    result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
+                );
                 let shadow = shadow.map(|s| {
                     let shadow_result = s.call(&input, &config, &limits);
                     shadow::compare(&row, &transform, &result, &s, &shadow_result)
@@ -356,20 +374,42 @@ impl Dispatcher {
         let results = if batch.is_empty() {
             Vec::new()
         } else {
-            self.sink
-                .send(&batch)
-                .instrument(info_span!(
-                    "publish",
-                    records = batch.len(),
-                    sink = self.sink.name()
-                ))
-                .await
+            // The batch serves many rows (many traces): linked to each
+            // rather than a child of one.
+            let publish = info_span!("publish", records = batch.len(), sink = self.sink.name());
+            for row_span in &row_spans {
+                publish.follows_from(row_span);
+            }
+            let started = Instant::now();
+            let results = self.sink.send(&batch).instrument(publish).await;
+            // Each row's records are one range of the batch: events, or its
+            // dead-letter copy.
+            let acked = |range: std::ops::Range<usize>| {
+                results[range].iter().filter(|r| r.is_ok()).count() as u64
+            };
+            let acked_events: u64 = verdicts
+                .iter()
+                .zip(&spans)
+                .filter(|(v, _)| matches!(v, Verdict::Events(_)))
+                .map(|(_, range)| acked(range.clone()))
+                .sum();
+            let acked_all = acked(0..results.len());
+            crate::metrics::published(
+                self.sink.name(),
+                started.elapsed(),
+                acked_events,
+                acked_all - acked_events,
+            );
+            results
         };
 
         let mut finished = Vec::new();
         let mut retry = Vec::new();
         let mut transient: Option<String> = None;
-        for ((row, verdict), span) in rows.iter().zip(verdicts).zip(spans) {
+        for (((row, verdict), span), row_span) in
+            rows.iter().zip(verdicts).zip(spans).zip(&row_spans)
+        {
+            let _in_row = row_span.enter();
             let mut deliveries: Vec<Delivery> = Vec::new();
             let mut failure: Option<&PublishError> = None;
             for r in &results[span] {
@@ -386,32 +426,39 @@ impl Dispatcher {
             }
             match (failure, verdict) {
                 (Some(PublishError::Transient(e)), _) => {
+                    row_span.record("outcome", "retry");
                     retry.push(row.id);
                     transient.get_or_insert_with(|| e.clone());
                 }
-                (Some(PublishError::Permanent(e)), Verdict::Events(_)) => finished.push((
-                    row.as_ref(),
-                    Outcome::Dead {
-                        deliveries,
-                        letter: DeadLetter {
-                            reason_code: "publish_rejected".into(),
-                            reason: format!("the sink rejected the event: {e}"),
-                            transform: None,
-                            transform_digest: None,
+                (Some(PublishError::Permanent(e)), Verdict::Events(_)) => {
+                    row_span.record("outcome", "dead_letter");
+                    finished.push((
+                        row.as_ref(),
+                        Outcome::Dead {
+                            deliveries,
+                            letter: DeadLetter {
+                                reason_code: "publish_rejected".into(),
+                                reason: format!("the sink rejected the event: {e}"),
+                                transform: None,
+                                transform_digest: None,
+                            },
                         },
-                    },
-                )),
+                    ))
+                }
                 (Some(PublishError::Permanent(e)), Verdict::Dead(mut letter, _)) => {
+                    row_span.record("outcome", "dead_letter");
                     letter
                         .reason
                         .push_str(&format!(" (dead-letter topic rejected it too: {e})"));
                     finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
                 }
                 (None, Verdict::Events(_)) => {
+                    row_span.record("outcome", "published");
                     debug!(inbox_id = row.id, events = deliveries.len(), "published");
                     finished.push((row.as_ref(), Outcome::Published(deliveries)));
                 }
                 (None, Verdict::Dead(letter, _)) => {
+                    row_span.record("outcome", "dead_letter");
                     warn!(inbox_id = row.id, trace_id = %row.trace_id, code = %letter.reason_code,
                         reason = %letter.reason, "webhook dead-lettered");
                     finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
@@ -428,6 +475,19 @@ impl Dispatcher {
         }
         if !finished.is_empty() {
             self.store.finish(&finished).await?;
+            // Counted once recorded: a crash before this retries the rows,
+            // and they are counted then.
+            let now = store::now_ms();
+            for (row, outcome) in &finished {
+                match outcome {
+                    Outcome::Published(_) => {
+                        crate::metrics::end_to_end(&row.provider, row.received_at, now)
+                    }
+                    Outcome::Dead { letter, .. } => {
+                        crate::metrics::dead_lettered(&letter.reason_code)
+                    }
+                }
+            }
             crate::lifecycle::after_finish(&self.store, &finished).await;
         }
         if let Some(error) = transient {
@@ -436,6 +496,7 @@ impl Dispatcher {
             self.store
                 .release(&retry, store::now_ms() + delay.as_millis() as i64, &error)
                 .await?;
+            crate::metrics::publish_retried(self.sink.name(), retry.len() as u64);
             return Err(StepError::Sink(error));
         }
         Ok(())

@@ -3,17 +3,19 @@
 //! error leaves as a status plus `{"code", "message"}`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::admin::{self, AdminState};
 use crate::inbox::{Inbox, IntakeError};
@@ -39,7 +41,12 @@ pub struct AppState {
     /// `GET /integrations/shopify/brands/{brand_id}/shop-details`, behind
     /// the service token.
     pub shop_details: Arc<crate::shop_details::ShopDetails>,
+    /// `/ready` fails while the oldest pending webhook is older than this.
+    pub max_backlog_age: Option<Duration>,
 }
+
+/// The provider of the only intake endpoint there is, as metrics label it.
+const SHOPIFY: &str = "shopify";
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let webhooks = Router::new()
@@ -47,11 +54,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/integrations/shopify/webhooks/{secure_path_identifier}",
             post(shopify_webhook),
         )
-        .layer(DefaultBodyLimit::max(max_body_bytes));
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(observe_webhook));
     Router::new()
         .merge(webhooks)
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .merge(admin::router())
         .merge(crate::oauth::router())
         .merge(crate::shop_details::router())
@@ -124,14 +133,51 @@ struct AcceptedBody {
     inbox_id: i64,
 }
 
+/// Times and traces one webhook request from the moment it comes in, before
+/// its body is read (a slow upload is part of what Shopify waits for), to
+/// the answer. The span's fields are filled in by [`Inbox::accept`] as it
+/// learns them; the path identifier is never one of them, since knowing it
+/// is half of what it takes to post webhooks.
+async fn observe_webhook(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    crate::metrics::webhook_received(SHOPIFY);
+    let span = tracing::info_span!(
+        "webhook.intake",
+        provider = SHOPIFY,
+        connection_id = tracing::field::Empty,
+        topic = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        inbox_id = tracing::field::Empty,
+        duplicate = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    if response.status().is_success() {
+        crate::metrics::webhook_acked(SHOPIFY, started.elapsed());
+    }
+    response
+}
+
 async fn shopify_webhook(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AcceptedBody>, ApiError> {
+    intake(&state, &identifier, &headers, body)
+        .await
+        .inspect_err(|e| crate::metrics::webhook_rejected(SHOPIFY, e.code))
+}
+
+async fn intake(
+    state: &AppState,
+    identifier: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AcceptedBody>, ApiError> {
     let body = body.map_err(|r| body_error(r, "the body is over the size limit"))?;
-    let accepted = state.inbox.accept(&identifier, &headers, &body).await?;
+    let accepted = state.inbox.accept(identifier, headers, &body).await?;
     Ok(Json(AcceptedBody {
         status: if accepted.duplicate {
             "duplicate"
@@ -157,15 +203,63 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Unauthenticated, like `/health`: scrapers seldom carry bearer tokens, and
+/// nothing here names a shop, a brand or a secret (labels are provider,
+/// topic, reason, transform, sink and outcome only). Where the counts
+/// themselves are sensitive, keep `/metrics` off the public edge.
+async fn metrics() -> Response {
+    match crate::metrics::render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "metrics_unavailable", e).into_response()
+        }
+    }
+}
+
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    if let Err(e) = state.store.ping().await {
-        return Err(ApiError::new(
+    let store_unavailable = |e: crate::store::StoreError| {
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             e.to_string(),
-        ));
+        )
+    };
+    match state.max_backlog_age {
+        // One query per probe: the backlog query doubles as the ping. Checked
+        // before the sink, because a backlog going stale is what this probe
+        // exists to catch whatever the cause, and because the sink's check
+        // can take seconds against a dead broker.
+        Some(limit) => {
+            let (pending, oldest) = state.store.backlog().await.map_err(store_unavailable)?;
+            if let Some(oldest) = oldest {
+                let age = Duration::from_millis(
+                    crate::store::now_ms().saturating_sub(oldest).max(0) as u64,
+                );
+                if age > limit {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "backlog_too_old",
+                        format!(
+                            "pending webhooks: {pending}; the oldest was received {age:?} ago, \
+                             over the limit of {limit:?}"
+                        ),
+                    ));
+                }
+            }
+        }
+        None => state.store.ping().await.map_err(store_unavailable)?,
     }
-    if !state.sink.ready(Duration::from_secs(2)).await {
+    // The event log's readiness is the store's, which was just checked: one
+    // query per probe is enough.
+    let sink_is_store = matches!(*state.sink, Sink::Log(_));
+    if !sink_is_store && !state.sink.ready(Duration::from_secs(2)).await {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sink_unavailable",

@@ -78,7 +78,11 @@ impl Inbox {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Accepted, IntakeError> {
+        // Fields of the caller's span (`webhook.intake` in `http`), filled
+        // in as they become known; the identifier itself is never one.
+        let span = tracing::Span::current();
         let known = self.connection(identifier).await?;
+        span.record("connection_id", known.row.id.as_str());
         let topic = headers
             .get(webhook::TOPIC_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -93,13 +97,18 @@ impl Inbox {
         if !webhook::verify(known.secrets.iter().map(Secret::expose), body, signature) {
             return Err(IntakeError::InvalidHmac);
         }
+        crate::metrics::webhook_verified(&known.row.provider);
         let h = ShopifyHeaders::parse(headers)?;
+        span.record("topic", h.topic.as_str());
         // The app secret is shared by every shop of the app, so a genuine
         // webhook of shop A could be replayed at shop B's path: refuse it.
         if h.shop_domain != known.row.shop_domain {
             return Err(IntakeError::ShopMismatch { got: h.shop_domain });
         }
+        // Stored with the row: the dispatcher's spans carry it too, which is
+        // how a trace is followed from this request to the broker's ack.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        span.record("trace_id", trace_id.as_str());
         let inserted = self
             .store
             .insert_webhook(&NewWebhook {
@@ -115,8 +124,12 @@ impl Inbox {
                 received_at: store::now_ms(),
             })
             .await?;
+        let duplicate = matches!(inserted, Inserted::Duplicate(_));
+        span.record("duplicate", duplicate);
+        crate::metrics::webhook_stored(&known.row.provider, &h.topic, duplicate);
         Ok(match inserted {
             Inserted::New(inbox_id) => {
+                span.record("inbox_id", inbox_id);
                 self.wake.notify_one();
                 tracing::debug!(inbox_id, trace_id, topic = %h.topic, "webhook stored");
                 Accepted {
@@ -124,10 +137,13 @@ impl Inbox {
                     duplicate: false,
                 }
             }
-            Inserted::Duplicate(inbox_id) => Accepted {
-                inbox_id,
-                duplicate: true,
-            },
+            Inserted::Duplicate(inbox_id) => {
+                span.record("inbox_id", inbox_id);
+                Accepted {
+                    inbox_id,
+                    duplicate: true,
+                }
+            }
         })
     }
 

@@ -14,6 +14,7 @@ pub mod event;
 pub mod http;
 pub mod inbox;
 pub mod lifecycle;
+pub mod metrics;
 pub mod oauth;
 pub mod publish;
 pub mod refresh;

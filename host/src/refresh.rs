@@ -458,6 +458,7 @@ impl Refresher {
                 })
                 .await?;
             if swapped {
+                crate::metrics::token_refresh("refreshed");
                 tracing::info!(connection = %row.id, shop = %row.shop_domain, "access token refreshed");
                 return Ok(Attempt::Token(tokens.access_token));
             }
@@ -479,6 +480,7 @@ impl Refresher {
                 _ => break,
             }
         }
+        crate::metrics::token_refresh("superseded");
         tracing::warn!(
             connection = %row.id,
             shop = %row.shop_domain,
@@ -516,6 +518,11 @@ impl Refresher {
                 now,
             })
             .await?;
+        crate::metrics::token_refresh(if is_permanent {
+            "permanent_failure"
+        } else {
+            "transient_failure"
+        });
         tracing::warn!(
             connection = %row.id,
             shop = %row.shop_domain,

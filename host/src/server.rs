@@ -74,9 +74,20 @@ pub struct Running {
     registrar: Option<JoinHandle<()>>,
     /// Refreshes expiring tokens; a refresh under way is let finish.
     refresher: Option<JoinHandle<()>>,
+    /// Samples the inbox backlog into the metrics gauges.
+    sampler: JoinHandle<()>,
 }
 
+/// How often the inbox gauges are refreshed from the store.
+const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
+    // First, so that nothing counted during start-up is lost. A process that
+    // already installed another recorder still serves; /metrics says why it
+    // has nothing.
+    if let Err(e) = crate::metrics::install() {
+        tracing::warn!(error = %e, "metrics not available");
+    }
     let store = Store::connect_with(&cfg.database_url, cfg.database_max_connections).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -141,6 +152,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         admin: AdminState::new(runtime, cfg.topics, admin_limits, Some(dispatcher.clone())),
         oauth: oauth.clone(),
         shop_details,
+        max_backlog_age: cfg.max_backlog_age,
     };
     let (shutdown, rx) = watch::channel(false);
 
@@ -161,6 +173,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         tokio::spawn(o.refresher().clone().run(rx.clone()))
     });
     let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
+    let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
     let dispatcher = tokio::spawn(dispatcher.run(rx));
     tracing::info!(%addr, sink = sink.name(), "gateway serving");
     Ok(Running {
@@ -173,7 +186,28 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         sink,
         registrar,
         refresher,
+        sampler,
     })
+}
+
+/// Keeps the inbox gauges current, and the metrics recorder's histograms
+/// drained when nobody scrapes. A gauge is only as fresh as its last sample,
+/// which is why this runs on a timer rather than on each scrape: a scrape
+/// must stay cheap however many scrapers there are.
+async fn sample_backlog(store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match store.backlog().await {
+            Ok((depth, oldest)) => {
+                crate::metrics::inbox_backlog(depth, oldest, crate::store::now_ms())
+            }
+            Err(e) => tracing::debug!(error = %e, "inbox backlog not sampled"),
+        }
+        crate::metrics::upkeep();
+        tokio::select! {
+            _ = tokio::time::sleep(BACKLOG_SAMPLE_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 impl Running {
@@ -200,6 +234,7 @@ impl Running {
         if let Some(registrar) = self.registrar {
             registrar.abort();
         }
+        let _ = self.sampler.await;
         // Not aborted: a refresh cut off between Shopify's answer and our
         // commit would lose the rotated refresh token. Its calls time out.
         if let Some(mut refresher) = self.refresher

@@ -148,6 +148,8 @@ pub struct Options {
     /// that must know the address before the start, such as the OAuth
     /// redirect URI; see [`free_loopback_addr`].
     pub listen: Option<std::net::SocketAddr>,
+    /// `/ready` fails while the oldest pending webhook is older than this.
+    pub max_backlog_age: Option<Duration>,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -316,7 +318,7 @@ impl Gateway {
             },
             shopify: opts.shopify,
             service_token: opts.service_token.map(Secret::from),
-            max_backlog_age: None,
+            max_backlog_age: opts.max_backlog_age,
             database_max_connections: 16,
         };
         let running = server::start(config).await.expect("gateway starts");

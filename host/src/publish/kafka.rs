@@ -31,7 +31,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
 use super::{Delivery, PublishError, Record};
 
@@ -162,7 +162,7 @@ impl Inner {
 
         let topic_failures = self.ensure_topics(records).await;
 
-        let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
+        let mut pending: Vec<(usize, DeliveryFuture, Span)> = Vec::with_capacity(records.len());
         let mut blocked_keys: HashSet<(&str, &str)> = HashSet::new();
         for (i, record) in records.iter().enumerate() {
             if let Some(failure) = topic_failures.get(record.topic.as_str()) {
@@ -176,9 +176,15 @@ impl Inner {
                 )));
                 continue;
             }
-            match self.enqueue(&producer, record).await {
-                Ok(future) => pending.push((i, future)),
+            let span = produce_span(record);
+            match self
+                .enqueue(&producer, record)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(future) => pending.push((i, future, span)),
                 Err(e) => {
+                    span.record("outcome", error_kind(&e));
                     blocked_keys.insert(slot);
                     results[i] = Some(Err(e));
                 }
@@ -188,10 +194,13 @@ impl Inner {
         let mut delivered = 0;
         let mut transient_failures = 0;
         let mut saw_fatal = false;
-        for (i, future) in pending {
-            let outcome = match future.await {
+        for (i, future, span) in pending {
+            let outcome = match future.instrument(span.clone()).await {
                 Ok(Ok(delivery)) => {
                     delivered += 1;
+                    span.record("partition", delivery.partition);
+                    span.record("offset", delivery.offset);
+                    span.record("outcome", "acked");
                     Ok(Delivery {
                         topic: records[i].topic.clone(),
                         partition: delivery.partition,
@@ -212,6 +221,9 @@ impl Inner {
                     "producer shut down before the delivery report".into(),
                 )),
             };
+            if let Err(e) = &outcome {
+                span.record("outcome", error_kind(e));
+            }
             results[i] = Some(outcome);
         }
 
@@ -452,6 +464,28 @@ impl Inner {
             }
         }
         failures
+    }
+}
+
+/// A span for one record, from enqueue to the broker's acknowledgement (or
+/// the failure), child of the batch's `publish` span. The record's own
+/// `trace_id` header, set from the inbox row, ties it to the request that
+/// brought the webhook in.
+fn produce_span(record: &Record) -> Span {
+    let trace_id = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == "trace_id")
+        .map_or("", |(_, value)| value.as_str());
+    info_span!("kafka.produce", topic = %record.topic, event_id = %record.event_id, trace_id,
+        partition = tracing::field::Empty, offset = tracing::field::Empty,
+        outcome = tracing::field::Empty)
+}
+
+fn error_kind(e: &PublishError) -> &'static str {
+    match e {
+        PublishError::Transient(_) => "transient_failure",
+        PublishError::Permanent(_) => "permanent_failure",
     }
 }
 
