@@ -12,3 +12,4 @@ CREATE INDEX brand_leases_owner ON brand_leases (owner);
 -- Claims are by brand now; the pending index serves the claim window, and
 -- this one a leased brand's rows in order.
 CREATE INDEX inbox_pending_brand ON inbox (brand_id, id) WHERE status = 'pending';
+CREATE INDEX inbox_pending_id ON inbox (id) WHERE status = 'pending';
