@@ -282,3 +282,86 @@ async fn method_not_allowed() -> ApiError {
         "this endpoint does not take that method",
     )
 }
+
+/// How long a client may take to send a request's head. Shopify sends at
+/// once; a client that trickles bytes (slowloris) would otherwise hold a
+/// connection, a task and a socket buffer for as long as it likes.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a webhook request may take from its head to the answer, body
+/// upload included. Shopify itself gives up after 5 s.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until `stop` turns true, then stops
+/// accepting and lets the requests in flight finish.
+///
+/// Not `axum::serve`: that one sets no timer, so it cannot bound how long a
+/// request head takes, and leaves Nagle's algorithm on, which delays small
+/// acknowledgements.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use tower::ServiceExt;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pass, not die.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            let webhook = req
+                .uri()
+                .path()
+                .starts_with("/integrations/shopify/webhooks/");
+            let call = router.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                if !webhook {
+                    return call.await;
+                }
+                match tokio::time::timeout(WEBHOOK_TIMEOUT, call).await {
+                    Ok(answer) => answer,
+                    Err(_) => Ok(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long to arrive; send it again",
+                    )
+                    .into_response()),
+                }
+            }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is its own business.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}

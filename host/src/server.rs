@@ -156,16 +156,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     };
     let (shutdown, rx) = watch::channel(false);
 
-    let app =
-        http::router(state, cfg.max_body_bytes).into_make_service_with_connect_info::<SocketAddr>();
-    let mut server_rx = rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let app = http::router(state, cfg.max_body_bytes);
+    let server = tokio::spawn(http::serve(listener, app, rx.clone()));
     let dispatch = dispatcher.clone();
     let refresher = oauth.as_ref().map(|o| {
         o.refresher()

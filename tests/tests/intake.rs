@@ -249,3 +249,35 @@ async fn health_ready_admin_and_unknown_routes() {
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_request_head_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let gw = Gateway::start(Options::default()).await;
+    let conn = gw.connect("trickle.myshopify.com").await;
+    let addr = gw.running.addr;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /integrations/shopify/webhooks/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    // Meanwhile a normal webhook is served as usual.
+    let hook = Hook::shopify(&conn, "orders/create", "2024-01", br#"{"id":1}"#);
+    assert_eq!(gw.send(&hook).await.0, 200);
+
+    // The head never completes: the gateway closes the connection (after
+    // its head timeout) instead of holding it open forever.
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(ionflux_tests::PATIENCE, async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the trickling connection was closed");
+    gw.stop().await;
+}
