@@ -194,9 +194,8 @@ fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
 }
 
-/// A free loopback port below the ephemeral range (see `OwnBroker`).
 fn free_port() -> u16 {
-    crate::OwnBroker::reserve().port
+    crate::free_low_port()
 }
 
 /// Runs one scenario on one backend.
@@ -831,41 +830,49 @@ async fn read_topic(
 /// the proxy's port.
 struct Broker {
     port: u16,
+    advertised: u16,
     dir: tempfile::TempDir,
 }
 
 impl Broker {
+    /// Starts one, trying again on another port if a start fails (a port
+    /// taken between choosing and binding it).
     fn start(advertised: u16) -> Result<Self> {
-        let b = Self {
-            port: free_port(),
-            dir: tempfile::tempdir()?,
-        };
-        for action in ["start", "wait"] {
-            let ok = Command::new("bash")
-                .arg(scripts_dir().join("tansu.sh"))
-                .arg(action)
-                .env("TANSU_PORT", b.port.to_string())
-                .env("TANSU_ADVERTISED_PORT", advertised.to_string())
-                .env("TANSU_DIR", b.dir.path())
-                .status()?
-                .success();
-            if !ok {
-                bail!("tansu {action} failed");
+        let mut last = None;
+        for _ in 0..3 {
+            let b = Self {
+                port: free_port(),
+                advertised,
+                dir: tempfile::tempdir()?,
+            };
+            match b.script("start").and_then(|()| b.script("wait")) {
+                Ok(()) => return Ok(b),
+                Err(e) => last = Some(e),
             }
         }
-        Ok(b)
+        Err(last.expect("tried"))
+    }
+
+    fn script(&self, action: &str) -> Result<()> {
+        let ok = Command::new("bash")
+            .arg(scripts_dir().join("tansu.sh"))
+            .arg(action)
+            .env("TANSU_PORT", self.port.to_string())
+            .env("TANSU_ADVERTISED_PORT", self.advertised.to_string())
+            .env("TANSU_DIR", self.dir.path())
+            .stdout(Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("tansu {action} failed on port {}", self.port);
+        }
+        Ok(())
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(scripts_dir().join("tansu.sh"))
-            .arg("stop")
-            .env("TANSU_PORT", self.port.to_string())
-            .env("TANSU_DIR", self.dir.path())
-            .stdout(Stdio::null())
-            .status();
+        let _ = self.script("stop");
     }
 }
 

@@ -566,6 +566,17 @@ pub async fn consume(brokers: &str, topic: &str, count: usize) -> Vec<Consumed> 
     out
 }
 
+/// A free loopback port with nothing listening on it yet, below Linux's
+/// ephemeral range (32768+): a client reconnecting to a dead port there can
+/// end up connected to itself.
+pub fn free_low_port() -> u16 {
+    let seed = std::process::id() as u16 ^ (uuid::Uuid::new_v4().as_u128() as u16);
+    (0..2000u16)
+        .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 10_000))
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 20000-29999")
+}
+
 /// A tansu broker of the test's own, on a port of its own, for tests that
 /// need to control when the broker exists. Stopped on drop.
 pub struct OwnBroker {
@@ -578,13 +589,8 @@ impl OwnBroker {
     /// range (32768+): a client reconnecting to a dead port there can end up
     /// connected to itself.
     pub fn reserve() -> Self {
-        let seed = std::process::id() as u16 ^ (uuid::Uuid::new_v4().as_u128() as u16);
-        let port = (0..2000u16)
-            .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 10_000))
-            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .expect("a free port in 20000-29999");
         Self {
-            port,
+            port: free_low_port(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
