@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::connection;
 use crate::store::{self, ConnectionRow, Inserted, NewWebhook, Store, StoreError};
@@ -56,11 +56,91 @@ pub struct Inbox {
     wake: Arc<Notify>,
     cache: RwLock<HashMap<String, Arc<Known>>>,
     cache_ttl: Duration,
+    /// The group-commit writers, chosen round robin.
+    writers: Vec<mpsc::Sender<Write>>,
+    next_writer: std::sync::atomic::AtomicUsize,
+}
+
+/// Webhooks written in one transaction at most: enough to amortise the
+/// fsync under a burst, small enough that a group's commit stays short.
+const GROUP_MAX: usize = 256;
+
+/// One webhook handed to a writer, owned, with where its outcome goes.
+struct Write {
+    connection: Arc<Known>,
+    webhook_id: String,
+    topic: String,
+    api_version: Option<String>,
+    triggered_at: Option<String>,
+    shopify_event_id: Option<String>,
+    trace_id: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    received_at: i64,
+    done: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// Group commit: takes whatever webhooks wait (one, under light load, so
+/// nobody waits for company), writes them in one transaction and answers
+/// each. Under a burst, one fsync serves many acknowledgements, which is
+/// what lets the durable intake rate exceed the disk's sync rate.
+async fn write_groups(store: Store, mut queue: mpsc::Receiver<Write>) {
+    let mut group = Vec::with_capacity(GROUP_MAX);
+    while queue.recv_many(&mut group, GROUP_MAX).await > 0 {
+        let rows: Vec<NewWebhook<'_>> = group
+            .iter()
+            .map(|w| NewWebhook {
+                connection: &w.connection.row,
+                webhook_id: &w.webhook_id,
+                topic: &w.topic,
+                api_version: w.api_version.as_deref(),
+                triggered_at: w.triggered_at.as_deref(),
+                shopify_event_id: w.shopify_event_id.as_deref(),
+                trace_id: &w.trace_id,
+                headers: &w.headers,
+                body: &w.body,
+                received_at: w.received_at,
+            })
+            .collect();
+        let result = store.insert_webhooks(&rows).await;
+        drop(rows);
+        match result {
+            Ok(outcomes) => {
+                for (w, outcome) in group.drain(..).zip(outcomes) {
+                    // The request may have gone away; the row is kept anyway.
+                    let _ = w.done.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, webhooks = group.len(), "inbox group commit failed");
+                let reason = e.to_string();
+                for w in group.drain(..) {
+                    let _ = w.done.send(Err(StoreError::Batch(reason.clone())));
+                }
+            }
+        }
+    }
 }
 
 impl Inbox {
+    /// Starts the group-commit writers (must run inside a tokio runtime):
+    /// one on SQLite, which has one writer at a time anyway, a few on
+    /// PostgreSQL, which commits in parallel.
     pub fn new(store: Store, vault: Arc<Vault>, wake: Arc<Notify>) -> Self {
+        let writers = match store.backend() {
+            store::Backend::Sqlite => 1,
+            store::Backend::Postgres => 4,
+        };
+        let writers = (0..writers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
+                tokio::spawn(write_groups(store.clone(), rx));
+                tx
+            })
+            .collect();
         Self {
+            writers,
+            next_writer: Default::default(),
             store,
             vault,
             wake,
@@ -109,21 +189,29 @@ impl Inbox {
         // how a trace is followed from this request to the broker's ack.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         span.record("trace_id", trace_id.as_str());
-        let inserted = self
-            .store
-            .insert_webhook(&NewWebhook {
-                connection: &known.row,
-                webhook_id: &h.webhook_id,
-                topic: &h.topic,
-                api_version: h.api_version.as_deref(),
-                triggered_at: h.triggered_at.as_deref(),
-                shopify_event_id: h.event_id.as_deref(),
-                trace_id: &trace_id,
-                headers: &h.selected,
-                body,
-                received_at: store::now_ms(),
-            })
-            .await?;
+        let (done, outcome) = oneshot::channel();
+        let write = Write {
+            connection: known.clone(),
+            webhook_id: h.webhook_id,
+            topic: h.topic.clone(),
+            api_version: h.api_version,
+            triggered_at: h.triggered_at,
+            shopify_event_id: h.event_id,
+            trace_id: trace_id.clone(),
+            headers: h.selected,
+            body: body.to_vec(),
+            received_at: store::now_ms(),
+            done,
+        };
+        let n = self
+            .next_writer
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gone = || StoreError::Batch("the inbox writer stopped".into());
+        self.writers[n % self.writers.len()]
+            .send(write)
+            .await
+            .map_err(|_| gone())?;
+        let inserted = outcome.await.map_err(|_| gone())??;
         let duplicate = matches!(inserted, Inserted::Duplicate(_));
         span.record("duplicate", duplicate);
         crate::metrics::webhook_stored(&known.row.provider, &h.topic, duplicate);

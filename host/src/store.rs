@@ -37,6 +37,10 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The group commit this write was part of failed (the cause was
+    /// logged once for the whole group).
+    #[error("the write's group commit failed: {0}")]
+    Batch(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -438,52 +442,63 @@ impl Store {
     /// committed. A webhook id seen before on the same connection is not
     /// stored again.
     pub async fn insert_webhook(&self, w: &NewWebhook<'_>) -> Result<Inserted> {
-        let headers = serde_json::to_string(w.headers).expect("headers serialise");
-        // An explicit transaction, because a RETURNING row can reach us
+        let mut out = self.insert_webhooks(std::slice::from_ref(w)).await?;
+        Ok(out.pop().expect("one outcome per webhook"))
+    }
+
+    /// Stores webhooks durably in one transaction (group commit: one fsync
+    /// for the lot), one outcome per webhook in order. When this returns
+    /// `Ok`, every row is committed; on `Err`, none is.
+    pub async fn insert_webhooks(&self, batch: &[NewWebhook<'_>]) -> Result<Vec<Inserted>> {
+        // An explicit transaction also because a RETURNING row can reach us
         // before an implicit transaction commits (PostgreSQL commits at the
         // protocol's Sync, SQLite when the statement is reset): a crash of
         // the database in between would have had us acknowledge a webhook
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
         let mut tx = self.write_tx().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
-                topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
-                headers, body, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-             ON CONFLICT (connection_id, webhook_id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&w.connection.id)
-        .bind(&w.connection.provider)
-        .bind(&w.connection.workspace_id)
-        .bind(&w.connection.brand_id)
-        .bind(w.webhook_id)
-        .bind(w.topic)
-        .bind(&w.connection.shop_domain)
-        .bind(w.api_version)
-        .bind(w.triggered_at)
-        .bind(w.shopify_event_id)
-        .bind(w.trace_id)
-        .bind(headers)
-        .bind(w.body)
-        .bind(w.received_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let outcome = match inserted {
-            Some(id) => Inserted::New(id),
-            None => Inserted::Duplicate(
-                sqlx::query_scalar(
-                    "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
-                )
-                .bind(&w.connection.id)
-                .bind(w.webhook_id)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
-        };
+        let mut out = Vec::with_capacity(batch.len());
+        for w in batch {
+            let headers = serde_json::to_string(w.headers).expect("headers serialise");
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
+                    topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
+                    headers, body, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (connection_id, webhook_id) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&w.connection.id)
+            .bind(&w.connection.provider)
+            .bind(&w.connection.workspace_id)
+            .bind(&w.connection.brand_id)
+            .bind(w.webhook_id)
+            .bind(w.topic)
+            .bind(&w.connection.shop_domain)
+            .bind(w.api_version)
+            .bind(w.triggered_at)
+            .bind(w.shopify_event_id)
+            .bind(w.trace_id)
+            .bind(headers)
+            .bind(w.body)
+            .bind(w.received_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            out.push(match inserted {
+                Some(id) => Inserted::New(id),
+                None => Inserted::Duplicate(
+                    sqlx::query_scalar(
+                        "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
+                    )
+                    .bind(&w.connection.id)
+                    .bind(w.webhook_id)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                ),
+            });
+        }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(out)
     }
 
     /// Claims up to `limit` due rows for `owner`, oldest first, a brand at a

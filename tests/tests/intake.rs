@@ -281,3 +281,39 @@ async fn a_client_that_trickles_its_request_head_is_cut_off_and_others_are_serve
     assert_eq!(closed, Ok(true), "the trickling connection was closed");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_webhooks_are_each_stored_once_even_when_written_in_one_group() {
+    let gw = std::sync::Arc::new(Gateway::start(Options::default()).await);
+    let conn = std::sync::Arc::new(gw.connect("burst.myshopify.com").await);
+    // 100 distinct webhooks, and one webhook id sent 20 times at once: the
+    // group commit must store 101 rows and answer every request 200.
+    let repeated = Hook::shopify(&conn, "orders/create", "2024-01", br#"{"id":0}"#);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (gw, conn) = (gw.clone(), conn.clone());
+        tasks.spawn(async move {
+            let body = format!(r#"{{"id":{}}}"#, i + 1);
+            let hook = Hook::shopify(&conn, "orders/create", "2024-01", body.as_bytes());
+            gw.send(&hook).await
+        });
+    }
+    for _ in 0..20 {
+        let gw = gw.clone();
+        let hook = Hook {
+            path: repeated.path.clone(),
+            headers: repeated.headers.clone(),
+            body: repeated.body.clone(),
+        };
+        tasks.spawn(async move { gw.send(&hook).await });
+    }
+    let mut ids = std::collections::HashSet::new();
+    while let Some(answer) = tasks.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+        ids.insert(body["inbox_id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 101, "one row per distinct webhook id");
+    gw.settle().await;
+    assert_eq!(gw.logged_events().await.len(), 101);
+}
