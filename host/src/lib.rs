@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod event;
+pub mod fuzzing;
 pub mod http;
 pub mod inbox;
 pub mod lifecycle;

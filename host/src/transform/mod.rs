@@ -23,7 +23,7 @@
 //!   stdio, and can not sleep.
 
 mod engine;
-mod output;
+pub(crate) mod output;
 #[cfg(test)]
 mod tests;
 

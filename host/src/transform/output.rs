@@ -9,7 +9,7 @@ const MAX_SCHEMA_VERSION_BYTES: usize = 64;
 
 /// Checks the events a guest returned for one webhook, cheapest checks
 /// first so that a hostile output costs as little as possible.
-pub(super) fn validate(
+pub(crate) fn validate(
     events: Vec<Event>,
     body: &[u8],
     limits: &Limits,
