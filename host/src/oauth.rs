@@ -726,8 +726,9 @@ impl OAuth {
             .and_then(|t| t.trim().parse().ok())
             .ok_or(OAuthError::StaleRequest)?;
         let now = now_ms();
-        let window = self.cfg.timestamp_window.as_secs() as i64;
-        if (now / 1000 - timestamp).abs() > window {
+        // abs_diff: a signed timestamp of i64::MIN must be refused, not
+        // overflow.
+        if (now / 1000).abs_diff(timestamp) > self.cfg.timestamp_window.as_secs() {
             return Err(OAuthError::StaleRequest);
         }
         let shop_raw = get("shop").unwrap_or("");

@@ -666,8 +666,8 @@ async fn the_callback_refuses_every_bad_request() {
         (401, Some("invalid_hmac"))
     );
 
-    // old (and future) timestamps
-    for ts in [now_s() - 3600, now_s() + 3600] {
+    // old (and future) timestamps, and the extremes (no overflow)
+    for ts in [now_s() - 3600, now_s() + 3600, i64::MIN, i64::MAX] {
         let a = callback(&env, &callback_query(shop, &state, "c1", ts)).await;
         assert_eq!(
             (a.status, a.body["code"].as_str()),
