@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ionflux_gateway::store::{ConnectionRow, Store};
@@ -105,8 +105,6 @@ fn inbox(c: &mut Criterion) {
             "inbox_insert/postgres skipped: set IONFLUX_BENCH_POSTGRES to a postgres:// URL"
         ),
     }
-    // Let the pool close its files before the folder goes.
-    rt.block_on(tokio::time::sleep(Duration::from_millis(10)));
 }
 
 criterion_group! {

@@ -115,6 +115,9 @@ impl Matcher {
 
 /// How often the event log is polled: the resolution of the lag it reports.
 const EVENT_LOG_POLL: Duration = Duration::from_millis(10);
+/// Events read per query: each carries its whole payload, and with the
+/// gateway in-process what the collector holds counts in its RSS.
+const EVENT_LOG_PAGE: i64 = 500;
 
 async fn event_log(
     store: &Store,
@@ -132,10 +135,10 @@ async fn event_log(
         }
     };
     loop {
-        match store.events_after(after, 5000).await {
+        match store.events_after(after, EVENT_LOG_PAGE).await {
             Ok(events) => {
                 let now = Instant::now();
-                let full = events.len() == 5000;
+                let full = events.len() as i64 == EVENT_LOG_PAGE;
                 for e in &events {
                     matcher.observe(&e.payload, now, seen);
                     after = after.max(e.seq);

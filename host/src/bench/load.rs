@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -142,13 +142,15 @@ struct Shared {
     end: Instant,
     /// Slots a fixed rate asks for in warmup + window.
     total_slots: u64,
+    /// One for all workers: a histogram is a few hundred KiB, and with
+    /// the gateway in-process every KiB here shows in its RSS.
+    latency: Mutex<Histogram<u64>>,
 }
 
 #[derive(Default)]
 struct WorkerOut {
     sent: u64,
     acked: u64,
-    latency: Option<Histogram<u64>>,
     errors: BTreeMap<String, u64>,
     abandoned: u64,
     last_answer: Option<Instant>,
@@ -181,6 +183,7 @@ pub async fn drive(plan: Plan, live: Arc<Live>) -> Outcome {
         window_start,
         end,
         total_slots,
+        latency: Mutex::new(new_histogram()),
     });
     let workers: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(worker(shared.clone())))
@@ -188,7 +191,7 @@ pub async fn drive(plan: Plan, live: Arc<Live>) -> Outcome {
     let mut out = Outcome {
         sent: 0,
         acked: 0,
-        latency: new_histogram(),
+        latency: Histogram::new(1).expect("valid histogram"),
         errors: BTreeMap::new(),
         not_sent: 0,
         window: shared.plan.duration,
@@ -204,9 +207,6 @@ pub async fn drive(plan: Plan, live: Arc<Live>) -> Outcome {
         };
         out.sent += w.sent;
         out.acked += w.acked;
-        if let Some(h) = &w.latency {
-            out.latency.add(h).expect("same bounds");
-        }
         for (k, v) in w.errors {
             *out.errors.entry(k).or_default() += v;
         }
@@ -221,6 +221,10 @@ pub async fn drive(plan: Plan, live: Arc<Live>) -> Outcome {
         out.not_sent += total_slots.saturating_sub(claimed.max(first_window_slot));
     }
     out.window = last_answer.duration_since(window_start);
+    out.latency = std::mem::replace(
+        &mut *shared.latency.lock().unwrap_or_else(|p| p.into_inner()),
+        Histogram::new(1).expect("valid histogram"),
+    );
     out
 }
 
@@ -269,10 +273,7 @@ impl Shared {
 
 async fn worker(shared: Arc<Shared>) -> WorkerOut {
     let plan = &shared.plan;
-    let mut out = WorkerOut {
-        latency: Some(new_histogram()),
-        ..WorkerOut::default()
-    };
+    let mut out = WorkerOut::default();
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     let content_type = HeaderValue::from_static("application/json");
     if let Rate::Max = plan.rate {
@@ -365,9 +366,11 @@ async fn worker(shared: Arc<Shared>) -> WorkerOut {
             None => {
                 out.acked += 1;
                 let us = done.duration_since(begin).as_micros().max(1) as u64;
-                if let Some(h) = out.latency.as_mut() {
-                    h.saturating_record(us);
-                }
+                shared
+                    .latency
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(us);
             }
             Some(kind) => {
                 *out.errors.entry(kind).or_default() += 1;
