@@ -6,6 +6,7 @@
 //! [`server`] wires them together. See ARCHITECTURE.md.
 
 pub mod admin;
+pub mod bench;
 pub mod builtin;
 pub mod config;
 pub mod connection;

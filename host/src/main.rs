@@ -167,6 +167,75 @@ enum Command {
     /// The effective settings and the documented defaults.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Load-test a gateway (or the bare HMAC handler, its upper bound) with
+    /// signed sample webhooks; see BENCHMARKS.md.
+    Bench(Box<BenchArgs>),
+}
+
+/// `bench`: what to load, how hard, and what to compare it with.
+#[derive(Args)]
+struct BenchArgs {
+    /// Start a gateway in-process: on a temporary SQLite file with the event
+    /// log sink (the embedded default), on --database-url when given, or
+    /// publishing to --kafka-brokers.
+    #[arg(long, conflicts_with = "target")]
+    spawn: bool,
+    /// A running gateway, e.g. `http://127.0.0.1:8080`. The bench connects
+    /// its brands in that gateway's database (--database-url and the master
+    /// key, as for `connections add`).
+    #[arg(long)]
+    target: Option<String>,
+    /// Only the bare handler: HMAC verify and 200, no storage.
+    #[arg(long, conflicts_with_all = ["spawn", "target", "compare_bare"])]
+    bare: bool,
+    /// After the gateway, drive the bare handler with the same load and
+    /// print the ratio.
+    #[arg(long)]
+    compare_bare: bool,
+    /// Brands (connections, each with its own secret) to spread webhooks over.
+    #[arg(long, default_value_t = 8)]
+    brands: usize,
+    /// Sample payloads: SOURCES.tsv plus files, or `topic__name/*.json`.
+    /// Default: ../shared/data/shopify-webhooks.
+    #[arg(long, value_name = "DIR")]
+    payloads: Option<PathBuf>,
+    /// Only payloads of this size: `MAX` or `MIN-MAX`, bytes or `k` (KiB),
+    /// e.g. `4k-7k`.
+    #[arg(long, value_name = "RANGE")]
+    payload_size: Option<ionflux_gateway::bench::SizeRange>,
+    /// Requests per second (`2000`, `2000/s`; open loop) or `max`.
+    #[arg(long, default_value = "max")]
+    rate: ionflux_gateway::bench::Rate,
+    /// HTTP/1.1 keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// The measured window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Load before the window, not measured.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Kafka: where a --spawn gateway publishes, and where the end-to-end
+    /// lag is read from (else the event log table).
+    #[arg(long)]
+    kafka_brokers: Option<String>,
+    /// The gateway's pid (with --target), for its peak RSS and CPU.
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// Do not measure the end-to-end lag.
+    #[arg(long)]
+    no_lag: bool,
+    /// Longest wait after the window for the last events to reach the sink.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Threads of the load generator's own runtime.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Print the report as JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -701,7 +770,15 @@ fn main() -> Result<()> {
     if !serving {
         restore_default_sigpipe();
     }
-    let settings = cli.settings()?;
+    let mut settings = cli.settings()?;
+    // The bench's in-process gateway would log over the progress bar; its
+    // warnings still show. An explicit filter wins.
+    if matches!(cli.command, Command::Bench(_))
+        && cli.log_filter.is_none()
+        && std::env::var("RUST_LOG").is_err()
+    {
+        settings.log_filter = "warn".into();
+    }
     let telemetry = telemetry::init(&settings.telemetry(serving))?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(run(cli, settings));
@@ -801,6 +878,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         Command::Tokens(ref cmd) => tokens(cfg, cmd).await,
         Command::Keys(ref cmd) => keys(cfg, cmd),
         Command::Secrets(ref cmd) => secrets(cfg, cmd).await,
+        Command::Bench(ref args) => bench(cfg, args, cli.database_url.as_deref()).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
             let store = open_store(cfg).await?;
             let ids = (!all).then_some(id.as_slice());
@@ -1293,6 +1371,53 @@ async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Result<()> {
     println!("{} {}", status.as_u16(), response.text().await?);
     if !status.is_success() {
         bail!("the gateway refused the webhook");
+    }
+    Ok(())
+}
+
+async fn bench(cfg: &Settings, args: &BenchArgs, database_url: Option<&str>) -> Result<()> {
+    use ionflux_gateway::bench::{self, Target};
+    let gateway = if args.bare {
+        None
+    } else if let Some(url) = &args.target {
+        Some(Target::Url {
+            url: url.clone(),
+            store: open_store(cfg).await?,
+            vault: Arc::new(load_vault(cfg)?),
+            topics: cfg.topics(),
+            database: config::redact_url_password(&cfg.database_url),
+        })
+    } else if args.spawn {
+        Some(Target::Spawn {
+            settings: Box::new(cfg.clone()),
+            database_url: database_url.map(str::to_owned),
+        })
+    } else {
+        bail!("say what to load: --spawn, --target URL, or --bare");
+    };
+    let report = bench::run(bench::Options {
+        gateway,
+        bare: args.bare || args.compare_bare,
+        brands: args.brands,
+        payloads_dir: args.payloads.clone(),
+        payload_size: args.payload_size,
+        rate: args.rate,
+        connections: args.connections,
+        duration: args.duration,
+        warmup: args.warmup,
+        kafka_brokers: args.kafka_brokers.clone(),
+        gateway_pid: args.gateway_pid,
+        lag: !args.no_lag,
+        drain_timeout: args.drain_timeout,
+        request_timeout: args.request_timeout,
+        client_threads: args.client_threads,
+        max_body_bytes: cfg.max_body_bytes,
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
     }
     Ok(())
 }
