@@ -206,10 +206,6 @@ fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts")
 }
 
-fn free_port() -> u16 {
-    crate::free_low_port()
-}
-
 /// Runs one scenario on one backend.
 pub async fn run(scenario: Scenario, backend: Backend, plan: &Plan) -> Result<Report> {
     let world = World::start(backend, plan).await?;
@@ -227,7 +223,7 @@ struct World {
     key_file: PathBuf,
     database_url: String,
     pg: Option<Postgres>,
-    broker: Broker,
+    broker: crate::OwnBroker,
     proxy: Proxy,
     workspace: String,
     brands: Vec<Brand>,
@@ -258,8 +254,8 @@ impl World {
                 (pg.url("postgres"), Some(pg))
             }
         };
-        let proxy_port = free_port();
-        let broker = Broker::start(proxy_port)?;
+        let proxy_port = crate::free_low_port();
+        let broker = start_broker(proxy_port)?;
         let proxy = Proxy::new(proxy_port, broker.port);
         proxy.up().await?;
 
@@ -324,7 +320,7 @@ impl World {
     fn gateway(&self, replica: &str) -> Gateway {
         Gateway {
             bin: self.bin.clone(),
-            port: free_port(),
+            port: crate::free_low_port(),
             replica: replica.to_string(),
             env: vec![
                 ("IONFLUX_DATABASE_URL".into(), self.database_url.clone()),
@@ -856,53 +852,16 @@ async fn read_topic(
 // ---- the broker and its proxy ----------------------------------------------------
 
 /// A tansu broker of the run's own that tells clients to reach it through
-/// the proxy's port.
-struct Broker {
-    port: u16,
-    advertised: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Broker {
-    /// Starts one, trying again on another port if a start fails (a port
-    /// taken between choosing and binding it).
-    fn start(advertised: u16) -> Result<Self> {
-        let mut last = None;
-        for _ in 0..3 {
-            let b = Self {
-                port: free_port(),
-                advertised,
-                dir: tempfile::tempdir()?,
-            };
-            match b.script("start").and_then(|()| b.script("wait")) {
-                Ok(()) => return Ok(b),
-                Err(e) => last = Some(e),
-            }
+/// the proxy's port. A start that fails (a port taken between choosing and
+/// binding it) is tried again on another port.
+fn start_broker(advertised: u16) -> Result<crate::OwnBroker> {
+    for _ in 0..3 {
+        let broker = crate::OwnBroker::reserve().advertising(advertised);
+        if broker.try_start() {
+            return Ok(broker);
         }
-        Err(last.expect("tried"))
     }
-
-    fn script(&self, action: &str) -> Result<()> {
-        let ok = Command::new("bash")
-            .arg(scripts_dir().join("tansu.sh"))
-            .arg(action)
-            .env("TANSU_PORT", self.port.to_string())
-            .env("TANSU_ADVERTISED_PORT", self.advertised.to_string())
-            .env("TANSU_DIR", self.dir.path())
-            .stdout(Stdio::null())
-            .status()?
-            .success();
-        if !ok {
-            bail!("tansu {action} failed on port {}", self.port);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.script("stop");
-    }
+    bail!("tansu did not start (three ports tried)")
 }
 
 /// A TCP forwarder that can vanish: `down` closes its port and every
@@ -968,7 +927,7 @@ struct Postgres {
 impl Postgres {
     fn start() -> Result<Self> {
         let pg = Self {
-            port: free_port(),
+            port: crate::free_low_port(),
             dir: std::env::temp_dir().join(format!("ionflux-chaos-pg-{}", uuid::Uuid::new_v4())),
             keep: false,
         };

@@ -581,6 +581,8 @@ pub fn free_low_port() -> u16 {
 /// need to control when the broker exists. Stopped on drop.
 pub struct OwnBroker {
     pub port: u16,
+    /// The port clients are told to use, when it is not `port` (a proxy's).
+    advertised: Option<u16>,
     dir: tempfile::TempDir,
 }
 
@@ -591,8 +593,16 @@ impl OwnBroker {
     pub fn reserve() -> Self {
         Self {
             port: free_low_port(),
+            advertised: None,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Tells clients to reach the broker at `port` instead (a proxy in
+    /// front of it).
+    pub fn advertising(mut self, port: u16) -> Self {
+        self.advertised = Some(port);
+        self
     }
 
     pub fn brokers(&self) -> String {
@@ -600,18 +610,25 @@ impl OwnBroker {
     }
 
     fn script(&self, action: &str) -> std::process::ExitStatus {
-        std::process::Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu.sh"))
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu.sh"))
             .arg(action)
             .env("TANSU_PORT", self.port.to_string())
-            .env("TANSU_DIR", self.dir.path())
-            .status()
-            .expect("running tests/scripts/tansu.sh")
+            .env("TANSU_DIR", self.dir.path());
+        if let Some(port) = self.advertised {
+            cmd.env("TANSU_ADVERTISED_PORT", port.to_string());
+        }
+        cmd.status().expect("running tests/scripts/tansu.sh")
     }
 
     pub fn start(&self) {
-        assert!(self.script("start").success(), "tansu starts");
-        assert!(self.script("wait").success(), "tansu accepts connections");
+        assert!(self.try_start(), "tansu starts and accepts connections");
+    }
+
+    /// Starts it and waits until it accepts connections; false if either
+    /// failed.
+    pub fn try_start(&self) -> bool {
+        self.script("start").success() && self.script("wait").success()
     }
 }
 
