@@ -10,13 +10,14 @@
 //! same transaction that records its outcome.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Executor, Row};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::publish::Delivery;
@@ -64,6 +65,117 @@ pub struct Store {
     /// (uninstall, redaction), so that caches of connections in the same
     /// process (the inbox's) drop what they hold at once.
     connections_changed: Arc<AtomicU64>,
+    /// SQLite only: see `WriteTurn`.
+    write_turn: Option<Arc<WriteTurn>>,
+}
+
+/// SQLite has one writer at a time. This process's writers take turns here
+/// before `BEGIN IMMEDIATE`: SQLite makes a writer that finds the lock taken
+/// sleep in its busy handler (1 ms, then 2, 5, 10 … up to 100 ms), long
+/// after the lock is free again, whereas this hands the turn over the moment
+/// the last writer commits. Other processes (the CLI) still meet the busy
+/// handler, which is fine for them.
+///
+/// Intake goes first: a request is waiting for its group's commit to answer
+/// Shopify, while the dispatcher's writes only move work along. Other
+/// writers therefore let waiting intake groups pass, for at most
+/// `YIELD_AT_MOST`, so that a sustained burst slows the dispatcher but can
+/// not stop it.
+#[derive(Debug, Default)]
+struct WriteTurn {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Intake groups waiting for (or holding) the turn.
+    intake: AtomicUsize,
+    /// Signalled whenever an intake group gives the turn back.
+    given_back: Notify,
+}
+
+const YIELD_AT_MOST: Duration = Duration::from_millis(20);
+
+/// A turn held. The guard goes first, then (for intake) the mark, so a
+/// writer that gave way finds the turn free when it is told.
+struct Turn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _intake: Option<IntakeMark>,
+}
+
+/// Counts an intake group as waiting or holding from creation to drop, so
+/// that a cancelled wait does not leave the count behind.
+struct IntakeMark(Arc<WriteTurn>);
+
+impl IntakeMark {
+    fn new(turn: &Arc<WriteTurn>) -> Self {
+        turn.intake.fetch_add(1, Ordering::AcqRel);
+        Self(turn.clone())
+    }
+}
+
+impl Drop for IntakeMark {
+    fn drop(&mut self) {
+        self.0.intake.fetch_sub(1, Ordering::AcqRel);
+        self.0.given_back.notify_waiters();
+    }
+}
+
+impl WriteTurn {
+    async fn intake(self: &Arc<Self>) -> Turn {
+        let mark = IntakeMark::new(self);
+        Turn {
+            _guard: self.lock.clone().lock_owned().await,
+            _intake: Some(mark),
+        }
+    }
+
+    async fn other(&self) -> Turn {
+        let deadline = tokio::time::Instant::now() + YIELD_AT_MOST;
+        loop {
+            let given_back = self.given_back.notified();
+            tokio::pin!(given_back);
+            // Registered before looking, so a hand-back in between is seen.
+            given_back.as_mut().enable();
+            let late = tokio::time::Instant::now() >= deadline;
+            if late || self.intake.load(Ordering::Acquire) == 0 {
+                let guard = self.lock.clone().lock_owned().await;
+                // An intake group may have queued up meanwhile: let it pass.
+                if late || self.intake.load(Ordering::Acquire) == 0 {
+                    return Turn {
+                        _guard: guard,
+                        _intake: None,
+                    };
+                }
+                drop(guard);
+                continue;
+            }
+            let _ = tokio::time::timeout_at(deadline, given_back).await;
+        }
+    }
+}
+
+/// A write transaction and, on SQLite, this process's write turn, held
+/// until it commits or is dropped (the transaction drops first).
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<Turn>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// A connection as stored; secrets are still vault ciphertexts.
@@ -270,6 +382,7 @@ impl Store {
             pool,
             backend,
             connections_changed: Arc::default(),
+            write_turn: (backend == Backend::Sqlite).then(Arc::default),
         })
     }
 
@@ -292,11 +405,26 @@ impl Store {
     /// transaction to a writing one while another connection writes (it
     /// fails at once with SQLITE_BUSY instead of waiting), so on SQLite it
     /// takes the write lock from its first statement.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
+    async fn write_tx(&self) -> Result<WriteTx> {
+        let turn = self.write_turn().await;
+        self.begin_write(turn).await
+    }
+
+    async fn begin_write(&self, turn: Option<Turn>) -> Result<WriteTx> {
+        let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// This process's turn to write (SQLite; nothing to wait for on
+    /// PostgreSQL): for writes outside `write_tx` on the hot path.
+    async fn write_turn(&self) -> Option<Turn> {
+        match &self.write_turn {
+            Some(turn) => Some(turn.other().await),
+            None => None,
+        }
     }
 
     /// A transaction that runs alone among all `serial_tx` transactions of
@@ -305,7 +433,7 @@ impl Store {
     /// whose reads must not change under them. SQLite gives this with any
     /// write transaction; on PostgreSQL one transaction-scoped advisory lock
     /// stands for SQLite's database lock.
-    async fn serial_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    async fn serial_tx(&self) -> Result<WriteTx> {
         let mut tx = self.write_tx().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7305412960014437169)")
@@ -456,36 +584,62 @@ impl Store {
         // the database in between would have had us acknowledge a webhook
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
-        let mut tx = self.write_tx().await?;
+        let turn = match &self.write_turn {
+            Some(turn) => Some(turn.intake().await),
+            None => None,
+        };
+        let mut tx = self.begin_write(turn).await?;
+        // Multi-row statements: one round trip to the database per chunk
+        // instead of per webhook. Chunks are powers of two so that only a
+        // handful of distinct statements are ever prepared and cached.
+        let mut ids: std::collections::HashMap<(&str, &str), i64> =
+            std::collections::HashMap::with_capacity(batch.len());
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let n = 1usize << rest.len().min(INSERT_CHUNK_MAX).ilog2();
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut q = sqlx::query(insert_webhooks_sql(self.backend, n));
+            for w in chunk {
+                q = q
+                    .bind(&w.connection.id)
+                    .bind(&w.connection.provider)
+                    .bind(&w.connection.workspace_id)
+                    .bind(&w.connection.brand_id)
+                    .bind(w.webhook_id)
+                    .bind(w.topic)
+                    .bind(&w.connection.shop_domain)
+                    .bind(w.api_version)
+                    .bind(w.triggered_at)
+                    .bind(w.shopify_event_id)
+                    .bind(w.trace_id)
+                    .bind(serde_json::to_string(w.headers).expect("headers serialise"))
+                    .bind(w.body)
+                    .bind(w.received_at);
+            }
+            // Only rows actually inserted come back, in no promised order:
+            // matched to the batch by their key.
+            for r in q.fetch_all(&mut *tx).await? {
+                let (id, connection_id, webhook_id): (i64, String, String) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                if let Some(w) = chunk
+                    .iter()
+                    .find(|w| w.connection.id == connection_id && w.webhook_id == webhook_id)
+                {
+                    ids.insert((&w.connection.id, w.webhook_id), id);
+                }
+            }
+        }
+        // The first occurrence of a key in the batch is the one inserted; a
+        // later one in the same batch, or a key stored before, is a duplicate.
         let mut out = Vec::with_capacity(batch.len());
+        let mut seen = std::collections::HashSet::with_capacity(batch.len());
         for w in batch {
-            let headers = serde_json::to_string(w.headers).expect("headers serialise");
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,
-                    topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,
-                    headers, body, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (connection_id, webhook_id) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&w.connection.id)
-            .bind(&w.connection.provider)
-            .bind(&w.connection.workspace_id)
-            .bind(&w.connection.brand_id)
-            .bind(w.webhook_id)
-            .bind(w.topic)
-            .bind(&w.connection.shop_domain)
-            .bind(w.api_version)
-            .bind(w.triggered_at)
-            .bind(w.shopify_event_id)
-            .bind(w.trace_id)
-            .bind(headers)
-            .bind(w.body)
-            .bind(w.received_at)
-            .fetch_optional(&mut *tx)
-            .await?;
-            out.push(match inserted {
-                Some(id) => Inserted::New(id),
+            let key = (w.connection.id.as_str(), w.webhook_id);
+            let first = seen.insert(key);
+            out.push(match ids.get(&key) {
+                Some(&id) if first => Inserted::New(id),
+                Some(&id) => Inserted::Duplicate(id),
                 None => Inserted::Duplicate(
                     sqlx::query_scalar(
                         "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
@@ -560,27 +714,39 @@ impl Store {
             }
             ids.push(id);
         }
-        let mut claimed = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(256) {
-            let placeholders = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let mut p = Params::new(self.backend);
             let sql = format!(
-                "UPDATE inbox SET claimed_until = $1, attempts = attempts + 1
-                 WHERE id IN ({placeholders})
-                 RETURNING {INBOX_COLUMNS}"
+                "UPDATE inbox SET claimed_until = {}, attempts = attempts + 1 WHERE id IN ({})",
+                p.p(),
+                p.list(chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(until);
             for id in chunk {
                 q = q.bind(id);
             }
-            for r in q.fetch_all(&mut *tx).await? {
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        // Read after the commit, outside the write turn: the rows are ours
+        // (leased brands, claimed), and reading some hundred kilobytes of
+        // bodies inside the transaction would keep intake waiting for it.
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(256) {
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({})",
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
                 claimed.push(inbox_row_from(&r)?);
             }
         }
-        tx.commit().await?;
-        // RETURNING order is unspecified; the dispatcher relies on id order.
+        // IN gives no order; the dispatcher relies on id order.
         claimed.sort_by_key(|r| r.id);
         Ok(claimed)
     }
@@ -588,6 +754,7 @@ impl Store {
     /// Extends every brand lease `owner` holds: the heartbeat of a batch
     /// that takes longer than a lease (a slow broker).
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<u64> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE brand_leases SET lease_until = $1 WHERE owner = $2")
             .bind(now_ms() + lease.as_millis() as i64)
             .bind(owner)
@@ -599,6 +766,7 @@ impl Store {
     /// Gives back every brand lease `owner` holds, once its batch is
     /// recorded, so that any replica may take those brands next.
     pub async fn release_leases(&self, owner: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM brand_leases WHERE owner = $1")
             .bind(owner)
             .execute(&self.pool)
@@ -626,61 +794,91 @@ impl Store {
 
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
-        let now = now_ms();
         let mut tx = self.write_tx().await?;
+        self.finish_in(&mut tx, outcomes).await?;
+        tx.commit().await
+    }
+
+    async fn finish_in(&self, tx: &mut WriteTx, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
+        let now = now_ms();
+        // Published rows, the common case, take two statements per chunk
+        // whatever their number; dead letters (rare) one row at a time.
+        let published: Vec<(i64, String)> = outcomes
+            .iter()
+            .filter_map(|(row, outcome)| match outcome {
+                Outcome::Published(d) => Some((
+                    row.id,
+                    serde_json::to_string(d).expect("deliveries serialise"),
+                )),
+                Outcome::Dead { .. } => None,
+            })
+            .collect();
+        for chunk in published.chunks(256) {
+            // A replayed dead letter that now succeeds is resolved.
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "UPDATE dead_letters SET resolved_at = {}
+                 WHERE resolved_at IS NULL AND inbox_id IN ({})",
+                p.p(),
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for (id, _) in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut **tx).await?;
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "UPDATE inbox SET status = 'published', finished_at = {},
+                    deliveries = v.column2, claimed_until = NULL
+                 FROM (VALUES {}) AS v WHERE inbox.id = v.column1",
+                p.p(),
+                p.values(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for (id, deliveries) in chunk {
+                q = q.bind(id).bind(deliveries);
+            }
+            q.execute(&mut **tx).await?;
+        }
         for (row, outcome) in outcomes {
-            let (status, deliveries) = match outcome {
-                Outcome::Published(d) => {
-                    // A replayed dead letter that now succeeds is resolved.
-                    sqlx::query(
-                        "UPDATE dead_letters SET resolved_at = $1
-                         WHERE inbox_id = $2 AND resolved_at IS NULL",
-                    )
-                    .bind(now)
-                    .bind(row.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    ("published", d)
-                }
-                Outcome::Dead { deliveries, letter } => {
-                    sqlx::query(
-                        "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
-                            topic, webhook_id, reason_code, reason, transform, transform_digest,
-                            created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                         ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
-                            reason = excluded.reason, transform = excluded.transform,
-                            transform_digest = excluded.transform_digest,
-                            created_at = excluded.created_at, resolved_at = NULL",
-                    )
-                    .bind(row.id)
-                    .bind(&row.connection_id)
-                    .bind(&row.workspace_id)
-                    .bind(&row.brand_id)
-                    .bind(&row.topic)
-                    .bind(&row.webhook_id)
-                    .bind(&letter.reason_code)
-                    .bind(&letter.reason)
-                    .bind(&letter.transform)
-                    .bind(&letter.transform_digest)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    ("dead", deliveries)
-                }
+            let Outcome::Dead { deliveries, letter } = outcome else {
+                continue;
             };
             sqlx::query(
-                "UPDATE inbox SET status = $1, finished_at = $2, deliveries = $3, claimed_until = NULL
-                 WHERE id = $4",
+                "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
+                    topic, webhook_id, reason_code, reason, transform, transform_digest,
+                    created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
+                    reason = excluded.reason, transform = excluded.transform,
+                    transform_digest = excluded.transform_digest,
+                    created_at = excluded.created_at, resolved_at = NULL",
             )
-            .bind(status)
+            .bind(row.id)
+            .bind(&row.connection_id)
+            .bind(&row.workspace_id)
+            .bind(&row.brand_id)
+            .bind(&row.topic)
+            .bind(&row.webhook_id)
+            .bind(&letter.reason_code)
+            .bind(&letter.reason)
+            .bind(&letter.transform)
+            .bind(&letter.transform_digest)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE inbox SET status = 'dead', finished_at = $1, deliveries = $2,
+                    claimed_until = NULL
+                 WHERE id = $3",
+            )
             .bind(now)
             .bind(serde_json::to_string(deliveries).expect("deliveries serialise"))
             .bind(row.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -746,33 +944,55 @@ impl Store {
     /// Appends records to the event log. An event id already logged (a retry
     /// after a crash) is not appended twice; its first position is returned.
     pub async fn append_events(&self, records: &[crate::publish::Record]) -> Result<Vec<Delivery>> {
-        let now = now_ms();
         let mut tx = self.serial_tx().await?;
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            let event_id = r.event_id.to_string();
-            let headers = serde_json::to_string(&r.headers).expect("headers serialise");
-            let payload = std::str::from_utf8(&r.payload)
-                .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
-            let seq: Option<i64> = sqlx::query_scalar(
+        let out = self.append_events_in(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn append_events_in(
+        &self,
+        tx: &mut WriteTx,
+        records: &[crate::publish::Record],
+    ) -> Result<Vec<Delivery>> {
+        let now = now_ms();
+        let event_ids: Vec<String> = records.iter().map(|r| r.event_id.to_string()).collect();
+        let mut seqs: std::collections::HashMap<String, i64> =
+            std::collections::HashMap::with_capacity(records.len());
+        // One multi-row INSERT per chunk; rows take their sequence numbers
+        // in VALUES order, which keeps the batch's order in the log.
+        for (chunk, ids) in records.chunks(128).zip(event_ids.chunks(128)) {
+            let mut p = Params::new(self.backend);
+            let sql = format!(
                 "INSERT INTO events (event_id, topic, key, headers, payload, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (event_id) DO NOTHING RETURNING seq",
-            )
-            .bind(&event_id)
-            .bind(&r.topic)
-            .bind(&r.key)
-            .bind(headers)
-            .bind(payload)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let seq = match seq {
-                Some(seq) => seq,
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
+                p.values(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for (r, id) in chunk.iter().zip(ids) {
+                let payload = std::str::from_utf8(&r.payload)
+                    .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
+                q = q
+                    .bind(id)
+                    .bind(&r.topic)
+                    .bind(&r.key)
+                    .bind(serde_json::to_string(&r.headers).expect("headers serialise"))
+                    .bind(payload)
+                    .bind(now);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
+                seqs.insert(row.try_get(1)?, row.try_get(0)?);
+            }
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for (r, event_id) in records.iter().zip(&event_ids) {
+            // Logged before (a retry after a crash): its first position.
+            let seq = match seqs.get(event_id) {
+                Some(&seq) => seq,
                 None => {
                     sqlx::query_scalar("SELECT seq FROM events WHERE event_id = $1")
-                        .bind(&event_id)
-                        .fetch_one(&mut *tx)
+                        .bind(event_id)
+                        .fetch_one(&mut **tx)
                         .await?
                 }
             };
@@ -782,7 +1002,6 @@ impl Store {
                 offset: seq,
             });
         }
-        tx.commit().await?;
         Ok(out)
     }
 
@@ -1096,6 +1315,71 @@ pub struct TransformInfo {
 }
 
 /// Every column `InboxRow` has, for `inbox_row_from`.
+/// Webhooks per INSERT statement at most: 14 parameters each stays far
+/// below SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
+const INSERT_CHUNK_MAX: usize = 256;
+
+/// The INSERT for `n` webhooks (`n` a power of two up to
+/// `INSERT_CHUNK_MAX`), built once per size and backend.
+fn insert_webhooks_sql(backend: Backend, n: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<Vec<String>>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let all = SQL[backend as usize].get_or_init(|| {
+        (0..=INSERT_CHUNK_MAX.ilog2())
+            .map(|k| {
+                format!(
+                    "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, \
+                     webhook_id, topic, shop_domain, api_version, triggered_at, \
+                     shopify_event_id, trace_id, headers, body, received_at) VALUES {} \
+                     ON CONFLICT (connection_id, webhook_id) DO NOTHING \
+                     RETURNING id, connection_id, webhook_id",
+                    Params::new(backend).values(1 << k, 14)
+                )
+            })
+            .collect()
+    });
+    &all[n.ilog2() as usize]
+}
+
+/// Parameter placeholders in the order they appear in a statement:
+/// anonymous `?` on SQLite, `$1`, `$2`, … on PostgreSQL. sqlx's SQLite
+/// driver looks each numbered name up again through a linear list, which
+/// made binding a few hundred `$n` parameters cost more than the insert
+/// itself; statements with many parameters use this instead.
+struct Params {
+    backend: Backend,
+    next: usize,
+}
+
+impl Params {
+    fn new(backend: Backend) -> Self {
+        Self { backend, next: 1 }
+    }
+
+    /// The next placeholder.
+    fn p(&mut self) -> String {
+        let n = self.next;
+        self.next += 1;
+        match self.backend {
+            Backend::Sqlite => "?".into(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
+
+    /// `count` placeholders separated by commas.
+    fn list(&mut self, count: usize) -> String {
+        (0..count).map(|_| self.p()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `rows` parenthesised tuples of `cols` placeholders.
+    fn values(&mut self, rows: usize, cols: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(cols)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 const INBOX_COLUMNS: &str = "id, connection_id, provider, workspace_id, brand_id, webhook_id,
     topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers, body,
     received_at, attempts";
