@@ -45,7 +45,12 @@ pub fn build(root: &Path, packages: &[&str]) -> PathBuf {
     // Guests ship inside the host binary and are loaded per process: keep
     // them small (no DWARF) whatever the workspace's release profile says.
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        // One optimisation unit across the guest and its dependencies
+        // (serde_json above all): measurably faster transforms for a few
+        // more seconds of build.
+        .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
     let status = cmd
         .status()
         .expect("failed to run cargo to build the guest components");
