@@ -70,6 +70,30 @@ fn bench_backend(
             })
         })
     });
+    // Per webhook, 32 in one `insert_webhooks` call: the intake's group
+    // commit under load (one transaction, one fsync for the lot).
+    group.bench_function(format!("group_32/{}", sample.name), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(32);
+                    let ids: Vec<String> = (0..n).map(|_| webhook_id()).collect();
+                    let headers: Vec<_> =
+                        ids.iter().map(|id| common::headers(&sample, id)).collect();
+                    let rows: Vec<_> = ids
+                        .iter()
+                        .zip(&headers)
+                        .map(|(id, h)| common::new_webhook(conn, &sample, id, h))
+                        .collect();
+                    store.insert_webhooks(&rows).await.expect("insert");
+                    left -= n;
+                }
+                start.elapsed()
+            })
+        })
+    });
     group.finish();
 }
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""What SQLite itself costs on this machine for the inbox's write pattern,
+with no gateway, no sqlx and no HTTP: the floor under `ionflux-gateway bench`.
+
+    python3 tests/scripts/sqlite_floor.py
+
+Python's sqlite3 module adds little per statement, so these are close to
+what the library and the disk give. The table and indexes mirror
+migrations/sqlite (the inbox's columns, its unique key and its three
+partial indexes on pending rows). Used in BENCHMARKS.md.
+"""
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+
+ROWS = 12_800
+HEADERS = '{"x-shopify-topic":"orders/create","x-shopify-shop-domain":"a.myshopify.com"}' * 3
+
+
+def open_db(path, sync):
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={sync}")
+    db.execute(
+        """CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, connection_id TEXT,
+        provider TEXT, workspace_id TEXT, brand_id TEXT, webhook_id TEXT, topic TEXT,
+        shop_domain TEXT, api_version TEXT, triggered_at TEXT, shopify_event_id TEXT,
+        trace_id TEXT, headers TEXT, body BLOB, received_at INTEGER,
+        status TEXT DEFAULT 'pending', next_attempt_at INTEGER DEFAULT 0,
+        attempts INTEGER DEFAULT 0, claimed_until INTEGER,
+        UNIQUE (connection_id, webhook_id))"""
+    )
+    db.execute("CREATE INDEX a ON inbox (next_attempt_at, id) WHERE status = 'pending'")
+    db.execute("CREATE INDEX b ON inbox (brand_id, id) WHERE status = 'pending'")
+    db.execute("CREATE INDEX c ON inbox (id) WHERE status = 'pending'")
+    return db
+
+
+def insert(sync, group, body_size):
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        db = open_db(os.path.join(d, "floor.db"), sync)
+        body = os.urandom(body_size)
+        started = time.perf_counter()
+        for _ in range(ROWS // group):
+            rows = [
+                ("conn-1", "shopify", "ws", f"brand-{i % 8}", str(uuid.uuid4()),
+                 "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
+                 uuid.uuid4().hex, HEADERS, body, 1)
+                for i in range(group)
+            ]
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,"
+                " topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,"
+                " headers, body, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            db.execute("COMMIT")
+        per_row = (time.perf_counter() - started) / ROWS * 1e6
+        print(f"insert  synchronous={sync:<6} group={group:<4} body={body_size:>5} B: "
+              f"{per_row:6.1f} µs/row  ({1e6 / per_row:8.0f} rows/s)")
+
+
+def update(body_size):
+    """A claim-like UPDATE of two small columns, 256 rows per transaction."""
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        db = open_db(os.path.join(d, "floor.db"), "FULL")
+        body = os.urandom(body_size)
+        db.execute("BEGIN")
+        for i in range(ROWS):
+            db.execute("INSERT INTO inbox (connection_id, webhook_id, body) VALUES ('c', ?, ?)",
+                       (str(i), body))
+        db.execute("COMMIT")
+        started = time.perf_counter()
+        for first in range(1, ROWS + 1, 256):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE inbox SET claimed_until = 123456789, attempts = attempts + 1"
+                       " WHERE id BETWEEN ? AND ?", (first, first + 255))
+            db.execute("COMMIT")
+        per_row = (time.perf_counter() - started) / ROWS * 1e6
+        print(f"update  small columns of a row with a {body_size:>5} B body: {per_row:6.1f} µs/row")
+
+
+if __name__ == "__main__":
+    print(f"sqlite {sqlite3.sqlite_version}, {ROWS} rows per line, in {os.getcwd()}")
+    insert("FULL", 32, 6000)
+    insert("FULL", 256, 6000)
+    insert("NORMAL", 32, 6000)
+    insert("OFF", 256, 6000)
+    insert("FULL", 32, 100)
+    update(6000)
+    update(100)
