@@ -359,6 +359,15 @@ impl Dispatcher {
             verdicts.push(verdict);
         }
 
+        // Bookkeeping only: losing a shadow count must not hold up delivery.
+        // Recorded before the rows finish, so that a finished row's shadow
+        // result is always visible (a crash in between counts it twice).
+        if !shadow_runs.is_empty()
+            && let Err(e) = self.store.record_shadow_runs(&shadow_runs).await
+        {
+            warn!(error = %e, "shadow results not recorded");
+        }
+
         // One send for the whole batch, in order.
         let mut batch: Vec<Record> = Vec::new();
         let mut spans = Vec::with_capacity(verdicts.len());
@@ -371,6 +380,10 @@ impl Dispatcher {
             }
             spans.push(start..batch.len());
         }
+        // The embedded event log lives in the inbox's database: the records
+        // are appended in the transaction that then records the rows'
+        // outcomes, one write turn and one commit instead of two.
+        let mut log_tx = None;
         let results = if batch.is_empty() {
             Vec::new()
         } else {
@@ -381,7 +394,28 @@ impl Dispatcher {
                 publish.follows_from(row_span);
             }
             let started = Instant::now();
-            let results = self.sink.send(&batch).instrument(publish).await;
+            let results = match &*self.sink {
+                Sink::Log(log) => {
+                    let appended = async {
+                        let mut tx = log.event_log_tx().await?;
+                        let deliveries = log.append_events_in(&mut tx, &batch).await?;
+                        Ok::<_, store::StoreError>((tx, deliveries))
+                    }
+                    .instrument(publish)
+                    .await;
+                    match appended {
+                        Ok((tx, deliveries)) => {
+                            log_tx = Some((log, tx));
+                            deliveries.into_iter().map(Ok).collect()
+                        }
+                        Err(e) => batch
+                            .iter()
+                            .map(|_| Err(PublishError::Transient(e.to_string())))
+                            .collect(),
+                    }
+                }
+                Sink::Kafka(_) => self.sink.send(&batch).instrument(publish).await,
+            };
             // Each row's records are one range of the batch: events, or its
             // dead-letter copy.
             let acked = |range: std::ops::Range<usize>| {
@@ -465,16 +499,14 @@ impl Dispatcher {
                 }
             }
         }
-        // Bookkeeping only: losing a shadow count must not hold up delivery.
-        // Recorded before the rows finish, so that a finished row's shadow
-        // result is always visible (a crash in between counts it twice).
-        if !shadow_runs.is_empty()
-            && let Err(e) = self.store.record_shadow_runs(&shadow_runs).await
-        {
-            warn!(error = %e, "shadow results not recorded");
+        if let Some((log, mut tx)) = log_tx {
+            // Appended and recorded together, or neither (a retry).
+            log.finish_in(&mut tx, &finished).await?;
+            tx.commit().await?;
+        } else if !finished.is_empty() {
+            self.store.finish(&finished).await?;
         }
         if !finished.is_empty() {
-            self.store.finish(&finished).await?;
             // Counted once recorded: a crash before this retries the rows,
             // and they are counted then.
             let now = store::now_ms();

@@ -799,7 +799,13 @@ impl Store {
         tx.commit().await
     }
 
-    async fn finish_in(&self, tx: &mut WriteTx, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
+    /// `finish` inside a transaction of the caller's (the event-log sink's,
+    /// so that appending and recording commit together).
+    pub(crate) async fn finish_in(
+        &self,
+        tx: &mut WriteTx,
+        outcomes: &[(&InboxRow, Outcome)],
+    ) -> Result<()> {
         let now = now_ms();
         // Published rows, the common case, take two statements per chunk
         // whatever their number; dead letters (rare) one row at a time.
@@ -950,7 +956,13 @@ impl Store {
         Ok(out)
     }
 
-    async fn append_events_in(
+    /// A transaction for appending to the event log (and, in it, recording
+    /// the outcomes with `finish_in`).
+    pub(crate) async fn event_log_tx(&self) -> Result<WriteTx> {
+        self.serial_tx().await
+    }
+
+    pub(crate) async fn append_events_in(
         &self,
         tx: &mut WriteTx,
         records: &[crate::publish::Record],
