@@ -383,9 +383,8 @@ impl Dispatcher {
         // The embedded event log lives in the inbox's database: the records
         // are appended in the transaction that then records the rows'
         // outcomes, one write turn and one commit instead of two.
-        let mut log_tx = None;
-        let results = if batch.is_empty() {
-            Vec::new()
+        let (results, log_tx) = if batch.is_empty() {
+            (Vec::new(), None)
         } else {
             // The batch serves many rows (many traces): linked to each
             // rather than a child of one.
@@ -394,28 +393,8 @@ impl Dispatcher {
                 publish.follows_from(row_span);
             }
             let started = Instant::now();
-            let results = match &*self.sink {
-                Sink::Log(log) => {
-                    let appended = async {
-                        let mut tx = log.event_log_tx().await?;
-                        let deliveries = log.append_events_in(&mut tx, &batch).await?;
-                        Ok::<_, store::StoreError>((tx, deliveries))
-                    }
-                    .instrument(publish)
-                    .await;
-                    match appended {
-                        Ok((tx, deliveries)) => {
-                            log_tx = Some((log, tx));
-                            deliveries.into_iter().map(Ok).collect()
-                        }
-                        Err(e) => batch
-                            .iter()
-                            .map(|_| Err(PublishError::Transient(e.to_string())))
-                            .collect(),
-                    }
-                }
-                Sink::Kafka(_) => self.sink.send(&batch).instrument(publish).await,
-            };
+            let (results, uncommitted) =
+                self.sink.send_uncommitted(&batch).instrument(publish).await;
             // Each row's records are one range of the batch: events, or its
             // dead-letter copy.
             let acked = |range: std::ops::Range<usize>| {
@@ -434,7 +413,7 @@ impl Dispatcher {
                 acked_events,
                 acked_all - acked_events,
             );
-            results
+            (results, uncommitted)
         };
 
         let mut finished = Vec::new();
@@ -499,10 +478,10 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some((log, mut tx)) = log_tx {
+        if let Some(mut log) = log_tx {
             // Appended and recorded together, or neither (a retry).
-            log.finish_in(&mut tx, &finished).await?;
-            tx.commit().await?;
+            log.store.finish_in(&mut log.tx, &finished).await?;
+            log.tx.commit().await?;
         } else if !finished.is_empty() {
             self.store.finish(&finished).await?;
         }

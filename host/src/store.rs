@@ -592,11 +592,12 @@ impl Store {
         // Multi-row statements: one round trip to the database per chunk
         // instead of per webhook. Chunks are powers of two so that only a
         // handful of distinct statements are ever prepared and cached.
-        let mut ids: std::collections::HashMap<(&str, &str), i64> =
+        // (connection id, webhook id) of every row inserted, and its id.
+        let mut ids: std::collections::HashMap<(String, String), i64> =
             std::collections::HashMap::with_capacity(batch.len());
         let mut rest = batch;
         while !rest.is_empty() {
-            let n = 1usize << rest.len().min(INSERT_CHUNK_MAX).ilog2();
+            let n = 1usize << rest.len().min(ROWS_PER_STATEMENT).ilog2();
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let mut q = sqlx::query(insert_webhooks_sql(self.backend, n));
@@ -618,16 +619,9 @@ impl Store {
                     .bind(w.received_at);
             }
             // Only rows actually inserted come back, in no promised order:
-            // matched to the batch by their key.
+            // matched to the batch by their key below.
             for r in q.fetch_all(&mut *tx).await? {
-                let (id, connection_id, webhook_id): (i64, String, String) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                if let Some(w) = chunk
-                    .iter()
-                    .find(|w| w.connection.id == connection_id && w.webhook_id == webhook_id)
-                {
-                    ids.insert((&w.connection.id, w.webhook_id), id);
-                }
+                ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
             }
         }
         // The first occurrence of a key in the batch is the one inserted; a
@@ -635,11 +629,13 @@ impl Store {
         let mut out = Vec::with_capacity(batch.len());
         let mut seen = std::collections::HashSet::with_capacity(batch.len());
         for w in batch {
-            let key = (w.connection.id.as_str(), w.webhook_id);
-            let first = seen.insert(key);
-            out.push(match ids.get(&key) {
-                Some(&id) if first => Inserted::New(id),
-                Some(&id) => Inserted::Duplicate(id),
+            let first = seen.insert((w.connection.id.as_str(), w.webhook_id));
+            let inserted = ids
+                .get(&(w.connection.id.clone(), w.webhook_id.to_owned()))
+                .copied();
+            out.push(match inserted {
+                Some(id) if first => Inserted::New(id),
+                Some(id) => Inserted::Duplicate(id),
                 None => Inserted::Duplicate(
                     sqlx::query_scalar(
                         "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
@@ -714,7 +710,7 @@ impl Store {
             }
             ids.push(id);
         }
-        for chunk in ids.chunks(256) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::new(self.backend);
             let sql = format!(
                 "UPDATE inbox SET claimed_until = {}, attempts = attempts + 1 WHERE id IN ({})",
@@ -732,7 +728,7 @@ impl Store {
         // (leased brands, claimed), and reading some hundred kilobytes of
         // bodies inside the transaction would keep intake waiting for it.
         let mut claimed = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(256) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::new(self.backend);
             let sql = format!(
                 "SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({})",
@@ -819,7 +815,7 @@ impl Store {
                 Outcome::Dead { .. } => None,
             })
             .collect();
-        for chunk in published.chunks(256) {
+        for chunk in published.chunks(ROWS_PER_STATEMENT) {
             // A replayed dead letter that now succeeds is resolved.
             let mut p = Params::new(self.backend);
             let sql = format!(
@@ -947,22 +943,16 @@ impl Store {
 
     // ---- embedded event log ------------------------------------------------
 
-    /// Appends records to the event log. An event id already logged (a retry
-    /// after a crash) is not appended twice; its first position is returned.
-    pub async fn append_events(&self, records: &[crate::publish::Record]) -> Result<Vec<Delivery>> {
-        let mut tx = self.serial_tx().await?;
-        let out = self.append_events_in(&mut tx, records).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     /// A transaction for appending to the event log (and, in it, recording
     /// the outcomes with `finish_in`).
     pub(crate) async fn event_log_tx(&self) -> Result<WriteTx> {
         self.serial_tx().await
     }
 
-    pub(crate) async fn append_events_in(
+    /// Appends records to the event log in `tx`. An event id already logged
+    /// (a retry after a crash) is not appended twice; its first position is
+    /// returned.
+    pub(crate) async fn append_events(
         &self,
         tx: &mut WriteTx,
         records: &[crate::publish::Record],
@@ -973,7 +963,10 @@ impl Store {
             std::collections::HashMap::with_capacity(records.len());
         // One multi-row INSERT per chunk; rows take their sequence numbers
         // in VALUES order, which keeps the batch's order in the log.
-        for (chunk, ids) in records.chunks(128).zip(event_ids.chunks(128)) {
+        for (chunk, ids) in records
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(event_ids.chunks(ROWS_PER_STATEMENT))
+        {
             let mut p = Params::new(self.backend);
             let sql = format!(
                 "INSERT INTO events (event_id, topic, key, headers, payload, created_at)
@@ -1326,18 +1319,18 @@ pub struct TransformInfo {
     pub created_at: i64,
 }
 
-/// Every column `InboxRow` has, for `inbox_row_from`.
-/// Webhooks per INSERT statement at most: 14 parameters each stays far
+/// Rows per multi-row statement at most (an INSERT's VALUES, an IN list):
+/// at 14 parameters a row (the inbox's INSERT, the widest) this stays far
 /// below SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
-const INSERT_CHUNK_MAX: usize = 256;
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// The INSERT for `n` webhooks (`n` a power of two up to
-/// `INSERT_CHUNK_MAX`), built once per size and backend.
+/// `ROWS_PER_STATEMENT`), built once per size and backend.
 fn insert_webhooks_sql(backend: Backend, n: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<Vec<String>>; 2] =
         [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
     let all = SQL[backend as usize].get_or_init(|| {
-        (0..=INSERT_CHUNK_MAX.ilog2())
+        (0..=ROWS_PER_STATEMENT.ilog2())
             .map(|k| {
                 format!(
                     "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, \
@@ -1392,6 +1385,7 @@ impl Params {
     }
 }
 
+/// Every column `InboxRow` has, for `inbox_row_from`.
 const INBOX_COLUMNS: &str = "id, connection_id, provider, workspace_id, brand_id, webhook_id,
     topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers, body,
     received_at, attempts";
