@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ionflux_gateway::store::{ConnectionRow, Store};
+use ionflux_gateway::store::{Blob, ConnectionRow, Store};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -27,8 +27,9 @@ fn webhook_id() -> String {
 async fn insert(store: &Store, conn: &ConnectionRow, sample: &common::Sample) {
     let id = webhook_id();
     let headers = common::headers(sample, &id);
+    let body = Blob::encode(&sample.body);
     store
-        .insert_webhook(&common::new_webhook(conn, sample, &id, &headers))
+        .insert_webhook(&common::new_webhook(conn, sample, &id, &headers, &body))
         .await
         .expect("insert");
 }
@@ -82,10 +83,12 @@ fn bench_backend(
                     let ids: Vec<String> = (0..n).map(|_| webhook_id()).collect();
                     let headers: Vec<_> =
                         ids.iter().map(|id| common::headers(&sample, id)).collect();
+                    let bodies: Vec<_> = ids.iter().map(|_| Blob::encode(&sample.body)).collect();
                     let rows: Vec<_> = ids
                         .iter()
                         .zip(&headers)
-                        .map(|(id, h)| common::new_webhook(conn, &sample, id, h))
+                        .zip(&bodies)
+                        .map(|((id, h), body)| common::new_webhook(conn, &sample, id, h, body))
                         .collect();
                     store.insert_webhooks(&rows).await.expect("insert");
                     left -= n;

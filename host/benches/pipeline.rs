@@ -16,7 +16,7 @@ use ionflux_gateway::builtin;
 use ionflux_gateway::dispatch::input_of;
 use ionflux_gateway::event::{self, Topics, TransformId};
 use ionflux_gateway::publish::Sink;
-use ionflux_gateway::store::{ConnectionRow, Outcome, Store};
+use ionflux_gateway::store::{Blob, ConnectionRow, Outcome, Store};
 use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 
 struct Path {
@@ -38,12 +38,14 @@ impl Path {
             *next_id += 1;
             let id = format!("bench-{}-{next_id}", std::process::id());
             let headers = common::headers(&self.sample, &id);
+            let body = Blob::encode(&self.sample.body);
             self.store
                 .insert_webhook(&common::new_webhook(
                     &self.conn,
                     &self.sample,
                     &id,
                     &headers,
+                    &body,
                 ))
                 .await
                 .expect("insert");

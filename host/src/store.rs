@@ -20,8 +20,11 @@ use sqlx::{Executor, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+pub use blob::Blob;
+
 use crate::publish::Delivery;
 
+pub mod blob;
 pub mod oauth;
 mod secrets;
 
@@ -202,7 +205,8 @@ pub struct NewWebhook<'a> {
     pub shopify_event_id: Option<&'a str>,
     pub trace_id: &'a str,
     pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
+    /// Encoded by the caller (`Blob::encode`), before the write turn.
+    pub body: &'a Blob,
     pub received_at: i64,
 }
 
@@ -269,7 +273,7 @@ pub struct DeadLetterRow {
 }
 
 /// One record of the embedded event log.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub seq: i64,
     pub event_id: String,
@@ -378,11 +382,12 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let write_turn: Option<Arc<WriteTurn>> = (backend == Backend::Sqlite).then(Arc::default);
         Ok(Self {
             pool,
             backend,
             connections_changed: Arc::default(),
-            write_turn: (backend == Backend::Sqlite).then(Arc::default),
+            write_turn,
         })
     }
 
@@ -406,15 +411,28 @@ impl Store {
     /// fails at once with SQLITE_BUSY instead of waiting), so on SQLite it
     /// takes the write lock from its first statement.
     async fn write_tx(&self) -> Result<WriteTx> {
-        let turn = self.write_turn().await;
-        self.begin_write(turn).await
+        self.begin_write(false).await
     }
 
-    async fn begin_write(&self, turn: Option<Turn>) -> Result<WriteTx> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    /// A write transaction, taking the intake's turn or another's.
+    async fn begin_write(&self, intake: bool) -> Result<WriteTx> {
+        // The connection first, then the turn: a pool checkout and its
+        // liveness ping need not hold up every other writer. (Writers that
+        // wait hold a connection each; the one holding the turn has its
+        // own, so the pool cannot run dry under it.)
+        let conn = self.pool.acquire().await?;
+        let turn = match &self.write_turn {
+            Some(turn) if intake => Some(turn.intake().await),
+            Some(turn) => Some(turn.other().await),
+            None => None,
         };
+        let begin = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE".into()),
+            Backend::Postgres => None,
+        };
+        // `Pool::begin_with` would check the connection out after the
+        // turn; this is the same call on one already checked out.
+        let tx = sqlx::Transaction::begin(conn, begin).await?;
         Ok(WriteTx { tx, _turn: turn })
     }
 
@@ -444,13 +462,6 @@ impl Store {
     }
 
     /// SQL for the text of a top-level JSON field of a TEXT column.
-    fn json_text(&self, column: &str, field: &str) -> String {
-        match self.backend {
-            Backend::Sqlite => format!("json_extract({column}, '$.{field}')"),
-            Backend::Postgres => format!("(({column})::jsonb ->> '{field}')"),
-        }
-    }
-
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -584,11 +595,7 @@ impl Store {
         // the database in between would have had us acknowledge a webhook
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
-        let turn = match &self.write_turn {
-            Some(turn) => Some(turn.intake().await),
-            None => None,
-        };
-        let mut tx = self.begin_write(turn).await?;
+        let mut tx = self.begin_write(true).await?;
         // Multi-row statements: one round trip to the database per chunk
         // instead of per webhook. Chunks are powers of two so that only a
         // handful of distinct statements are ever prepared and cached.
@@ -615,7 +622,8 @@ impl Store {
                     .bind(w.shopify_event_id)
                     .bind(w.trace_id)
                     .bind(serde_json::to_string(w.headers).expect("headers serialise"))
-                    .bind(w.body)
+                    .bind(&w.body.bytes)
+                    .bind(w.body.encoding.as_str())
                     .bind(w.received_at);
             }
             // Only rows actually inserted come back, in no promised order:
@@ -624,26 +632,19 @@ impl Store {
                 ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
             }
         }
-        // The first occurrence of a key in the batch is the one inserted; a
-        // later one in the same batch, or a key stored before, is a duplicate.
         let mut out = Vec::with_capacity(batch.len());
-        let mut seen = std::collections::HashSet::with_capacity(batch.len());
-        for w in batch {
-            let first = seen.insert((w.connection.id.as_str(), w.webhook_id));
-            let inserted = ids
-                .get(&(w.connection.id.clone(), w.webhook_id.to_owned()))
-                .copied();
-            out.push(match inserted {
-                Some(id) if first => Inserted::New(id),
-                Some(id) => Inserted::Duplicate(id),
+        let keys = batch
+            .iter()
+            .map(|w| (w.connection.id.as_str(), w.webhook_id));
+        for (w, m) in batch.iter().zip(match_inserted(keys, &ids)) {
+            out.push(match m {
+                Some(inserted) => inserted,
                 None => Inserted::Duplicate(
-                    sqlx::query_scalar(
-                        "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2",
-                    )
-                    .bind(&w.connection.id)
-                    .bind(w.webhook_id)
-                    .fetch_one(&mut *tx)
-                    .await?,
+                    sqlx::query_scalar(STORED_WEBHOOK_ID_SQL)
+                        .bind(&w.connection.id)
+                        .bind(w.webhook_id)
+                        .fetch_one(&mut *tx)
+                        .await?,
                 ),
             });
         }
@@ -750,11 +751,12 @@ impl Store {
     /// Extends every brand lease `owner` holds: the heartbeat of a batch
     /// that takes longer than a lease (a slow broker).
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
         let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE brand_leases SET lease_until = $1 WHERE owner = $2")
             .bind(now_ms() + lease.as_millis() as i64)
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected())
     }
@@ -762,10 +764,11 @@ impl Store {
     /// Gives back every brand lease `owner` holds, once its batch is
     /// recorded, so that any replica may take those brands next.
     pub async fn release_leases(&self, owner: &str) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
         let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM brand_leases WHERE owner = $1")
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
@@ -955,54 +958,59 @@ impl Store {
     pub(crate) async fn append_events(
         &self,
         tx: &mut WriteTx,
-        records: &[crate::publish::Record],
+        records: &LogRecords<'_>,
     ) -> Result<Vec<Delivery>> {
         let now = now_ms();
-        let event_ids: Vec<String> = records.iter().map(|r| r.event_id.to_string()).collect();
         let mut seqs: std::collections::HashMap<String, i64> =
-            std::collections::HashMap::with_capacity(records.len());
+            std::collections::HashMap::with_capacity(records.rows.len());
         // One multi-row INSERT per chunk; rows take their sequence numbers
         // in VALUES order, which keeps the batch's order in the log.
-        for (chunk, ids) in records
-            .chunks(ROWS_PER_STATEMENT)
-            .zip(event_ids.chunks(ROWS_PER_STATEMENT))
-        {
+        for chunk in records.rows.chunks(ROWS_PER_STATEMENT) {
             let mut p = Params::new(self.backend);
             let sql = format!(
-                "INSERT INTO events (event_id, topic, key, headers, payload, created_at)
+                "INSERT INTO events (event_id, topic, key, headers, payload, payload_zstd,
+                    workspace_id, created_at)
                  VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
-                p.values(chunk.len(), 6)
+                p.values(chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
-            for (r, id) in chunk.iter().zip(ids) {
-                let payload = std::str::from_utf8(&r.payload)
-                    .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
+            for row in chunk {
+                let (text, zstd) = match row.payload.encoding {
+                    blob::Encoding::Identity => (
+                        // Checked to be UTF-8 when the rows were made.
+                        std::str::from_utf8(&row.payload.bytes).unwrap_or_default(),
+                        None,
+                    ),
+                    blob::Encoding::Zstd => ("", Some(row.payload.bytes.as_slice())),
+                };
                 q = q
-                    .bind(id)
-                    .bind(&r.topic)
-                    .bind(&r.key)
-                    .bind(serde_json::to_string(&r.headers).expect("headers serialise"))
-                    .bind(payload)
+                    .bind(row.event_id.as_str())
+                    .bind(&row.record.topic)
+                    .bind(&row.record.key)
+                    .bind(row.headers.as_str())
+                    .bind(text)
+                    .bind(zstd)
+                    .bind(row.workspace_id)
                     .bind(now);
             }
-            for row in q.fetch_all(&mut **tx).await? {
-                seqs.insert(row.try_get(1)?, row.try_get(0)?);
+            for r in q.fetch_all(&mut **tx).await? {
+                seqs.insert(r.try_get(1)?, r.try_get(0)?);
             }
         }
-        let mut out = Vec::with_capacity(records.len());
-        for (r, event_id) in records.iter().zip(&event_ids) {
+        let mut out = Vec::with_capacity(records.rows.len());
+        for row in &records.rows {
             // Logged before (a retry after a crash): its first position.
-            let seq = match seqs.get(event_id) {
+            let seq = match seqs.get(&row.event_id) {
                 Some(&seq) => seq,
                 None => {
                     sqlx::query_scalar("SELECT seq FROM events WHERE event_id = $1")
-                        .bind(event_id)
+                        .bind(row.event_id.as_str())
                         .fetch_one(&mut **tx)
                         .await?
                 }
             };
             out.push(Delivery {
-                topic: r.topic.clone(),
+                topic: row.record.topic.clone(),
                 partition: 0,
                 offset: seq,
             });
@@ -1012,25 +1020,29 @@ impl Store {
 
     /// Events after `after_seq`, oldest first.
     pub async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<LoggedEvent>> {
-        Ok(sqlx::query_as(
-            "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
         .bind(after_seq)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?
+        .iter()
+        .map(logged_event_from)
+        .collect()
     }
 
     /// The newest `limit` events, oldest first.
     pub async fn events_tail(&self, limit: i64) -> Result<Vec<LoggedEvent>> {
-        let mut events: Vec<LoggedEvent> = sqlx::query_as(
-            "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events ORDER BY seq DESC LIMIT $1",
-        )
+        let mut events = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
+        .await?
+        .iter()
+        .map(logged_event_from)
+        .collect::<Result<Vec<_>>>()?;
         events.reverse();
         Ok(events)
     }
@@ -1320,9 +1332,35 @@ pub struct TransformInfo {
 }
 
 /// Rows per multi-row statement at most (an INSERT's VALUES, an IN list):
-/// at 14 parameters a row (the inbox's INSERT, the widest) this stays far
+/// at 15 parameters a row (the inbox's INSERT, the widest) this stays far
 /// below SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 256;
+
+/// The id of a webhook stored before, by the inbox's unique key.
+const STORED_WEBHOOK_ID_SQL: &str =
+    "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2";
+
+/// Matches a batch's keys (connection id, webhook id), in order, to the rows
+/// its INSERT returned (`inserted`, by key): the first occurrence of a key
+/// is `New` if it was inserted; a later one in the same batch is a
+/// `Duplicate` of it; `None` is a key stored before the batch, whose id the
+/// caller looks up.
+fn match_inserted<'a>(
+    keys: impl Iterator<Item = (&'a str, &'a str)>,
+    inserted: &std::collections::HashMap<(String, String), i64>,
+) -> Vec<Option<Inserted>> {
+    let mut seen = std::collections::HashSet::new();
+    keys.map(|key| {
+        let first = seen.insert(key);
+        let id = inserted.get(&(key.0.to_owned(), key.1.to_owned())).copied();
+        match id {
+            Some(id) if first => Some(Inserted::New(id)),
+            Some(id) => Some(Inserted::Duplicate(id)),
+            None => None,
+        }
+    })
+    .collect()
+}
 
 /// The INSERT for `n` webhooks (`n` a power of two up to
 /// `ROWS_PER_STATEMENT`), built once per size and backend.
@@ -1335,10 +1373,11 @@ fn insert_webhooks_sql(backend: Backend, n: usize) -> &'static str {
                 format!(
                     "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, \
                      webhook_id, topic, shop_domain, api_version, triggered_at, \
-                     shopify_event_id, trace_id, headers, body, received_at) VALUES {} \
+                     shopify_event_id, trace_id, headers, body, body_encoding, received_at) \
+                     VALUES {} \
                      ON CONFLICT (connection_id, webhook_id) DO NOTHING \
                      RETURNING id, connection_id, webhook_id",
-                    Params::new(backend).values(1 << k, 14)
+                    Params::new(backend).values(1 << k, 15)
                 )
             })
             .collect()
@@ -1388,7 +1427,7 @@ impl Params {
 /// Every column `InboxRow` has, for `inbox_row_from`.
 const INBOX_COLUMNS: &str = "id, connection_id, provider, workspace_id, brand_id, webhook_id,
     topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers, body,
-    received_at, attempts";
+    body_encoding, received_at, attempts";
 
 /// An inbox row as the dispatcher sees it, from a query that selected
 /// `INBOX_COLUMNS`.
@@ -1410,10 +1449,73 @@ fn inbox_row_from(r: &AnyRow) -> Result<InboxRow> {
         shopify_event_id: r.try_get("shopify_event_id")?,
         trace_id: r.try_get("trace_id")?,
         headers,
-        body: r.try_get("body")?,
+        body: Blob::decode(
+            &r.try_get::<String, _>("body_encoding")?,
+            r.try_get("body")?,
+        )?,
         received_at: r.try_get("received_at")?,
         attempts: r.try_get("attempts")?,
     })
+}
+
+/// Every column `LoggedEvent` is made from, for `logged_event_from`.
+const EVENT_COLUMNS: &str = "seq, event_id, topic, key, headers, payload, payload_zstd, created_at";
+
+fn logged_event_from(r: &AnyRow) -> Result<LoggedEvent> {
+    let payload = match r.try_get::<Option<Vec<u8>>, _>("payload_zstd")? {
+        Some(frame) => String::from_utf8(Blob::decode(blob::Encoding::Zstd.as_str(), frame)?)
+            .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?,
+        None => r.try_get("payload")?,
+    };
+    Ok(LoggedEvent {
+        seq: r.try_get("seq")?,
+        event_id: r.try_get("event_id")?,
+        topic: r.try_get("topic")?,
+        key: r.try_get("key")?,
+        headers: r.try_get("headers")?,
+        payload,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Records made ready for the event log before the write turn is taken:
+/// payloads compressed and headers serialised, so that the transaction
+/// itself only moves bytes.
+pub(crate) struct LogRecords<'a> {
+    rows: Vec<LogRow<'a>>,
+}
+
+struct LogRow<'a> {
+    record: &'a crate::publish::Record,
+    event_id: String,
+    headers: String,
+    payload: Blob,
+    workspace_id: Option<&'a str>,
+}
+
+impl<'a> LogRecords<'a> {
+    pub(crate) fn encode(records: &'a [crate::publish::Record]) -> Result<Self> {
+        let rows = records
+            .iter()
+            .map(|r| {
+                // Readers get the payload back as text.
+                std::str::from_utf8(&r.payload)
+                    .map_err(|e| StoreError::Corrupt(format!("event payload is not UTF-8: {e}")))?;
+                Ok(LogRow {
+                    record: r,
+                    event_id: r.event_id.to_string(),
+                    headers: serde_json::to_string(&r.headers).expect("headers serialise"),
+                    payload: Blob::encode(&r.payload),
+                    workspace_id: r
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k == "workspace_id")
+                        .map(|(_, v)| v.as_str()),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { rows })
+    }
 }
 
 /// sqlx opens an existing SQLite file only, unless told it may create one.
@@ -1553,27 +1655,27 @@ impl Store {
         .await?)
     }
 
-    /// Events of one workspace after `after_seq`, oldest first. The log has
-    /// no workspace column; the envelope's `workspace_id` is the host's own
-    /// (a transform cannot set it), so it is safe to filter on.
+    /// Events of one workspace after `after_seq`, oldest first. The column
+    /// is the envelope's `workspace_id`, which is the host's own (a
+    /// transform cannot set it), so it is safe to filter on.
     pub async fn workspace_events_after(
         &self,
         workspace: &str,
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<LoggedEvent>> {
-        let sql = format!(
-            "SELECT seq, event_id, topic, key, headers, payload, created_at
-             FROM events WHERE seq > $1 AND {} = $2
-             ORDER BY seq LIMIT $3",
-            self.json_text("payload", "workspace_id")
-        );
-        Ok(sqlx::query_as(&sql)
-            .bind(after_seq)
-            .bind(workspace)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND workspace_id = $2
+             ORDER BY seq LIMIT $3"
+        ))
+        .bind(after_seq)
+        .bind(workspace)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(logged_event_from)
+        .collect()
     }
 
     /// Unresolved dead letters of one workspace, oldest first.

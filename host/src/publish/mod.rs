@@ -69,8 +69,9 @@ impl Sink {
             Sink::Kafka(k) => (k.send(records).await, None),
             Sink::Log(store) => {
                 let appended = async {
+                    let rows = crate::store::LogRecords::encode(records)?;
                     let mut tx = store.event_log_tx().await?;
-                    let deliveries = store.append_events(&mut tx, records).await?;
+                    let deliveries = store.append_events(&mut tx, &rows).await?;
                     Ok::<_, crate::store::StoreError>((tx, deliveries))
                 }
                 .await;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{ConnectionRow, Result, Store, now_ms};
+use super::{Blob, ConnectionRow, Result, Store, now_ms};
 
 /// A stored install state; the state itself is never kept, only its sha256.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -779,9 +779,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             applied.purged_webhooks += sqlx::query(
-                "UPDATE inbox SET body = $1, headers = '[]'
+                "UPDATE inbox SET body = $1, body_encoding = 'identity', headers = '[]'
                  WHERE connection_id = $2 AND status != 'pending'
-                   AND (body != $3 OR headers != '[]')",
+                   AND (body != $3 OR body_encoding != 'identity' OR headers != '[]')",
             )
             .bind(&b"{}"[..])
             .bind(id)
@@ -803,12 +803,13 @@ impl Store {
     /// The body and headers of a stored webhook as they are now (for checks
     /// after a redaction).
     pub async fn inbox_body(&self, id: i64) -> Result<Option<(Vec<u8>, String)>> {
-        Ok(
-            sqlx::query_as("SELECT body, headers FROM inbox WHERE id = $1")
+        let row: Option<(Vec<u8>, String, String)> =
+            sqlx::query_as("SELECT body, body_encoding, headers FROM inbox WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
-                .await?,
-        )
+                .await?;
+        row.map(|(body, encoding, headers)| Ok((Blob::decode(&encoding, body)?, headers)))
+            .transpose()
     }
 }
 
