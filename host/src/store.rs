@@ -25,6 +25,8 @@ pub use blob::Blob;
 use crate::publish::Delivery;
 
 pub mod blob;
+mod checkpoint;
+mod intake_writer;
 pub mod oauth;
 mod secrets;
 
@@ -35,6 +37,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the connections of SQLite's own threads (`intake_writer`,
+    /// `checkpoint`).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start a database thread: {0}")]
+    Thread(std::io::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://…")]
@@ -70,6 +78,11 @@ pub struct Store {
     connections_changed: Arc<AtomicU64>,
     /// SQLite only: see `WriteTurn`.
     write_turn: Option<Arc<WriteTurn>>,
+    /// SQLite file databases: where `insert_webhooks` runs (see
+    /// `intake_writer`).
+    intake_writer: Option<Arc<intake_writer::IntakeWriter>>,
+    /// SQLite file databases: copies the WAL back (see `checkpoint`).
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// SQLite has one writer at a time. This process's writers take turns here
@@ -125,6 +138,16 @@ impl WriteTurn {
         let mark = IntakeMark::new(self);
         Turn {
             _guard: self.lock.clone().lock_owned().await,
+            _intake: Some(mark),
+        }
+    }
+
+    /// `intake`, for the SQLite intake writer's own thread (not a tokio
+    /// task, so it may block).
+    fn intake_blocking(self: &Arc<Self>) -> Turn {
+        let mark = IntakeMark::new(self);
+        Turn {
+            _guard: self.lock.clone().blocking_lock_owned(),
             _intake: Some(mark),
         }
     }
@@ -350,21 +373,21 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
+        // A SQLite file the gateway's own threads can open too.
+        let file = match backend {
+            Backend::Sqlite => intake_writer::file_of(&url),
+            Backend::Postgres => None,
+        };
+        let pragmas = sqlite_pragmas(file.is_some());
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     // SQLite has one writer at a time; more connections only
                     // queue on its lock.
                     .max_connections(max_connections.min(8))
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            // FULL: a webhook we acknowledged must survive
-                            // power loss, not only a process crash.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
+                            conn.execute(pragmas).await?;
                             Ok(())
                         })
                     })
@@ -383,11 +406,24 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let write_turn: Option<Arc<WriteTurn>> = (backend == Backend::Sqlite).then(Arc::default);
+        let (intake_writer, checkpointer) = match (&write_turn, &file) {
+            (Some(turn), Some(file)) => (
+                Some(Arc::new(intake_writer::IntakeWriter::open(
+                    file,
+                    pragmas,
+                    turn.clone(),
+                )?)),
+                Some(Arc::new(checkpoint::Checkpointer::start(file)?)),
+            ),
+            _ => (None, None),
+        };
         Ok(Self {
             pool,
             backend,
             connections_changed: Arc::default(),
             write_turn,
+            intake_writer,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -595,6 +631,9 @@ impl Store {
         // the database in between would have had us acknowledge a webhook
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
+        if let Some(writer) = &self.intake_writer {
+            return writer.insert(batch).await;
+        }
         let mut tx = self.begin_write(true).await?;
         // Multi-row statements: one round trip to the database per chunk
         // instead of per webhook. Chunks are powers of two so that only a
@@ -1515,6 +1554,19 @@ impl<'a> LogRecords<'a> {
             })
             .collect::<Result<_>>()?;
         Ok(Self { rows })
+    }
+}
+
+/// What every SQLite connection of the gateway sets. FULL: a webhook we
+/// acknowledged must survive power loss, not only a process crash. With
+/// `checkpointer`, WAL checkpoints are that thread's job alone.
+fn sqlite_pragmas(checkpointer: bool) -> &'static str {
+    if checkpointer {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;"
+    } else {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = ON;"
     }
 }
 

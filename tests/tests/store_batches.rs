@@ -273,3 +273,35 @@ async fn finishing_a_mixed_batch_records_every_outcome() {
     assert!(store.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(state("b").await.1, "published");
 }
+
+#[tokio::test]
+async fn a_failed_group_keeps_nothing_and_the_next_one_is_written() {
+    let (_db, store, conn) = store_with_connection().await;
+    let headers = Vec::new();
+    // A connection that is not stored: the inbox's foreign key refuses the
+    // group's second row, so the whole group is rolled back.
+    let mut gone = conn.clone();
+    gone.id = uuid::Uuid::new_v4().to_string();
+    let blobs = bodies(&["ok-1", "bad", "ok-2"]);
+    let group = vec![
+        webhook(&conn, "ok-1", &headers, &blobs[0]),
+        webhook(&gone, "bad", &headers, &blobs[1]),
+        webhook(&conn, "ok-2", &headers, &blobs[2]),
+    ];
+    assert!(store.insert_webhooks(&group).await.is_err());
+    assert!(
+        store
+            .claim("replica-a", 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing of a failed group is kept"
+    );
+    // The writer goes on: the same webhooks, without the bad one, are new.
+    let group = vec![
+        webhook(&conn, "ok-1", &headers, &blobs[0]),
+        webhook(&conn, "ok-2", &headers, &blobs[2]),
+    ];
+    let out = store.insert_webhooks(&group).await.unwrap();
+    assert!(out.iter().all(|o| matches!(o, Inserted::New(_))));
+}
