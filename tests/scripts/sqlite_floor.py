@@ -19,10 +19,14 @@ ROWS = 12_800
 HEADERS = '{"x-shopify-topic":"orders/create","x-shopify-shop-domain":"a.myshopify.com"}' * 3
 
 
-def open_db(path, sync):
+def open_db(path, sync, autocheckpoint=True):
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={sync}")
+    if not autocheckpoint:
+        # As the gateway's connections, whose checkpoints run on a thread of
+        # their own (host/src/store/checkpoint.rs); none runs here.
+        db.execute("PRAGMA wal_autocheckpoint=0")
     db.execute(
         """CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, connection_id TEXT,
         provider TEXT, workspace_id TEXT, brand_id TEXT, webhook_id TEXT, topic TEXT,
@@ -38,9 +42,9 @@ def open_db(path, sync):
     return db
 
 
-def insert(sync, group, body_size):
+def insert(sync, group, body_size, autocheckpoint=True):
     with tempfile.TemporaryDirectory(dir=".") as d:
-        db = open_db(os.path.join(d, "floor.db"), sync)
+        db = open_db(os.path.join(d, "floor.db"), sync, autocheckpoint)
         body = os.urandom(body_size)
         started = time.perf_counter()
         for _ in range(ROWS // group):
@@ -59,7 +63,8 @@ def insert(sync, group, body_size):
             )
             db.execute("COMMIT")
         per_row = (time.perf_counter() - started) / ROWS * 1e6
-        print(f"insert  synchronous={sync:<6} group={group:<4} body={body_size:>5} B: "
+        print(f"insert  synchronous={sync:<6} group={group:<4} body={body_size:>5} B"
+              f"{'' if autocheckpoint else ' (no checkpoints)'}: "
               f"{per_row:6.1f} µs/row  ({1e6 / per_row:8.0f} rows/s)")
 
 
@@ -90,5 +95,10 @@ if __name__ == "__main__":
     insert("NORMAL", 32, 6000)
     insert("OFF", 256, 6000)
     insert("FULL", 32, 100)
+    # A 6 KB Shopify body as the gateway stores it (zstd, host/src/store/blob.rs).
+    insert("FULL", 32, 1700)
+    insert("FULL", 32, 6000, autocheckpoint=False)
+    insert("FULL", 32, 1700, autocheckpoint=False)
     update(6000)
+    update(1700)
     update(100)
