@@ -18,21 +18,46 @@ step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# A CI run builds once from nothing: incremental caches would only cost disk
+# (about a quarter of target/), and CI machines share theirs.
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+
+# The broker's and the database's directories are this run's own unless the
+# caller names them; the run removes what it made, so repeated runs on one
+# machine don't pile up data directories (PostgreSQL's is ~700 MB by the end).
+made_dirs=()
+cleanup() {
+    bash tests/scripts/tansu.sh stop || true
+    [[ -n "${PG_DIR:-}" ]] && { bash tests/scripts/postgres.sh stop || true; }
+    if ((${#made_dirs[@]})); then
+        rm -rf -- "${made_dirs[@]}"
+    fi
+}
+trap cleanup EXIT
+
 step "broker: tansu"
 bash tests/scripts/install-tansu.sh
 
 export TANSU_PORT="${TANSU_PORT:-19092}"
-export TANSU_DIR="${TANSU_DIR:-$(mktemp -d /tmp/ionflux-tansu.XXXXXX)}"
+if [[ -z "${TANSU_DIR:-}" ]]; then
+    TANSU_DIR="$(mktemp -d /tmp/ionflux-tansu.XXXXXX)"
+    made_dirs+=("$TANSU_DIR")
+fi
+export TANSU_DIR
 bash tests/scripts/tansu.sh start
-trap 'bash tests/scripts/tansu.sh stop || true' EXIT
 bash tests/scripts/tansu.sh wait
 export IONFLUX_TEST_KAFKA_BROKERS="127.0.0.1:${TANSU_PORT}"
 
 step "database: postgresql"
 export PG_PORT="${PG_PORT:-15432}"
-export PG_DIR="${PG_DIR:-$(mktemp -d /tmp/ionflux-pg.XXXXXX)}"
+if [[ -z "${PG_DIR:-}" ]]; then
+    PG_DIR="$(mktemp -d /tmp/ionflux-pg.XXXXXX)"
+    made_dirs+=("$PG_DIR")
+fi
+export PG_DIR
 bash tests/scripts/postgres.sh start
-trap 'bash tests/scripts/tansu.sh stop || true; bash tests/scripts/postgres.sh stop || true' EXIT
 
 step "format and lints"
 cargo fmt --all --check

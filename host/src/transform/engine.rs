@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    StoreLimits, StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
+    ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -60,6 +60,10 @@ const MEMORY_KEEP_RESIDENT: usize = 4 << 20;
 /// Slots whose memory must be given back are decommitted this many at a
 /// time: one TLB shootdown across cores per batch instead of per call.
 const DECOMMIT_BATCH: usize = 32;
+/// Tries at instantiating while the pool reports itself full (see
+/// [`RuntimeInner::instantiate`]); the waits between them double from
+/// 50 µs, some 50 ms in all, far longer than a decommit batch takes.
+const POOL_BUSY_TRIES: u32 = 10;
 /// Budget for the trial instantiation at load: generous, since the first
 /// instantiation of new code may fault in pages, but still bounded.
 const TRIAL_CPU: Duration = Duration::from_secs(1);
@@ -259,6 +263,36 @@ impl RuntimeInner {
         store
     }
 
+    /// Instantiates `pre` in a store from `new_store`, a fresh one per try.
+    ///
+    /// `slots` admits no more live instances than the pool holds, yet the
+    /// pool can still refuse one: a slot another call just gave back may sit
+    /// in a decommit batch that its thread is flushing, neither free nor
+    /// queued where this thread's retry looks. That refusal lasts as long as
+    /// the flush, so it is waited out rather than turned into a dead letter
+    /// (or a rejected upload).
+    fn instantiate(
+        &self,
+        pre: &bindings::TransformPre<CallState>,
+        mut new_store: impl FnMut() -> Store<CallState>,
+    ) -> (Store<CallState>, wasmtime::Result<bindings::Transform>) {
+        let mut wait = Duration::from_micros(50);
+        for _ in 1..POOL_BUSY_TRIES {
+            let mut store = new_store();
+            match pre.instantiate(&mut store) {
+                Err(e) if e.chain().any(|e| e.is::<PoolConcurrencyLimitError>()) => {
+                    drop(store);
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                result => return (store, result),
+            }
+        }
+        let mut store = new_store();
+        let result = pre.instantiate(&mut store);
+        (store, result)
+    }
+
     /// Type-checking does not catch everything that makes instantiation
     /// fail (more memories or instances than a pool slot holds, a start
     /// function that traps). Finding out at upload beats dead-lettering
@@ -266,9 +300,11 @@ impl RuntimeInner {
     fn trial_instantiate(&self, transform: &TransformInner) -> Result<(), LoadError> {
         let _slot = self.slots.acquire();
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let log = GuestLog::new(transform, "", "", 0);
-        let mut store = self.new_store(&stderr, usize::MAX, TRIAL_CPU, "{}", log);
-        match transform.pre.instantiate(&mut store) {
+        let (_store, result) = self.instantiate(&transform.pre, || {
+            let log = GuestLog::new(transform, "", "", 0);
+            self.new_store(&stderr, usize::MAX, TRIAL_CPU, "{}", log)
+        });
+        match result {
             Ok(_) => Ok(()),
             Err(e) => Err(LoadError::WrongWorld(format!(
                 "the component can not be instantiated in the sandbox: {e:#}"
@@ -521,42 +557,39 @@ impl Transform {
         let slot = rt.slots.acquire();
 
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let log = GuestLog::new(
-            &self.inner,
-            input.workspace_id,
-            input.brand_id,
-            limits.log_lines,
-        );
-        let mut store = rt.new_store(&stderr, limits.memory_bytes, limits.cpu, config, log);
+        let (mut store, instance) = rt.instantiate(&self.inner.pre, || {
+            let log = GuestLog::new(
+                &self.inner,
+                input.workspace_id,
+                input.brand_id,
+                limits.log_lines,
+            );
+            rt.new_store(&stderr, limits.memory_bytes, limits.cpu, config, log)
+        });
 
-        let result = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| (e, true))
-            .and_then(|instance| {
-                let headers = input
-                    .headers
-                    .iter()
-                    .map(|(name, value)| wit::Header { name, value })
-                    .collect::<Vec<_>>();
-                let webhook = wit::Webhook {
-                    provider: input.provider,
-                    topic: input.topic,
-                    shop_domain: input.shop_domain,
-                    workspace_id: input.workspace_id,
-                    brand_id: input.brand_id,
-                    api_version: input.api_version,
-                    webhook_id: input.webhook_id,
-                    triggered_at: input.triggered_at,
-                    event_id: input.event_id,
-                    headers: &headers,
-                    body: input.body,
-                };
-                instance
-                    .call_transform(&mut store, webhook)
-                    .map_err(|e| (e, false))
-            });
+        let result = instance.map_err(|e| (e, true)).and_then(|instance| {
+            let headers = input
+                .headers
+                .iter()
+                .map(|(name, value)| wit::Header { name, value })
+                .collect::<Vec<_>>();
+            let webhook = wit::Webhook {
+                provider: input.provider,
+                topic: input.topic,
+                shop_domain: input.shop_domain,
+                workspace_id: input.workspace_id,
+                brand_id: input.brand_id,
+                api_version: input.api_version,
+                webhook_id: input.webhook_id,
+                triggered_at: input.triggered_at,
+                event_id: input.event_id,
+                headers: &headers,
+                body: input.body,
+            };
+            instance
+                .call_transform(&mut store, webhook)
+                .map_err(|e| (e, false))
+        });
 
         store.data().log.finish();
         let memory_refused = store.data().limiter.refused;
