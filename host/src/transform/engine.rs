@@ -171,6 +171,11 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
             .wasm_component_model(true);
+        // `perf record` then names guest functions (from /tmp/perf-PID.map)
+        // instead of showing anonymous JIT addresses.
+        if std::env::var_os("IONFLUX_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
 
         let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
