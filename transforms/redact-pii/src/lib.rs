@@ -47,7 +47,7 @@
 //! All optional; `{}` means the default list. Unknown settings are an error,
 //! so a typo does not silently leak data.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ionflux_guest::{Error, Event, Result, Webhook, shopify};
 use serde::Deserialize;
@@ -100,23 +100,46 @@ struct Config {
     keep_fields: Vec<String>,
 }
 
-/// The compiled field list: normalised keys removed anywhere, and
-/// normalised (parent, key) pairs. B-tree sets rather than hash sets: a
-/// `HashSet` seeds itself from `wasi:random`, an import this transform has
-/// no other reason to need.
+/// The compiled field list: normalised keys removed anywhere, and for each
+/// normalised parent the normalised keys removed inside it (a map of sets,
+/// so a lookup borrows the key rather than building a pair). B-trees rather
+/// than hash tables: a `HashSet` seeds itself from `wasi:random`, an import
+/// this transform has no other reason to need.
 #[derive(Debug, Default)]
 pub struct Rules {
-    anywhere: BTreeSet<String>,
-    in_parent: BTreeSet<(String, String)>,
+    anywhere: BTreeSet<Vec<u8>>,
+    in_parent: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>,
 }
 
 /// Shopify is snake_case, its GraphQL-shaped payloads camelCase; one
-/// comparison form covers both.
-fn normalize(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect()
+/// comparison form covers both. Bytes rather than a `String`: the form is
+/// only ever compared.
+fn normalize(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len());
+    normalize_into(key, &mut out);
+    out
+}
+
+/// [`normalize`] into a buffer the caller reuses: every key of every
+/// webhook goes through here, so it must not allocate per key. Shopify's
+/// keys are ASCII, which skips the Unicode case tables.
+fn normalize_into(key: &str, out: &mut Vec<u8>) {
+    out.clear();
+    if key.is_ascii() {
+        out.reserve(key.len());
+        for b in key.bytes() {
+            if b != b'_' && b != b'-' {
+                out.push(b.to_ascii_lowercase());
+            }
+        }
+    } else {
+        let lower: String = key
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        out.extend_from_slice(lower.as_bytes());
+    }
 }
 
 impl Rules {
@@ -126,7 +149,11 @@ impl Rules {
             let field = field.as_ref().trim();
             match field.split_once('.') {
                 Some((parent, key)) => {
-                    rules.in_parent.insert((normalize(parent), normalize(key)));
+                    rules
+                        .in_parent
+                        .entry(normalize(parent))
+                        .or_default()
+                        .insert(normalize(key));
                 }
                 None => {
                     rules.anywhere.insert(normalize(field));
@@ -139,11 +166,9 @@ impl Rules {
     /// The rules for the current route: defaults adjusted by its config.
     fn from_config() -> Result<Self> {
         let config: Config = ionflux_guest::config()?;
-        let keep: BTreeSet<String> = config
-            .keep_fields
-            .iter()
-            .map(|f| f.split('.').map(normalize).collect::<Vec<_>>().join("."))
-            .collect();
+        // `parent.key` entries compare part by part.
+        let entry = |f: &str| f.split('.').map(normalize).collect::<Vec<_>>().join(&b'.');
+        let keep: BTreeSet<Vec<u8>> = config.keep_fields.iter().map(|f| entry(f)).collect();
         let base: Vec<String> = match config.fields {
             Some(fields) => fields,
             None => DEFAULT_FIELDS.iter().map(|f| f.to_string()).collect(),
@@ -151,36 +176,48 @@ impl Rules {
         let fields = base
             .into_iter()
             .chain(config.extra_fields)
-            .filter(|f| !keep.contains(&f.split('.').map(normalize).collect::<Vec<_>>().join(".")));
+            .filter(|f| !keep.contains(&entry(f)));
         Ok(Rules::new(fields))
     }
 
-    fn removes(&self, parent: Option<&str>, key: &str) -> bool {
-        let key = normalize(key);
-        self.anywhere.contains(&key)
-            || parent.is_some_and(|p| self.in_parent.contains(&(p.to_owned(), key)))
+    /// `parent` and `key` are normalised.
+    fn removes(&self, parent: Option<&[u8]>, key: &[u8]) -> bool {
+        self.anywhere.contains(key)
+            || parent
+                .and_then(|p| self.in_parent.get(p))
+                .is_some_and(|keys| keys.contains(key))
     }
 
     /// Deletes matching keys from `value` in place; returns how many.
     /// Recursion depth is bounded by serde_json's parser (128 levels).
     pub fn redact(&self, value: &mut Value) -> usize {
-        self.redact_in(value, None)
+        self.redact_in(value, None, &mut Vec::new())
     }
 
-    fn redact_in(&self, value: &mut Value, parent: Option<&str>) -> usize {
+    /// `parent` is normalised; `key` is scratch space for normalising.
+    fn redact_in(&self, value: &mut Value, parent: Option<&[u8]>, key: &mut Vec<u8>) -> usize {
         match value {
             Value::Object(map) => {
                 let before = map.len();
-                map.retain(|k, _| !self.removes(parent, k));
+                map.retain(|k, _| {
+                    normalize_into(k, key);
+                    !self.removes(parent, key)
+                });
                 let mut removed = before - map.len();
                 for (k, v) in map.iter_mut() {
-                    removed += self.redact_in(v, Some(&normalize(k)));
+                    // Only containers have keys below them to match.
+                    if v.is_object() || v.is_array() {
+                        removed += self.redact_in(v, Some(&normalize(k)), key);
+                    }
                 }
                 removed
             }
             // Arrays are transparent: `addresses.name` means the name of
             // each address in the list.
-            Value::Array(items) => items.iter_mut().map(|v| self.redact_in(v, parent)).sum(),
+            Value::Array(items) => items
+                .iter_mut()
+                .map(|v| self.redact_in(v, parent, key))
+                .sum(),
             _ => 0,
         }
     }
@@ -356,6 +393,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, json!({ "zip": "K2H", "id": 1 }));
+    }
+
+    #[test]
+    fn non_ascii_keys_and_dotted_keeps_compare_normalised() {
+        let body = json!({
+            "Ém_ail": "a@b.c",
+            "customer": { "name": "Jo", "Straße": "x", "id": 1 },
+            "buyer": { "name": "Al" }
+        });
+        let out = testing::with_config(
+            r#"{"fields": ["émail", "straße", "customer.name", "buyer.name"], "keep_fields": ["Customer.Na-me"]}"#,
+            || run("orders/create", body.to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({ "customer": { "name": "Jo", "id": 1 }, "buyer": {} })
+        );
     }
 
     #[test]
