@@ -116,7 +116,7 @@ struct Metadata<'a> {
 }
 
 /// What a transform decided for one event, already validated: `kind` is a
-/// dotted suffix and `payload` is one JSON object.
+/// dotted suffix. `payload` should be one JSON object; the envelope checks.
 pub struct EventParts<'a> {
     pub kind: &'a str,
     pub schema_version: &'a str,
@@ -136,7 +136,16 @@ pub fn platform_record(
         "ionflux.{}.ws_{}.brand_{}.{}",
         row.provider, row.workspace_id, row.brand_id, parts.kind
     );
-    let payload_json: &RawValue = serde_json::from_slice(parts.payload)?;
+    // The one parse of a passed-through body (output validation leaves it
+    // to this): it must be one JSON object to be enveloped.
+    let payload_json: &RawValue = serde_json::from_slice(parts.payload).map_err(|e| {
+        serde::de::Error::custom(format_args!("the payload is not valid JSON: {e}"))
+    })?;
+    if !payload_json.get().starts_with('{') {
+        return Err(serde::de::Error::custom(
+            "the payload is JSON but not an object",
+        ));
+    }
     let envelope = PlatformEvent {
         event_id,
         event_type,
@@ -317,6 +326,29 @@ mod tests {
         assert_eq!(event_timestamp(&r), "2024-01-02T02:04:05.678Z");
         r.triggered_at = Some("yesterday".into());
         assert_eq!(event_timestamp(&r), "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn only_a_json_object_is_enveloped() {
+        let r = row();
+        let id = TransformId {
+            name: "shopify-default",
+            digest: "abc",
+        };
+        for (payload, why) in [
+            (&b"not json"[..], "not valid JSON"),
+            (b"[1]", "not an object"),
+            (b" \"x\"", "not an object"),
+            (b"{} {}", "not valid JSON"),
+        ] {
+            let parts = EventParts {
+                kind: "orders.created",
+                schema_version: "v1",
+                payload,
+            };
+            let err = platform_record(&r, &Topics::default(), &id, 0, &parts).unwrap_err();
+            assert!(err.to_string().contains(why), "{payload:?}: {err}");
+        }
     }
 
     #[test]

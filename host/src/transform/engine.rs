@@ -605,7 +605,7 @@ impl Transform {
         match result {
             Ok(Ok(events)) => {
                 let events = events.into_iter().map(from_wit).collect();
-                output::validate(events, input.body, limits)
+                output::validate(events, limits)
             }
             // The reason ends up in a dead-letter record: keep it bounded.
             Ok(Err(wit::TransformError::InvalidInput(why))) => {

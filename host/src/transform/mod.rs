@@ -131,7 +131,8 @@ pub struct Event {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// The webhook body, untouched; it has been checked to be a JSON object.
+    /// The webhook body, untouched. The envelope checks that it is a JSON
+    /// object (the guest cannot vouch for it).
     Unchanged,
     /// Bytes holding exactly one JSON object.
     Json(Vec<u8>),
