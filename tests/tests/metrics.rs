@@ -110,6 +110,9 @@ async fn metrics_count_intake_processing_and_publishing() {
     let _turn = TURN.lock().await;
     let gw = Gateway::start(Options::default()).await;
     let conn = gw.connect("metrics-shop.myshopify.com").await;
+    // redact-pii refuses a body that is not a JSON object: a transform error.
+    gw.route_brand(&conn, "orders/paid", "builtin:redact-pii", "{}")
+        .await;
     let (_, before) = scrape(&gw).await;
 
     let fresh = || Hook::shopify(&conn, "orders/create", "2024-01", ORDER);
@@ -129,9 +132,15 @@ async fn metrics_count_intake_processing_and_publishing() {
         ),
         // the same webhook id again
         (&good, 200),
-        // genuine, but the default transform cannot make an event of it
+        // genuine, but no event can be made of it: the default transform
+        // passes it through and the envelope refuses it
         (
             &Hook::shopify(&conn, "orders/create", "2024-01", b"not json"),
+            200,
+        ),
+        // the same, refused by the transform itself
+        (
+            &Hook::shopify(&conn, "orders/paid", "2024-01", b"not json"),
             200,
         ),
     ];
@@ -174,7 +183,7 @@ async fn metrics_count_intake_processing_and_publishing() {
         ),
         (
             "ionflux_transform_duration_seconds_count",
-            vec![("transform", "shopify-default"), ("outcome", "error")],
+            vec![("transform", "redact-pii"), ("outcome", "error")],
             1.0,
         ),
         (
@@ -190,6 +199,11 @@ async fn metrics_count_intake_processing_and_publishing() {
         (
             "ionflux_dead_letters_total",
             vec![("reason", "invalid_output")],
+            1.0,
+        ),
+        (
+            "ionflux_dead_letters_total",
+            vec![("reason", "invalid_input")],
             1.0,
         ),
         ("ionflux_end_to_end_seconds_count", vec![shopify], 1.0),
