@@ -26,9 +26,9 @@ use crate::publish::Delivery;
 
 pub mod blob;
 mod checkpoint;
-mod intake_writer;
 pub mod oauth;
 mod secrets;
+mod writer;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -37,7 +37,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    /// From the connections of SQLite's own threads (`intake_writer`,
+    /// From the connections of SQLite's own threads (`writer`,
     /// `checkpoint`).
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -78,9 +78,9 @@ pub struct Store {
     connections_changed: Arc<AtomicU64>,
     /// SQLite only: see `WriteTurn`.
     write_turn: Option<Arc<WriteTurn>>,
-    /// SQLite file databases: where `insert_webhooks` runs (see
-    /// `intake_writer`).
-    intake_writer: Option<Arc<intake_writer::IntakeWriter>>,
+    /// SQLite file databases: where `insert_webhooks` and the claim's
+    /// transaction run (see `writer`).
+    writer: Option<Arc<writer::Writer>>,
     /// SQLite file databases: copies the WAL back (see `checkpoint`).
     _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
@@ -142,13 +142,23 @@ impl WriteTurn {
         }
     }
 
-    /// `intake`, for the SQLite intake writer's own thread (not a tokio
-    /// task, so it may block).
+    /// `intake`, for the SQLite writer's own thread (not a tokio task, so it
+    /// may block).
     fn intake_blocking(self: &Arc<Self>) -> Turn {
         let mark = IntakeMark::new(self);
         Turn {
             _guard: self.lock.clone().blocking_lock_owned(),
             _intake: Some(mark),
+        }
+    }
+
+    /// `other`, for the SQLite writer's own thread. Intake has nothing to
+    /// wait for there: the thread runs every group queued before a claim
+    /// first, and no other intake path exists beside it.
+    fn other_blocking(&self) -> Turn {
+        Turn {
+            _guard: self.lock.clone().blocking_lock_owned(),
+            _intake: None,
         }
     }
 
@@ -375,7 +385,7 @@ impl Store {
         };
         // A SQLite file the gateway's own threads can open too.
         let file = match backend {
-            Backend::Sqlite => intake_writer::file_of(&url),
+            Backend::Sqlite => writer::file_of(&url),
             Backend::Postgres => None,
         };
         let pragmas = sqlite_pragmas(file.is_some());
@@ -406,13 +416,9 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let write_turn: Option<Arc<WriteTurn>> = (backend == Backend::Sqlite).then(Arc::default);
-        let (intake_writer, checkpointer) = match (&write_turn, &file) {
+        let (writer, checkpointer) = match (&write_turn, &file) {
             (Some(turn), Some(file)) => (
-                Some(Arc::new(intake_writer::IntakeWriter::open(
-                    file,
-                    pragmas,
-                    turn.clone(),
-                )?)),
+                Some(Arc::new(writer::Writer::open(file, pragmas, turn.clone())?)),
                 Some(Arc::new(checkpoint::Checkpointer::start(file)?)),
             ),
             _ => (None, None),
@@ -422,7 +428,7 @@ impl Store {
             backend,
             connections_changed: Arc::default(),
             write_turn,
-            intake_writer,
+            writer,
             _checkpointer: checkpointer,
         })
     }
@@ -631,7 +637,7 @@ impl Store {
         // the database in between would have had us acknowledge a webhook
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
-        if let Some(writer) = &self.intake_writer {
+        if let Some(writer) = &self.writer {
             return writer.insert(batch).await;
         }
         let mut tx = self.begin_write(true).await?;
@@ -703,67 +709,10 @@ impl Store {
     pub async fn claim(&self, owner: &str, limit: i64, lease: Duration) -> Result<Vec<InboxRow>> {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
-        let mut tx = self.write_tx().await?;
-        // The window of due rows that brands are picked from: wide enough
-        // that a few busy brands leased elsewhere do not starve the rest.
-        sqlx::query(
-            "INSERT INTO brand_leases (brand_id, owner, lease_until)
-             SELECT DISTINCT w.brand_id, $1, $2 FROM (
-                SELECT i.brand_id FROM inbox i
-                WHERE i.status = 'pending' AND i.next_attempt_at <= $3
-                  AND NOT EXISTS (SELECT 1 FROM brand_leases l
-                     WHERE l.brand_id = i.brand_id AND l.owner != $1 AND l.lease_until >= $3)
-                ORDER BY i.id LIMIT $4) w
-             WHERE true
-             ON CONFLICT (brand_id) DO UPDATE SET owner = excluded.owner,
-                lease_until = excluded.lease_until
-             WHERE brand_leases.owner = excluded.owner OR brand_leases.lease_until < $3",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(now)
-        .bind(limit.saturating_mul(4))
-        .execute(&mut *tx)
-        .await?;
-        let candidates: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT i.id, i.brand_id, i.next_attempt_at FROM inbox i
-             JOIN brand_leases l ON l.brand_id = i.brand_id
-             WHERE l.owner = $1 AND l.lease_until >= $2 AND i.status = 'pending'
-             ORDER BY i.id LIMIT $3",
-        )
-        .bind(owner)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Per brand, only the rows before its first one still backing off:
-        // a later row must not overtake an earlier one that is waiting.
-        let mut blocked = std::collections::HashSet::new();
-        let mut ids = Vec::with_capacity(candidates.len());
-        for (id, brand, next_attempt_at) in candidates {
-            if blocked.contains(&brand) {
-                continue;
-            }
-            if next_attempt_at > now {
-                blocked.insert(brand);
-                continue;
-            }
-            ids.push(id);
-        }
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "UPDATE inbox SET claimed_until = {}, attempts = attempts + 1 WHERE id IN ({})",
-                p.p(),
-                p.list(chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(until);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let ids = match &self.writer {
+            Some(writer) => writer.claim(owner, now, until, limit).await?,
+            None => self.claim_ids(owner, now, until, limit).await?,
+        };
         // Read after the commit, outside the write turn: the rows are ours
         // (leased brands, claimed), and reading some hundred kilobytes of
         // bodies inside the transaction would keep intake waiting for it.
@@ -785,6 +734,36 @@ impl Store {
         // IN gives no order; the dispatcher relies on id order.
         claimed.sort_by_key(|r| r.id);
         Ok(claimed)
+    }
+
+    /// The claim's transaction through sqlx: leases the brands, picks and
+    /// marks the rows, and returns their ids.
+    async fn claim_ids(&self, owner: &str, now: i64, until: i64, limit: i64) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(CLAIM_BRANDS_SQL)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(limit.saturating_mul(4))
+            .execute(&mut *tx)
+            .await?;
+        let candidates: Vec<(i64, String, i64)> = sqlx::query_as(CLAIM_CANDIDATES_SQL)
+            .bind(owner)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let ids = claimable(candidates, now);
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = claim_rows_sql(self.backend, chunk.len());
+            let mut q = sqlx::query(&sql).bind(until);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Extends every brand lease `owner` holds: the heartbeat of a batch
@@ -1374,6 +1353,57 @@ pub struct TransformInfo {
 /// at 15 parameters a row (the inbox's INSERT, the widest) this stays far
 /// below SQLite's 32,766 and PostgreSQL's 65,535 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 256;
+
+/// The claim leases the brands of the oldest due rows (a window wide enough
+/// that a few busy brands leased elsewhere do not starve the rest): binds
+/// owner, lease end, now, window.
+const CLAIM_BRANDS_SQL: &str = "INSERT INTO brand_leases (brand_id, owner, lease_until)
+     SELECT DISTINCT w.brand_id, $1, $2 FROM (
+        SELECT i.brand_id FROM inbox i
+        WHERE i.status = 'pending' AND i.next_attempt_at <= $3
+          AND NOT EXISTS (SELECT 1 FROM brand_leases l
+             WHERE l.brand_id = i.brand_id AND l.owner != $1 AND l.lease_until >= $3)
+        ORDER BY i.id LIMIT $4) w
+     WHERE true
+     ON CONFLICT (brand_id) DO UPDATE SET owner = excluded.owner,
+        lease_until = excluded.lease_until
+     WHERE brand_leases.owner = excluded.owner OR brand_leases.lease_until < $3";
+
+/// The pending rows of the brands leased to the owner: binds owner, now,
+/// limit. Gives (id, brand, next attempt) for [`claimable`].
+const CLAIM_CANDIDATES_SQL: &str = "SELECT i.id, i.brand_id, i.next_attempt_at FROM inbox i
+     JOIN brand_leases l ON l.brand_id = i.brand_id
+     WHERE l.owner = $1 AND l.lease_until >= $2 AND i.status = 'pending'
+     ORDER BY i.id LIMIT $3";
+
+/// Marks `n` rows claimed: binds the lease end, then the ids.
+fn claim_rows_sql(backend: Backend, n: usize) -> String {
+    let mut p = Params::new(backend);
+    format!(
+        "UPDATE inbox SET claimed_until = {}, attempts = attempts + 1 WHERE id IN ({})",
+        p.p(),
+        p.list(n)
+    )
+}
+
+/// The candidates a claim takes, in id order: per brand, only the rows
+/// before its first one still backing off, since a later row must not
+/// overtake an earlier one that is waiting.
+fn claimable(candidates: impl IntoIterator<Item = (i64, String, i64)>, now: i64) -> Vec<i64> {
+    let mut blocked = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    for (id, brand, next_attempt_at) in candidates {
+        if blocked.contains(&brand) {
+            continue;
+        }
+        if next_attempt_at > now {
+            blocked.insert(brand);
+            continue;
+        }
+        ids.push(id);
+    }
+    ids
+}
 
 /// The id of a webhook stored before, by the inbox's unique key.
 const STORED_WEBHOOK_ID_SQL: &str =

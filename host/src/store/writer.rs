@@ -1,19 +1,23 @@
-//! SQLite's intake writer: one thread with its own connection that writes
-//! each group commit from BEGIN to COMMIT without leaving the thread.
+//! SQLite's writer thread: one thread with its own connection that runs the
+//! intake's group commits and the dispatcher's claims from BEGIN to COMMIT
+//! without leaving the thread.
 //!
 //! Through sqlx, every statement of a transaction is a round trip to the
 //! connection's worker thread and back to a tokio task; on two busy cores
 //! each hop waits to be scheduled, and the database's single write lock is
 //! held all the while. Profiled under load, a 16-row group held the lock
 //! about 1.8 ms, four fifths of it in hops (BEGIN alone 0.3 ms), against
-//! about 0.6 ms for the same work done in one thread (BENCHMARKS.md, "The
-//! intake writer"). Here a group costs two hops (the job in, the answer out),
-//! neither inside the lock.
+//! about 0.6 ms for the same work done in one thread (BENCHMARKS.md). Here a
+//! transaction costs two hops (the job in, the answer out), neither inside
+//! the lock.
 //!
-//! Only the intake's INSERT runs here; everything else stays on sqlx. The
-//! statements are the same (`insert_webhooks_sql`), so both paths store the
-//! same rows, and PostgreSQL (which commits in parallel and has no such
-//! lock) keeps the sqlx path.
+//! The statements are the store's own (`insert_webhooks_sql`, the claim's
+//! `CLAIM_*` and `claim_rows_sql`), so both paths write the same rows, and
+//! PostgreSQL (which commits in parallel and has no such lock) keeps the
+//! sqlx path. The dispatcher's recording transaction (event-log append and
+//! outcomes) still goes through sqlx. Jobs run in arrival order, except that
+//! intake groups already queued run before a claim, as `WriteTurn::other`
+//! lets intake go first.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,14 +30,29 @@ use super::{Backend, Inserted, NewWebhook, Result, StoreError, WriteTurn};
 
 /// Where the intake's group commits go on a SQLite file database.
 #[derive(Debug)]
-pub(super) struct IntakeWriter {
+pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
 #[derive(Debug)]
-struct Job {
-    rows: Vec<Row>,
-    done: tokio::sync::oneshot::Sender<Result<Vec<Inserted>>>,
+enum Job {
+    Insert {
+        rows: Vec<Row>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<Inserted>>>,
+    },
+    Claim {
+        claim: Claim,
+        done: tokio::sync::oneshot::Sender<Result<Vec<i64>>>,
+    },
+}
+
+/// `Store::claim`'s transaction, by value.
+#[derive(Debug)]
+struct Claim {
+    owner: String,
+    now: i64,
+    until: i64,
+    limit: i64,
 }
 
 /// One webhook's values for `insert_webhooks_sql`, owned so that they can
@@ -41,7 +60,7 @@ struct Job {
 #[derive(Debug)]
 struct Row(Vec<Value>);
 
-impl IntakeWriter {
+impl Writer {
     /// Opens the writer's connection to the database file at `path` (already
     /// migrated) and starts its thread. The thread ends when the last
     /// `Store` clone holding this writer is dropped.
@@ -49,17 +68,33 @@ impl IntakeWriter {
         let conn = Connection::open(path)?;
         // As the pool's connections.
         conn.execute_batch(pragmas)?;
-        // One statement per power-of-two chunk size, and the duplicate lookup.
-        conn.set_prepared_statement_cache_capacity(32);
+        // One insert per power-of-two chunk size, the duplicate lookup, the
+        // claim's two statements and its update per batch size (up to the
+        // dispatcher's batch, 64 by default).
+        conn.set_prepared_statement_cache_capacity(128);
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("sqlite-intake".into())
+            .name("sqlite-writer".into())
             .spawn(move || {
                 let mut conn = conn;
-                for job in queue {
-                    let result = write(&mut conn, &turn, &job.rows);
-                    // The caller may have gone away; nothing then waits.
-                    let _ = job.done.send(result);
+                while let Ok(job) = queue.recv() {
+                    let Job::Claim { claim, done } = job else {
+                        run(&mut conn, &turn, job);
+                        continue;
+                    };
+                    // Intake goes first, as `WriteTurn::other` lets it: the
+                    // groups already queued are written before the claim.
+                    let mut later = Vec::new();
+                    while let Ok(next) = queue.try_recv() {
+                        match next {
+                            Job::Insert { .. } => run(&mut conn, &turn, next),
+                            Job::Claim { .. } => later.push(next),
+                        }
+                    }
+                    run(&mut conn, &turn, Job::Claim { claim, done });
+                    for job in later {
+                        run(&mut conn, &turn, job);
+                    }
                 }
             })
             .map_err(StoreError::Thread)?;
@@ -70,10 +105,77 @@ impl IntakeWriter {
     pub(super) async fn insert(&self, batch: &[NewWebhook<'_>]) -> Result<Vec<Inserted>> {
         let rows = batch.iter().map(Row::of).collect();
         let (done, answer) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::Batch("the SQLite intake writer stopped".into());
-        self.jobs.send(Job { rows, done }).map_err(|_| stopped())?;
+        self.send(Job::Insert { rows, done })?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// `Store::claim`'s transaction on the writer's thread: the ids claimed.
+    pub(super) async fn claim(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        let claim = Claim {
+            owner: owner.to_owned(),
+            now,
+            until,
+            limit,
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.send(Job::Claim { claim, done })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.jobs.send(job).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Batch("the SQLite writer thread stopped".into())
+}
+
+/// Runs one job and answers it. The caller may have gone away; nothing
+/// then waits for the answer.
+fn run(conn: &mut Connection, turn: &Arc<WriteTurn>, job: Job) {
+    match job {
+        Job::Insert { rows, done } => {
+            let _ = done.send(write(conn, turn, &rows));
+        }
+        Job::Claim { claim, done } => {
+            let _ = done.send(claim_ids(conn, turn, &claim));
+        }
+    }
+}
+
+/// The claim's transaction (the statements of `Store::claim_ids`).
+fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i64>> {
+    let _turn = turn.other_blocking();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(super::CLAIM_BRANDS_SQL)?
+        .execute(rusqlite::params![
+            c.owner,
+            c.until,
+            c.now,
+            c.limit.saturating_mul(4)
+        ])?;
+    let candidates = tx
+        .prepare_cached(super::CLAIM_CANDIDATES_SQL)?
+        .query_map(rusqlite::params![c.owner, c.now, c.limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()?;
+    let ids = super::claimable(candidates, c.now);
+    for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+        let mut stmt = tx.prepare_cached(&super::claim_rows_sql(Backend::Sqlite, chunk.len()))?;
+        let params = std::iter::once(Value::Integer(c.until))
+            .chain(chunk.iter().map(|id| Value::Integer(*id)));
+        stmt.execute(params_from_iter(params))?;
+    }
+    tx.commit()?;
+    Ok(ids)
 }
 
 impl Row {
