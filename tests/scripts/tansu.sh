@@ -87,7 +87,10 @@ cmd_start() {
 cmd_wait() {
     local deadline=$((SECONDS + WAIT_SECS))
     while ! port_open; do
-        if ! running_pid >/dev/null; then
+        # Just after `start` the broker may still be between its execs (env,
+        # setsid, tansu), when /proc/PID/cmdline can read empty: only a miss
+        # that persists means it is gone.
+        if ! running_pid >/dev/null && ! { sleep 0.5; running_pid >/dev/null || port_open; }; then
             echo "tansu is not running; last log lines:" >&2
             tail -n 20 "$LOG_FILE" >&2 2>/dev/null || true
             return 1

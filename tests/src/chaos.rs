@@ -261,7 +261,9 @@ impl World {
 
         // Connections are made before any gateway runs: this also creates
         // and migrates the database.
-        let store = Store::connect(&database_url).await?;
+        let store = Store::connect(&database_url)
+            .await
+            .context("creating the database")?;
         // Hyphenated, as the gateway stores it and names topics by it.
         let workspace = uuid::Uuid::new_v4().to_string();
         let mut brands = Vec::new();
@@ -276,7 +278,8 @@ impl World {
                 &uuid::Uuid::new_v4().to_string(),
                 &Secret::from(secret.clone()),
             )
-            .await?;
+            .await
+            .context("connecting a brand")?;
             brands.push(Brand {
                 path: created.webhook_path,
                 shop,
@@ -443,10 +446,12 @@ impl World {
         finisher.start().await?;
         // A long outage leaves a backlog: wait for the inbox to drain before
         // anything counts as missing.
-        let store = Store::connect(&self.database_url).await?;
+        let store = Store::connect(&self.database_url)
+            .await
+            .context("opening the database to watch the backlog")?;
         let deadline = Instant::now() + plan.patience;
         loop {
-            let (pending, _) = store.backlog().await?;
+            let (pending, _) = store.backlog().await.context("reading the backlog")?;
             report.pending = pending as usize;
             if pending == 0 || Instant::now() > deadline {
                 break;
