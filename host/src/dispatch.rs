@@ -24,7 +24,7 @@ use crate::event::{self, Topics, TransformId};
 use crate::publish::{Delivery, PublishError, Record, Sink};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
 use crate::shadow;
-use crate::store::{self, DeadLetter, InboxRow, Outcome, ShadowRun, Store};
+use crate::store::{self, DeadLetter, InboxRow, Logged, Outcome, ShadowRun, Store};
 use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
@@ -381,10 +381,14 @@ impl Dispatcher {
             spans.push(start..batch.len());
         }
         // The embedded event log lives in the inbox's database: the records
-        // are appended in the transaction that then records the rows'
-        // outcomes, one write turn and one commit instead of two.
-        let (results, log_tx) = if batch.is_empty() {
-            (Vec::new(), None)
+        // are appended in the transaction that also records the rows'
+        // outcomes, one write turn and one commit instead of two. Its
+        // results are all delivered or all transient, so the outcomes it
+        // records are the ones decided below. If it fails, nothing is
+        // recorded and the rows are decided as with any sink's failure.
+        let mut recorded = false;
+        let results = if batch.is_empty() && self.sink.event_log().is_none() {
+            Vec::new()
         } else {
             // The batch serves many rows (many traces): linked to each
             // rather than a child of one.
@@ -393,8 +397,35 @@ impl Dispatcher {
                 publish.follows_from(row_span);
             }
             let started = Instant::now();
-            let (results, uncommitted) =
-                self.sink.send_uncommitted(&batch).instrument(publish).await;
+            let results = match self.sink.event_log() {
+                Some(log) => {
+                    let logged: Vec<Logged> = rows
+                        .iter()
+                        .zip(&verdicts)
+                        .zip(&spans)
+                        .map(|((row, verdict), span)| Logged {
+                            row,
+                            records: span.clone(),
+                            letter: match verdict {
+                                Verdict::Events(_) => None,
+                                Verdict::Dead(letter, _) => Some(letter),
+                            },
+                        })
+                        .collect();
+                    match log
+                        .log_and_finish(&batch, &logged)
+                        .instrument(publish)
+                        .await
+                    {
+                        Ok(deliveries) => {
+                            recorded = true;
+                            deliveries.into_iter().map(Ok).collect()
+                        }
+                        Err(e) => crate::publish::all_transient(&batch, e),
+                    }
+                }
+                None => self.sink.send(&batch).instrument(publish).await,
+            };
             // Each row's records are one range of the batch: events, or its
             // dead-letter copy.
             let acked = |range: std::ops::Range<usize>| {
@@ -413,7 +444,7 @@ impl Dispatcher {
                 acked_events,
                 acked_all - acked_events,
             );
-            (results, uncommitted)
+            results
         };
 
         let mut finished = Vec::new();
@@ -478,11 +509,7 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some(mut log) = log_tx {
-            // Appended and recorded together, or neither (a retry).
-            log.store.finish_in(&mut log.tx, &finished).await?;
-            log.tx.commit().await?;
-        } else if !finished.is_empty() {
+        if !recorded && !finished.is_empty() {
             self.store.finish(&finished).await?;
         }
         if !finished.is_empty() {

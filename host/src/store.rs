@@ -837,27 +837,13 @@ impl Store {
             })
             .collect();
         for chunk in published.chunks(ROWS_PER_STATEMENT) {
-            // A replayed dead letter that now succeeds is resolved.
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "UPDATE dead_letters SET resolved_at = {}
-                 WHERE resolved_at IS NULL AND inbox_id IN ({})",
-                p.p(),
-                p.list(chunk.len())
-            );
+            let sql = resolve_dead_letters_sql(self.backend, chunk.len());
             let mut q = sqlx::query(&sql).bind(now);
             for (id, _) in chunk {
                 q = q.bind(id);
             }
             q.execute(&mut **tx).await?;
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "UPDATE inbox SET status = 'published', finished_at = {},
-                    deliveries = v.column2, claimed_until = NULL
-                 FROM (VALUES {}) AS v WHERE inbox.id = v.column1",
-                p.p(),
-                p.values(chunk.len(), 2)
-            );
+            let sql = finish_published_sql(self.backend, chunk.len());
             let mut q = sqlx::query(&sql).bind(now);
             for (id, deliveries) in chunk {
                 q = q.bind(id).bind(deliveries);
@@ -868,39 +854,26 @@ impl Store {
             let Outcome::Dead { deliveries, letter } = outcome else {
                 continue;
             };
-            sqlx::query(
-                "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id, brand_id,
-                    topic, webhook_id, reason_code, reason, transform, transform_digest,
-                    created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
-                    reason = excluded.reason, transform = excluded.transform,
-                    transform_digest = excluded.transform_digest,
-                    created_at = excluded.created_at, resolved_at = NULL",
-            )
-            .bind(row.id)
-            .bind(&row.connection_id)
-            .bind(&row.workspace_id)
-            .bind(&row.brand_id)
-            .bind(&row.topic)
-            .bind(&row.webhook_id)
-            .bind(&letter.reason_code)
-            .bind(&letter.reason)
-            .bind(&letter.transform)
-            .bind(&letter.transform_digest)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "UPDATE inbox SET status = 'dead', finished_at = $1, deliveries = $2,
-                    claimed_until = NULL
-                 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(serde_json::to_string(deliveries).expect("deliveries serialise"))
-            .bind(row.id)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query(DEAD_LETTER_SQL)
+                .bind(row.id)
+                .bind(&row.connection_id)
+                .bind(&row.workspace_id)
+                .bind(&row.brand_id)
+                .bind(&row.topic)
+                .bind(&row.webhook_id)
+                .bind(&letter.reason_code)
+                .bind(&letter.reason)
+                .bind(&letter.transform)
+                .bind(&letter.transform_digest)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(FINISH_DEAD_SQL)
+                .bind(now)
+                .bind(serde_json::to_string(deliveries).expect("deliveries serialise"))
+                .bind(row.id)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -964,43 +937,48 @@ impl Store {
 
     // ---- embedded event log ------------------------------------------------
 
-    /// A transaction for appending to the event log (and, in it, recording
-    /// the outcomes with `finish_in`).
-    pub(crate) async fn event_log_tx(&self) -> Result<WriteTx> {
-        self.serial_tx().await
+    /// Appends records to the event log and records the outcomes of the rows
+    /// they came from, in one transaction: both commit or neither does (a
+    /// retry). Returns each record's place in the log, in order. An event
+    /// id already logged (a retry after a crash) is not appended twice; its
+    /// first place is returned.
+    pub async fn log_and_finish(
+        &self,
+        records: &[crate::publish::Record],
+        rows: &[Logged<'_>],
+    ) -> Result<Vec<Delivery>> {
+        // Compressed and serialised before the write turn is taken.
+        let log = LogRecords::encode(records)?;
+        let now = now_ms();
+        if let Some(writer) = &self.writer {
+            let seqs = writer.log_and_finish(&log, rows, now).await?;
+            return Ok(log.deliveries(&seqs));
+        }
+        let mut tx = self.serial_tx().await?;
+        let deliveries = self.append_events(&mut tx, &log, now).await?;
+        let outcomes: Vec<_> = rows
+            .iter()
+            .map(|r| (r.row, r.outcome(&deliveries)))
+            .collect();
+        self.finish_in(&mut tx, &outcomes).await?;
+        tx.commit().await?;
+        Ok(deliveries)
     }
 
-    /// Appends records to the event log in `tx`. An event id already logged
-    /// (a retry after a crash) is not appended twice; its first position is
-    /// returned.
-    pub(crate) async fn append_events(
+    /// `log_and_finish`'s append, through sqlx.
+    async fn append_events(
         &self,
         tx: &mut WriteTx,
-        records: &LogRecords<'_>,
+        log: &LogRecords<'_>,
+        now: i64,
     ) -> Result<Vec<Delivery>> {
-        let now = now_ms();
         let mut seqs: std::collections::HashMap<String, i64> =
-            std::collections::HashMap::with_capacity(records.rows.len());
-        // One multi-row INSERT per chunk; rows take their sequence numbers
-        // in VALUES order, which keeps the batch's order in the log.
-        for chunk in records.rows.chunks(ROWS_PER_STATEMENT) {
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "INSERT INTO events (event_id, topic, key, headers, payload, payload_zstd,
-                    workspace_id, created_at)
-                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
-                p.values(chunk.len(), 8)
-            );
+            std::collections::HashMap::with_capacity(log.rows.len());
+        for chunk in log.rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = append_events_sql(self.backend, chunk.len());
             let mut q = sqlx::query(&sql);
             for row in chunk {
-                let (text, zstd) = match row.payload.encoding {
-                    blob::Encoding::Identity => (
-                        // Checked to be UTF-8 when the rows were made.
-                        std::str::from_utf8(&row.payload.bytes).unwrap_or_default(),
-                        None,
-                    ),
-                    blob::Encoding::Zstd => ("", Some(row.payload.bytes.as_slice())),
-                };
+                let (text, zstd) = row.payload_columns();
                 q = q
                     .bind(row.event_id.as_str())
                     .bind(&row.record.topic)
@@ -1015,25 +993,20 @@ impl Store {
                 seqs.insert(r.try_get(1)?, r.try_get(0)?);
             }
         }
-        let mut out = Vec::with_capacity(records.rows.len());
-        for row in &records.rows {
-            // Logged before (a retry after a crash): its first position.
+        let mut out = Vec::with_capacity(log.rows.len());
+        for row in &log.rows {
             let seq = match seqs.get(&row.event_id) {
                 Some(&seq) => seq,
                 None => {
-                    sqlx::query_scalar("SELECT seq FROM events WHERE event_id = $1")
+                    sqlx::query_scalar(LOGGED_SEQ_SQL)
                         .bind(row.event_id.as_str())
                         .fetch_one(&mut **tx)
                         .await?
                 }
             };
-            out.push(Delivery {
-                topic: row.record.topic.clone(),
-                partition: 0,
-                offset: seq,
-            });
+            out.push(seq);
         }
-        Ok(out)
+        Ok(log.deliveries(&out))
     }
 
     /// Events after `after_seq`, oldest first.
@@ -1409,6 +1382,63 @@ fn claimable(candidates: impl IntoIterator<Item = (i64, String, i64)>, now: i64)
 const STORED_WEBHOOK_ID_SQL: &str =
     "SELECT id FROM inbox WHERE connection_id = $1 AND webhook_id = $2";
 
+/// Appends `n` records to the event log: binds event id, topic, key,
+/// headers, payload (text), payload (zstd), workspace, created at, per row.
+/// Rows take their sequence numbers in VALUES order, which keeps a batch's
+/// order in the log; an event id logged before (a retry after a crash)
+/// returns nothing and keeps its first place (`LOGGED_SEQ_SQL`).
+fn append_events_sql(backend: Backend, n: usize) -> String {
+    format!(
+        "INSERT INTO events (event_id, topic, key, headers, payload, payload_zstd,
+            workspace_id, created_at)
+         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id",
+        Params::new(backend).values(n, 8)
+    )
+}
+
+/// Where an event id was logged first.
+const LOGGED_SEQ_SQL: &str = "SELECT seq FROM events WHERE event_id = $1";
+
+/// A replayed dead letter that now succeeds is resolved: binds now, then
+/// the `n` inbox ids.
+fn resolve_dead_letters_sql(backend: Backend, n: usize) -> String {
+    let mut p = Params::new(backend);
+    format!(
+        "UPDATE dead_letters SET resolved_at = {}
+         WHERE resolved_at IS NULL AND inbox_id IN ({})",
+        p.p(),
+        p.list(n)
+    )
+}
+
+/// Marks `n` rows published: binds now, then (id, deliveries as JSON) per row.
+fn finish_published_sql(backend: Backend, n: usize) -> String {
+    let mut p = Params::new(backend);
+    format!(
+        "UPDATE inbox SET status = 'published', finished_at = {},
+            deliveries = v.column2, claimed_until = NULL
+         FROM (VALUES {}) AS v WHERE inbox.id = v.column1",
+        p.p(),
+        p.values(n, 2)
+    )
+}
+
+/// A row's dead letter (a replayed one is reopened): binds inbox id,
+/// connection, workspace, brand, topic, webhook id, reason code, reason,
+/// transform, its digest, now.
+const DEAD_LETTER_SQL: &str = "INSERT INTO dead_letters (inbox_id, connection_id, workspace_id,
+        brand_id, topic, webhook_id, reason_code, reason, transform, transform_digest, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (inbox_id) DO UPDATE SET reason_code = excluded.reason_code,
+        reason = excluded.reason, transform = excluded.transform,
+        transform_digest = excluded.transform_digest,
+        created_at = excluded.created_at, resolved_at = NULL";
+
+/// Marks a row dead: binds now, deliveries as JSON, id.
+const FINISH_DEAD_SQL: &str = "UPDATE inbox SET status = 'dead', finished_at = $1,
+        deliveries = $2, claimed_until = NULL
+     WHERE id = $3";
+
 /// Matches a batch's keys (connection id, webhook id), in order, to the rows
 /// its INSERT returned (`inserted`, by key): the first occurrence of a key
 /// is `New` if it was inserted; a later one in the same batch is a
@@ -1547,10 +1577,33 @@ fn logged_event_from(r: &AnyRow) -> Result<LoggedEvent> {
     })
 }
 
+/// A claimed row's share of `Store::log_and_finish`: the records of the
+/// batch that are its (its events, or its dead-letter copy) and, for a row
+/// dead-lettered, why. A row without a letter is published.
+pub struct Logged<'a> {
+    pub row: &'a InboxRow,
+    pub records: std::ops::Range<usize>,
+    pub letter: Option<&'a DeadLetter>,
+}
+
+impl Logged<'_> {
+    /// The row's outcome, given where the batch's records were logged.
+    fn outcome(&self, deliveries: &[Delivery]) -> Outcome {
+        let deliveries = deliveries[self.records.clone()].to_vec();
+        match self.letter {
+            Some(letter) => Outcome::Dead {
+                deliveries,
+                letter: letter.clone(),
+            },
+            None => Outcome::Published(deliveries),
+        }
+    }
+}
+
 /// Records made ready for the event log before the write turn is taken:
 /// payloads compressed and headers serialised, so that the transaction
 /// itself only moves bytes.
-pub(crate) struct LogRecords<'a> {
+struct LogRecords<'a> {
     rows: Vec<LogRow<'a>>,
 }
 
@@ -1563,7 +1616,7 @@ struct LogRow<'a> {
 }
 
 impl<'a> LogRecords<'a> {
-    pub(crate) fn encode(records: &'a [crate::publish::Record]) -> Result<Self> {
+    fn encode(records: &'a [crate::publish::Record]) -> Result<Self> {
         let rows = records
             .iter()
             .map(|r| {
@@ -1584,6 +1637,33 @@ impl<'a> LogRecords<'a> {
             })
             .collect::<Result<_>>()?;
         Ok(Self { rows })
+    }
+
+    /// The records' places in the log, from their sequence numbers.
+    fn deliveries(&self, seqs: &[i64]) -> Vec<Delivery> {
+        self.rows
+            .iter()
+            .zip(seqs)
+            .map(|(row, &offset)| Delivery {
+                topic: row.record.topic.clone(),
+                partition: 0,
+                offset,
+            })
+            .collect()
+    }
+}
+
+impl LogRow<'_> {
+    /// The payload as the `payload` (text) and `payload_zstd` columns hold it.
+    fn payload_columns(&self) -> (&str, Option<&[u8]>) {
+        match self.payload.encoding {
+            // Checked to be UTF-8 when the rows were made.
+            blob::Encoding::Identity => (
+                std::str::from_utf8(&self.payload.bytes).unwrap_or_default(),
+                None,
+            ),
+            blob::Encoding::Zstd => ("", Some(self.payload.bytes.as_slice())),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ionflux_gateway::connection;
 use ionflux_gateway::publish::{Delivery, Record, Sink};
 use ionflux_gateway::store::{
-    Blob, ConnectionRow, DeadLetter, Inserted, NewWebhook, Outcome, Store, blob,
+    Blob, ConnectionRow, DeadLetter, Inserted, Logged, NewWebhook, Outcome, Store, blob,
 };
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_tests::{TestDatabase, fresh_database};
@@ -304,4 +304,115 @@ async fn a_failed_group_keeps_nothing_and_the_next_one_is_written() {
     ];
     let out = store.insert_webhooks(&group).await.unwrap();
     assert!(out.iter().all(|o| matches!(o, Inserted::New(_))));
+}
+
+#[tokio::test]
+async fn the_event_log_and_the_outcomes_are_recorded_together() {
+    let (_db, store, conn) = store_with_connection().await;
+    let headers = Vec::new();
+    let ids = ["a", "b", "c"];
+    let blobs = bodies(&ids);
+    let group: Vec<NewWebhook<'_>> = ids
+        .iter()
+        .zip(&blobs)
+        .map(|(id, body)| webhook(&conn, id, &headers, body))
+        .collect();
+    store.insert_webhooks(&group).await.unwrap();
+    let rows = store
+        .claim("replica-a", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    let letter = DeadLetter {
+        reason_code: "invalid_output".into(),
+        reason: "test".into(),
+        transform: Some("t".into()),
+        transform_digest: None,
+    };
+    // a: one event; b: dead-lettered, no record; c: two events.
+    let events: Vec<Record> = (0..3).map(|_| record(uuid::Uuid::now_v7())).collect();
+    let logged = store
+        .log_and_finish(
+            &events,
+            &[
+                Logged {
+                    row: &rows[0],
+                    records: 0..1,
+                    letter: None,
+                },
+                Logged {
+                    row: &rows[1],
+                    records: 1..1,
+                    letter: Some(&letter),
+                },
+                Logged {
+                    row: &rows[2],
+                    records: 1..3,
+                    letter: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    store.release_leases("replica-a").await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+
+    let in_log = store.events_after(0, 10).await.unwrap();
+    let offsets: Vec<i64> = in_log.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        logged.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        offsets,
+        "each record's place is where the log has it"
+    );
+    let state = |id| {
+        let store = store.clone();
+        async move { store.webhook_state(id).await.unwrap().unwrap() }
+    };
+    let deliveries_of = |json: Option<String>| -> Vec<i64> {
+        let v: serde_json::Value = serde_json::from_str(&json.unwrap()).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["offset"].as_i64().unwrap())
+            .collect()
+    };
+    let (_, status, _, _, deliveries) = state("a").await;
+    assert_eq!(status, "published");
+    assert_eq!(deliveries_of(deliveries), offsets[..1]);
+    let (_, status, _, _, deliveries) = state("c").await;
+    assert_eq!(status, "published");
+    assert_eq!(deliveries_of(deliveries), offsets[1..]);
+    let (_, status, _, _, deliveries) = state("b").await;
+    assert_eq!(status, "dead");
+    assert_eq!(deliveries_of(deliveries), Vec::<i64>::new());
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].inbox_id, letters[0].reason_code.as_str()),
+        (rows[1].id, "invalid_output")
+    );
+    assert_eq!(letters[0].transform.as_deref(), Some("t"));
+
+    // Replayed and published this time: the dead letter is resolved.
+    assert_eq!(store.requeue(&[rows[1].id]).await.unwrap(), 1);
+    let again = store
+        .claim("replica-a", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    let replayed = [record(uuid::Uuid::now_v7())];
+    store
+        .log_and_finish(
+            &replayed,
+            &[Logged {
+                row: &again[0],
+                records: 0..1,
+                letter: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(store.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(state("b").await.1, "published");
+    assert_eq!(store.events_after(0, 10).await.unwrap().len(), 4);
 }

@@ -37,52 +37,25 @@ pub enum Sink {
     Log(crate::store::Store),
 }
 
-/// Records appended to the event log but not yet committed, and the store
-/// whose transaction holds them: the dispatcher records the rows' outcomes
-/// in the same transaction, so that both commit together or neither does.
-pub(crate) struct Uncommitted<'a> {
-    pub store: &'a crate::store::Store,
-    pub tx: crate::store::WriteTx,
-}
-
 impl Sink {
     /// Delivers records in order; one result per record, same order.
     pub async fn send(&self, records: &[Record]) -> Vec<Result<Delivery, PublishError>> {
-        let (results, uncommitted) = self.send_uncommitted(records).await;
-        match uncommitted {
-            Some(u) => match u.tx.commit().await {
-                Ok(()) => results,
+        match self {
+            Sink::Kafka(k) => k.send(records).await,
+            Sink::Log(store) => match store.log_and_finish(records, &[]).await {
+                Ok(deliveries) => deliveries.into_iter().map(Ok).collect(),
                 Err(e) => all_transient(records, e),
             },
-            None => results,
         }
     }
 
-    /// As `send`, except that the event log's append is left uncommitted in
-    /// the transaction returned with the results (none for Kafka, or when
-    /// the append failed).
-    pub(crate) async fn send_uncommitted(
-        &self,
-        records: &[Record],
-    ) -> (Vec<Result<Delivery, PublishError>>, Option<Uncommitted<'_>>) {
+    /// The store the event log is kept in, when that is the sink: the
+    /// dispatcher then appends and records the rows' outcomes together
+    /// (`Store::log_and_finish`).
+    pub fn event_log(&self) -> Option<&crate::store::Store> {
         match self {
-            Sink::Kafka(k) => (k.send(records).await, None),
-            Sink::Log(store) => {
-                let appended = async {
-                    let rows = crate::store::LogRecords::encode(records)?;
-                    let mut tx = store.event_log_tx().await?;
-                    let deliveries = store.append_events(&mut tx, &rows).await?;
-                    Ok::<_, crate::store::StoreError>((tx, deliveries))
-                }
-                .await;
-                match appended {
-                    Ok((tx, deliveries)) => (
-                        deliveries.into_iter().map(Ok).collect(),
-                        Some(Uncommitted { store, tx }),
-                    ),
-                    Err(e) => (all_transient(records, e), None),
-                }
-            }
+            Sink::Log(store) => Some(store),
+            Sink::Kafka(_) => None,
         }
     }
 
@@ -115,7 +88,7 @@ impl Sink {
 
 /// The event log's answer when its transaction failed: every record may
 /// succeed on a retry.
-fn all_transient(
+pub(crate) fn all_transient(
     records: &[Record],
     e: crate::store::StoreError,
 ) -> Vec<Result<Delivery, PublishError>> {

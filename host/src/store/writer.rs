@@ -1,6 +1,6 @@
 //! SQLite's writer thread: one thread with its own connection that runs the
-//! intake's group commits and the dispatcher's claims from BEGIN to COMMIT
-//! without leaving the thread.
+//! intake's group commits and the dispatcher's transactions from BEGIN to
+//! COMMIT without leaving the thread.
 //!
 //! Through sqlx, every statement of a transaction is a round trip to the
 //! connection's worker thread and back to a tokio task; on two busy cores
@@ -11,12 +11,13 @@
 //! transaction costs two hops (the job in, the answer out), neither inside
 //! the lock.
 //!
+//! The dispatcher's two transactions per batch run here too: the claim, and
+//! the event-log append with the rows' outcomes (`Store::log_and_finish`).
 //! The statements are the store's own (`insert_webhooks_sql`, the claim's
-//! `CLAIM_*` and `claim_rows_sql`), so both paths write the same rows, and
-//! PostgreSQL (which commits in parallel and has no such lock) keeps the
-//! sqlx path. The dispatcher's recording transaction (event-log append and
-//! outcomes) still goes through sqlx. Jobs run in arrival order, except that
-//! intake groups already queued run before a claim, as `WriteTurn::other`
+//! `CLAIM_*`, the event log's and the outcomes'), so both paths write the
+//! same rows, and PostgreSQL (which commits in parallel and has no such
+//! lock) keeps the sqlx path. Jobs run in arrival order, except that intake
+//! groups already queued run before the dispatcher's, as `WriteTurn::other`
 //! lets intake go first.
 
 use std::collections::HashMap;
@@ -26,7 +27,9 @@ use std::sync::{Arc, mpsc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
-use super::{Backend, Inserted, NewWebhook, Result, StoreError, WriteTurn};
+use super::{
+    Backend, Delivery, Inserted, LogRecords, Logged, NewWebhook, Result, StoreError, WriteTurn,
+};
 
 /// Where the intake's group commits go on a SQLite file database.
 #[derive(Debug)]
@@ -44,6 +47,31 @@ enum Job {
         claim: Claim,
         done: tokio::sync::oneshot::Sender<Result<Vec<i64>>>,
     },
+    /// Answered with each event's sequence number.
+    Log {
+        log: Log,
+        done: tokio::sync::oneshot::Sender<Result<Vec<i64>>>,
+    },
+}
+
+/// `Store::log_and_finish`'s transaction, by value.
+#[derive(Debug)]
+struct Log {
+    /// Per event, `append_events_sql`'s values (the event id first, then
+    /// the topic).
+    events: Vec<Vec<Value>>,
+    finish: Vec<Finish>,
+    now: i64,
+}
+
+/// One claimed row's outcome.
+#[derive(Debug)]
+struct Finish {
+    id: i64,
+    /// Its events in `Log::events`.
+    records: std::ops::Range<usize>,
+    /// `DEAD_LETTER_SQL`'s values, for a row dead-lettered.
+    dead: Option<Vec<Value>>,
 }
 
 /// `Store::claim`'s transaction, by value.
@@ -68,30 +96,31 @@ impl Writer {
         let conn = Connection::open(path)?;
         // As the pool's connections.
         conn.execute_batch(pragmas)?;
-        // One insert per power-of-two chunk size, the duplicate lookup, the
-        // claim's two statements and its update per batch size (up to the
-        // dispatcher's batch, 64 by default).
-        conn.set_prepared_statement_cache_capacity(128);
+        // One insert, one event-log append and two outcome updates per
+        // power-of-two chunk size, a few single-row statements, the claim's
+        // two and its update per batch size (up to the dispatcher's batch,
+        // 64 by default).
+        conn.set_prepared_statement_cache_capacity(160);
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut conn = conn;
                 while let Ok(job) = queue.recv() {
-                    let Job::Claim { claim, done } = job else {
+                    if let Job::Insert { .. } = job {
                         run(&mut conn, &turn, job);
                         continue;
-                    };
+                    }
                     // Intake goes first, as `WriteTurn::other` lets it: the
-                    // groups already queued are written before the claim.
-                    let mut later = Vec::new();
+                    // groups already queued are written before the
+                    // dispatcher's transaction.
+                    let mut later = vec![job];
                     while let Ok(next) = queue.try_recv() {
                         match next {
                             Job::Insert { .. } => run(&mut conn, &turn, next),
-                            Job::Claim { .. } => later.push(next),
+                            _ => later.push(next),
                         }
                     }
-                    run(&mut conn, &turn, Job::Claim { claim, done });
                     for job in later {
                         run(&mut conn, &turn, job);
                     }
@@ -128,6 +157,45 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// `Store::log_and_finish`'s transaction on the writer's thread: each
+    /// event's sequence number.
+    pub(super) async fn log_and_finish(
+        &self,
+        log: &LogRecords<'_>,
+        rows: &[Logged<'_>],
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let events = log
+            .rows
+            .iter()
+            .map(|row| {
+                let (text, zstd) = row.payload_columns();
+                vec![
+                    Value::Text(row.event_id.clone()),
+                    Value::Text(row.record.topic.clone()),
+                    Value::Text(row.record.key.clone()),
+                    Value::Text(row.headers.clone()),
+                    Value::Text(text.to_owned()),
+                    zstd.map_or(Value::Null, |z| Value::Blob(z.to_vec())),
+                    row.workspace_id
+                        .map_or(Value::Null, |w| Value::Text(w.to_owned())),
+                    Value::Integer(now),
+                ]
+            })
+            .collect();
+        let finish = rows.iter().map(|r| Finish::of(r, now)).collect();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.send(Job::Log {
+            log: Log {
+                events,
+                finish,
+                now,
+            },
+            done,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
     fn send(&self, job: Job) -> Result<()> {
         self.jobs.send(job).map_err(|_| stopped())
     }
@@ -146,6 +214,9 @@ fn run(conn: &mut Connection, turn: &Arc<WriteTurn>, job: Job) {
         }
         Job::Claim { claim, done } => {
             let _ = done.send(claim_ids(conn, turn, &claim));
+        }
+        Job::Log { log, done } => {
+            let _ = done.send(log_and_finish(conn, turn, &log));
         }
     }
 }
@@ -178,6 +249,122 @@ fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i
     Ok(ids)
 }
 
+/// The event-log append and the rows' outcomes (the statements of
+/// `Store::append_events` and `Store::finish_in`).
+fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<Vec<i64>> {
+    let _turn = turn.other_blocking();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(log.events.len());
+    for (chunk, n) in pow2_chunks(&log.events) {
+        let mut stmt = tx.prepare_cached(&super::append_events_sql(Backend::Sqlite, n))?;
+        let mut returned = stmt.query(params_from_iter(chunk.iter().flatten()))?;
+        while let Some(r) = returned.next()? {
+            seqs.insert(r.get(1)?, r.get(0)?);
+        }
+    }
+    let mut out = Vec::with_capacity(log.events.len());
+    {
+        let mut lookup = tx.prepare_cached(super::LOGGED_SEQ_SQL)?;
+        for event in &log.events {
+            let id = text(&event[0]);
+            out.push(match seqs.get(id) {
+                Some(&seq) => seq,
+                None => lookup.query_row([id], |r| r.get(0))?,
+            });
+        }
+    }
+    // What `Outcome`'s deliveries serialise to, from the event rows.
+    let deliveries = |records: &std::ops::Range<usize>| {
+        let d: Vec<Delivery> = records
+            .clone()
+            .map(|i| Delivery {
+                topic: text(&log.events[i][1]).to_owned(),
+                partition: 0,
+                offset: out[i],
+            })
+            .collect();
+        serde_json::to_string(&d).expect("deliveries serialise")
+    };
+    let published: Vec<(i64, String)> = log
+        .finish
+        .iter()
+        .filter(|f| f.dead.is_none())
+        .map(|f| (f.id, deliveries(&f.records)))
+        .collect();
+    for (chunk, n) in pow2_chunks(&published) {
+        let now = Value::Integer(log.now);
+        tx.prepare_cached(&super::resolve_dead_letters_sql(Backend::Sqlite, n))?
+            .execute(params_from_iter(
+                std::iter::once(now.clone()).chain(chunk.iter().map(|(id, _)| Value::Integer(*id))),
+            ))?;
+        tx.prepare_cached(&super::finish_published_sql(Backend::Sqlite, n))?
+            .execute(params_from_iter(
+                std::iter::once(now).chain(
+                    chunk
+                        .iter()
+                        .flat_map(|(id, d)| [Value::Integer(*id), Value::Text(d.clone())]),
+                ),
+            ))?;
+    }
+    for f in &log.finish {
+        let Some(dead) = &f.dead else { continue };
+        tx.prepare_cached(super::DEAD_LETTER_SQL)?
+            .execute(params_from_iter(dead))?;
+        tx.prepare_cached(super::FINISH_DEAD_SQL)?
+            .execute(rusqlite::params![log.now, deliveries(&f.records), f.id])?;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+impl Finish {
+    fn of(r: &Logged<'_>, now: i64) -> Self {
+        let text = |s: &str| Value::Text(s.to_owned());
+        let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, text);
+        Finish {
+            id: r.row.id,
+            records: r.records.clone(),
+            dead: r.letter.map(|letter| {
+                vec![
+                    Value::Integer(r.row.id),
+                    text(&r.row.connection_id),
+                    text(&r.row.workspace_id),
+                    text(&r.row.brand_id),
+                    text(&r.row.topic),
+                    text(&r.row.webhook_id),
+                    text(&letter.reason_code),
+                    text(&letter.reason),
+                    opt(&letter.transform),
+                    opt(&letter.transform_digest),
+                    Value::Integer(now),
+                ]
+            }),
+        }
+    }
+}
+
+/// A slice in chunks of powers of two up to `ROWS_PER_STATEMENT`, each
+/// with its length: few statement texts, so the connection's statement
+/// cache keeps them all.
+fn pow2_chunks<T>(mut rest: &[T]) -> impl Iterator<Item = (&[T], usize)> {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = 1usize << rest.len().min(super::ROWS_PER_STATEMENT).ilog2();
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some((chunk, n))
+    })
+}
+
+fn text(v: &Value) -> &str {
+    match v {
+        Value::Text(s) => s,
+        _ => "",
+    }
+}
+
 impl Row {
     fn of(w: &NewWebhook<'_>) -> Self {
         let text = |s: &str| Value::Text(s.to_owned());
@@ -203,12 +390,6 @@ impl Row {
 
     /// (connection id, webhook id): the inbox's unique key.
     fn key(&self) -> (&str, &str) {
-        fn text(v: &Value) -> &str {
-            match v {
-                Value::Text(s) => s,
-                _ => "",
-            }
-        }
         (text(&self.0[0]), text(&self.0[4]))
     }
 }
@@ -219,11 +400,7 @@ fn write(conn: &mut Connection, turn: &Arc<WriteTurn>, rows: &[Row]) -> Result<V
     // Dropped without commit on any error: rolled back, nothing kept.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut ids: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = 1usize << rest.len().min(super::ROWS_PER_STATEMENT).ilog2();
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    for (chunk, n) in pow2_chunks(rows) {
         let mut stmt = tx.prepare_cached(super::insert_webhooks_sql(Backend::Sqlite, n))?;
         let mut returned = stmt.query(params_from_iter(chunk.iter().flat_map(|r| &r.0)))?;
         while let Some(r) = returned.next()? {
