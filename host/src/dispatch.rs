@@ -173,6 +173,7 @@ impl Dispatcher {
             .claim(replica, self.cfg.batch_size, lease)
             .await?;
         let n = rows.len();
+        let mut released = false;
         if n > 0 {
             // The heartbeat keeps this batch's brands ours for as long as it
             // takes (a slow broker); it stops when the batch is recorded.
@@ -185,12 +186,14 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
-                done = self.process(rows) => done?,
+                done = self.process(rows) => released = done?,
                 _ = heartbeat => unreachable!("the heartbeat never ends"),
             }
         }
         // Recorded (or released for a retry): the brands may go to anyone.
-        self.store.release_leases(replica).await?;
+        if !released {
+            self.store.release_leases(replica).await?;
+        }
         Ok(n)
     }
 
@@ -235,7 +238,9 @@ impl Dispatcher {
         Ok(n)
     }
 
-    async fn process(&self, rows: Vec<InboxRow>) -> Result<(), StepError> {
+    /// Returns whether the batch's brand leases were given back with it
+    /// (the event log does so in its recording transaction).
+    async fn process(&self, rows: Vec<InboxRow>) -> Result<bool, StepError> {
         let rows: Vec<Arc<InboxRow>> = rows.into_iter().map(Arc::new).collect();
         let table = self.routes.read().unwrap().table.clone();
         // One span per row, open until its outcome is decided. The intake
@@ -384,8 +389,10 @@ impl Dispatcher {
         // are appended in the transaction that also records the rows'
         // outcomes, one write turn and one commit instead of two. Its
         // results are all delivered or all transient, so the outcomes it
-        // records are the ones decided below. If it fails, nothing is
-        // recorded and the rows are decided as with any sink's failure.
+        // records are the ones decided below. The brand leases are given
+        // back in it as well, one commit fewer per batch. If it fails,
+        // nothing is recorded and the rows are decided as with any sink's
+        // failure.
         let mut recorded = false;
         let results = if batch.is_empty() && self.sink.event_log().is_none() {
             Vec::new()
@@ -413,7 +420,7 @@ impl Dispatcher {
                         })
                         .collect();
                     match log
-                        .log_and_finish(&batch, &logged)
+                        .log_and_finish(&batch, &logged, Some(&self.cfg.replica))
                         .instrument(publish)
                         .await
                     {
@@ -537,7 +544,7 @@ impl Dispatcher {
             crate::metrics::publish_retried(self.sink.name(), retry.len() as u64);
             return Err(StepError::Sink(error));
         }
-        Ok(())
+        Ok(recorded)
     }
 
     fn records(&self, row: &InboxRow, t: &Transform, events: Vec<transform::Event>) -> Verdict {

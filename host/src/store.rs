@@ -784,7 +784,7 @@ impl Store {
     pub async fn release_leases(&self, owner: &str) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let _turn = self.write_turn().await;
-        sqlx::query("DELETE FROM brand_leases WHERE owner = $1")
+        sqlx::query(RELEASE_LEASES_SQL)
             .bind(owner)
             .execute(&mut *conn)
             .await?;
@@ -939,19 +939,22 @@ impl Store {
 
     /// Appends records to the event log and records the outcomes of the rows
     /// they came from, in one transaction: both commit or neither does (a
-    /// retry). Returns each record's place in the log, in order. An event
-    /// id already logged (a retry after a crash) is not appended twice; its
+    /// retry). With `owner`, that replica's brand leases are given back in
+    /// it too (the batch is recorded, so its brands may go to anyone).
+    /// Returns each record's place in the log, in order. An event id
+    /// already logged (a retry after a crash) is not appended twice; its
     /// first place is returned.
     pub async fn log_and_finish(
         &self,
         records: &[crate::publish::Record],
         rows: &[Logged<'_>],
+        owner: Option<&str>,
     ) -> Result<Vec<Delivery>> {
         // Compressed and serialised before the write turn is taken.
         let log = LogRecords::encode(records)?;
         let now = now_ms();
         if let Some(writer) = &self.writer {
-            let seqs = writer.log_and_finish(&log, rows, now).await?;
+            let seqs = writer.log_and_finish(&log, rows, now, owner).await?;
             return Ok(log.deliveries(&seqs));
         }
         let mut tx = self.serial_tx().await?;
@@ -961,6 +964,12 @@ impl Store {
             .map(|r| (r.row, r.outcome(&deliveries)))
             .collect();
         self.finish_in(&mut tx, &outcomes).await?;
+        if let Some(owner) = owner {
+            sqlx::query(RELEASE_LEASES_SQL)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(deliveries)
     }
@@ -1395,6 +1404,9 @@ fn append_events_sql(backend: Backend, n: usize) -> String {
         Params::new(backend).values(n, 8)
     )
 }
+
+/// Gives back every brand lease of an owner: binds the owner.
+const RELEASE_LEASES_SQL: &str = "DELETE FROM brand_leases WHERE owner = $1";
 
 /// Where an event id was logged first.
 const LOGGED_SEQ_SQL: &str = "SELECT seq FROM events WHERE event_id = $1";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ionflux_gateway::connection;
 use ionflux_gateway::publish::{Delivery, Record, Sink};
 use ionflux_gateway::store::{
-    Blob, ConnectionRow, DeadLetter, Inserted, Logged, NewWebhook, Outcome, Store, blob,
+    Blob, ConnectionRow, DeadLetter, InboxRow, Inserted, Logged, NewWebhook, Outcome, Store, blob,
 };
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_tests::{TestDatabase, fresh_database};
@@ -196,16 +196,15 @@ async fn the_event_log_appends_in_order_and_logs_an_event_id_once() {
     assert_eq!(logged_ids, expected, "each event once, in append order");
 }
 
-#[tokio::test]
-async fn finishing_a_mixed_batch_records_every_outcome() {
-    let (_db, store, conn) = store_with_connection().await;
+/// Webhooks "a", "b" and "c", stored and claimed by replica-a.
+async fn claim_three(store: &Store, conn: &ConnectionRow) -> Vec<InboxRow> {
     let headers = Vec::new();
     let ids = ["a", "b", "c"];
     let blobs = bodies(&ids);
     let group: Vec<NewWebhook<'_>> = ids
         .iter()
         .zip(&blobs)
-        .map(|(id, body)| webhook(&conn, id, &headers, body))
+        .map(|(id, body)| webhook(conn, id, &headers, body))
         .collect();
     store.insert_webhooks(&group).await.unwrap();
     let rows = store
@@ -213,6 +212,13 @@ async fn finishing_a_mixed_batch_records_every_outcome() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
+    rows
+}
+
+#[tokio::test]
+async fn finishing_a_mixed_batch_records_every_outcome() {
+    let (_db, store, conn) = store_with_connection().await;
+    let rows = claim_three(&store, &conn).await;
     let delivery = |offset| Delivery {
         topic: "events".into(),
         partition: 0,
@@ -309,20 +315,7 @@ async fn a_failed_group_keeps_nothing_and_the_next_one_is_written() {
 #[tokio::test]
 async fn the_event_log_and_the_outcomes_are_recorded_together() {
     let (_db, store, conn) = store_with_connection().await;
-    let headers = Vec::new();
-    let ids = ["a", "b", "c"];
-    let blobs = bodies(&ids);
-    let group: Vec<NewWebhook<'_>> = ids
-        .iter()
-        .zip(&blobs)
-        .map(|(id, body)| webhook(&conn, id, &headers, body))
-        .collect();
-    store.insert_webhooks(&group).await.unwrap();
-    let rows = store
-        .claim("replica-a", 10, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 3);
+    let rows = claim_three(&store, &conn).await;
     let letter = DeadLetter {
         reason_code: "invalid_output".into(),
         reason: "test".into(),
@@ -351,10 +344,10 @@ async fn the_event_log_and_the_outcomes_are_recorded_together() {
                     letter: None,
                 },
             ],
+            Some("replica-a"),
         )
         .await
         .unwrap();
-    store.release_leases("replica-a").await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 0);
 
     let in_log = store.events_after(0, 10).await.unwrap();
@@ -393,10 +386,11 @@ async fn the_event_log_and_the_outcomes_are_recorded_together() {
     );
     assert_eq!(letters[0].transform.as_deref(), Some("t"));
 
-    // Replayed and published this time: the dead letter is resolved.
+    // Replayed and published this time: the dead letter is resolved. The
+    // brand's lease went with the first batch, so another replica may take it.
     assert_eq!(store.requeue(&[rows[1].id]).await.unwrap(), 1);
     let again = store
-        .claim("replica-a", 10, Duration::from_secs(30))
+        .claim("replica-b", 10, Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -409,6 +403,7 @@ async fn the_event_log_and_the_outcomes_are_recorded_together() {
                 records: 0..1,
                 letter: None,
             }],
+            None,
         )
         .await
         .unwrap();

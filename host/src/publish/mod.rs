@@ -42,7 +42,7 @@ impl Sink {
     pub async fn send(&self, records: &[Record]) -> Vec<Result<Delivery, PublishError>> {
         match self {
             Sink::Kafka(k) => k.send(records).await,
-            Sink::Log(store) => match store.log_and_finish(records, &[]).await {
+            Sink::Log(store) => match store.log_and_finish(records, &[], None).await {
                 Ok(deliveries) => deliveries.into_iter().map(Ok).collect(),
                 Err(e) => all_transient(records, e),
             },

@@ -62,6 +62,8 @@ struct Log {
     events: Vec<Vec<Value>>,
     finish: Vec<Finish>,
     now: i64,
+    /// Whose brand leases to give back with it.
+    release: Option<String>,
 }
 
 /// One claimed row's outcome.
@@ -164,6 +166,7 @@ impl Writer {
         log: &LogRecords<'_>,
         rows: &[Logged<'_>],
         now: i64,
+        release: Option<&str>,
     ) -> Result<Vec<i64>> {
         let events = log
             .rows
@@ -190,6 +193,7 @@ impl Writer {
                 events,
                 finish,
                 now,
+                release: release.map(str::to_owned),
             },
             done,
         })?;
@@ -312,6 +316,10 @@ fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<
             .execute(params_from_iter(dead))?;
         tx.prepare_cached(super::FINISH_DEAD_SQL)?
             .execute(rusqlite::params![log.now, deliveries(&f.records), f.id])?;
+    }
+    if let Some(owner) = &log.release {
+        tx.prepare_cached(super::RELEASE_LEASES_SQL)?
+            .execute([owner])?;
     }
     tx.commit()?;
     Ok(out)
