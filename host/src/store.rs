@@ -811,6 +811,9 @@ impl Store {
 
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
+        if let Some(writer) = &self.writer {
+            return writer.finish(outcomes, now_ms()).await;
+        }
         let mut tx = self.write_tx().await?;
         self.finish_in(&mut tx, outcomes).await?;
         tx.commit().await

@@ -12,7 +12,10 @@
 //! the lock.
 //!
 //! The dispatcher's two transactions per batch run here too: the claim, and
-//! the event-log append with the rows' outcomes (`Store::log_and_finish`).
+//! the recording: the event-log append with the rows' outcomes and the
+//! lease release (`Store::log_and_finish`), or with Kafka as the sink the
+//! outcomes alone (`Store::finish`).
+//!
 //! The statements are the store's own (`insert_webhooks_sql`, the claim's
 //! `CLAIM_*`, the event log's and the outcomes'), so both paths write the
 //! same rows, and PostgreSQL (which commits in parallel and has no such
@@ -28,7 +31,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
 use super::{
-    Backend, Delivery, Inserted, LogRecords, Logged, NewWebhook, Result, StoreError, WriteTurn,
+    Backend, DeadLetter, Delivery, InboxRow, Inserted, LogRecords, Logged, NewWebhook, Outcome,
+    Result, StoreError, WriteTurn,
 };
 
 /// Where the intake's group commits go on a SQLite file database.
@@ -48,15 +52,16 @@ enum Job {
         done: tokio::sync::oneshot::Sender<Result<Vec<i64>>>,
     },
     /// Answered with each event's sequence number.
-    Log {
-        log: Log,
+    Record {
+        recording: Recording,
         done: tokio::sync::oneshot::Sender<Result<Vec<i64>>>,
     },
 }
 
-/// `Store::log_and_finish`'s transaction, by value.
+/// The dispatcher's recording transaction, by value: `Store::log_and_finish`
+/// (events, outcomes and lease release) or `Store::finish` (outcomes alone).
 #[derive(Debug)]
-struct Log {
+struct Recording {
     /// Per event, `append_events_sql`'s values (the event id first, then
     /// the topic).
     events: Vec<Vec<Value>>,
@@ -70,10 +75,18 @@ struct Log {
 #[derive(Debug)]
 struct Finish {
     id: i64,
-    /// Its events in `Log::events`.
-    records: std::ops::Range<usize>,
+    deliveries: Deliveries,
     /// `DEAD_LETTER_SQL`'s values, for a row dead-lettered.
     dead: Option<Vec<Value>>,
+}
+
+/// Where a row's records went.
+#[derive(Debug)]
+enum Deliveries {
+    /// Its events in `Recording::events`, placed by this transaction.
+    Logged(std::ops::Range<usize>),
+    /// Delivered elsewhere (Kafka): as JSON.
+    Known(String),
 }
 
 /// `Store::claim`'s transaction, by value.
@@ -188,8 +201,8 @@ impl Writer {
             .collect();
         let finish = rows.iter().map(|r| Finish::of(r, now)).collect();
         let (done, answer) = tokio::sync::oneshot::channel();
-        self.send(Job::Log {
-            log: Log {
+        self.send(Job::Record {
+            recording: Recording {
                 events,
                 finish,
                 now,
@@ -198,6 +211,26 @@ impl Writer {
             done,
         })?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// `Store::finish`'s transaction on the writer's thread: the outcomes
+    /// of rows whose records went elsewhere (Kafka).
+    pub(super) async fn finish(&self, outcomes: &[(&InboxRow, Outcome)], now: i64) -> Result<()> {
+        let finish = outcomes
+            .iter()
+            .map(|(row, outcome)| Finish::of_outcome(row, outcome, now))
+            .collect();
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.send(Job::Record {
+            recording: Recording {
+                events: Vec::new(),
+                finish,
+                now,
+                release: None,
+            },
+            done,
+        })?;
+        answer.await.map_err(|_| stopped())?.map(drop)
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -219,8 +252,8 @@ fn run(conn: &mut Connection, turn: &Arc<WriteTurn>, job: Job) {
         Job::Claim { claim, done } => {
             let _ = done.send(claim_ids(conn, turn, &claim));
         }
-        Job::Log { log, done } => {
-            let _ = done.send(log_and_finish(conn, turn, &log));
+        Job::Record { recording, done } => {
+            let _ = done.send(record(conn, turn, &recording));
         }
     }
 }
@@ -253,23 +286,24 @@ fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i
     Ok(ids)
 }
 
-/// The event-log append and the rows' outcomes (the statements of
-/// `Store::append_events` and `Store::finish_in`).
-fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<Vec<i64>> {
+/// The event-log append, the rows' outcomes and the lease release (the
+/// statements of `Store::append_events`, `Store::finish_in` and
+/// `Store::release_leases`).
+fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Vec<i64>> {
     let _turn = turn.other_blocking();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(log.events.len());
-    for (chunk, n) in pow2_chunks(&log.events) {
+    let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rec.events.len());
+    for (chunk, n) in pow2_chunks(&rec.events) {
         let mut stmt = tx.prepare_cached(&super::append_events_sql(Backend::Sqlite, n))?;
         let mut returned = stmt.query(params_from_iter(chunk.iter().flatten()))?;
         while let Some(r) = returned.next()? {
             seqs.insert(r.get(1)?, r.get(0)?);
         }
     }
-    let mut out = Vec::with_capacity(log.events.len());
+    let mut out = Vec::with_capacity(rec.events.len());
     {
         let mut lookup = tx.prepare_cached(super::LOGGED_SEQ_SQL)?;
-        for event in &log.events {
+        for event in &rec.events {
             let id = text(&event[0]);
             out.push(match seqs.get(id) {
                 Some(&seq) => seq,
@@ -278,25 +312,28 @@ fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<
         }
     }
     // What `Outcome`'s deliveries serialise to, from the event rows.
-    let deliveries = |records: &std::ops::Range<usize>| {
-        let d: Vec<Delivery> = records
-            .clone()
-            .map(|i| Delivery {
-                topic: text(&log.events[i][1]).to_owned(),
-                partition: 0,
-                offset: out[i],
-            })
-            .collect();
-        serde_json::to_string(&d).expect("deliveries serialise")
+    let deliveries = |f: &Finish| match &f.deliveries {
+        Deliveries::Known(json) => json.clone(),
+        Deliveries::Logged(records) => {
+            let d: Vec<Delivery> = records
+                .clone()
+                .map(|i| Delivery {
+                    topic: text(&rec.events[i][1]).to_owned(),
+                    partition: 0,
+                    offset: out[i],
+                })
+                .collect();
+            serde_json::to_string(&d).expect("deliveries serialise")
+        }
     };
-    let published: Vec<(i64, String)> = log
+    let published: Vec<(i64, String)> = rec
         .finish
         .iter()
         .filter(|f| f.dead.is_none())
-        .map(|f| (f.id, deliveries(&f.records)))
+        .map(|f| (f.id, deliveries(f)))
         .collect();
     for (chunk, n) in pow2_chunks(&published) {
-        let now = Value::Integer(log.now);
+        let now = Value::Integer(rec.now);
         tx.prepare_cached(&super::resolve_dead_letters_sql(Backend::Sqlite, n))?
             .execute(params_from_iter(
                 std::iter::once(now.clone()).chain(chunk.iter().map(|(id, _)| Value::Integer(*id))),
@@ -310,14 +347,14 @@ fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<
                 ),
             ))?;
     }
-    for f in &log.finish {
+    for f in &rec.finish {
         let Some(dead) = &f.dead else { continue };
         tx.prepare_cached(super::DEAD_LETTER_SQL)?
             .execute(params_from_iter(dead))?;
         tx.prepare_cached(super::FINISH_DEAD_SQL)?
-            .execute(rusqlite::params![log.now, deliveries(&f.records), f.id])?;
+            .execute(rusqlite::params![rec.now, deliveries(f), f.id])?;
     }
-    if let Some(owner) = &log.release {
+    if let Some(owner) = &rec.release {
         tx.prepare_cached(super::RELEASE_LEASES_SQL)?
             .execute([owner])?;
     }
@@ -327,28 +364,47 @@ fn log_and_finish(conn: &mut Connection, turn: &WriteTurn, log: &Log) -> Result<
 
 impl Finish {
     fn of(r: &Logged<'_>, now: i64) -> Self {
-        let text = |s: &str| Value::Text(s.to_owned());
-        let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, text);
         Finish {
             id: r.row.id,
-            records: r.records.clone(),
-            dead: r.letter.map(|letter| {
-                vec![
-                    Value::Integer(r.row.id),
-                    text(&r.row.connection_id),
-                    text(&r.row.workspace_id),
-                    text(&r.row.brand_id),
-                    text(&r.row.topic),
-                    text(&r.row.webhook_id),
-                    text(&letter.reason_code),
-                    text(&letter.reason),
-                    opt(&letter.transform),
-                    opt(&letter.transform_digest),
-                    Value::Integer(now),
-                ]
-            }),
+            deliveries: Deliveries::Logged(r.records.clone()),
+            dead: r
+                .letter
+                .map(|letter| dead_letter_values(r.row, letter, now)),
         }
     }
+
+    fn of_outcome(row: &InboxRow, outcome: &Outcome, now: i64) -> Self {
+        let (deliveries, letter) = match outcome {
+            Outcome::Published(d) => (d, None),
+            Outcome::Dead { deliveries, letter } => (deliveries, Some(letter)),
+        };
+        Finish {
+            id: row.id,
+            deliveries: Deliveries::Known(
+                serde_json::to_string(deliveries).expect("deliveries serialise"),
+            ),
+            dead: letter.map(|letter| dead_letter_values(row, letter, now)),
+        }
+    }
+}
+
+/// `DEAD_LETTER_SQL`'s values.
+fn dead_letter_values(row: &InboxRow, letter: &DeadLetter, now: i64) -> Vec<Value> {
+    let text = |s: &str| Value::Text(s.to_owned());
+    let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, text);
+    vec![
+        Value::Integer(row.id),
+        text(&row.connection_id),
+        text(&row.workspace_id),
+        text(&row.brand_id),
+        text(&row.topic),
+        text(&row.webhook_id),
+        text(&letter.reason_code),
+        text(&letter.reason),
+        opt(&letter.transform),
+        opt(&letter.transform_digest),
+        Value::Integer(now),
+    ]
 }
 
 /// A slice in chunks of powers of two up to `ROWS_PER_STATEMENT`, each
