@@ -419,7 +419,10 @@ impl Store {
         let (writer, checkpointer) = match (&write_turn, &file) {
             (Some(turn), Some(file)) => (
                 Some(Arc::new(writer::Writer::open(file, pragmas, turn.clone())?)),
-                Some(Arc::new(checkpoint::Checkpointer::start(file)?)),
+                Some(Arc::new(checkpoint::Checkpointer::start(
+                    file,
+                    turn.clone(),
+                )?)),
             ),
             _ => (None, None),
         };
@@ -1684,11 +1687,13 @@ impl LogRow<'_> {
 
 /// What every SQLite connection of the gateway sets. FULL: a webhook we
 /// acknowledged must survive power loss, not only a process crash. With
-/// `checkpointer`, WAL checkpoints are that thread's job alone.
+/// `checkpointer`, WAL checkpoints are that thread's job alone, and a WAL
+/// that starts over is cut back to 64 MiB (`store::checkpoint`).
 fn sqlite_pragmas(checkpointer: bool) -> &'static str {
     if checkpointer {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
-         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;"
+         PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;"
     } else {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
          PRAGMA foreign_keys = ON;"
