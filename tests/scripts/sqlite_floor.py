@@ -2,7 +2,8 @@
 """What SQLite itself costs on this machine for the inbox's write pattern,
 with no gateway, no sqlx and no HTTP: the floor under `ionflux-gateway bench`.
 
-    python3 tests/scripts/sqlite_floor.py
+    python3 tests/scripts/sqlite_floor.py          # time per row
+    python3 tests/scripts/sqlite_floor.py --wal    # WAL bytes per row, and why
 
 Python's sqlite3 module adds little per statement, so these are close to
 what the library and the disk give. The table and indexes mirror
@@ -11,6 +12,7 @@ partial indexes on pending rows). Used in BENCHMARKS.md.
 """
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -36,6 +38,8 @@ def open_db(path, sync, autocheckpoint=True):
         attempts INTEGER DEFAULT 0, claimed_until INTEGER,
         UNIQUE (connection_id, webhook_id))"""
     )
+    # Migration 0009 dropped this one from the gateway; it stays here so that
+    # the floor's timings in BENCHMARKS.md (measured with it) stay comparable.
     db.execute("CREATE INDEX a ON inbox (next_attempt_at, id) WHERE status = 'pending'")
     db.execute("CREATE INDEX b ON inbox (brand_id, id) WHERE status = 'pending'")
     db.execute("CREATE INDEX c ON inbox (id) WHERE status = 'pending'")
@@ -88,7 +92,50 @@ def update(body_size):
         print(f"update  small columns of a row with a {body_size:>5} B body: {per_row:6.1f} µs/row")
 
 
-if __name__ == "__main__":
+def wal_per_row(random_ids, pending_by_due, group=14, rows=14_000, stored=50_000):
+    """WAL bytes one stored webhook costs: `group` rows per commit (the
+    intake's average at 32 connections), a 1.7 KB body, after `stored`
+    finished rows. SQLite logs whole 4 KiB pages, so every leaf a commit
+    touches counts in full: with random webhook ids (Shopify's are UUIDs)
+    each row lands on its own leaf of the unique key."""
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        path = os.path.join(d, "floor.db")
+        db = open_db(path, "FULL", autocheckpoint=False)
+        if not pending_by_due:
+            db.execute("DROP INDEX a")
+        body = os.urandom(1700)
+
+        def webhooks(n, first):
+            return [("conn-1", "shopify", "ws", f"brand-{i % 8}",
+                     str(uuid.uuid4()) if random_ids else f"{first + i:012d}",
+                     "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
+                     uuid.uuid4().hex, HEADERS, body, 1) for i in range(n)]
+
+        sql = ("INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,"
+               " topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,"
+               " headers, body, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+        db.execute("BEGIN")
+        db.executemany(sql, webhooks(stored, 0))
+        db.execute("UPDATE inbox SET status = 'published'")
+        db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for k in range(rows // group):
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(sql, webhooks(group, stored + k * group))
+            db.execute("COMMIT")
+        per_row = os.path.getsize(path + "-wal") / rows
+        print(f"WAL per stored webhook, {group} per commit, "
+              f"{'random' if random_ids else 'sequential'} webhook ids, "
+              f"{'with' if pending_by_due else 'without'} the (next_attempt_at, id) index: "
+              f"{per_row:6.0f} B")
+
+
+if __name__ == "__main__" and "--wal" in sys.argv:
+    print(f"sqlite {sqlite3.sqlite_version}, in {os.getcwd()}")
+    for random_ids in (True, False):
+        for pending_by_due in (True, False):
+            wal_per_row(random_ids, pending_by_due)
+elif __name__ == "__main__":
     print(f"sqlite {sqlite3.sqlite_version}, {ROWS} rows per line, in {os.getcwd()}")
     insert("FULL", 32, 6000)
     insert("FULL", 256, 6000)
