@@ -349,6 +349,13 @@ mod tests {
             let err = platform_record(&r, &Topics::default(), &id, 0, &parts).unwrap_err();
             assert!(err.to_string().contains(why), "{payload:?}: {err}");
         }
+        // Whitespace around an object is still one JSON object.
+        let parts = EventParts {
+            kind: "orders.created",
+            schema_version: "v1",
+            payload: b" \n{\"a\":1}\n",
+        };
+        assert!(platform_record(&r, &Topics::default(), &id, 0, &parts).is_ok());
     }
 
     #[test]

@@ -416,9 +416,9 @@ fn decode_canonical(canonical: &str) -> Vec<(String, String)> {
 
 /// Input: lines, `\n`-separated. `limits\tMAX_EVENTS\tOUTPUT_BYTES` sets the
 /// limits (defaults otherwise), `body\tBYTES` is ignored (validation no
-/// longer reads the body; older corpora have such lines); any other non-empty line is an event `kind\tversion` (payload
-/// `Unchanged`) or `kind\tversion\tpayload` (payload `Json`, the rest of the
-/// line). Properties: validation never panics; it returns the events
+/// longer reads the body; older corpora have such lines); any other
+/// non-empty line is an event `kind\tversion` (payload `Unchanged`) or
+/// `kind\tversion\tpayload` (payload `Json`, the rest of the line). Properties: validation never panics; it returns the events
 /// unchanged, or fails, exactly as an independent reading of the rules says,
 /// with the same error (limits first, then the first bad event's index); its
 /// messages stay short whatever the guest sent.

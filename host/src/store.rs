@@ -78,8 +78,8 @@ pub struct Store {
     connections_changed: Arc<AtomicU64>,
     /// SQLite only: see `WriteTurn`.
     write_turn: Option<Arc<WriteTurn>>,
-    /// SQLite file databases: where `insert_webhooks` and the claim's
-    /// transaction run (see `writer`).
+    /// SQLite file databases: where `insert_webhooks`, the claim and the
+    /// dispatcher's recording (`log_and_finish`, `finish`) run (see `writer`).
     writer: Option<Arc<writer::Writer>>,
     /// SQLite file databases: copies the WAL back (see `checkpoint`).
     _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
@@ -152,9 +152,10 @@ impl WriteTurn {
         }
     }
 
-    /// `other`, for the SQLite writer's own thread. Intake has nothing to
-    /// wait for there: the thread runs every group queued before a claim
-    /// first, and no other intake path exists beside it.
+    /// `other`, for SQLite's own threads (not tokio tasks, so they may
+    /// block). Intake has nothing to wait for there: the writer thread runs
+    /// every group queued before the dispatcher's jobs, and the checkpoint
+    /// thread takes the turn only for its short final copy.
     fn other_blocking(&self) -> Turn {
         Turn {
             _guard: self.lock.clone().blocking_lock_owned(),

@@ -35,7 +35,8 @@ use super::{
     Result, StoreError, WriteTurn,
 };
 
-/// Where the intake's group commits go on a SQLite file database.
+/// Where the intake's group commits and the dispatcher's transactions go on
+/// a SQLite file database.
 #[derive(Debug)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
