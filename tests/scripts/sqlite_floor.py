@@ -3,7 +3,7 @@
 with no gateway, no sqlx and no HTTP: the floor under `ionflux-gateway bench`.
 
     python3 tests/scripts/sqlite_floor.py          # time per row
-    python3 tests/scripts/sqlite_floor.py --wal    # WAL bytes per row, and why
+    python3 tests/scripts/sqlite_floor.py --wal    # WAL bytes per row, by page size
 
 Python's sqlite3 module adds little per statement, so these are close to
 what the library and the disk give. The table and indexes mirror
@@ -21,8 +21,12 @@ ROWS = 12_800
 HEADERS = '{"x-shopify-topic":"orders/create","x-shopify-shop-domain":"a.myshopify.com"}' * 3
 
 
-def open_db(path, sync, autocheckpoint=True):
+def open_db(path, sync, autocheckpoint=True, page_size=4096):
     db = sqlite3.connect(path, isolation_level=None)
+    # Before journal_mode, which writes the first page. The gateway creates
+    # its databases with 2 KiB pages (host/src/store.rs, sqlite_pragmas);
+    # the timings in BENCHMARKS.md's floor table were measured with 4 KiB.
+    db.execute(f"PRAGMA page_size={page_size}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={sync}")
     if not autocheckpoint:
@@ -92,15 +96,16 @@ def update(body_size):
         print(f"update  small columns of a row with a {body_size:>5} B body: {per_row:6.1f} µs/row")
 
 
-def wal_per_row(random_ids, pending_by_due, group=14, rows=14_000, stored=50_000):
+def wal_per_row(random_ids, pending_by_due, page_size=4096, group=14, rows=14_000,
+                stored=50_000):
     """WAL bytes one stored webhook costs: `group` rows per commit (the
     intake's average at 32 connections), a 1.7 KB body, after `stored`
-    finished rows. SQLite logs whole 4 KiB pages, so every leaf a commit
-    touches counts in full: with random webhook ids (Shopify's are UUIDs)
-    each row lands on its own leaf of the unique key."""
+    finished rows. SQLite logs whole pages, so every leaf a commit touches
+    counts in full: with random webhook ids (Shopify's are UUIDs) each row
+    lands on its own leaf of the unique key."""
     with tempfile.TemporaryDirectory(dir=".") as d:
         path = os.path.join(d, "floor.db")
-        db = open_db(path, "FULL", autocheckpoint=False)
+        db = open_db(path, "FULL", autocheckpoint=False, page_size=page_size)
         if not pending_by_due:
             db.execute("DROP INDEX a")
         body = os.urandom(1700)
@@ -119,15 +124,18 @@ def wal_per_row(random_ids, pending_by_due, group=14, rows=14_000, stored=50_000
         db.execute("UPDATE inbox SET status = 'published'")
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for k in range(rows // group):
+        groups = [webhooks(group, stored + k * group) for k in range(rows // group)]
+        started = time.perf_counter()
+        for g in groups:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(sql, webhooks(group, stored + k * group))
+            db.executemany(sql, g)
             db.execute("COMMIT")
+        micros = (time.perf_counter() - started) / rows * 1e6
         per_row = os.path.getsize(path + "-wal") / rows
-        print(f"WAL per stored webhook, {group} per commit, "
+        print(f"{page_size} B pages: WAL per stored webhook, {group} per commit, "
               f"{'random' if random_ids else 'sequential'} webhook ids, "
               f"{'with' if pending_by_due else 'without'} the (next_attempt_at, id) index: "
-              f"{per_row:6.0f} B")
+              f"{per_row:6.0f} B, {micros:5.1f} µs")
 
 
 if __name__ == "__main__" and "--wal" in sys.argv:
@@ -135,6 +143,9 @@ if __name__ == "__main__" and "--wal" in sys.argv:
     for random_ids in (True, False):
         for pending_by_due in (True, False):
             wal_per_row(random_ids, pending_by_due)
+    # The gateway's pages since it left 4 KiB (migrations as of 0009).
+    for page_size in (2048, 1024):
+        wal_per_row(True, False, page_size=page_size)
 elif __name__ == "__main__":
     print(f"sqlite {sqlite3.sqlite_version}, {ROWS} rows per line, in {os.getcwd()}")
     insert("FULL", 32, 6000)
