@@ -259,9 +259,23 @@ fn run(conn: &mut Connection, turn: &Arc<WriteTurn>, job: Job) {
     }
 }
 
-/// The claim's transaction (the statements of `Store::claim_ids`).
+/// The claim's transaction (the statements of `Store::claim_ids`), committed
+/// without its own fsync. A claim only leases and counts an attempt; if the
+/// machine loses power before the next commit that syncs (intake's, the
+/// recording's: the WAL is one sequence, so syncing a later commit makes
+/// this one durable too), the rows are simply pending again, as after any
+/// crash. The recording's commit keeps its fsync: an event-log sequence
+/// number a reader has seen must never be given to another event.
 fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i64>> {
     let _turn = turn.other_blocking();
+    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    let claimed = claim_in(conn, c);
+    // Every other transaction on this connection acknowledges something.
+    conn.execute_batch("PRAGMA synchronous = FULL")?;
+    claimed
+}
+
+fn claim_in(conn: &mut Connection, c: &Claim) -> Result<Vec<i64>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.prepare_cached(super::CLAIM_BRANDS_SQL)?
         .execute(rusqlite::params![
