@@ -4,6 +4,7 @@ with no gateway, no sqlx and no HTTP: the floor under `ionflux-gateway bench`.
 
     python3 tests/scripts/sqlite_floor.py          # time per row
     python3 tests/scripts/sqlite_floor.py --wal    # WAL bytes per row, by page size
+    python3 tests/scripts/sqlite_floor.py --bodies # the body in the inbox row, or apart
 
 Python's sqlite3 module adds little per statement, so these are close to
 what the library and the disk give. The table and indexes mirror
@@ -138,7 +139,102 @@ def wal_per_row(random_ids, pending_by_due, page_size=4096, group=14, rows=14_00
               f"{per_row:6.0f} B, {micros:5.1f} µs")
 
 
-if __name__ == "__main__" and "--wal" in sys.argv:
+def lifecycle(bodies_apart, group=14, batch=64, rows=12_800, stored=50_000):
+    """A webhook's whole life in the one writer, per webhook: intake's
+    group insert, then the dispatcher's claim (an UPDATE of two small
+    columns) and its recording (the event-log copy of the payload and the
+    row's outcome), on 2 KiB pages. With `bodies_apart` the body goes to a
+    table of its own, written once, so claim and finish rewrite a narrow
+    row; intake then pays a second insert per webhook."""
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        path = os.path.join(d, "floor.db")
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA page_size=2048")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(
+            f"""CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, connection_id TEXT,
+            provider TEXT, workspace_id TEXT, brand_id TEXT, webhook_id TEXT, topic TEXT,
+            shop_domain TEXT, api_version TEXT, triggered_at TEXT, shopify_event_id TEXT,
+            trace_id TEXT, headers TEXT, {'' if bodies_apart else 'body BLOB,'}
+            received_at INTEGER, status TEXT DEFAULT 'pending',
+            next_attempt_at INTEGER DEFAULT 0, attempts INTEGER DEFAULT 0,
+            claimed_until INTEGER, finished_at INTEGER, deliveries TEXT,
+            UNIQUE (connection_id, webhook_id))"""
+        )
+        db.execute("CREATE INDEX b ON inbox (brand_id, id) WHERE status = 'pending'")
+        db.execute("CREATE INDEX c ON inbox (id) WHERE status = 'pending'")
+        db.execute("CREATE TABLE bodies (inbox_id INTEGER PRIMARY KEY, body BLOB)")
+        db.execute(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE,"
+            " topic TEXT, key TEXT, headers TEXT, payload TEXT, payload_zstd BLOB,"
+            " created_at INTEGER, workspace_id TEXT)"
+        )
+        body = os.urandom(1700)
+        columns = ("connection_id, provider, workspace_id, brand_id, webhook_id, topic,"
+                   " shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,"
+                   + ("" if bodies_apart else " body,") + " received_at")
+        places = ",".join("?" * len(columns.split(",")))
+        insert_sql = f"INSERT INTO inbox ({columns}) VALUES ({places}) RETURNING id"
+
+        def webhook(i):
+            row = ["conn-1", "shopify", "ws", f"brand-{i % 8}", str(uuid.uuid4()),
+                   "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
+                   uuid.uuid4().hex, HEADERS]
+            return row + ([] if bodies_apart else [body]) + [1]
+
+        def intake(n):
+            db.execute("BEGIN IMMEDIATE")
+            for i in range(n):
+                inbox_id = db.execute(insert_sql, webhook(i)).fetchone()[0]
+                if bodies_apart:
+                    db.execute("INSERT INTO bodies VALUES (?, ?)", (inbox_id, body))
+            db.execute("COMMIT")
+
+        for _ in range(stored // 1000):
+            intake(1000)
+        db.execute("UPDATE inbox SET status = 'published'")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        intake_s = dispatch_s = 0.0
+        done = seq = 0
+        while done < rows:
+            started = time.perf_counter()
+            for _ in range(batch // group + 1):
+                intake(group)
+            claimed = time.perf_counter()
+            intake_s += claimed - started
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM inbox WHERE status = 'pending' ORDER BY id LIMIT ?", (batch,))]
+            listed = ",".join(map(str, ids))
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE inbox SET claimed_until = 1, attempts = attempts + 1"
+                       f" WHERE id IN ({listed})")
+            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            for _ in ids:
+                seq += 1
+                db.execute("INSERT INTO events (event_id, topic, key, headers, payload,"
+                           " payload_zstd, created_at, workspace_id) VALUES (?,?,?,?,?,?,?,?)",
+                           (f"{time.time_ns():020d}{seq:012d}", "t", "k", "{}", "", body, 1,
+                            "ws"))
+            db.execute("UPDATE inbox SET status = 'published', finished_at = 1,"
+                       " claimed_until = NULL,"
+                       " deliveries = '[{\"topic\":\"t\",\"partition\":0,\"offset\":1}]'"
+                       f" WHERE id IN ({listed})")
+            db.execute("COMMIT")
+            dispatch_s += time.perf_counter() - claimed
+            done += len(ids)
+        print(f"{'body apart' if bodies_apart else 'body in the row'}: intake "
+              f"{intake_s / done * 1e6:5.1f} µs, claim + record {dispatch_s / done * 1e6:5.1f} µs,"
+              f" together {(intake_s + dispatch_s) / done * 1e6:5.1f} µs per webhook")
+
+
+if __name__ == "__main__" and "--bodies" in sys.argv:
+    print(f"sqlite {sqlite3.sqlite_version}, in {os.getcwd()}")
+    for _ in range(2):
+        lifecycle(False)
+        lifecycle(True)
+elif __name__ == "__main__" and "--wal" in sys.argv:
     print(f"sqlite {sqlite3.sqlite_version}, in {os.getcwd()}")
     for random_ids in (True, False):
         for pending_by_due in (True, False):
