@@ -37,8 +37,9 @@ use super::{Result, StoreError, WriteTurn};
 /// MiB of WAL, about what SQLite's own threshold (1,000 pages) allows.
 const EVERY: Duration = Duration::from_millis(100);
 
-/// WAL frames (pages) after which the WAL is made to start over: 64 MiB at
-/// 4 KiB pages, about half a second of the intake's peak.
+/// WAL frames (pages) after which the WAL is made to start over: 32 MiB at
+/// the 2 KiB pages of the databases the gateway creates (64 MiB at 4 KiB),
+/// a fraction of a second of the intake's peak.
 const RESTART_AT: i64 = 16_384;
 
 /// Stops its thread when dropped (with the last `Store` clone).
