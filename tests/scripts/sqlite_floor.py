@@ -20,9 +20,26 @@ import uuid
 
 ROWS = 12_800
 HEADERS = '{"x-shopify-topic":"orders/create","x-shopify-shop-domain":"a.myshopify.com"}' * 3
+COLUMNS = ("connection_id, provider, workspace_id, brand_id, webhook_id, topic, shop_domain,"
+           " api_version, triggered_at, shopify_event_id, trace_id, headers, body, received_at")
 
 
-def open_db(path, sync, autocheckpoint=True, page_size=4096):
+def insert_sql(body_in_row=True, returning=""):
+    """The INSERT of one webhook's values (`webhook_row`)."""
+    columns = COLUMNS if body_in_row else COLUMNS.replace(" body,", "")
+    places = ",".join("?" * len(columns.split(",")))
+    return f"INSERT INTO inbox ({columns}) VALUES ({places}){returning}"
+
+
+def webhook_row(i, webhook_id, body):
+    """One webhook's values for `insert_sql`, of brand `i % 8`; `body` None
+    when it is kept apart from the row."""
+    row = ["conn-1", "shopify", "ws", f"brand-{i % 8}", webhook_id, "orders/create",
+           "a.myshopify.com", "2026-04", "2026-11-23", "1", uuid.uuid4().hex, HEADERS]
+    return tuple(row + ([] if body is None else [body]) + [1])
+
+
+def open_db(path, sync, autocheckpoint=True, page_size=4096, body_in_row=True):
     db = sqlite3.connect(path, isolation_level=None)
     # Before journal_mode, which writes the first page. The gateway creates
     # its databases with 2 KiB pages (host/src/store.rs, sqlite_pragmas);
@@ -38,8 +55,8 @@ def open_db(path, sync, autocheckpoint=True, page_size=4096):
         """CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, connection_id TEXT,
         provider TEXT, workspace_id TEXT, brand_id TEXT, webhook_id TEXT, topic TEXT,
         shop_domain TEXT, api_version TEXT, triggered_at TEXT, shopify_event_id TEXT,
-        trace_id TEXT, headers TEXT, body BLOB, received_at INTEGER,
-        status TEXT DEFAULT 'pending', next_attempt_at INTEGER DEFAULT 0,
+        trace_id TEXT, headers TEXT, """ + ("body BLOB, " if body_in_row else "") + """
+        received_at INTEGER, status TEXT DEFAULT 'pending', next_attempt_at INTEGER DEFAULT 0,
         attempts INTEGER DEFAULT 0, claimed_until INTEGER,
         UNIQUE (connection_id, webhook_id))"""
     )
@@ -57,19 +74,9 @@ def insert(sync, group, body_size, autocheckpoint=True):
         body = os.urandom(body_size)
         started = time.perf_counter()
         for _ in range(ROWS // group):
-            rows = [
-                ("conn-1", "shopify", "ws", f"brand-{i % 8}", str(uuid.uuid4()),
-                 "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
-                 uuid.uuid4().hex, HEADERS, body, 1)
-                for i in range(group)
-            ]
+            rows = [webhook_row(i, str(uuid.uuid4()), body) for i in range(group)]
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,"
-                " topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,"
-                " headers, body, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            db.executemany(insert_sql(), rows)
             db.execute("COMMIT")
         per_row = (time.perf_counter() - started) / ROWS * 1e6
         print(f"insert  synchronous={sync:<6} group={group:<4} body={body_size:>5} B"
@@ -112,14 +119,10 @@ def wal_per_row(random_ids, pending_by_due, page_size=4096, group=14, rows=14_00
         body = os.urandom(1700)
 
         def webhooks(n, first):
-            return [("conn-1", "shopify", "ws", f"brand-{i % 8}",
-                     str(uuid.uuid4()) if random_ids else f"{first + i:012d}",
-                     "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
-                     uuid.uuid4().hex, HEADERS, body, 1) for i in range(n)]
+            return [webhook_row(i, str(uuid.uuid4()) if random_ids else f"{first + i:012d}",
+                                body) for i in range(n)]
 
-        sql = ("INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, webhook_id,"
-               " topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id,"
-               " headers, body, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+        sql = insert_sql()
         db.execute("BEGIN")
         db.executemany(sql, webhooks(stored, 0))
         db.execute("UPDATE inbox SET status = 'published'")
@@ -147,23 +150,12 @@ def lifecycle(bodies_apart, group=14, batch=64, rows=12_800, stored=50_000):
     table of its own, written once, so claim and finish rewrite a narrow
     row; intake then pays a second insert per webhook."""
     with tempfile.TemporaryDirectory(dir=".") as d:
-        path = os.path.join(d, "floor.db")
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA page_size=2048")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute(
-            f"""CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, connection_id TEXT,
-            provider TEXT, workspace_id TEXT, brand_id TEXT, webhook_id TEXT, topic TEXT,
-            shop_domain TEXT, api_version TEXT, triggered_at TEXT, shopify_event_id TEXT,
-            trace_id TEXT, headers TEXT, {'' if bodies_apart else 'body BLOB,'}
-            received_at INTEGER, status TEXT DEFAULT 'pending',
-            next_attempt_at INTEGER DEFAULT 0, attempts INTEGER DEFAULT 0,
-            claimed_until INTEGER, finished_at INTEGER, deliveries TEXT,
-            UNIQUE (connection_id, webhook_id))"""
-        )
-        db.execute("CREATE INDEX b ON inbox (brand_id, id) WHERE status = 'pending'")
-        db.execute("CREATE INDEX c ON inbox (id) WHERE status = 'pending'")
+        db = open_db(os.path.join(d, "floor.db"), "FULL", page_size=2048,
+                     body_in_row=not bodies_apart)
+        # The inbox as of migration 0009, with the columns the finish sets.
+        db.execute("DROP INDEX a")
+        db.execute("ALTER TABLE inbox ADD COLUMN finished_at INTEGER")
+        db.execute("ALTER TABLE inbox ADD COLUMN deliveries TEXT")
         db.execute("CREATE TABLE bodies (inbox_id INTEGER PRIMARY KEY, body BLOB)")
         db.execute(
             "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE,"
@@ -171,22 +163,13 @@ def lifecycle(bodies_apart, group=14, batch=64, rows=12_800, stored=50_000):
             " created_at INTEGER, workspace_id TEXT)"
         )
         body = os.urandom(1700)
-        columns = ("connection_id, provider, workspace_id, brand_id, webhook_id, topic,"
-                   " shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers,"
-                   + ("" if bodies_apart else " body,") + " received_at")
-        places = ",".join("?" * len(columns.split(",")))
-        insert_sql = f"INSERT INTO inbox ({columns}) VALUES ({places}) RETURNING id"
-
-        def webhook(i):
-            row = ["conn-1", "shopify", "ws", f"brand-{i % 8}", str(uuid.uuid4()),
-                   "orders/create", "a.myshopify.com", "2026-04", "2026-11-23", "1",
-                   uuid.uuid4().hex, HEADERS]
-            return row + ([] if bodies_apart else [body]) + [1]
+        sql = insert_sql(body_in_row=not bodies_apart, returning=" RETURNING id")
 
         def intake(n):
             db.execute("BEGIN IMMEDIATE")
             for i in range(n):
-                inbox_id = db.execute(insert_sql, webhook(i)).fetchone()[0]
+                row = webhook_row(i, str(uuid.uuid4()), None if bodies_apart else body)
+                inbox_id = db.execute(sql, row).fetchone()[0]
                 if bodies_apart:
                     db.execute("INSERT INTO bodies VALUES (?, ?)", (inbox_id, body))
             db.execute("COMMIT")
