@@ -270,7 +270,8 @@ fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i
     let _turn = turn.other_blocking();
     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
     let claimed = claim_in(conn, c);
-    // Every other transaction on this connection acknowledges something.
+    // Every other transaction on this connection acknowledges webhooks or
+    // records outcomes and events.
     conn.execute_batch("PRAGMA synchronous = FULL")?;
     claimed
 }
