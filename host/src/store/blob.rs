@@ -63,8 +63,13 @@ impl Encoding {
 
 thread_local! {
     // A compression context costs more to set up than a 6 KB body costs to
-    // compress; each thread keeps one.
+    // compress; each thread keeps one. So does a decompression context:
+    // made afresh for every read (the dispatcher's body, the event log's
+    // payload), its allocation alone was 3% of the tokio workers' time at
+    // the peak, and reusing it raised acked/s 6–17% (BENCHMARKS.md).
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
@@ -100,7 +105,7 @@ impl Blob {
                     .ok()
                     .filter(|&s| s <= MAX_DECODED)
                     .ok_or_else(|| StoreError::Corrupt(format!("zstd blob of {size} bytes")))?;
-                zstd::bulk::decompress(&bytes, size).map_err(corrupt)
+                decompress(&bytes, size).map_err(corrupt)
             }
         }
     }
@@ -115,6 +120,17 @@ fn compress(plain: &[u8]) -> Option<Vec<u8>> {
             *c = zstd::bulk::Compressor::new(LEVEL).ok();
         }
         c.as_mut()?.compress(plain).ok()
+    })
+}
+
+fn decompress(frame: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let d = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(frame, size)
     })
 }
 
