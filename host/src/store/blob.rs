@@ -166,6 +166,19 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_frame_leaves_the_threads_decompressor_usable() {
+        // The context is reused across reads, so one bad row must not
+        // spoil the next good one.
+        let good = Blob::encode(&sample());
+        let mut bad = good.bytes.clone();
+        bad.truncate(bad.len() / 2);
+        for _ in 0..3 {
+            assert!(Blob::decode("zstd", bad.clone()).is_err());
+            assert_eq!(Blob::decode("zstd", good.bytes.clone()).unwrap(), sample());
+        }
+    }
+
+    #[test]
     fn corrupt_or_unknown_blobs_are_errors_not_panics() {
         assert!(matches!(
             Blob::decode("zstd", b"not a frame".to_vec()),
