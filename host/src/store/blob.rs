@@ -114,23 +114,34 @@ impl Blob {
 /// `None` only if zstd fails, which it does not for in-memory input; the
 /// caller then stores the plain bytes.
 fn compress(plain: &[u8]) -> Option<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.is_none() {
-            *c = zstd::bulk::Compressor::new(LEVEL).ok();
-        }
-        c.as_mut()?.compress(plain).ok()
-    })
+    with_context(
+        &COMPRESSOR,
+        || zstd::bulk::Compressor::new(LEVEL),
+        |c| c.compress(plain),
+    )
+    .ok()
 }
 
 fn decompress(frame: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let d = match &mut *slot {
-            Some(d) => d,
-            empty => empty.insert(zstd::bulk::Decompressor::new()?),
-        };
+    with_context(&DECOMPRESSOR, zstd::bulk::Decompressor::new, |d| {
         d.decompress(frame, size)
+    })
+}
+
+/// Runs `work` on this thread's context in `slot`, made by `make` on first
+/// use (and tried again on the next call if that failed).
+fn with_context<C: 'static, T>(
+    slot: &'static std::thread::LocalKey<RefCell<Option<C>>>,
+    make: impl FnOnce() -> std::io::Result<C>,
+    work: impl FnOnce(&mut C) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    slot.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let context = match &mut *slot {
+            Some(context) => context,
+            empty => empty.insert(make()?),
+        };
+        work(context)
     })
 }
 
