@@ -87,6 +87,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchSettings {
+    pub enabled: bool,
     pub replica: String,
     #[serde(with = "humantime_serde")]
     pub claim_lease: Duration,
@@ -307,6 +308,7 @@ impl Settings {
         let d = &self.dispatch;
         let base = DispatchConfig::default();
         DispatchConfig {
+            enabled: d.enabled,
             batch_size: d.batch_size,
             // Empty is filled in at start, when the listening port is known.
             replica: d.replica.clone(),
@@ -575,6 +577,7 @@ mod tests {
         assert_eq!(s.limits().max_events, limits.max_events);
         assert_eq!(s.limits().log_lines, limits.log_lines);
         let d = DispatchConfig::default();
+        assert_eq!(s.dispatch.enabled, d.enabled);
         assert_eq!(s.dispatch.batch_size, d.batch_size);
         assert_eq!(s.dispatch.claim_lease, d.lease);
         assert_eq!(s.dispatch.idle_poll, d.idle_poll);

@@ -29,6 +29,9 @@ use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
+    /// false: the server takes webhooks in and leaves them pending in the
+    /// inbox for a replica that publishes (an intake-only replica).
+    pub enabled: bool,
     /// Rows claimed per round trip.
     pub batch_size: i64,
     /// Who this replica is in brand leases. Unique among live replicas; a
@@ -54,6 +57,7 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             batch_size: 64,
             // Filled in at start from the host name and the listening port.
             replica: String::new(),

@@ -488,6 +488,10 @@ struct ServeArgs {
 #[derive(Args)]
 #[command(next_help_heading = "Dispatch")]
 struct DispatchArgs {
+    /// false: only take webhooks in; a replica with dispatch on publishes
+    /// them.
+    #[arg(long, env = "IONFLUX_DISPATCH")]
+    dispatch: Option<bool>,
     /// This replica's name in brand leases. Default: host name and port.
     #[arg(long, env = "IONFLUX_REPLICA")]
     replica: Option<String>,
@@ -651,6 +655,7 @@ impl ServeArgs {
 impl DispatchArgs {
     fn apply(&self, s: &mut Settings) {
         let d = &mut s.dispatch;
+        set(&mut d.enabled, &self.dispatch);
         set(&mut d.replica, &self.replica);
         set(&mut d.claim_lease, &self.claim_lease);
         set(&mut d.batch_size, &self.batch_size);

@@ -111,6 +111,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();
+    let publishes = dispatch.enabled;
     let event_topics = cfg.topics.clone();
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
@@ -166,8 +167,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     });
     let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
-    let dispatcher = tokio::spawn(dispatcher.run(rx));
-    tracing::info!(%addr, sink = sink.name(), "gateway serving");
+    // An intake-only replica keeps its dispatcher (route reloads go through
+    // it) but never runs it: what it stores waits for one that does.
+    let dispatcher = if publishes {
+        tokio::spawn(dispatcher.run(rx))
+    } else {
+        tokio::spawn(async {})
+    };
+    tracing::info!(%addr, sink = sink.name(), dispatch = publishes, "gateway serving");
     Ok(Running {
         addr,
         store,

@@ -150,6 +150,8 @@ pub struct Options {
     pub listen: Option<std::net::SocketAddr>,
     /// `/ready` fails while the oldest pending webhook is older than this.
     pub max_backlog_age: Option<Duration>,
+    /// `Some(false)`: an intake-only replica (`dispatch.enabled = false`).
+    pub dispatch: Option<bool>,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -299,6 +301,7 @@ impl Gateway {
             vault: vault.clone(),
             admin_token: opts.admin_token.map(Secret::from),
             dispatch: DispatchConfig {
+                enabled: opts.dispatch.unwrap_or(true),
                 idle_poll: Duration::from_millis(50),
                 min_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_millis(500),

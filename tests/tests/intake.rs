@@ -317,3 +317,35 @@ async fn concurrent_webhooks_are_each_stored_once_even_when_written_in_one_group
     gw.settle().await;
     assert_eq!(gw.logged_events().await.len(), 101);
 }
+
+#[tokio::test]
+async fn an_intake_only_replica_acknowledges_and_leaves_publishing_to_another() {
+    let intake = Gateway::start(Options {
+        dispatch: Some(false),
+        ..Options::default()
+    })
+    .await;
+    let conn = intake.connect("intake-only.myshopify.com").await;
+    for i in 0..3 {
+        let body = format!(r#"{{"id":{i}}}"#);
+        let hook = Hook::shopify(&conn, "orders/create", "2024-01", body.as_bytes());
+        let (status, body) = intake.send(&hook).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(intake.store().pending_count().await.unwrap(), 3);
+    assert!(intake.logged_events().await.is_empty());
+
+    // A replica with dispatch on, over the same database, publishes them.
+    let publisher = Gateway::start_with_vault(
+        Options {
+            database_url: Some(intake.database_url.clone()),
+            ..Options::default()
+        },
+        intake.vault.clone(),
+    )
+    .await;
+    publisher.settle().await;
+    assert_eq!(publisher.logged_events().await.len(), 3);
+    publisher.stop().await;
+    intake.stop().await;
+}
