@@ -67,8 +67,9 @@ pub struct Running {
     pub store: Store,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    dispatcher: JoinHandle<()>,
-    dispatch: Arc<Dispatcher>,
+    /// None on an intake-only replica, as is `dispatch`.
+    dispatcher: Option<JoinHandle<()>>,
+    dispatch: Option<Arc<Dispatcher>>,
     sink: Arc<Sink>,
     /// Subscribes OAuth connections to their webhooks; stopped with intake.
     registrar: Option<JoinHandle<()>>,
@@ -111,16 +112,22 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();
-    let publishes = dispatch.enabled;
     let event_topics = cfg.topics.clone();
-    let dispatcher = Arc::new(Dispatcher::new(
-        store.clone(),
-        sink.clone(),
-        runtime.clone(),
-        cfg.topics.clone(),
-        dispatch,
-        wake.clone(),
-    )?);
+    // An intake-only replica builds no dispatcher (nor loads transforms for
+    // one): what it stores waits for a replica that publishes, and route
+    // changes reach those by their polling.
+    let dispatcher = if dispatch.enabled {
+        Some(Arc::new(Dispatcher::new(
+            store.clone(),
+            sink.clone(),
+            runtime.clone(),
+            cfg.topics.clone(),
+            dispatch,
+            wake.clone(),
+        )?))
+    } else {
+        None
+    };
     let mut shop_details = crate::shop_details::ShopDetailsConfig {
         service_token: cfg.service_token,
         ..Default::default()
@@ -150,7 +157,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         store: store.clone(),
         sink: sink.clone(),
         admin_token: cfg.admin_token,
-        admin: AdminState::new(runtime, cfg.topics, admin_limits, Some(dispatcher.clone())),
+        admin: AdminState::new(runtime, cfg.topics, admin_limits, dispatcher.clone()),
         oauth: oauth.clone(),
         shop_details,
         max_backlog_age: cfg.max_backlog_age,
@@ -159,7 +166,6 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
 
     let app = http::router(state, cfg.max_body_bytes);
     let server = tokio::spawn(http::serve(listener, app, rx.clone()));
-    let dispatch = dispatcher.clone();
     let refresher = oauth.as_ref().map(|o| {
         o.refresher()
             .publish_events_to(sink.clone(), event_topics.clone());
@@ -167,14 +173,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     });
     let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
-    // An intake-only replica keeps its dispatcher (route reloads go through
-    // it) but never runs it: what it stores waits for one that does.
-    let dispatcher = if publishes {
-        tokio::spawn(dispatcher.run(rx))
-    } else {
-        tokio::spawn(async {})
-    };
-    tracing::info!(%addr, sink = sink.name(), dispatch = publishes, "gateway serving");
+    let dispatch = dispatcher.clone();
+    let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
+    tracing::info!(%addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");
     Ok(Running {
         addr,
         store,
@@ -215,9 +216,12 @@ impl Running {
     }
 
     /// Applies route changes made in the store now, rather than at the next
-    /// periodic refresh.
+    /// periodic refresh. An intake-only replica has no routes to apply: 0.
     pub async fn reload_routes(&self) -> Result<usize, String> {
-        self.dispatch.reload_routes().await
+        match &self.dispatch {
+            Some(d) => d.reload_routes().await,
+            None => Ok(0),
+        }
     }
 
     /// Stops intake, lets in-flight requests and the batch in hand finish,
@@ -244,7 +248,9 @@ impl Running {
             tracing::warn!("token refresher did not stop in time; aborted");
             refresher.abort();
         }
-        if let Err(e) = self.dispatcher.await {
+        if let Some(dispatcher) = self.dispatcher
+            && let Err(e) = dispatcher.await
+        {
             tracing::warn!(error = %e, "dispatcher task failed");
         }
         let sink = self.sink.clone();
