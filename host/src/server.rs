@@ -215,6 +215,11 @@ impl Running {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A URL on the listener that serves the admin API and `/metrics`.
+    pub fn admin_url(&self, path: &str) -> String {
+        self.url(path)
+    }
+
     /// Applies route changes made in the store now, rather than at the next
     /// periodic refresh. An intake-only replica has no routes to apply: 0.
     pub async fn reload_routes(&self) -> Result<usize, String> {

@@ -342,6 +342,11 @@ impl Gateway {
         self.running.url(path)
     }
 
+    /// A URL on the admin listener (the admin API and `/metrics`).
+    pub fn admin_url(&self, path: &str) -> String {
+        self.running.admin_url(path)
+    }
+
     pub async fn connect(&self, shop: &str) -> Conn {
         let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
         let created = connection::add(
@@ -650,7 +655,7 @@ pub async fn admin_json(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = gw.client.request(method, gw.url(path));
+    let mut req = gw.client.request(method, gw.admin_url(path));
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -666,7 +671,7 @@ pub async fn admin_upload(
 ) -> (u16, Value) {
     let req = gw
         .client
-        .post(gw.url("/admin/v1/transforms"))
+        .post(gw.admin_url("/admin/v1/transforms"))
         .query(&[("name", name)])
         .header("content-type", "application/wasm")
         .body(bytes);

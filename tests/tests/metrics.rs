@@ -93,7 +93,7 @@ type Labels<'a> = Vec<(&'a str, &'a str)>;
 async fn scrape(gw: &Gateway) -> (String, Vec<Sample>) {
     let resp = gw
         .client
-        .get(gw.url("/metrics"))
+        .get(gw.admin_url("/metrics"))
         .send()
         .await
         .expect("scrape");

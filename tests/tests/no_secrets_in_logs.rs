@@ -328,13 +328,17 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     let hook = Hook::shopify(&manual, "orders/create", "2026-04", br#"{"id": 3}"#);
     assert_eq!(gw.send(&hook).await.0, 200);
     gw.settle().await;
-    let (status, letters, _) =
-        get(&http, gw.url("/admin/v1/dead-letters"), Some(ADMIN_TOKEN)).await;
+    let (status, letters, _) = get(
+        &http,
+        gw.admin_url("/admin/v1/dead-letters"),
+        Some(ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200, "{letters}");
     assert!(!letters["dead_letters"].as_array().unwrap().is_empty());
     let (status, body) = post_json(
         &http,
-        gw.url("/admin/v1/dead-letters/replay"),
+        gw.admin_url("/admin/v1/dead-letters/replay"),
         ADMIN_TOKEN,
         json!({"all": true}),
     )
@@ -343,7 +347,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     gw.settle().await;
     let (status, _, _) = get(
         &http,
-        gw.url("/admin/v1/events?after=0&limit=10"),
+        gw.admin_url("/admin/v1/events?after=0&limit=10"),
         Some(ADMIN_TOKEN),
     )
     .await;

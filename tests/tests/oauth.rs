@@ -391,7 +391,10 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
     let resp = env
         .gw
         .client
-        .get(env.gw.url(&format!("/admin/v1/connections/{id}/webhooks")))
+        .get(
+            env.gw
+                .admin_url(&format!("/admin/v1/connections/{id}/webhooks")),
+        )
         .send()
         .await
         .unwrap();
@@ -405,7 +408,7 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
     let resp = env
         .gw
         .client
-        .get(env.gw.url("/admin/v1/connections/nope/webhooks"))
+        .get(env.gw.admin_url("/admin/v1/connections/nope/webhooks"))
         .send()
         .await
         .unwrap();
