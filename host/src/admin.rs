@@ -7,22 +7,24 @@
 //! - a workspace token touches only its own workspace: its routes, events,
 //!   dead letters and stored webhooks, the transforms it uploaded, and the
 //!   built-ins;
-//! - with no admin token configured and no token ever created, loopback
-//!   clients are operators (the single-machine default).
+//! - nobody else: every call needs a token, whoever the peer is. A gateway
+//!   with no operator token makes a bootstrap one at start (`server`).
+//!
+//! The API is served on the admin listener only (`http::admin_router`),
+//! never on the public one that takes webhooks.
 //!
 //! A missing or unknown token is 401 `unauthorized`; a workspace token
 //! reaching into another workspace is 403 `forbidden`. Tokens are stored as
 //! their sha256 only.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -219,31 +221,14 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        authenticate(state, peer, &parts.headers).await
+        authenticate(state, &parts.headers).await
     }
 }
 
-async fn authenticate(
-    state: &AppState,
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-) -> Result<Principal, ApiError> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    // No anonymous operator, not even from loopback: behind a reverse
+    // proxy, a tunnel or a sidecar every caller arrives from 127.0.0.1.
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        // The single-machine default: nobody has set up tokens, so whoever
-        // can reach loopback is trusted as the operator.
-        let loopback = peer.is_some_and(|p| p.ip().is_loopback());
-        if state.admin_token.is_none()
-            && loopback
-            && !state.store.any_api_tokens().await.map_err(store_error)?
-        {
-            return Ok(Principal::Operator {
-                actor: "loopback".into(),
-            });
-        }
         return Err(unauthorized("an admin bearer token is required"));
     };
     let given = value
@@ -767,38 +752,25 @@ async fn replay_dead_letters(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let body = json_body(body)?;
     let store = &state.store;
-    let ids: Option<Vec<i64>> = match (body.ids, body.all) {
+    let ids = match (body.ids, body.all) {
         (Some(_), true) => return Err(bad_request("give either `ids` or `all: true`, not both")),
         (None, false) => return Err(bad_request("give `ids` or `all: true`")),
-        (Some(ids), false) => {
-            for id in &ids {
-                if let Some(ws) = store
-                    .dead_letter_workspace(*id)
-                    .await
-                    .map_err(store_error)?
-                {
-                    principal.may_touch(&ws)?;
-                }
-            }
-            Some(ids)
-        }
-        (None, true) => match principal.workspace() {
-            None => None,
-            Some(ws) => Some(
-                store
-                    .workspace_dead_letters(ws, i64::MAX)
-                    .await
-                    .map_err(store_error)?
-                    .into_iter()
-                    .map(|d| d.id)
-                    .collect(),
-            ),
-        },
+        (ids, _) => ids,
     };
-    let replayed = store
-        .replay_dead_letters(ids.as_deref())
+    // The workspace is checked inside the replay's own transaction: a check
+    // made before it could pass on an id another workspace's letter takes
+    // a moment later.
+    let outcome = store
+        .replay_dead_letters(ids.as_deref(), principal.workspace())
         .await
         .map_err(store_error)?;
+    if !outcome.foreign.is_empty() {
+        return Err(forbidden(format!(
+            "dead letters {:?} belong to another workspace; nothing was replayed",
+            outcome.foreign
+        )));
+    }
+    let replayed = outcome.replayed;
     tracing::info!(
         count = replayed.len(),
         actor = principal.actor(),

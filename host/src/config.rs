@@ -66,6 +66,8 @@ pub struct Settings {
     pub master_keys: SecretValue,
     pub master_key_file: String,
     pub listen: SocketAddr,
+    /// An address, or "off".
+    pub admin_listen: String,
     pub max_body_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub max_backlog_age: Duration,
@@ -256,12 +258,25 @@ impl Settings {
                 "dispatch.batch_size must be at least 1".into(),
             ));
         }
+        self.admin_listen()?;
         if self.database_max_connections < 1 {
             return Err(ConfigError::Invalid(
                 "database_max_connections must be at least 1".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The admin listener's address; None when it is "off".
+    pub fn admin_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match self.admin_listen.trim() {
+            "off" | "" => Ok(None),
+            addr => addr.parse().map(Some).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "admin_listen must be an address like 127.0.0.1:9090, or \"off\"; got {addr:?}"
+                ))
+            }),
+        }
     }
 
     /// The folder of the SQLite database, where the key file and the
@@ -431,6 +446,7 @@ impl Settings {
         Ok(server::Config {
             database_url: self.database_url.clone(),
             listen: self.listen,
+            admin_listen: self.admin_listen()?,
             kafka: self.kafka(),
             topics: self.topics(),
             max_body_bytes: self.max_body_bytes,

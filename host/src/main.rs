@@ -426,9 +426,12 @@ struct ServeArgs {
     /// prints them, documented; `config show` prints the result).
     #[arg(long = "config", env = "IONFLUX_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// HTTP address.
+    /// Public HTTP address: webhooks, OAuth, shop details, health.
     #[arg(long, env = "IONFLUX_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Admin HTTP address: the admin API and /metrics; "off" for none.
+    #[arg(long, env = "IONFLUX_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// Kafka bootstrap servers. Without it, events go to the embedded event
     /// log (`events tail`, `GET /admin/v1/events`).
     #[arg(long, env = "IONFLUX_KAFKA_BROKERS")]
@@ -460,7 +463,8 @@ struct ServeArgs {
     /// Connections in the database pool.
     #[arg(long, env = "IONFLUX_DATABASE_MAX_CONNECTIONS")]
     database_max_connections: Option<u32>,
-    /// Bearer token for the admin API; without it only loopback may use it.
+    /// Operator bearer token for the admin API; without it (and with no
+    /// operator token created) a bootstrap token is printed at first start.
     #[arg(long, env = "IONFLUX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// Bearer token other services present to
@@ -619,6 +623,7 @@ fn set_secs(slot: &mut Duration, value: Option<u64>) {
 impl ServeArgs {
     fn apply(&self, s: &mut Settings) -> Result<()> {
         set(&mut s.listen, &self.listen);
+        set(&mut s.admin_listen, &self.admin_listen);
         set(&mut s.kafka.brokers, &self.kafka_brokers);
         for kv in self
             .kafka_properties
@@ -887,7 +892,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
             let store = open_store(cfg).await?;
             let ids = (!all).then_some(id.as_slice());
-            let replayed = store.replay_dead_letters(ids).await?;
+            let replayed = store.replay_dead_letters(ids, None).await?.replayed;
             println!("{}", serde_json::json!({ "replayed": replayed }));
             Ok(())
         }
@@ -1432,6 +1437,21 @@ async fn serve(cfg: &Settings) -> Result<()> {
     let config = cfg.server_config(vault)?;
     let running = server::start(config).await?;
     eprintln!("ionflux-gateway listening on http://{}", running.addr);
+    match running.admin_addr {
+        Some(admin) => eprintln!("admin API and /metrics on http://{admin}"),
+        None => eprintln!("admin listener off"),
+    }
+    if let Some(token) = &running.bootstrap_token {
+        // Straight to the terminal, once: not through the log pipeline,
+        // which may be shipped elsewhere.
+        eprintln!(
+            "\nNo operator token existed, so one was made (shown this once):\n\n    {}\n\n\
+             Use it as `Authorization: Bearer <token>` on the admin listener. Make named \
+             tokens with `ionflux-gateway tokens create`, then revoke this one \
+             (`tokens list`, `tokens revoke ID`).\n",
+            String::from_utf8_lossy(token.expose())
+        );
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: intake stops, work in hand finishes");
     running.stop().await;

@@ -22,7 +22,10 @@ use crate::vault::{Secret, Vault};
 
 pub struct Config {
     pub database_url: String,
+    /// The public listener: webhooks, OAuth, shop details, health.
     pub listen: SocketAddr,
+    /// The admin listener: the admin API and `/metrics`; None: not served.
+    pub admin_listen: Option<SocketAddr>,
     /// None: publish to the embedded event log.
     pub kafka: Option<KafkaConfig>,
     pub topics: Topics,
@@ -59,14 +62,22 @@ pub enum StartError {
     ShopDetails(#[from] crate::shopify_api::ShopifyError),
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("making the bootstrap operator token: {0}")]
+    Bootstrap(#[from] crate::admin::AdminError),
 }
 
 /// A gateway that is serving. Drop does not stop it; call [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where the admin API and `/metrics` are served; None when turned off.
+    pub admin_addr: Option<SocketAddr>,
+    /// The operator token made at this start because none existed: the only
+    /// copy of its plaintext, for the caller to show once.
+    pub bootstrap_token: Option<Secret>,
     pub store: Store,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    admin_server: Option<JoinHandle<std::io::Result<()>>>,
     /// None on an intake-only replica, as is `dispatch`.
     dispatcher: Option<JoinHandle<()>>,
     dispatch: Option<Arc<Dispatcher>>,
@@ -96,6 +107,20 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Listen(cfg.listen, e))?;
+    let admin_listener = match cfg.admin_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| StartError::Listen(at, e))?;
+            let bound = l.local_addr().map_err(|e| StartError::Listen(at, e))?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let bootstrap_token = match &admin_listener {
+        Some(_) if cfg.admin_token.is_none() => bootstrap_operator_token(&store).await?,
+        _ => None,
+    };
     let mut dispatch = cfg.dispatch;
     if dispatch.replica.is_empty() {
         dispatch.replica = crate::dispatch::default_replica_name(Some(addr.port()));
@@ -164,8 +189,18 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     };
     let (shutdown, rx) = watch::channel(false);
 
+    let admin_server = admin_listener
+        .as_ref()
+        .map(|_| http::admin_router(state.clone()));
     let app = http::router(state, cfg.max_body_bytes);
     let server = tokio::spawn(http::serve(listener, app, rx.clone()));
+    let (admin_server, admin_addr) = match (admin_listener, admin_server) {
+        (Some((listener, bound)), Some(app)) => (
+            Some(tokio::spawn(http::serve(listener, app, rx.clone()))),
+            Some(bound),
+        ),
+        _ => (None, None),
+    };
     let refresher = oauth.as_ref().map(|o| {
         o.refresher()
             .publish_events_to(sink.clone(), event_topics.clone());
@@ -175,12 +210,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
     let dispatch = dispatcher.clone();
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
-    tracing::info!(%addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");
+    tracing::info!(%addr, admin = ?admin_addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");
     Ok(Running {
         addr,
+        admin_addr,
+        bootstrap_token,
         store,
         shutdown,
         server,
+        admin_server,
         dispatcher,
         dispatch,
         sink,
@@ -189,6 +227,34 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         sampler,
     })
 }
+
+/// An operator token when there is no way to be one: no configured admin
+/// token and no live operator token in the store. The admin API takes no
+/// anonymous caller (anyone behind a proxy on the same host would arrive
+/// from loopback), so a fresh gateway makes one, as Jupyter does, and the
+/// caller shows it once. Replicas starting together on an empty database
+/// may each make one; each is a valid operator token, shown by its maker.
+async fn bootstrap_operator_token(store: &Store) -> Result<Option<Secret>, StartError> {
+    if store
+        .any_live_operator_token()
+        .await
+        .map_err(crate::admin::AdminError::from)?
+    {
+        return Ok(None);
+    }
+    let created = crate::admin::create_token(
+        store,
+        crate::admin::TokenKind::Operator,
+        None,
+        BOOTSTRAP_TOKEN_NAME,
+    )
+    .await?;
+    tracing::warn!(token_id = %created.id, "no operator token existed: made a bootstrap operator token (printed once on stderr, not logged)");
+    Ok(Some(created.token))
+}
+
+/// The name of the operator token made at first start.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
 
 /// Keeps the inbox gauges current, and the metrics recorder's histograms
 /// drained when nobody scrapes. A gauge is only as fresh as its last sample,
@@ -216,8 +282,12 @@ impl Running {
     }
 
     /// A URL on the listener that serves the admin API and `/metrics`.
+    ///
+    /// # Panics
+    /// When the admin listener is turned off.
     pub fn admin_url(&self, path: &str) -> String {
-        self.url(path)
+        let addr = self.admin_addr.expect("the admin listener is on");
+        format!("http://{addr}{path}")
     }
 
     /// Applies route changes made in the store now, rather than at the next
@@ -233,10 +303,12 @@ impl Running {
     /// then flushes the producer.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        match self.server.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "http server task failed"),
-            Ok(Ok(())) => {}
+        for server in std::iter::once(self.server).chain(self.admin_server) {
+            match server.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "http server ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "http server task failed"),
+                Ok(Ok(())) => {}
+            }
         }
         // Registrations are idempotent: one cut short is redone next start.
         if let Some(registrar) = self.registrar {

@@ -43,6 +43,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot start a database thread: {0}")]
     Thread(std::io::Error),
+    #[error("creating the database file {0}: {1}")]
+    CreateFile(std::path::PathBuf, std::io::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://…")]
@@ -289,6 +291,14 @@ pub struct DeadLetter {
     pub transform_digest: Option<String>,
 }
 
+/// What a replay did: the dead letters sent back to the inbox, or, when
+/// some asked for belong to another workspace, those (and nothing replayed).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub replayed: Vec<i64>,
+    pub foreign: Vec<i64>,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeadLetterRow {
     pub id: i64,
@@ -389,6 +399,9 @@ impl Store {
             Backend::Sqlite => writer::file_of(&url),
             Backend::Postgres => None,
         };
+        if let Some(file) = &file {
+            create_private(file)?;
+        }
         let pragmas = sqlite_pragmas(file.is_some());
         let pool = match backend {
             Backend::Sqlite => {
@@ -918,6 +931,22 @@ impl Store {
         .await?)
     }
 
+    /// When the oldest pending webhook was received; None with no backlog.
+    /// One row by the pending index, whatever the backlog's size.
+    pub async fn oldest_pending_received_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT received_at FROM inbox WHERE status = 'pending' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Closes the pool: every later query fails. For an orderly end, and for
+    /// tests of what callers see when the database is gone.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Where a webhook stands, by its webhook id on any connection: inbox
     /// id, status, attempts, last error and deliveries (JSON). For operators
     /// and the reliability harness's account of a missing webhook.
@@ -1068,20 +1097,44 @@ impl Store {
         .await?)
     }
 
-    /// Sends unresolved dead letters (all, or those with the given ids)
-    /// through the pipeline again, with today's routes. Their event ids are
-    /// the ones they would have had. Returns the dead-letter ids requeued.
-    pub async fn replay_dead_letters(&self, ids: Option<&[i64]>) -> Result<Vec<i64>> {
+    /// Sends unresolved dead letters back to the inbox as pending (they keep
+    /// their inbox row, so their event ids): `ids`, or every one. With a
+    /// workspace, the ownership check is made in the same transaction as
+    /// the replay, so a letter that appears or changes between a caller's
+    /// look and the replay is never replayed for the wrong workspace: when
+    /// any of `ids` belongs to another workspace nothing is replayed, and
+    /// those ids are answered in `foreign`.
+    pub async fn replay_dead_letters(
+        &self,
+        ids: Option<&[i64]>,
+        workspace: Option<&str>,
+    ) -> Result<Replayed> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
-        let candidates: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, inbox_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id",
+        let candidates: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT id, inbox_id, workspace_id FROM dead_letters
+             WHERE resolved_at IS NULL ORDER BY id",
         )
         .fetch_all(&mut *tx)
         .await?;
+        let wanted = |id: i64| ids.is_none_or(|ids| ids.contains(&id));
+        let foreign: Vec<i64> = match workspace {
+            Some(own) => candidates
+                .iter()
+                .filter(|(id, _, ws)| ids.is_some() && wanted(*id) && ws != own)
+                .map(|(id, ..)| *id)
+                .collect(),
+            None => Vec::new(),
+        };
+        if !foreign.is_empty() {
+            return Ok(Replayed {
+                replayed: Vec::new(),
+                foreign,
+            });
+        }
         let mut replayed = Vec::new();
-        for (id, inbox_id) in candidates {
-            if ids.is_some_and(|ids| !ids.contains(&id)) {
+        for (id, inbox_id, ws) in candidates {
+            if !wanted(id) || workspace.is_some_and(|own| own != ws) {
                 continue;
             }
             sqlx::query(
@@ -1100,7 +1153,10 @@ impl Store {
             replayed.push(id);
         }
         tx.commit().await?;
-        Ok(replayed)
+        Ok(Replayed {
+            replayed,
+            foreign: Vec::new(),
+        })
     }
 
     // ---- transforms and routes ---------------------------------------------
@@ -1710,6 +1766,22 @@ fn sqlite_pragmas(checkpointer: bool) -> &'static str {
     }
 }
 
+/// Creates a new SQLite database file readable by its owner alone. It holds
+/// webhook bodies (customers' data) and hashed tokens, and SQLite gives its
+/// WAL and shared-memory files the database file's own mode, so they follow.
+/// An existing file is left as its operator set it.
+fn create_private(file: &std::path::Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::CreateFile(file.to_path_buf(), e)),
+    }
+}
+
 /// sqlx opens an existing SQLite file only, unless told it may create one.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
@@ -1785,6 +1857,18 @@ impl Store {
     pub async fn any_api_tokens(&self) -> Result<bool> {
         Ok(sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM (SELECT 1 FROM api_tokens LIMIT 1) t",
+        )
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+
+    /// Whether an operator could sign in with a stored token: one of kind
+    /// `operator` that is not revoked.
+    pub async fn any_live_operator_token(&self) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM api_tokens
+              WHERE kind = 'operator' AND revoked_at IS NULL LIMIT 1) t",
         )
         .fetch_one(&self.pool)
         .await?
@@ -1888,16 +1972,6 @@ impl Store {
         .await?)
     }
 
-    /// The workspace of a dead letter, resolved or not.
-    pub async fn dead_letter_workspace(&self, id: i64) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT workspace_id FROM dead_letters WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
-    }
-
     /// One stored webhook by id, whatever its status.
     pub async fn inbox_row(&self, id: i64) -> Result<Option<InboxRow>> {
         let sql = format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1");
@@ -1926,5 +2000,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(page_size, 2048);
+    }
+
+    /// The database holds customers' data: a new one, and the WAL and
+    /// shared-memory files SQLite makes beside it, are the owner's alone,
+    /// whatever the umask (the default 022 would make them world-readable).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_wal_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("private.db");
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        // A write, so the WAL certainly exists.
+        store.put_transform("00", "t", b"x").await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = format!("{}{suffix}", db.display());
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{path} has mode {mode:o}");
+        }
     }
 }

@@ -540,6 +540,8 @@ impl Gateway {
         let child = Command::new(&self.bin)
             .arg("serve")
             .env("IONFLUX_LISTEN", format!("127.0.0.1:{}", self.port))
+            // Nothing here uses the admin API; gateways run side by side.
+            .env("IONFLUX_ADMIN_LISTEN", "off")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

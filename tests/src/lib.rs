@@ -163,6 +163,10 @@ pub fn free_loopback_addr() -> std::net::SocketAddr {
 
 pub struct Gateway {
     pub running: Running,
+    /// A token that makes its bearer the operator: the configured one, else
+    /// the bootstrap token this gateway made at start (None when another
+    /// gateway on the same database made it).
+    pub operator_token: Option<String>,
     pub vault: Arc<Vault>,
     pub client: reqwest::Client,
     pub database_url: String,
@@ -295,11 +299,12 @@ impl Gateway {
             listen: opts
                 .listen
                 .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
             kafka,
             topics: opts.topics.unwrap_or_else(test_topics),
             max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             vault: vault.clone(),
-            admin_token: opts.admin_token.map(Secret::from),
+            admin_token: opts.admin_token.clone().map(Secret::from),
             dispatch: DispatchConfig {
                 enabled: opts.dispatch.unwrap_or(true),
                 idle_poll: Duration::from_millis(50),
@@ -325,8 +330,15 @@ impl Gateway {
             database_max_connections: 16,
         };
         let running = server::start(config).await.expect("gateway starts");
+        let operator_token = opts.admin_token.or_else(|| {
+            running
+                .bootstrap_token
+                .as_ref()
+                .map(|t| String::from_utf8(t.expose().to_vec()).expect("tokens are ASCII"))
+        });
         Self {
             running,
+            operator_token,
             vault,
             client: reqwest::Client::new(),
             database_url,

@@ -158,18 +158,6 @@ async fn a_wrong_token_gets_401_on_every_endpoint() {
 }
 
 #[tokio::test]
-async fn loopback_is_trusted_only_until_a_token_exists() {
-    // No configured token: the single-machine default.
-    let gw = Gateway::start(Options::default()).await;
-    let conn = gw.connect("dev-shop.myshopify.com").await;
-    assert_eq!(get(&gw, "/admin/v1/events", None).await.0, 200);
-    workspace_token(&gw, &conn, "first").await;
-    let (status, err) = get(&gw, "/admin/v1/events", None).await;
-    assert_eq!((status, err["code"].as_str()), (401, Some("unauthorized")));
-    gw.stop().await;
-}
-
-#[tokio::test]
 async fn workspace_tokens_touch_only_their_own_workspace() {
     let gw = gateway().await;
     let a = gw.connect("team-a.myshopify.com").await;

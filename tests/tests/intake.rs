@@ -221,9 +221,18 @@ async fn health_ready_admin_and_unknown_routes() {
 
     let get = |path: &str| {
         let url = gw.url(path);
+        let admin_url = gw.admin_url(path);
+        let token = gw.operator_token.clone().unwrap();
         let client = gw.client.clone();
+        let admin = path.starts_with("/admin/");
         async move {
-            let r = client.get(url).send().await.unwrap();
+            // The admin API lives on the admin listener, the probes on both.
+            let r = if admin {
+                client.get(admin_url).bearer_auth(token).send().await
+            } else {
+                client.get(url).send().await
+            }
+            .unwrap();
             (
                 r.status().as_u16(),
                 r.json::<serde_json::Value>().await.unwrap(),

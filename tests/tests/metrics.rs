@@ -292,8 +292,9 @@ async fn ready_fails_when_the_backlog_is_older_than_allowed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("over the limit of 1ms"), "{message}");
-    assert!(message.contains("pending webhooks: 1;"), "{message}");
+    // The limit is the operator's own setting; the backlog's size is not
+    // told to whoever probes (the public listener answers /ready too).
+    assert_eq!(message, "the oldest pending webhook is older than 1ms");
 
     // The failed sends show up as retries, and the webhook is still pending.
     let deadline = Instant::now() + PATIENCE;

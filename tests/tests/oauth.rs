@@ -387,7 +387,8 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
             .all(|c| c.path.starts_with("/admin/api/2026-04/"))
     );
 
-    // The admin API shows them (loopback operator: no tokens configured).
+    // The admin API shows them (the bootstrap operator token).
+    let operator = env.gw.operator_token.clone().unwrap();
     let resp = env
         .gw
         .client
@@ -395,6 +396,7 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
             env.gw
                 .admin_url(&format!("/admin/v1/connections/{id}/webhooks")),
         )
+        .bearer_auth(&operator)
         .send()
         .await
         .unwrap();
@@ -409,6 +411,7 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
         .gw
         .client
         .get(env.gw.admin_url("/admin/v1/connections/nope/webhooks"))
+        .bearer_auth(&operator)
         .send()
         .await
         .unwrap();

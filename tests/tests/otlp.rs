@@ -61,6 +61,7 @@ fn base_env(dir: &Path) -> Vec<(String, String)> {
             format!("sqlite://{}", dir.join("gateway.db").display()),
         ),
         ("IONFLUX_LISTEN".into(), "127.0.0.1:0".into()),
+        ("IONFLUX_ADMIN_LISTEN".into(), "off".into()),
     ]
 }
 

@@ -178,7 +178,7 @@ async fn dead_letters_replay_after_the_transform_is_fixed() {
     assert_eq!(letters[0].reason_code, "trap");
 
     // Replaying with the broken route in place fails the same way.
-    gw.store().replay_dead_letters(None).await.unwrap();
+    gw.store().replay_dead_letters(None, None).await.unwrap();
     gw.settle().await;
     assert_eq!(gw.store().dead_letters(10).await.unwrap().len(), 1);
     assert!(gw.logged_events().await.is_empty());
@@ -188,10 +188,10 @@ async fn dead_letters_replay_after_the_transform_is_fixed() {
         .await;
     let replayed = gw
         .store()
-        .replay_dead_letters(Some(&[letters[0].id]))
+        .replay_dead_letters(Some(&[letters[0].id]), None)
         .await
         .unwrap();
-    assert_eq!(replayed, vec![letters[0].id]);
+    assert_eq!(replayed.replayed, vec![letters[0].id]);
     gw.settle().await;
     assert!(
         gw.store().dead_letters(10).await.unwrap().is_empty(),

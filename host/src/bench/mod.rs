@@ -257,6 +257,9 @@ async fn run_gateway(
                 }
             };
             settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            // The load goes to the public listener only; a second fixed
+            // port would only collide with a gateway already serving.
+            settings.admin_listen = "off".into();
             if let Some(brokers) = &opts.kafka_brokers {
                 settings.kafka.brokers = brokers.clone();
             }
