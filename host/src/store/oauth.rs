@@ -165,23 +165,32 @@ impl Store {
     }
 
     /// Inserts the connection, or updates the one with the same id (same
-    /// provider, shop and brand). Answers false, writing nothing, when another
-    /// row holds (provider, shop, brand): the caller's ciphertexts are bound
-    /// to an id that lost a race, so it must read again and retry.
+    /// provider, shop and brand). Its webhook secret is the app's client
+    /// secret (`webhook_secret_owner = 'app'`). Answers false, writing
+    /// nothing, when another row holds (provider, shop, brand): the caller's
+    /// ciphertexts are bound to an id that lost a race, so it must read again
+    /// and retry.
     pub async fn upsert_oauth_connection(&self, w: &OAuthConnectionWrite) -> Result<bool> {
         let now = now_ms();
         let r = &w.row;
         let done = sqlx::query(
             "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
-                secure_path_identifier, webhook_secret, previous_webhook_secret, status,
+                secure_path_identifier, webhook_secret, previous_webhook_secret,
+                previous_webhook_secret_expires_at, status,
                 created_at, updated_at, auth_method, access_token, access_token_expires_at,
-                refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'oauth', $12, $13, $14, $15, $16, $17, $18)
+                refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at,
+                webhook_secret_owner, webhook_secret_since, previous_webhook_secret_owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'oauth', $13, $14, $15,
+                $16, $17, $18, $19, 'app', $20, NULL)
              ON CONFLICT (provider, shop_domain, brand_id) DO UPDATE SET
                 workspace_id = excluded.workspace_id,
                 secure_path_identifier = excluded.secure_path_identifier,
                 webhook_secret = excluded.webhook_secret,
                 previous_webhook_secret = excluded.previous_webhook_secret,
+                previous_webhook_secret_expires_at = excluded.previous_webhook_secret_expires_at,
+                webhook_secret_owner = 'app',
+                webhook_secret_since = excluded.webhook_secret_since,
+                previous_webhook_secret_owner = NULL,
                 status = excluded.status,
                 updated_at = excluded.updated_at,
                 auth_method = 'oauth',
@@ -202,6 +211,7 @@ impl Store {
         .bind(&r.secure_path_identifier)
         .bind(&r.webhook_secret)
         .bind(&r.previous_webhook_secret)
+        .bind(r.previous_webhook_secret_expires_at)
         .bind(&r.status)
         .bind(r.created_at)
         .bind(now)
@@ -211,6 +221,7 @@ impl Store {
         .bind(w.refresh_token_expires_at)
         .bind(&w.scopes)
         .bind(&w.installed_by)
+        .bind(now)
         .bind(now)
         .execute(&self.pool)
         .await?
