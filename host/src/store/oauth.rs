@@ -245,7 +245,9 @@ impl Store {
     // ---- webhook registrations ---------------------------------------------
 
     /// Puts every topic of the connection (back) to `pending` at `address`,
-    /// due now. Topics no longer configured are left as they are.
+    /// due now, and remembers `address` as one of the connection's (its
+    /// subscriptions there are its own to move or delete later). Topics no
+    /// longer configured are left as they are.
     pub async fn reset_webhook_registrations(
         &self,
         connection_id: &str,
@@ -254,6 +256,15 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
+        sqlx::query(
+            "INSERT INTO webhook_addresses (connection_id, address, created_at)
+             VALUES ($1, $2, $3) ON CONFLICT (connection_id, address) DO NOTHING",
+        )
+        .bind(connection_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         for topic in topics {
             sqlx::query(
                 "INSERT INTO webhook_registrations (connection_id, topic, address, status,
@@ -273,6 +284,16 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every address the connection's webhooks have been registered at.
+    pub async fn webhook_addresses(&self, connection_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT address FROM webhook_addresses WHERE connection_id = $1 ORDER BY created_at",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Registrations not yet done whose time has come, oldest first.
