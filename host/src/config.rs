@@ -84,6 +84,14 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub kafka: KafkaSettings,
     pub shopify: ShopifySettings,
+    pub connections: ConnectionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    #[serde(with = "humantime_serde")]
+    pub previous_secret_window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -617,6 +625,10 @@ mod tests {
         assert_eq!(s.shopify.refresh_lead, shop.refresh.lead_time);
         assert_eq!(s.shopify.refresh_poll, shop.refresh.poll_interval);
         assert_eq!(s.shopify.refresh_max_failures, shop.refresh.max_failures);
+        assert_eq!(
+            s.connections.previous_secret_window,
+            crate::connection::DEFAULT_PREVIOUS_SECRET_WINDOW
+        );
     }
 
     #[test]

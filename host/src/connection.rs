@@ -2,6 +2,8 @@
 //! that signs its webhooks. Secrets go through the vault on the way in and
 //! out; nothing else in the host sees them in the clear.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -12,6 +14,17 @@ use crate::webhook;
 pub const WEBHOOK_SECRET: &str = "webhook_secret";
 pub const PREVIOUS_WEBHOOK_SECRET: &str = "previous_webhook_secret";
 pub const SHOPIFY: &str = "shopify";
+
+/// How long a secret replaced by `connections add` keeps verifying
+/// (`connections.previous_secret_window`): long enough for Shopify's retries
+/// of webhooks signed before the rotation, short enough that a leaked or
+/// retired secret does not speak for the connection for good.
+pub const DEFAULT_PREVIOUS_SECRET_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// How long the intake may go on verifying with secrets it read before they
+/// changed (its connection cache). Until this long after a rotation, a
+/// webhook may have been verified with what was current before it.
+pub const SECRETS_CACHED_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -44,8 +57,9 @@ pub fn webhook_path(identifier: &str) -> String {
 }
 
 /// Creates the connection, or, when this shop and brand are already
-/// connected, rotates its secret (the old one keeps verifying for webhooks
-/// already in flight) and keeps its URL.
+/// connected, rotates its secret (the old one keeps verifying for
+/// [`DEFAULT_PREVIOUS_SECRET_WINDOW`], for webhooks already in flight) and
+/// keeps its URL.
 pub async fn add(
     store: &Store,
     vault: &Vault,
@@ -53,6 +67,28 @@ pub async fn add(
     workspace: &str,
     brand: &str,
     secret: &Secret,
+) -> Result<Created, ConnectionError> {
+    add_with_window(
+        store,
+        vault,
+        shop,
+        workspace,
+        brand,
+        secret,
+        DEFAULT_PREVIOUS_SECRET_WINDOW,
+    )
+    .await
+}
+
+/// [`add`], with the time a replaced secret keeps verifying.
+pub async fn add_with_window(
+    store: &Store,
+    vault: &Vault,
+    shop: &str,
+    workspace: &str,
+    brand: &str,
+    secret: &Secret,
+    previous_window: Duration,
 ) -> Result<Created, ConnectionError> {
     let shop = shop.trim().to_ascii_lowercase();
     if !webhook::is_shop_domain(&shop) {
@@ -78,8 +114,10 @@ pub async fn add(
             current.expose(),
             binding(&existing.id, PREVIOUS_WEBHOOK_SECRET),
         );
+        let expires_at = store::now_ms()
+            .saturating_add(i64::try_from(previous_window.as_millis()).unwrap_or(i64::MAX));
         store
-            .rotate_webhook_secret(&existing.id, &ciphertext, &previous)
+            .rotate_webhook_secret(&existing.id, &ciphertext, &previous, expires_at)
             .await?;
         return Ok(created(&existing, false));
     }
@@ -93,6 +131,7 @@ pub async fn add(
         brand_id: brand,
         secure_path_identifier: store::new_path_identifier(),
         previous_webhook_secret: None,
+        previous_webhook_secret_expires_at: None,
         status: "active".into(),
         created_at: store::now_ms(),
     };
@@ -116,14 +155,42 @@ pub fn binding<'a>(row_id: &'a str, purpose: &'a str) -> Binding<'a> {
     Binding { purpose, row_id }
 }
 
-/// The secrets a webhook for this connection may be signed with: the current
-/// one, and the previous one during a rotation window.
-pub fn webhook_secrets(vault: &Vault, row: &ConnectionRow) -> Result<Vec<Secret>, VaultError> {
+/// The secrets a webhook for this connection may be signed with at `now`:
+/// the current one, and the previous one until its window ends.
+pub struct WebhookSecrets {
+    pub secrets: Vec<Secret>,
+    /// When this set stops being the right one (the previous secret in it
+    /// expires), epoch ms; None: not by itself.
+    pub valid_until: Option<i64>,
+}
+
+pub fn webhook_secrets_at(
+    vault: &Vault,
+    row: &ConnectionRow,
+    now: i64,
+) -> Result<WebhookSecrets, VaultError> {
     let mut secrets = vec![vault.decrypt(&row.webhook_secret, binding(&row.id, WEBHOOK_SECRET))?];
-    if let Some(prev) = &row.previous_webhook_secret {
+    let mut valid_until = None;
+    // A previous secret without an expiry fails closed: whatever kept it
+    // forgot to say for how long.
+    if let (Some(prev), Some(until)) = (
+        &row.previous_webhook_secret,
+        row.previous_webhook_secret_expires_at,
+    ) && now < until
+    {
         secrets.push(vault.decrypt(prev, binding(&row.id, PREVIOUS_WEBHOOK_SECRET))?);
+        valid_until = Some(until);
     }
-    Ok(secrets)
+    Ok(WebhookSecrets {
+        secrets,
+        valid_until,
+    })
+}
+
+/// The secrets a webhook for this connection may be signed with now, the
+/// current one first.
+pub fn webhook_secrets(vault: &Vault, row: &ConnectionRow) -> Result<Vec<Secret>, VaultError> {
+    Ok(webhook_secrets_at(vault, row, store::now_ms())?.secrets)
 }
 
 // ---- connections installed by OAuth (issue 4) --------------------------------
@@ -162,8 +229,13 @@ pub enum OAuthInstall {
 /// Creates the connection of an OAuth install, or updates the one this shop
 /// and brand already have: new tokens, a fresh `secure_path_identifier`,
 /// status `active`. Webhooks of an OAuth app are signed with the app's client
-/// secret, which becomes the webhook secret (a different old secret stays
-/// verifying as `previous`). Every secret is encrypted bound to the row.
+/// secret, which becomes the webhook secret. Every secret is encrypted bound
+/// to the row.
+///
+/// No previous secret is kept: whatever signed webhooks before (a secret the
+/// tenant chose, or an older client secret) signed them for the old webhook
+/// path, which stops resolving here; kept, it would only let its holder speak
+/// at the new path, as the app.
 pub async fn install_oauth(
     store: &Store,
     vault: &Vault,
@@ -193,25 +265,14 @@ pub async fn install_oauth(
         {
             return Ok(OAuthInstall::WorkspaceConflict);
         }
-        let (id, created_at, previous_plain, created) = match &existing {
-            Some(e) => {
-                let current = vault.decrypt(&e.webhook_secret, binding(&e.id, WEBHOOK_SECRET))?;
-                let previous = if current.expose() == client_secret.expose() {
-                    match &e.previous_webhook_secret {
-                        Some(p) => Some(vault.decrypt(p, binding(&e.id, PREVIOUS_WEBHOOK_SECRET))?),
-                        None => None,
-                    }
-                } else {
-                    Some(current)
-                };
-                (e.id.clone(), e.created_at, previous, false)
-            }
-            None => (Uuid::now_v7().to_string(), store::now_ms(), None, true),
+        let (id, created_at, created) = match &existing {
+            Some(e) => (e.id.clone(), e.created_at, false),
+            None => (Uuid::now_v7().to_string(), store::now_ms(), true),
         };
         let row = ConnectionRow {
             webhook_secret: vault.encrypt(client_secret.expose(), binding(&id, WEBHOOK_SECRET)),
-            previous_webhook_secret: previous_plain
-                .map(|p| vault.encrypt(p.expose(), binding(&id, PREVIOUS_WEBHOOK_SECRET))),
+            previous_webhook_secret: None,
+            previous_webhook_secret_expires_at: None,
             provider: SHOPIFY.into(),
             shop_domain: shop.clone(),
             workspace_id: workspace.clone(),

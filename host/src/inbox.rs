@@ -44,6 +44,9 @@ pub struct Accepted {
 struct Known {
     row: ConnectionRow,
     secrets: Vec<Secret>,
+    /// When `secrets` stops being right by itself: a previous secret in it
+    /// expires (epoch ms).
+    secrets_until: Option<i64>,
     loaded: Instant,
     /// `Store::connections_generation` before it was read: an uninstall
     /// applied by this process since then makes it stale at once.
@@ -148,7 +151,7 @@ impl Inbox {
             // Short, so a rotated secret or a disconnect made elsewhere (another
             // replica, the CLI) takes effect fast; an uninstall or redaction
             // applied by this process takes effect at once.
-            cache_ttl: Duration::from_secs(10),
+            cache_ttl: connection::SECRETS_CACHED_FOR,
         }
     }
 
@@ -242,6 +245,7 @@ impl Inbox {
         if let Some(k) = self.cache.read().unwrap().get(identifier)
             && k.loaded.elapsed() < self.cache_ttl
             && k.generation == generation
+            && k.secrets_until.is_none_or(|t| store::now_ms() < t)
         {
             return Ok(k.clone());
         }
@@ -255,10 +259,11 @@ impl Inbox {
             .connection_by_path(identifier)
             .await?
             .ok_or(IntakeError::UnknownConnection)?;
-        let secrets = connection::webhook_secrets(&self.vault, &row)?;
+        let secrets = connection::webhook_secrets_at(&self.vault, &row, store::now_ms())?;
         let known = Arc::new(Known {
             row,
-            secrets,
+            secrets: secrets.secrets,
+            secrets_until: secrets.valid_until,
             loaded: Instant::now(),
             generation,
         });

@@ -6,14 +6,15 @@
 //! a 401; the acknowledgement never waits on Shopify or a token refresh), and
 //! each becomes its event through the transform path. Only after that event
 //! is published and its row finished does the dispatcher call
-//! [`after_finish`], which applies the effect:
+//! [`after_finish`], which applies the effect to the connections in the
+//! webhook's [`scope`]:
 //!
-//! - `app/uninstalled`: every connection of the shop installed before the
+//! - `app/uninstalled`: every connection in scope installed before the
 //!   webhook arrived loses its tokens (columns set NULL) and becomes
 //!   `disconnected`; its webhook registrations are forgotten. A reinstall
 //!   after the webhook is left alone.
 //! - `shop/redact` (Shopify sends it 48 hours after an uninstall): every
-//!   connection of the shop loses its tokens and becomes `redacted`, and its
+//!   connection in scope loses its tokens and becomes `redacted`, and its
 //!   finished stored webhooks (published and dead-lettered, this one
 //!   included; dead letters keep their bodies in the inbox too) keep only what
 //!   dedup and audit need: body `{}`, headers `[]`. Pending rows are left to
@@ -23,6 +24,22 @@
 //!   The agent platform acts on them; the gateway keeps no customer store.
 //!   (Inbox bodies that mention the customer are not searched.)
 //!
+//! **Scope: a webhook speaks only for the connections its secret verifies.**
+//! The shop domain and the topic are headers, which Shopify's HMAC does not
+//! cover, and a manual connection's secret is whatever its tenant chose; so a
+//! tenant can sign any topic for any shop at its own connection's URL. The
+//! effect therefore reaches the connection the webhook arrived at, and other
+//! connections of the shop only when the webhook was certainly signed with
+//! the app's client secret, which no tenant holds: then every connection of
+//! the shop that verified with that secret when the webhook arrived (its
+//! current secret, or its previous one inside its window). That is a
+//! deliberate reach beyond the one connection: Shopify uninstalls an app from
+//! a shop once, revoking every token of the app for that shop and dropping
+//! all its subscriptions whichever brand's install made them, and it sends
+//! `shop/redact` once per shop and app. Leaving the other installs of the app
+//! `active` would keep tokens Shopify no longer honours and bodies the
+//! merchant asked to be erased.
+//!
 //! Each effect is one transaction that also marks the row applied
 //! (`inbox.lifecycle_applied_at`), and repeating it changes nothing, so a
 //! retry is harmless. A crash between the row finishing and the effect leaves
@@ -30,7 +47,8 @@
 //! webhook and at every start. Failures are logged and never hold up
 //! delivery.
 
-use crate::store::oauth::LifecycleRow;
+use crate::connection::SECRETS_CACHED_FOR;
+use crate::store::oauth::{LifecycleRow, LifecycleScope, SecretOwners};
 use crate::store::{InboxRow, Outcome, Store, StoreError};
 
 pub const APP_UNINSTALLED: &str = "app/uninstalled";
@@ -92,16 +110,48 @@ pub async fn apply_due(store: &Store) -> Result<usize, StoreError> {
     }
 }
 
+/// Which connections a lifecycle webhook that arrived at `received_at` at a
+/// connection with these secrets speaks for.
+///
+/// [`LifecycleScope::App`] only when every secret that connection verified
+/// with at that moment was the app's client secret: its current secret is
+/// the app's and had been current for longer than the intake caches secrets
+/// (before that, a replica may still have verified with the secret it
+/// replaced, at the old webhook path), and any previous secret still inside
+/// its window was the app's too. Anything else is
+/// [`LifecycleScope::Connection`]: the webhook may have been signed by a
+/// tenant.
+pub fn scope(owners: &SecretOwners, received_at: i64) -> LifecycleScope {
+    let margin = SECRETS_CACHED_FOR.as_millis() as i64;
+    let current_is_app = owners.webhook_secret_owner == "app"
+        && owners.webhook_secret_since.saturating_add(margin) <= received_at;
+    let previous_verified = owners.has_previous != 0
+        && owners
+            .previous_webhook_secret_expires_at
+            .is_some_and(|until| received_at < until);
+    let previous_is_app = owners.previous_webhook_secret_owner.as_deref() == Some("app");
+    if current_is_app && (!previous_verified || previous_is_app) {
+        LifecycleScope::App
+    } else {
+        LifecycleScope::Connection
+    }
+}
+
 async fn apply(store: &Store, row: &LifecycleRow) -> Result<(), StoreError> {
+    let scope_of = |owners: Option<SecretOwners>| {
+        owners.map_or(LifecycleScope::Connection, |o| scope(&o, row.received_at))
+    };
     match row.topic.as_str() {
         APP_UNINSTALLED => {
-            let done = store.apply_uninstall(row).await?;
-            tracing::info!(inbox_id = row.id, shop = %row.shop_domain,
+            let scope = scope_of(store.secret_owners(&row.connection_id).await?);
+            let done = store.apply_uninstall(row, scope).await?;
+            tracing::info!(inbox_id = row.id, shop = %row.shop_domain, ?scope,
                 connections = done.connections, "app uninstalled: tokens deleted, connection disconnected");
         }
         SHOP_REDACT => {
-            let done = store.apply_shop_redact(row).await?;
-            tracing::info!(inbox_id = row.id, shop = %row.shop_domain,
+            let scope = scope_of(store.secret_owners(&row.connection_id).await?);
+            let done = store.apply_shop_redact(row, scope).await?;
+            tracing::info!(inbox_id = row.id, shop = %row.shop_domain, ?scope,
                 connections = done.connections, purged_webhooks = done.purged_webhooks,
                 "shop redacted: tokens deleted, stored webhooks purged");
         }
@@ -126,5 +176,50 @@ mod tests {
         assert!(accepts_webhook("disconnected", SHOP_REDACT));
         assert!(accepts_webhook("redacted", CUSTOMERS_REDACT));
         assert!(!accepts_webhook("paused", SHOP_REDACT));
+    }
+
+    fn owners(owner: &str, since: i64) -> SecretOwners {
+        SecretOwners {
+            webhook_secret_owner: owner.into(),
+            webhook_secret_since: since,
+            has_previous: 0,
+            previous_webhook_secret_owner: None,
+            previous_webhook_secret_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn only_a_webhook_certainly_signed_by_the_app_speaks_for_the_app() {
+        let margin = SECRETS_CACHED_FOR.as_millis() as i64;
+        let t = 1_000_000_000;
+        // The app's secret, current well before: the app's scope.
+        assert_eq!(scope(&owners("app", t - margin), t), LifecycleScope::App);
+        // A tenant's secret: only the connection.
+        assert_eq!(scope(&owners("tenant", 0), t), LifecycleScope::Connection);
+        // The app's secret, but so recently that a cached older secret may
+        // have verified it.
+        assert_eq!(
+            scope(&owners("app", t - margin + 1), t),
+            LifecycleScope::Connection
+        );
+        // A tenant's previous secret inside its window also verified then.
+        let mut o = owners("app", 0);
+        o.has_previous = 1;
+        o.previous_webhook_secret_owner = Some("tenant".into());
+        o.previous_webhook_secret_expires_at = Some(t + 1);
+        assert_eq!(scope(&o, t), LifecycleScope::Connection);
+        // Past its window it no longer counts.
+        o.previous_webhook_secret_expires_at = Some(t);
+        assert_eq!(scope(&o, t), LifecycleScope::App);
+        // A previous secret of unknown owner counts as a tenant's.
+        o.previous_webhook_secret_owner = None;
+        o.previous_webhook_secret_expires_at = Some(t + 1);
+        assert_eq!(scope(&o, t), LifecycleScope::Connection);
+        // Without an expiry a previous secret never verified.
+        o.previous_webhook_secret_expires_at = None;
+        assert_eq!(scope(&o, t), LifecycleScope::App);
+        o.previous_webhook_secret_owner = Some("app".into());
+        o.previous_webhook_secret_expires_at = Some(t + 1);
+        assert_eq!(scope(&o, t), LifecycleScope::App);
     }
 }

@@ -724,6 +724,7 @@ enum ConfigCommand {
 #[derive(Subcommand)]
 enum ConnectionsCommand {
     /// Connect a shop by hand; reads the app's webhook secret from stdin.
+    /// Run again for the same shop and brand, it rotates the secret.
     Add {
         #[arg(long)]
         shop: String,
@@ -731,6 +732,10 @@ enum ConnectionsCommand {
         workspace: String,
         #[arg(long)]
         brand: String,
+        /// How long the replaced secret keeps verifying, when this rotates
+        /// one (`connections.previous_secret_window`, default 24h).
+        #[arg(long, env = "IONFLUX_PREVIOUS_SECRET_WINDOW", value_parser = humantime::parse_duration)]
+        previous_secret_window: Option<Duration>,
     },
     /// One JSON object per connection: status, `auth_method` (`manual` or
     /// `oauth`) and `has_tokens`; secrets are never shown.
@@ -828,6 +833,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
             ref shop,
             ref workspace,
             ref brand,
+            previous_secret_window,
         }) => {
             let store = open_store(cfg).await?;
             let vault = load_vault(cfg)?;
@@ -836,7 +842,11 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
                 .read_to_string(&mut secret)
                 .context("reading the webhook secret from stdin")?;
             let secret = Secret::from(secret.trim().to_string());
-            let created = connection::add(&store, &vault, shop, workspace, brand, &secret).await?;
+            let window = previous_secret_window.unwrap_or(cfg.connections.previous_secret_window);
+            let created = connection::add_with_window(
+                &store, &vault, shop, workspace, brand, &secret, window,
+            )
+            .await?;
             println!("{}", serde_json::to_string(&created)?);
             Ok(())
         }

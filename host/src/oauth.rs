@@ -19,7 +19,7 @@
 //!
 //! No state, code, token or secret is ever logged or put in an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -631,10 +631,6 @@ impl OAuth {
         )
     }
 
-    fn our_address_prefix(&self) -> String {
-        self.webhook_address(&connection::webhook_path(""))
-    }
-
     /// Checks the caller and the request, stores a fresh state and answers
     /// the URL of Shopify's authorize page.
     pub async fn initiate(
@@ -941,8 +937,16 @@ impl OAuth {
                     .await;
             }
         };
+        let own: HashSet<String> = self
+            .store
+            .webhook_addresses(&conn.id)
+            .await?
+            .into_iter()
+            .collect();
         for row in rows {
-            let (result, tries) = self.reconcile(shop, &token, &row, &mut existing).await;
+            let (result, tries) = self
+                .reconcile(shop, &token, &row, &own, &mut existing)
+                .await;
             let outcome = match result {
                 Ok(id) => RegistrationOutcome::Registered {
                     shopify_webhook_id: id.to_string(),
@@ -968,20 +972,29 @@ impl OAuth {
         Ok(())
     }
 
-    /// Makes Shopify hold exactly one subscription of ours for the topic, at
-    /// the row's address: adopts one already there, moves one of ours at an
-    /// old address, or creates one. Extra copies of ours are deleted.
+    /// Makes Shopify hold exactly one subscription of this connection for
+    /// the topic, at the row's address: adopts one already there, moves one
+    /// at an older address of the connection's, or creates one. Extra copies
+    /// at the connection's addresses are deleted.
+    ///
+    /// Shopify lists every subscription the app has in the shop, whichever
+    /// connection made it: another brand that connected the same shop has
+    /// its own, at its own address, under our URL prefix too. Only the
+    /// addresses in `own` (every address this connection has had) are ours
+    /// to touch.
     async fn reconcile(
         &self,
         shop: &str,
         token: &Secret,
         row: &WebhookRegistrationRow,
+        own: &HashSet<String>,
         existing: &mut Vec<Webhook>,
     ) -> (Result<u64, ShopifyError>, i64) {
-        let prefix = self.our_address_prefix();
         let ours: Vec<Webhook> = existing
             .iter()
-            .filter(|w| w.topic == row.topic && w.address.starts_with(&prefix))
+            .filter(|w| {
+                w.topic == row.topic && (w.address == row.address || own.contains(&w.address))
+            })
             .cloned()
             .collect();
         let mut tries = 0;

@@ -228,6 +228,9 @@ pub struct ConnectionRow {
     pub secure_path_identifier: String,
     pub webhook_secret: String,
     pub previous_webhook_secret: Option<String>,
+    /// When the previous secret stops verifying (epoch ms); without it, it
+    /// does not verify at all.
+    pub previous_webhook_secret_expires_at: Option<i64>,
     pub status: String,
     pub created_at: i64,
 }
@@ -533,9 +536,10 @@ impl Store {
     pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
-                secure_path_identifier, webhook_secret, previous_webhook_secret, status,
-                created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                secure_path_identifier, webhook_secret, previous_webhook_secret,
+                previous_webhook_secret_expires_at, status, created_at, updated_at,
+                webhook_secret_owner, webhook_secret_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'tenant', $13)",
         )
         .bind(&row.id)
         .bind(&row.provider)
@@ -545,7 +549,9 @@ impl Store {
         .bind(&row.secure_path_identifier)
         .bind(&row.webhook_secret)
         .bind(&row.previous_webhook_secret)
+        .bind(row.previous_webhook_secret_expires_at)
         .bind(&row.status)
+        .bind(row.created_at)
         .bind(row.created_at)
         .bind(row.created_at)
         .execute(&self.pool)
@@ -553,23 +559,33 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the webhook secret and keeps the old one as `previous`, so
-    /// that webhooks signed before the rotation still verify. Both values are
-    /// ciphertexts bound to their own column.
+    /// Replaces the webhook secret with one the tenant chose and keeps the
+    /// old one as `previous` until `previous_expires_at`, so that webhooks
+    /// signed before the rotation still verify for a while. Both values are
+    /// ciphertexts bound to their own column; the previous secret keeps the
+    /// owner the current one had.
     pub async fn rotate_webhook_secret(
         &self,
         id: &str,
         current: &str,
         previous: &str,
+        previous_expires_at: i64,
     ) -> Result<()> {
+        let now = now_ms();
+        // Every SET expression reads the row as it was before the UPDATE.
         sqlx::query(
             "UPDATE connections
-             SET webhook_secret = $1, previous_webhook_secret = $2, updated_at = $3
-             WHERE id = $4",
+             SET webhook_secret = $1, previous_webhook_secret = $2,
+                 previous_webhook_secret_owner = webhook_secret_owner,
+                 previous_webhook_secret_expires_at = $3,
+                 webhook_secret_owner = 'tenant', webhook_secret_since = $4, updated_at = $5
+             WHERE id = $6",
         )
         .bind(current)
         .bind(previous)
-        .bind(now_ms())
+        .bind(previous_expires_at)
+        .bind(now)
+        .bind(now)
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -577,7 +593,8 @@ impl Store {
     }
 
     const CONNECTION_COLUMNS: &str = "id, provider, shop_domain, workspace_id, brand_id,
-        secure_path_identifier, webhook_secret, previous_webhook_secret, status, created_at";
+        secure_path_identifier, webhook_secret, previous_webhook_secret,
+        previous_webhook_secret_expires_at, status, created_at";
 
     pub async fn connection_by_path(&self, identifier: &str) -> Result<Option<ConnectionRow>> {
         let sql = format!(

@@ -13,7 +13,10 @@
 //! - `GET`/`POST /{shop}/admin/api/{version}/webhooks.json`,
 //!   `PUT`/`DELETE /{shop}/admin/api/{version}/webhooks/{id}.json`, with
 //!   `X-Shopify-Access-Token` checked against the tokens it issued for that
-//!   shop, and `422` for a duplicate (topic, address) as Shopify answers.
+//!   shop. As at Shopify, the subscriptions are the app's in that shop,
+//!   listed to any of its tokens; one topic may have several at different
+//!   addresses, and a second one of the same (topic, address), created or
+//!   moved there, is a `422`.
 //! - `GET /{shop}/admin/api/{version}/shop.json` (`{"shop": {…}}`), token
 //!   checked likewise; can be told to fail or hang ([`ShopMode`]).
 //!
@@ -608,13 +611,22 @@ async fn update_webhook(
             json!({"errors": {"address": ["can't be blank"]}}),
         );
     };
-    let Some(w) = inner
-        .webhooks
-        .get_mut(&shop)
-        .and_then(|ws| ws.iter_mut().find(|w| w.id == id))
-    else {
+    let Some(list) = inner.webhooks.get_mut(&shop) else {
         return not_found();
     };
+    let Some(topic) = list.iter().find(|w| w.id == id).map(|w| w.topic.clone()) else {
+        return not_found();
+    };
+    if list
+        .iter()
+        .any(|w| w.id != id && w.topic == topic && w.address == address)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"errors": {"address": ["for this topic has already been taken"]}}),
+        );
+    }
+    let w = list.iter_mut().find(|w| w.id == id).expect("found above");
     w.address = address.to_string();
     let w = w.clone();
     Json(json!({"webhook": webhook_json(&w, &version)})).into_response()

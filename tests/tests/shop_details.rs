@@ -297,6 +297,7 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
             brand_id: brand.clone(),
             secure_path_identifier: store::new_path_identifier(),
             previous_webhook_secret: None,
+            previous_webhook_secret_expires_at: None,
             status: "disconnected".into(),
             created_at: store::now_ms(),
         })

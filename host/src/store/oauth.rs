@@ -165,23 +165,32 @@ impl Store {
     }
 
     /// Inserts the connection, or updates the one with the same id (same
-    /// provider, shop and brand). Answers false, writing nothing, when another
-    /// row holds (provider, shop, brand): the caller's ciphertexts are bound
-    /// to an id that lost a race, so it must read again and retry.
+    /// provider, shop and brand). Its webhook secret is the app's client
+    /// secret (`webhook_secret_owner = 'app'`). Answers false, writing
+    /// nothing, when another row holds (provider, shop, brand): the caller's
+    /// ciphertexts are bound to an id that lost a race, so it must read again
+    /// and retry.
     pub async fn upsert_oauth_connection(&self, w: &OAuthConnectionWrite) -> Result<bool> {
         let now = now_ms();
         let r = &w.row;
         let done = sqlx::query(
             "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
-                secure_path_identifier, webhook_secret, previous_webhook_secret, status,
+                secure_path_identifier, webhook_secret, previous_webhook_secret,
+                previous_webhook_secret_expires_at, status,
                 created_at, updated_at, auth_method, access_token, access_token_expires_at,
-                refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'oauth', $12, $13, $14, $15, $16, $17, $18)
+                refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at,
+                webhook_secret_owner, webhook_secret_since, previous_webhook_secret_owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'oauth', $13, $14, $15,
+                $16, $17, $18, $19, 'app', $20, NULL)
              ON CONFLICT (provider, shop_domain, brand_id) DO UPDATE SET
                 workspace_id = excluded.workspace_id,
                 secure_path_identifier = excluded.secure_path_identifier,
                 webhook_secret = excluded.webhook_secret,
                 previous_webhook_secret = excluded.previous_webhook_secret,
+                previous_webhook_secret_expires_at = excluded.previous_webhook_secret_expires_at,
+                webhook_secret_owner = 'app',
+                webhook_secret_since = excluded.webhook_secret_since,
+                previous_webhook_secret_owner = NULL,
                 status = excluded.status,
                 updated_at = excluded.updated_at,
                 auth_method = 'oauth',
@@ -202,6 +211,7 @@ impl Store {
         .bind(&r.secure_path_identifier)
         .bind(&r.webhook_secret)
         .bind(&r.previous_webhook_secret)
+        .bind(r.previous_webhook_secret_expires_at)
         .bind(&r.status)
         .bind(r.created_at)
         .bind(now)
@@ -211,6 +221,7 @@ impl Store {
         .bind(w.refresh_token_expires_at)
         .bind(&w.scopes)
         .bind(&w.installed_by)
+        .bind(now)
         .bind(now)
         .execute(&self.pool)
         .await?
@@ -234,7 +245,9 @@ impl Store {
     // ---- webhook registrations ---------------------------------------------
 
     /// Puts every topic of the connection (back) to `pending` at `address`,
-    /// due now. Topics no longer configured are left as they are.
+    /// due now, and remembers `address` as one of the connection's (its
+    /// subscriptions there are its own to move or delete later). Topics no
+    /// longer configured are left as they are.
     pub async fn reset_webhook_registrations(
         &self,
         connection_id: &str,
@@ -243,6 +256,15 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
+        sqlx::query(
+            "INSERT INTO webhook_addresses (connection_id, address, created_at)
+             VALUES ($1, $2, $3) ON CONFLICT (connection_id, address) DO NOTHING",
+        )
+        .bind(connection_id)
+        .bind(address)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         for topic in topics {
             sqlx::query(
                 "INSERT INTO webhook_registrations (connection_id, topic, address, status,
@@ -262,6 +284,16 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Every address the connection's webhooks have been registered at.
+    pub async fn webhook_addresses(&self, connection_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT address FROM webhook_addresses WHERE connection_id = $1 ORDER BY created_at",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Registrations not yet done whose time has come, oldest first.
@@ -445,6 +477,29 @@ pub struct LifecycleRow {
     pub shop_domain: String,
     pub topic: String,
     pub received_at: i64,
+}
+
+/// The secrets of the connection a lifecycle webhook arrived at, as far as
+/// [`crate::lifecycle::scope`] needs them: whose they are and since when.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecretOwners {
+    /// `app` (the app's client secret) or `tenant`.
+    pub webhook_secret_owner: String,
+    pub webhook_secret_since: i64,
+    /// 1 when a previous secret is kept.
+    pub has_previous: i64,
+    pub previous_webhook_secret_owner: Option<String>,
+    pub previous_webhook_secret_expires_at: Option<i64>,
+}
+
+/// The connections a lifecycle webhook changes (see [`crate::lifecycle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleScope {
+    /// Only the connection it arrived at.
+    Connection,
+    /// That connection and every connection of the shop that verified with
+    /// the app's client secret when the webhook arrived.
+    App,
 }
 
 /// What an uninstall or a redaction changed.
@@ -700,25 +755,70 @@ impl Store {
         Ok(())
     }
 
-    /// `app/uninstalled`: every connection of the shop that was installed
+    /// The secret owners of a connection (None: no such connection).
+    pub async fn secret_owners(&self, connection_id: &str) -> Result<Option<SecretOwners>> {
+        Ok(sqlx::query_as(
+            "SELECT webhook_secret_owner, webhook_secret_since,
+                CAST(CASE WHEN previous_webhook_secret IS NULL THEN 0 ELSE 1 END AS BIGINT)
+                    AS has_previous,
+                previous_webhook_secret_owner, previous_webhook_secret_expires_at
+             FROM connections WHERE id = $1",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The connections of the webhook's shop within `scope`. For an
+    /// uninstall, only those still connected and installed before the
+    /// webhook arrived (a reinstall after it is not undone).
+    async fn lifecycle_targets(
+        tx: &mut super::WriteTx,
+        row: &LifecycleRow,
+        scope: LifecycleScope,
+        uninstall: bool,
+    ) -> Result<Vec<String>> {
+        let scope = match scope {
+            LifecycleScope::Connection => "connection",
+            LifecycleScope::App => "app",
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections
+             WHERE provider = $1 AND shop_domain = $2
+               AND ($3 OR (status NOT IN ('disconnected', 'redacted')
+                    AND (installed_at IS NULL OR installed_at <= $4)))
+               AND (id = $5 OR ($6 = 'app' AND (
+                    (webhook_secret_owner = 'app' AND webhook_secret_since <= $7)
+                    OR (previous_webhook_secret_owner = 'app'
+                        AND previous_webhook_secret_expires_at > $8))))
+             ORDER BY id",
+        )
+        .bind(&row.provider)
+        .bind(&row.shop_domain)
+        .bind(!uninstall)
+        .bind(row.received_at)
+        .bind(&row.connection_id)
+        .bind(scope)
+        .bind(row.received_at)
+        .bind(row.received_at)
+        .fetch_all(&mut **tx)
+        .await?)
+    }
+
+    /// `app/uninstalled`: every connection in `scope` that was installed
     /// before the webhook arrived loses its tokens and becomes
     /// `disconnected` (a reinstall after it is left alone); its webhook
     /// subscriptions are forgotten (Shopify drops them on uninstall). One
     /// transaction with marking the webhook applied; repeating it changes
     /// nothing more.
-    pub async fn apply_uninstall(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
+    pub async fn apply_uninstall(
+        &self,
+        row: &LifecycleRow,
+        scope: LifecycleScope,
+    ) -> Result<LifecycleApplied> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM connections
-             WHERE provider = $1 AND shop_domain = $2 AND status NOT IN ('disconnected', 'redacted')
-               AND (installed_at IS NULL OR installed_at <= $3)",
-        )
-        .bind(&row.provider)
-        .bind(&row.shop_domain)
-        .bind(row.received_at)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids = Self::lifecycle_targets(&mut tx, row, scope, true).await?;
         for id in &ids {
             sqlx::query(&format!(
                 "UPDATE connections SET status = 'disconnected', {CLEARED_TOKENS}, updated_at = $1
@@ -746,22 +846,20 @@ impl Store {
         })
     }
 
-    /// `shop/redact`: for every connection of the shop, the tokens are
+    /// `shop/redact`: for every connection in `scope`, the tokens are
     /// removed, the status becomes `redacted`, and the stored webhooks that
     /// are finished (published or dead-lettered, this one included) keep
     /// only what dedup and audit need: their ids, topic and times; body
     /// becomes `{}` and headers `[]`. Webhooks still pending are left to be
     /// delivered. One transaction; idempotent.
-    pub async fn apply_shop_redact(&self, row: &LifecycleRow) -> Result<LifecycleApplied> {
+    pub async fn apply_shop_redact(
+        &self,
+        row: &LifecycleRow,
+        scope: LifecycleScope,
+    ) -> Result<LifecycleApplied> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM connections WHERE provider = $1 AND shop_domain = $2",
-        )
-        .bind(&row.provider)
-        .bind(&row.shop_domain)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ids = Self::lifecycle_targets(&mut tx, row, scope, false).await?;
         let mut applied = LifecycleApplied::default();
         for id in &ids {
             applied.connections += sqlx::query(&format!(
