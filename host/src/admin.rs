@@ -33,11 +33,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::builtin;
+use crate::ceilings::{CeilingOverrides, Ceilings, TenantPolicy};
 use crate::dispatch::{Dispatcher, input_of};
 use crate::event::{self, Topics, TransformId};
 use crate::http::{self, ApiError, AppState};
 use crate::registry::{self, RegistryError, RouteSpec};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteLimits, RouteTable};
+use crate::store::ceilings::Deleted;
 use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, StoreError};
 use crate::transform::{self, Limits, LoadError, Runtime, Transform};
 use crate::vault::Secret;
@@ -63,6 +65,8 @@ pub struct AdminState {
     /// The dispatcher's default limits, so that a dry run behaves as the
     /// real run would.
     pub limits: Limits,
+    /// Default ceilings and the upload quota of every workspace.
+    pub tenants: TenantPolicy,
     /// When present, route changes are applied at once instead of at the
     /// next periodic refresh. Other replicas pick them up by polling.
     pub dispatcher: Option<Arc<Dispatcher>>,
@@ -74,12 +78,14 @@ impl AdminState {
         runtime: Runtime,
         topics: Topics,
         limits: Limits,
+        tenants: TenantPolicy,
         dispatcher: Option<Arc<Dispatcher>>,
     ) -> Self {
         Self {
             runtime,
             topics,
             limits,
+            tenants,
             dispatcher,
             loaded: Arc::default(),
         }
@@ -328,6 +334,7 @@ fn registry_error(e: RegistryError) -> ApiError {
         RegistryError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
         RegistryError::UnknownTransform(_) => (unprocessable, "unknown_transform"),
         RegistryError::InvalidRoute(_) => (unprocessable, "invalid_route"),
+        RegistryError::QuotaExceeded { .. } => (StatusCode::CONFLICT, "upload_quota_exceeded"),
         RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         RegistryError::Task(_) => return internal(e.to_string()),
     };
@@ -358,7 +365,14 @@ pub fn router() -> Router<AppState> {
                 .post(push_transform)
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
-        .route("/admin/v1/transforms/{reference}", get(show_transform))
+        .route(
+            "/admin/v1/transforms/{reference}",
+            get(show_transform).delete(delete_transform),
+        )
+        .route(
+            "/admin/v1/workspaces/{workspace_id}/ceilings",
+            get(show_ceilings).put(set_ceilings),
+        )
         .route("/admin/v1/routes", get(list_routes).put(set_route))
         .route("/admin/v1/routes/promote", post(promote_route))
         .route("/admin/v1/routes/history", get(route_history))
@@ -503,16 +517,16 @@ async fn push_transform(
             "the body must be the component's .wasm bytes (application/wasm)",
         ));
     }
-    let pushed = registry::push(&state.store, &state.admin.runtime, &name, body.to_vec())
-        .await
-        .map_err(registry_error)?;
-    if let Some(ws) = principal.workspace() {
-        state
-            .store
-            .add_transform_owner(&pushed.digest, ws, &pushed.name)
-            .await
-            .map_err(store_error)?;
+    let runtime = &state.admin.runtime;
+    let pushed = match principal.workspace() {
+        None => registry::push(&state.store, runtime, &name, body.to_vec()).await,
+        Some(ws) => {
+            let quota = state.admin.tenants.upload_quota;
+            registry::push_for_workspace(&state.store, runtime, &name, body.to_vec(), ws, quota)
+                .await
+        }
     }
+    .map_err(registry_error)?;
     tracing::info!(digest = %pushed.digest, name = %pushed.name, actor = principal.actor(),
         "transform uploaded over the admin API");
     Ok(Json(serde_json::json!({
@@ -554,6 +568,182 @@ async fn show_transform(
         body["uploaded_by_workspaces"] = serde_json::json!(owners);
     }
     Ok(Json(body))
+}
+
+/// `DELETE /admin/v1/transforms/{reference}`: a workspace gives up a version
+/// it uploaded (its bytes go once nobody owns or runs them); an operator
+/// deletes any version. Refused while a route the caller can see runs it.
+async fn delete_transform(
+    State(state): State<AppState>,
+    principal: Principal,
+    reference: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reference = path(reference)?;
+    if reference.starts_with(BUILTIN_PREFIX) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "builtin_transform",
+            "a built-in transform is part of the gateway and cannot be deleted",
+        ));
+    }
+    let unknown = |message: String| not_found("unknown_transform", message);
+    let item = resolve_visible(&state.store, &principal, &reference)
+        .await
+        .map_err(|e| {
+            if e.code == "unknown_transform" {
+                unknown(e.message)
+            } else {
+                e
+            }
+        })?;
+    let digest = item.digest;
+    match state
+        .store
+        .delete_transform(&digest, principal.workspace())
+        .await
+        .map_err(store_error)?
+    {
+        Deleted::Unknown => Err(unknown(format!(
+            "no transform {reference:?} that this token may delete"
+        ))),
+        Deleted::InUse(routes) => {
+            let users: Vec<String> = routes
+                .iter()
+                .map(|r| {
+                    format!(
+                        "route {} (workspace {:?}, brand {:?}, topic {:?})",
+                        r.id, r.workspace_id, r.brand_id, r.topic_pattern
+                    )
+                })
+                .collect();
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "transform_in_use",
+                format!(
+                    "{digest} is still run by {}: route those elsewhere (or drop their shadow) \
+                     first",
+                    users.join(", ")
+                ),
+            ))
+        }
+        Deleted::Removed { component } => {
+            if component {
+                state.admin.runtime.evict_cached(&digest);
+            }
+            state
+                .admin
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&digest);
+            tracing::info!(%digest, actor = principal.actor(), workspace = ?principal.workspace(),
+                component_deleted = component, "transform deleted over the admin API");
+            Ok(Json(serde_json::json!({ "deleted": digest })))
+        }
+    }
+}
+
+// ---- ceilings --------------------------------------------------------------
+
+/// A workspace's ceilings: the configured defaults with what an operator
+/// set for it over them.
+async fn ceilings_of(state: &AppState, workspace: &str) -> Result<Ceilings, ApiError> {
+    let row = state
+        .store
+        .workspace_ceilings(workspace)
+        .await
+        .map_err(store_error)?;
+    let defaults = state.admin.tenants.ceilings;
+    Ok(row.map_or(defaults, |r| CeilingOverrides::from_row(&r).over(&defaults)))
+}
+
+fn above_ceiling(workspace: &str, e: crate::ceilings::AboveCeiling) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "limit_above_ceiling",
+        format!(
+            "{e}; only an operator can raise it (GET /admin/v1/workspaces/{workspace}/ceilings \
+             shows them)"
+        ),
+    )
+}
+
+/// Workspace ids are opaque to the gateway; these bounds only keep junk out
+/// of the table.
+fn workspace_param(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let id = path(id)?;
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(bad_request("a workspace id is 1-128 printable characters"));
+    }
+    Ok(id)
+}
+
+async fn ceilings_body(state: &AppState, workspace: &str) -> Result<serde_json::Value, ApiError> {
+    let store = &state.store;
+    let row = store
+        .workspace_ceilings(workspace)
+        .await
+        .map_err(store_error)?;
+    let tenants = &state.admin.tenants;
+    let overrides = row
+        .as_ref()
+        .map(CeilingOverrides::from_row)
+        .unwrap_or_default();
+    let uploads = store.upload_usage(workspace).await.map_err(store_error)?;
+    Ok(serde_json::json!({
+        "workspace_id": workspace,
+        "ceilings": overrides.over(&tenants.ceilings),
+        "overrides": overrides,
+        "defaults": tenants.ceilings,
+        "updated_at": row.map(|r| r.updated_at),
+        "upload_quota": tenants.upload_quota,
+        "uploads": uploads,
+    }))
+}
+
+/// `GET /admin/v1/workspaces/{workspace_id}/ceilings`: an operator reads any
+/// workspace's, a workspace token its own.
+async fn show_ceilings(
+    State(state): State<AppState>,
+    principal: Principal,
+    workspace_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let workspace = workspace_param(workspace_id)?;
+    principal.may_touch(&workspace)?;
+    Ok(Json(ceilings_body(&state, &workspace).await?))
+}
+
+/// `PUT /admin/v1/workspaces/{workspace_id}/ceilings`: operators only. The
+/// body names the ceilings to set; one left out (or null) takes the
+/// configured default again. Applies to routes already saved, at once on
+/// this replica and within a route poll on the others.
+async fn set_ceilings(
+    State(state): State<AppState>,
+    principal: Principal,
+    workspace_id: Result<Path<String>, PathRejection>,
+    body: Result<Json<CeilingOverrides>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let workspace = workspace_param(workspace_id)?;
+    if let Principal::Workspace { .. } = principal {
+        return Err(forbidden("only an operator sets a workspace's ceilings"));
+    }
+    let overrides = json_body(body)?;
+    overrides.validate().map_err(|message| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_ceilings",
+            message,
+        )
+    })?;
+    state
+        .store
+        .set_workspace_ceilings(&workspace, overrides.to_columns(), principal.actor())
+        .await
+        .map_err(store_error)?;
+    reload_routes(&state).await;
+    tracing::info!(workspace = %workspace, ceilings = ?overrides, actor = principal.actor(),
+        "workspace ceilings set over the admin API");
+    Ok(Json(ceilings_body(&state, &workspace).await?))
 }
 
 // ---- routes ----------------------------------------------------------------
@@ -641,6 +831,17 @@ async fn set_route(
 ) -> Result<Json<RouteRow>, ApiError> {
     let body = json_body(body)?;
     let workspace_id = route_scope(&principal, body.workspace_id, "a route")?;
+    // A workspace asks within its ceilings; an operator may save more, and
+    // the run is held to the ceilings all the same. Limits that do not
+    // parse are left to the registry, which says why.
+    if let (Some(ws), Some(limits)) = (principal.workspace(), &body.limits)
+        && let Ok(limits) = serde_json::from_value::<RouteLimits>(limits.clone())
+    {
+        ceilings_of(&state, ws)
+            .await?
+            .check(&limits)
+            .map_err(|e| above_ceiling(ws, e))?;
+    }
     let transform = usable_reference(&state.store, &principal, body.transform).await?;
     let shadow = match body.shadow {
         Some(s) => Some(usable_reference(&state.store, &principal, s).await?),
@@ -919,7 +1120,14 @@ async fn dry_run(
             }
         }
     };
-    let limits = body.limits.map_or(limits.clone(), |l| l.apply(&limits));
+    let ceilings = ceilings_of(&state, &row.workspace_id).await?;
+    if let (Some(ws), Some(requested)) = (principal.workspace(), &body.limits) {
+        ceilings
+            .check(requested)
+            .map_err(|e| above_ceiling(ws, e))?;
+    }
+    // Held to the webhook's workspace's ceilings, as the real run is.
+    let limits = ceilings.clamp(&body.limits.map_or(limits.clone(), |l| l.apply(&limits)));
     let config = match body.config {
         Some(c) if c.is_object() => c.to_string(),
         Some(_) => {

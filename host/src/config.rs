@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ceilings::{Ceilings, TenantPolicy, UploadQuota};
 use crate::dispatch::DispatchConfig;
 use crate::event::Topics;
 use crate::oauth::ShopifyConfig;
@@ -82,6 +83,8 @@ pub struct Settings {
     pub otlp_service_name: String,
     pub dispatch: DispatchSettings,
     pub limits: LimitSettings,
+    pub ceilings: CeilingSettings,
+    pub quotas: QuotaSettings,
     pub kafka: KafkaSettings,
     pub shopify: ShopifySettings,
     pub connections: ConnectionSettings,
@@ -109,6 +112,7 @@ pub struct DispatchSettings {
     pub min_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    pub batch_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +124,24 @@ pub struct LimitSettings {
     pub output_bytes: usize,
     pub max_events: usize,
     pub log_lines: u32,
+}
+
+/// The default ceilings of every workspace (see `ceilings`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeilingSettings {
+    #[serde(with = "humantime_serde")]
+    pub cpu: Duration,
+    pub memory_bytes: usize,
+    pub max_events: usize,
+    pub output_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    pub transforms: u64,
+    pub transform_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +294,31 @@ impl Settings {
                 "database_max_connections must be at least 1".into(),
             ));
         }
+        let c = &self.ceilings;
+        if c.cpu.is_zero() || c.memory_bytes == 0 || c.max_events == 0 || c.output_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "every [ceilings] value must be above zero".into(),
+            ));
+        }
+        let l = &self.limits;
+        let above = [
+            ("cpu", l.cpu > c.cpu),
+            ("memory_bytes", l.memory_bytes > c.memory_bytes),
+            ("max_events", l.max_events > c.max_events),
+            ("output_bytes", l.output_bytes > c.output_bytes),
+        ];
+        if let Some((key, _)) = above.iter().find(|(_, above)| *above) {
+            // Else every call would quietly run under the ceiling instead.
+            return Err(ConfigError::Invalid(format!(
+                "limits.{key} is above ceilings.{key}: the default limits must fit the \
+                 default ceilings"
+            )));
+        }
+        if self.dispatch.batch_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "dispatch.batch_bytes must be above zero".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -346,7 +393,26 @@ impl Settings {
                 d.concurrency
             },
             limits: self.limits(),
+            batch_bytes: d.batch_bytes,
+            tenants: self.tenants(),
             ..base
+        }
+    }
+
+    /// The default ceilings and the upload quota of every workspace.
+    pub fn tenants(&self) -> TenantPolicy {
+        let (c, q) = (&self.ceilings, &self.quotas);
+        TenantPolicy {
+            ceilings: Ceilings {
+                cpu_ms: u64::try_from(c.cpu.as_millis()).unwrap_or(u64::MAX),
+                memory_bytes: c.memory_bytes,
+                max_events: c.max_events,
+                output_bytes: c.output_bytes,
+            },
+            upload_quota: UploadQuota {
+                transforms: q.transforms,
+                bytes: q.transform_bytes,
+            },
         }
     }
 
@@ -608,6 +674,8 @@ mod tests {
         assert_eq!(s.dispatch.min_backoff, d.min_backoff);
         assert_eq!(s.dispatch.max_backoff, d.max_backoff);
         assert_eq!(s.dispatch().concurrency, d.concurrency);
+        assert_eq!(s.dispatch.batch_bytes, d.batch_bytes);
+        assert_eq!(s.tenants(), TenantPolicy::default());
         assert!(s.dispatch.replica.is_empty());
         let k = KafkaConfig::new("b:9092");
         assert_eq!(s.kafka.message_timeout, k.message_timeout);

@@ -12,7 +12,7 @@
 //! - Within one batch, records are handed to the sink in inbox order, so one
 //!   brand's events keep the order in which they were received.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use crate::builtin;
+use crate::ceilings::{CeilingTable, TenantPolicy};
 use crate::event::{self, Topics, TransformId};
 use crate::publish::{Delivery, PublishError, Record, Sink};
 use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
@@ -52,6 +53,14 @@ pub struct DispatchConfig {
     /// takes effect within this (plus one claim round trip).
     pub route_poll: Duration,
     pub limits: Limits,
+    /// The most transform output one batch may hold, in bytes, counted at
+    /// each row's worst case under its limits ([`reservation`]) before its
+    /// transform runs. The rows past it wait for the next batch; the first
+    /// row always runs (its own limits bound it).
+    pub batch_bytes: usize,
+    /// Every workspace's default ceilings and upload quota; the operator
+    /// sets a workspace's own ceilings over the admin API.
+    pub tenants: TenantPolicy,
 }
 
 impl Default for DispatchConfig {
@@ -68,9 +77,17 @@ impl Default for DispatchConfig {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             route_poll: Duration::from_millis(250),
             limits: Limits::default(),
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            tenants: TenantPolicy::default(),
         }
     }
 }
+
+/// 64 rows at the default limits (1 MiB of output and 100 events, some
+/// 1.3 MiB at worst) fit with room for their bodies, so an ordinary batch is
+/// never cut; a batch of rows at the default ceilings (4 MiB and 1000
+/// events) is cut after some 19 of them.
+pub const DEFAULT_BATCH_BYTES: usize = 128 << 20;
 
 pub struct Dispatcher {
     store: Store,
@@ -84,10 +101,11 @@ pub struct Dispatcher {
     routes: RwLock<Routes>,
 }
 
-/// The routing table in force, the version it was read at, and when that
-/// version was last checked.
+/// The routing table and the workspaces' ceilings in force, the version
+/// they were read at, and when that version was last checked.
 struct Routes {
     table: Arc<RouteTable>,
+    ceilings: Arc<CeilingTable>,
     version: i64,
     checked: Instant,
 }
@@ -122,6 +140,7 @@ impl Dispatcher {
                 .map_err(|e| DispatchError::Builtin(name, e))?;
             transforms.insert(format!("{BUILTIN_PREFIX}{name}"), t);
         }
+        let ceilings = Arc::new(CeilingTable::new(cfg.tenants.ceilings, &[]));
         Ok(Self {
             store,
             sink,
@@ -133,6 +152,7 @@ impl Dispatcher {
             transforms: Mutex::new(transforms),
             routes: RwLock::new(Routes {
                 table: Arc::default(),
+                ceilings,
                 version: -1,
                 checked: Instant::now() - Duration::from_secs(3600),
             }),
@@ -220,9 +240,10 @@ impl Dispatcher {
         }
     }
 
-    /// Re-reads the routing table now. Webhooks claimed after this returns
-    /// are routed by the new table; a batch already claimed finishes on the
-    /// table it started with, so no webhook sees half of a change.
+    /// Re-reads the routing table and the workspaces' ceilings now.
+    /// Webhooks claimed after this returns are routed by the new table; a
+    /// batch already claimed finishes on the table it started with, so no
+    /// webhook sees half of a change.
     pub async fn reload_routes(&self) -> Result<usize, String> {
         // Version first: the table read after it is at least that new.
         let version = self
@@ -231,13 +252,32 @@ impl Dispatcher {
             .await
             .map_err(|e| e.to_string())?;
         let rows = self.store.routes().await.map_err(|e| e.to_string())?;
+        let ceilings = self
+            .store
+            .all_workspace_ceilings()
+            .await
+            .map_err(|e| e.to_string())?;
         let table = RouteTable::from_rows(&rows).map_err(|e| e.to_string())?;
+        let ceilings = CeilingTable::new(self.cfg.tenants.ceilings, &ceilings);
         let n = table.len();
         *self.routes.write().unwrap() = Routes {
             table: Arc::new(table),
+            ceilings: Arc::new(ceilings),
             version,
             checked: Instant::now(),
         };
+        // Compiled versions no route runs any more are let go: uploads can
+        // be deleted and new ones made, and compiled code is megabytes. A
+        // batch still running one holds its own handle; one routed to it
+        // again compiles it again (from the disk cache, where there is one).
+        let used: HashSet<&str> = rows
+            .iter()
+            .flat_map(|r| [Some(r.transform.as_str()), r.shadow_transform.as_deref()])
+            .flatten()
+            .collect();
+        self.transforms.lock().unwrap().retain(|reference, _| {
+            reference.starts_with(BUILTIN_PREFIX) || used.contains(reference.as_str())
+        });
         info!(routes = n, version, "routing table loaded");
         Ok(n)
     }
@@ -245,8 +285,51 @@ impl Dispatcher {
     /// Returns whether the batch's brand leases were given back with it
     /// (the event log does so in its recording transaction).
     async fn process(&self, rows: Vec<InboxRow>) -> Result<bool, StepError> {
+        let (table, ceilings) = {
+            let routes = self.routes.read().unwrap();
+            (routes.table.clone(), routes.ceilings.clone())
+        };
+        // What each row runs, under which limits: its route's, held to its
+        // workspace's ceilings (whoever made the route).
+        let mut plans: Vec<Plan> = rows
+            .iter()
+            .map(|row| {
+                let route =
+                    table.resolve(&row.provider, &row.workspace_id, &row.brand_id, &row.topic);
+                let limits = match route {
+                    Some(r) => r.limits.apply(&self.cfg.limits),
+                    None => self.cfg.limits.clone(),
+                };
+                Plan {
+                    reference: route
+                        .map_or_else(|| DEFAULT_TRANSFORM.to_string(), |r| r.transform.clone()),
+                    shadow: route.and_then(|r| r.shadow.clone()),
+                    config: route.map_or_else(|| Arc::from("{}"), |r| r.config.clone()),
+                    limits: ceilings.for_workspace(&row.workspace_id).clamp(&limits),
+                }
+            })
+            .collect();
+        let mut rows = rows;
+        let keep = fitting(
+            rows.iter()
+                .zip(&plans)
+                .map(|(row, plan)| reservation(row, &plan.limits, plan.shadow.is_some())),
+            self.cfg.batch_bytes,
+        );
+        if keep < rows.len() {
+            // Later rows in id order, so every brand still goes in order:
+            // what is kept of it comes before what waits.
+            let deferred: Vec<i64> = rows[keep..].iter().map(|r| r.id).collect();
+            self.store.defer(&deferred).await?;
+            debug!(
+                kept = keep,
+                deferred = deferred.len(),
+                "batch cut to its memory budget"
+            );
+            rows.truncate(keep);
+            plans.truncate(keep);
+        }
         let rows: Vec<Arc<InboxRow>> = rows.into_iter().map(Arc::new).collect();
-        let table = self.routes.read().unwrap().table.clone();
         // One span per row, open until its outcome is decided. The intake
         // request ran in another task (or process), so the stored trace_id is
         // what joins them: the request's span carries the same value.
@@ -262,22 +345,13 @@ impl Dispatcher {
         // Transforms run concurrently on the blocking pool; results are
         // awaited in inbox order so that publishing keeps that order.
         let mut running = Vec::with_capacity(rows.len());
-        for (row, row_span) in rows.iter().zip(&row_spans) {
-            let route = table.resolve(&row.provider, &row.workspace_id, &row.brand_id, &row.topic);
-            let (reference, shadow_ref, config, limits) = match route {
-                Some(r) => (
-                    r.transform.clone(),
-                    r.shadow.clone(),
-                    r.config.clone(),
-                    r.limits.apply(&self.cfg.limits),
-                ),
-                None => (
-                    DEFAULT_TRANSFORM.to_string(),
-                    None,
-                    Arc::from("{}"),
-                    self.cfg.limits.clone(),
-                ),
-            };
+        for ((row, row_span), plan) in rows.iter().zip(&row_spans).zip(plans) {
+            let Plan {
+                reference,
+                shadow: shadow_ref,
+                config,
+                limits,
+            } = plan;
             let transform = match self.transform(&reference).await {
                 Ok(t) => t,
                 Err(reason) => {
@@ -296,7 +370,9 @@ impl Dispatcher {
                 Some(r) => match self.transform(&r).await {
                     Ok(t) => Some(t),
                     Err(e) => {
-                        warn!(shadow = %r, error = %e, "shadow transform unavailable");
+                        // Debug-formatted: a load error can quote names
+                        // from the component, which its author chose.
+                        warn!(shadow = %r, error = ?e, "shadow transform unavailable");
                         None
                     }
                 },
@@ -514,8 +590,11 @@ impl Dispatcher {
                 }
                 (None, Verdict::Dead(letter, _)) => {
                     row_span.record("outcome", "dead_letter");
+                    // The reason quotes the guest (its error, its stderr):
+                    // Debug-formatted, so its newlines stay escaped and it
+                    // cannot forge log lines.
                     warn!(inbox_id = row.id, trace_id = %row.trace_id, code = %letter.reason_code,
-                        reason = %letter.reason, "webhook dead-lettered");
+                        reason = ?letter.reason, "webhook dead-lettered");
                     finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
                 }
             }
@@ -606,6 +685,45 @@ impl Dispatcher {
     }
 }
 
+/// What one claimed row will run, and under which limits.
+struct Plan {
+    reference: String,
+    shadow: Option<String>,
+    config: Arc<str>,
+    limits: Limits,
+}
+
+/// The most a row's transform call can make the dispatcher hold, in bytes:
+/// its output budget (each `unchanged` event but one counts a copy of the
+/// body) and the free copy, an envelope per event it may emit, a shadow's
+/// output beside it, and the dead-letter record's copy of the body.
+fn reservation(row: &InboxRow, limits: &Limits, shadowed: bool) -> usize {
+    let output = transform::output::output_bound(limits, row.body.len());
+    let envelopes = limits
+        .max_events
+        .saturating_mul(event::envelope_overhead(row));
+    let shadow = if shadowed { output } else { 0 };
+    output
+        .saturating_add(envelopes)
+        .saturating_add(shadow)
+        .saturating_add(row.body.len())
+}
+
+/// How many of the rows, in order, fit `budget` together: at least one,
+/// so that a row too large for any batch still runs, alone.
+fn fitting(reservations: impl IntoIterator<Item = usize>, budget: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for r in reservations {
+        total = total.saturating_add(r);
+        if n > 0 && total > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// What a blocking transform task hands back.
 struct Ran {
     transform: Transform,
@@ -665,6 +783,49 @@ fn backoff_for(attempts: i64, min: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_rows_that_fit_its_budget_and_at_least_one() {
+        assert_eq!(fitting([10, 10, 10], 30), 3);
+        assert_eq!(fitting([10, 10, 10], 25), 2);
+        assert_eq!(fitting([100, 1], 10), 1, "the first row always runs");
+        assert_eq!(fitting([], 10), 0);
+    }
+
+    #[test]
+    fn a_rows_reservation_covers_copies_of_its_body_and_its_envelopes() {
+        let row = InboxRow {
+            id: 1,
+            connection_id: "c".into(),
+            provider: "shopify".into(),
+            workspace_id: "w".into(),
+            brand_id: "b".into(),
+            webhook_id: "wh".into(),
+            topic: "orders/create".into(),
+            shop_domain: "s.myshopify.com".into(),
+            api_version: None,
+            triggered_at: None,
+            shopify_event_id: None,
+            trace_id: "t".into(),
+            headers: vec![],
+            body: vec![b' '; 256 << 10],
+            received_at: 0,
+            attempts: 1,
+        };
+        let limits = Limits::default();
+        let r = reservation(&row, &limits, false);
+        // 1 MiB of output and a free copy of the body, 100 envelopes, the
+        // body once more.
+        assert!(r >= (1 << 20) + 100 * 1024 + (512 << 10), "{r}");
+        assert!(r < 2 << 20, "{r}");
+        assert_eq!(
+            reservation(&row, &limits, true) - r,
+            limits.output_bytes + row.body.len(),
+            "a shadow's output is held too"
+        );
+        // The defaults: a whole batch of 64 fits the default budget.
+        assert_eq!(fitting(std::iter::repeat_n(r, 64), DEFAULT_BATCH_BYTES), 64);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -190,6 +190,32 @@ pub fn platform_record(
     })
 }
 
+/// At most how many bytes one event's record holds beyond its payload: the
+/// envelope's fixed fields and names, the longest kind and schema version a
+/// transform may give (in the event type, the envelope and the headers),
+/// and the row's own strings, each of which may appear in several places
+/// (and double when escaped). A bound for the dispatcher's memory budget,
+/// not an exact size.
+pub fn envelope_overhead(row: &InboxRow) -> usize {
+    const FIXED: usize = 2048;
+    let strings = [
+        row.provider.len(),
+        row.workspace_id.len(),
+        row.brand_id.len(),
+        row.topic.len(),
+        row.shop_domain.len(),
+        row.webhook_id.len(),
+        row.shopify_event_id.as_deref().map_or(0, str::len),
+        row.api_version.as_deref().map_or(0, str::len),
+        row.trace_id.len(),
+    ];
+    FIXED.saturating_add(
+        strings
+            .iter()
+            .fold(0usize, |sum, n| sum.saturating_add(n.saturating_mul(4))),
+    )
+}
+
 /// The records for everything one transform call emitted, in order. An
 /// `Unchanged` payload is the stored body itself, never a copy of it.
 pub fn platform_records(
@@ -356,6 +382,46 @@ mod tests {
             payload: b" \n{\"a\":1}\n",
         };
         assert!(platform_record(&r, &Topics::default(), &id, 0, &parts).is_ok());
+    }
+
+    #[test]
+    fn the_envelope_overhead_bounds_a_records_size_beyond_its_payload() {
+        let mut r = row();
+        r.workspace_id = uuid::Uuid::new_v4().to_string();
+        r.brand_id = uuid::Uuid::new_v4().to_string();
+        r.webhook_id = "w\"\\".repeat(20);
+        r.trace_id = "0af7651916cd43dd8448eb211c80319c".into();
+        let kind = format!("a.{}", "b".repeat(126));
+        let version = "v".repeat(64);
+        let digest = "d".repeat(64);
+        let rec = platform_record(
+            &r,
+            &Topics::default(),
+            &TransformId {
+                name: &"n".repeat(64),
+                digest: &digest,
+            },
+            0,
+            &EventParts {
+                kind: &kind,
+                schema_version: &version,
+                payload: b"{}",
+            },
+        )
+        .unwrap();
+        let held = rec.payload.len()
+            + rec.topic.len()
+            + rec.key.len()
+            + rec
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        assert!(
+            held - 2 <= envelope_overhead(&r),
+            "{held} bytes held, bound {}",
+            envelope_overhead(&r)
+        );
     }
 
     #[test]

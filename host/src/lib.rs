@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bench;
 pub mod builtin;
+pub mod ceilings;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

@@ -517,6 +517,9 @@ struct DispatchArgs {
     /// Longest retry backoff.
     #[arg(long, env = "IONFLUX_MAX_BACKOFF", value_parser = humantime::parse_duration)]
     max_backoff: Option<Duration>,
+    /// The most transform output one batch may hold in memory, bytes.
+    #[arg(long, env = "IONFLUX_BATCH_BYTES")]
+    batch_bytes: Option<usize>,
     /// Default memory ceiling of a transform call, bytes.
     #[arg(long, env = "IONFLUX_LIMIT_MEMORY_BYTES")]
     limit_memory_bytes: Option<usize>,
@@ -532,6 +535,24 @@ struct DispatchArgs {
     /// Default guest log lines kept per call.
     #[arg(long, env = "IONFLUX_LIMIT_LOG_LINES")]
     limit_log_lines: Option<u32>,
+    /// Default ceiling of every workspace: time budget of a call.
+    #[arg(long, env = "IONFLUX_CEILING_CPU", value_parser = humantime::parse_duration)]
+    ceiling_cpu: Option<Duration>,
+    /// Default ceiling of every workspace: memory of a call, bytes.
+    #[arg(long, env = "IONFLUX_CEILING_MEMORY_BYTES")]
+    ceiling_memory_bytes: Option<usize>,
+    /// Default ceiling of every workspace: events per call.
+    #[arg(long, env = "IONFLUX_CEILING_MAX_EVENTS")]
+    ceiling_max_events: Option<usize>,
+    /// Default ceiling of every workspace: output bytes of a call.
+    #[arg(long, env = "IONFLUX_CEILING_OUTPUT_BYTES")]
+    ceiling_output_bytes: Option<usize>,
+    /// Transform versions a workspace may keep uploaded.
+    #[arg(long, env = "IONFLUX_QUOTA_TRANSFORMS")]
+    quota_transforms: Option<u64>,
+    /// Bytes of transform versions a workspace may keep uploaded.
+    #[arg(long, env = "IONFLUX_QUOTA_TRANSFORM_BYTES")]
+    quota_transform_bytes: Option<u64>,
 }
 
 /// The Shopify app, for the OAuth install flow. Without a client id the
@@ -674,6 +695,15 @@ impl DispatchArgs {
         set(&mut l.output_bytes, &self.limit_output_bytes);
         set(&mut l.max_events, &self.limit_max_events);
         set(&mut l.log_lines, &self.limit_log_lines);
+        set(&mut d.batch_bytes, &self.batch_bytes);
+        let c = &mut s.ceilings;
+        set(&mut c.cpu, &self.ceiling_cpu);
+        set(&mut c.memory_bytes, &self.ceiling_memory_bytes);
+        set(&mut c.max_events, &self.ceiling_max_events);
+        set(&mut c.output_bytes, &self.ceiling_output_bytes);
+        let q = &mut s.quotas;
+        set(&mut q.transforms, &self.quota_transforms);
+        set(&mut q.transform_bytes, &self.quota_transform_bytes);
     }
 }
 

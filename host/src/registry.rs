@@ -6,7 +6,9 @@
 use serde::Serialize;
 
 use crate::builtin;
+use crate::ceilings::UploadQuota;
 use crate::route::{BUILTIN_PREFIX, RouteLimits, RouteTable};
+use crate::store::ceilings::{OwnedPut, UploadUsage};
 use crate::store::{RouteRow, Store, StoreError};
 use crate::transform::{Input, Limits, LoadError, Runtime, Transform, TransformError};
 
@@ -24,6 +26,17 @@ pub enum RegistryError {
     UnknownTransform(String),
     #[error("invalid route: {0}")]
     InvalidRoute(String),
+    #[error(
+        "this upload ({size} bytes) would take the workspace past its upload quota of {} \
+         versions and {} bytes (it keeps {} versions, {} bytes): delete versions it no longer \
+         uses with DELETE /admin/v1/transforms/{{digest}}",
+        quota.transforms, quota.bytes, usage.transforms, usage.bytes
+    )]
+    QuotaExceeded {
+        size: usize,
+        usage: UploadUsage,
+        quota: UploadQuota,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("validation task failed: {0}")]
@@ -81,24 +94,92 @@ pub async fn push(
     name: &str,
     component: Vec<u8>,
 ) -> Result<Pushed, RegistryError> {
-    if !valid_name(name) {
-        return Err(RegistryError::InvalidName(name.to_string()));
-    }
-    let runtime = runtime.clone();
-    let owned_name = name.to_string();
-    let (component, digest) = tokio::task::spawn_blocking(move || {
-        let t = runtime.load(&owned_name, &component)?;
-        smoke(&t).map_err(RegistryError::Smoke)?;
-        Ok::<_, RegistryError>((component, t.digest().to_string()))
-    })
-    .await
-    .map_err(|e| RegistryError::Task(e.to_string()))??;
+    let (component, digest) = validate(runtime, name, component).await?;
     store.put_transform(&digest, name, &component).await?;
     Ok(Pushed {
         digest,
         name: name.to_string(),
         size: component.len(),
     })
+}
+
+/// As [`push`], for a workspace: the version is recorded as the
+/// workspace's, within its upload quota. The same bytes again only rename
+/// the workspace's version and cost nothing.
+pub async fn push_for_workspace(
+    store: &Store,
+    runtime: &Runtime,
+    name: &str,
+    component: Vec<u8>,
+    workspace: &str,
+    quota: UploadQuota,
+) -> Result<Pushed, RegistryError> {
+    if !valid_name(name) {
+        return Err(RegistryError::InvalidName(name.to_string()));
+    }
+    let size = component.len();
+    let over = |usage: UploadUsage| RegistryError::QuotaExceeded { size, usage, quota };
+    // Refused before compiling when plainly over: compiling is what costs.
+    // The store checks again, atomically, when it records the upload.
+    let digest = crate::transform::digest(&component);
+    let owned = store
+        .transform_owners(&digest)
+        .await?
+        .iter()
+        .any(|w| w == workspace);
+    let (max_transforms, max_bytes) = (
+        i64::try_from(quota.transforms).unwrap_or(i64::MAX),
+        i64::try_from(quota.bytes).unwrap_or(i64::MAX),
+    );
+    if !owned {
+        let usage = store.upload_usage(workspace).await?;
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        if usage.transforms.saturating_add(1) > max_transforms
+            || usage.bytes.saturating_add(size) > max_bytes
+        {
+            return Err(over(usage));
+        }
+    }
+    let (component, digest) = validate(runtime, name, component).await?;
+    match store
+        .put_owned_transform(
+            &digest,
+            name,
+            &component,
+            workspace,
+            max_transforms,
+            max_bytes,
+        )
+        .await?
+    {
+        OwnedPut::Stored => Ok(Pushed {
+            digest,
+            name: name.to_string(),
+            size,
+        }),
+        OwnedPut::OverQuota(usage) => Err(over(usage)),
+    }
+}
+
+/// Compiles, checks the world and smoke-calls a component; answers it back
+/// with its digest.
+async fn validate(
+    runtime: &Runtime,
+    name: &str,
+    component: Vec<u8>,
+) -> Result<(Vec<u8>, String), RegistryError> {
+    if !valid_name(name) {
+        return Err(RegistryError::InvalidName(name.to_string()));
+    }
+    let runtime = runtime.clone();
+    let owned_name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let t = runtime.load(&owned_name, &component)?;
+        smoke(&t).map_err(RegistryError::Smoke)?;
+        Ok::<_, RegistryError>((component, t.digest().to_string()))
+    })
+    .await
+    .map_err(|e| RegistryError::Task(e.to_string()))?
 }
 
 /// What an operator asks for when setting a route.

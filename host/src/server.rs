@@ -137,6 +137,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();
+    let tenants = dispatch.tenants;
     let event_topics = cfg.topics.clone();
     // An intake-only replica builds no dispatcher (nor loads transforms for
     // one): what it stores waits for a replica that publishes, and route
@@ -182,7 +183,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         store: store.clone(),
         sink: sink.clone(),
         admin_token: cfg.admin_token,
-        admin: AdminState::new(runtime, cfg.topics, admin_limits, dispatcher.clone()),
+        admin: AdminState::new(
+            runtime,
+            cfg.topics,
+            admin_limits,
+            tenants,
+            dispatcher.clone(),
+        ),
         oauth: oauth.clone(),
         shop_details,
         max_backlog_age: cfg.max_backlog_age,

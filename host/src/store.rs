@@ -21,10 +21,12 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use blob::Blob;
+pub use ceilings::CeilingRow;
 
 use crate::publish::Delivery;
 
 pub mod blob;
+pub mod ceilings;
 mod checkpoint;
 pub mod oauth;
 mod secrets;
@@ -843,6 +845,27 @@ impl Store {
         Ok(())
     }
 
+    /// Gives claimed rows back untried, due at once, their attempt not
+    /// counted: the rows a batch had no memory budget left for.
+    pub async fn defer(&self, ids: &[i64]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut p = Params::new(self.backend);
+            let sql = format!(
+                "UPDATE inbox SET claimed_until = NULL, attempts = attempts - 1
+                 WHERE status = 'pending' AND id IN ({})",
+                p.list(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
         if let Some(writer) = &self.writer {
@@ -1267,14 +1290,16 @@ impl Store {
         Ok(())
     }
 
-    /// Changes whenever any route changes: replicas poll this cheap value
-    /// and reload the table only when it moved.
+    /// Changes whenever any route or any workspace's ceilings change:
+    /// replicas poll this cheap value and reload both only when it moved.
+    /// Both terms only ever grow, so their sum grows with either.
     pub async fn routes_version(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM route_history")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM route_history)
+                + (SELECT COALESCE(MAX(revision), 0) FROM workspace_ceilings)",
         )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Adds shadow runs to the counters and keeps a bounded sample of the
@@ -1902,27 +1927,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    /// Records that a workspace uploaded this (already stored) version.
-    pub async fn add_transform_owner(
-        &self,
-        digest: &str,
-        workspace: &str,
-        name: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO transform_owners (digest, workspace_id, name, created_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (digest, workspace_id) DO UPDATE SET name = excluded.name",
-        )
-        .bind(digest)
-        .bind(workspace)
-        .bind(name)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Stored versions a workspace uploaded, newest first, under the name it

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ionflux_gateway::ceilings::{Ceilings, TenantPolicy};
 use ionflux_gateway::connection::{self, Created};
 use ionflux_gateway::dispatch::DispatchConfig;
 use ionflux_gateway::event::Topics;
@@ -152,6 +153,21 @@ pub struct Options {
     pub max_backlog_age: Option<Duration>,
     /// `Some(false)`: an intake-only replica (`dispatch.enabled = false`).
     pub dispatch: Option<bool>,
+    /// Default ceilings and upload quota of every workspace (default: the
+    /// library's, with the tests' CPU budget; see [`test_tenants`]).
+    pub tenants: Option<TenantPolicy>,
+}
+
+/// The library's tenant policy, with a CPU ceiling that admits the tests'
+/// default CPU budget (and the routes of tests that raise it).
+pub fn test_tenants() -> TenantPolicy {
+    TenantPolicy {
+        ceilings: Ceilings {
+            cpu_ms: 10_000,
+            ..Ceilings::default()
+        },
+        ..TenantPolicy::default()
+    }
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -318,6 +334,7 @@ impl Gateway {
                     cpu: Duration::from_secs(2),
                     ..Limits::default()
                 },
+                tenants: opts.tenants.unwrap_or_else(test_tenants),
                 ..DispatchConfig::default()
             },
             runtime: RuntimeConfig {

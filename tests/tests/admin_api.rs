@@ -56,7 +56,11 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
     for (path, methods) in [
         ("/admin/v1/openapi.json", &["get"][..]),
         ("/admin/v1/transforms", &["get", "post"]),
-        ("/admin/v1/transforms/{reference}", &["get"]),
+        ("/admin/v1/transforms/{reference}", &["get", "delete"]),
+        (
+            "/admin/v1/workspaces/{workspace_id}/ceilings",
+            &["get", "put"],
+        ),
         ("/admin/v1/routes", &["get", "put"]),
         ("/admin/v1/routes/promote", &["post"]),
         ("/admin/v1/routes/history", &["get"]),
@@ -70,7 +74,7 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
             assert!(paths[path].get(*m).is_some(), "{m} {path} is documented");
         }
     }
-    assert_eq!(paths.len(), 11, "every documented path is tested above");
+    assert_eq!(paths.len(), 12, "every documented path is tested above");
     gw.stop().await;
 }
 

@@ -240,6 +240,27 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Drops a deleted version's compiled code from this replica's disk
+    /// cache. Other replicas keep theirs until an operator clears the
+    /// cache; nothing runs it any more (deletion needs it unrouted).
+    pub fn evict_cached(&self, digest: &str) {
+        let rt = &self.inner;
+        // Only ever a digest: never a path of someone's choosing.
+        let is_digest = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        let Some(dir) = rt.cache_dir.as_ref().filter(|_| is_digest) else {
+            return;
+        };
+        let path = dir.join(format!("{digest}-{}.cwasm", rt.compat));
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::debug!(path = %path.display(), "compiled transform evicted"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "could not remove a deleted transform's compiled code"),
+        }
+    }
+}
+
 impl RuntimeInner {
     /// A fresh store for one instance, with every limit armed. The CPU
     /// deadline is set before instantiation so start functions count too.
@@ -605,7 +626,7 @@ impl Transform {
         match result {
             Ok(Ok(events)) => {
                 let events = events.into_iter().map(from_wit).collect();
-                output::validate(events, limits)
+                output::validate(events, limits, input.body.len())
             }
             // The reason ends up in a dead-letter record: keep it bounded.
             Ok(Err(wit::TransformError::InvalidInput(why))) => {
@@ -700,10 +721,21 @@ impl WasiView for CallState {
     }
 }
 
-/// `StoreLimits` that remembers whether it ever said no, so that the trap a
-/// guest dies of after a refused `memory.grow` is reported as what it is.
+/// The memory cap of one call, over all of its linear memories together: a
+/// component has one memory per core instance that defines one, and
+/// wasmtime asks about each memory's growth alone, so a per-memory cap would
+/// let a component with N memories use N times its cap. Remembers whether
+/// it ever said no, so that the trap a guest dies of after a refused
+/// `memory.grow` is reported as what it is.
+///
+/// Tables are left to `StoreLimits` and the pool: their elements are
+/// pointers in slots the pool reserves up front, bounded per table by its
+/// configuration, not by anything a guest grows into host memory.
 struct MemoryLimiter {
     limits: StoreLimits,
+    /// Bytes of every memory of this store together, as granted.
+    total: usize,
+    cap: usize,
     refused: bool,
 }
 
@@ -711,6 +743,8 @@ impl MemoryLimiter {
     fn new(memory_bytes: usize) -> Self {
         MemoryLimiter {
             limits: StoreLimitsBuilder::new().memory_size(memory_bytes).build(),
+            total: 0,
+            cap: memory_bytes,
             refused: false,
         }
     }
@@ -723,13 +757,23 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        // A memory's first call (at instantiation) has `current` 0; after
+        // that `current` is what was granted to it before. Memories never
+        // shrink and live as long as the store, so the sum only grows.
+        let growth = desired.saturating_sub(current);
+        let total = self.total.saturating_add(growth);
+        let allowed = total <= self.cap && self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.total = total;
+        }
         self.refused |= !allowed;
         Ok(allowed)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        // Also reached when the pool slot (`max_memory_bytes`) is full.
+        // Also reached when the pool slot (`max_memory_bytes`) is full. The
+        // growth counted above did not happen; counting it anyway only
+        // errs towards refusing, and the guest rarely survives this.
         self.refused = true;
         self.limits.memory_grow_failed(error)
     }

@@ -42,15 +42,19 @@ pub fn digest(component: &[u8]) -> String {
 /// from DESIGN.md §3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Ceiling for each of the guest's linear memories. Clamped to
-    /// [`RuntimeConfig::max_memory_bytes`], the size of a pool slot.
+    /// Ceiling for all of the guest's linear memories together (a
+    /// component may have several, one per core instance that defines
+    /// one). Each one also fits a pool slot,
+    /// [`RuntimeConfig::max_memory_bytes`].
     pub memory_bytes: usize,
     /// Wall-clock budget of one call, instantiation included, measured in
     /// epoch ticks (so it is rounded up to [`RuntimeConfig::epoch_tick`]).
     pub cpu: Duration,
     /// Bytes a guest may produce in one call: the sum of kinds, schema
-    /// versions and `Json` payloads. `Unchanged` payloads are free: they
-    /// reuse the body the host already holds.
+    /// versions and payloads, where each `Unchanged` payload but the first
+    /// counts the body's size (the host writes a copy of the body into each
+    /// such event; the first is free, so any webhook can be passed through
+    /// once, whatever its size).
     pub output_bytes: usize,
     /// Events one call may emit (fan-out cap).
     pub max_events: usize,

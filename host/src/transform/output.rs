@@ -7,13 +7,18 @@ use super::{Event, Limits, Payload, TransformError};
 const MAX_KIND_BYTES: usize = 128;
 const MAX_SCHEMA_VERSION_BYTES: usize = 64;
 
-/// Checks the events a guest returned for one webhook, cheapest checks
-/// first so that a hostile output costs as little as possible.
+/// Checks the events a guest returned for one webhook, whose body is
+/// `body_len` bytes, cheapest checks first so that a hostile output costs
+/// as little as possible.
 ///
 /// An `Unchanged` payload is the webhook's body, which is not the guest's
 /// to vouch for: the envelope checks it where it parses it anyway
 /// (`event::platform_record`), so a pass-through costs one parse, not two.
-pub(crate) fn validate(events: Vec<Event>, limits: &Limits) -> Result<Vec<Event>, TransformError> {
+pub(crate) fn validate(
+    events: Vec<Event>,
+    limits: &Limits,
+    body_len: usize,
+) -> Result<Vec<Event>, TransformError> {
     if events.len() > limits.max_events {
         return Err(TransformError::TooManyEvents {
             count: events.len(),
@@ -21,7 +26,13 @@ pub(crate) fn validate(events: Vec<Event>, limits: &Limits) -> Result<Vec<Event>
         });
     }
 
-    let size = events.iter().map(produced_bytes).sum::<usize>();
+    let size = events.iter().fold(0usize, |sum, e| {
+        sum.saturating_add(produced_bytes(e, body_len))
+    });
+    // One pass-through is free: the host holds the body already, so a
+    // webhook larger than the budget can still be passed on as it came.
+    let passes_through = events.iter().any(|e| e.payload == Payload::Unchanged);
+    let size = size - if passes_through { body_len } else { 0 };
     if size > limits.output_bytes {
         return Err(TransformError::OutputTooLarge {
             size,
@@ -39,14 +50,22 @@ pub(crate) fn validate(events: Vec<Event>, limits: &Limits) -> Result<Vec<Event>
     Ok(events)
 }
 
-/// Bytes the guest produced for this event. An `Unchanged` payload counts
-/// nothing: it is the body the host already holds, not guest output.
-fn produced_bytes(event: &Event) -> usize {
+/// Bytes this event becomes. An `Unchanged` payload is cheap for the guest
+/// to ask for but not for the host, which writes the body into every such
+/// event's record: it counts the body's size, each time (but one, see
+/// `validate`).
+fn produced_bytes(event: &Event, body_len: usize) -> usize {
     let payload = match &event.payload {
-        Payload::Unchanged => 0,
+        Payload::Unchanged => body_len,
         Payload::Json(bytes) => bytes.len(),
     };
     event.kind.len() + event.schema_version.len() + payload
+}
+
+/// The most bytes the events of one call on a body of `body_len` bytes
+/// can come to: the budget plus the one free copy of the body.
+pub(crate) fn output_bound(limits: &Limits, body_len: usize) -> usize {
+    limits.output_bytes.saturating_add(body_len)
 }
 
 fn invalid(index: usize, why: String) -> TransformError {
@@ -192,18 +211,44 @@ mod tests {
             ..Limits::default()
         };
         let ok = vec![event("a.b", "v1", Payload::Unchanged); 2];
-        assert_eq!(validate(ok.clone(), &limits).unwrap(), ok);
+        assert_eq!(validate(ok.clone(), &limits, 10).unwrap(), ok);
         assert!(matches!(
-            validate(vec![event("a.b", "v1", Payload::Unchanged); 3], &limits),
+            validate(vec![event("a.b", "v1", Payload::Unchanged); 3], &limits, 10),
             Err(TransformError::TooManyEvents { count: 3, limit: 2 })
         ));
         let big = Payload::Json(format!("{{\"a\":\"{}\"}}", "x".repeat(64)).into_bytes());
         assert!(matches!(
-            validate(vec![event("a.b", "v1", big)], &limits),
+            validate(vec![event("a.b", "v1", big)], &limits, 10),
             Err(TransformError::OutputTooLarge { limit: 64, .. })
         ));
-        // A body passed through unchanged is not guest output, whatever its
-        // size.
-        assert!(validate(ok, &limits).is_ok());
+    }
+
+    #[test]
+    fn unchanged_payloads_count_the_body_each_time() {
+        let limits = Limits {
+            max_events: 1000,
+            output_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let body = 256 << 10;
+        let copies = |n| vec![event("a.b", "v1", Payload::Unchanged); n];
+        // One copy is free; four more of a 256 KiB body and their kinds are
+        // over 1 MiB.
+        assert!(validate(copies(4), &limits, body).is_ok());
+        assert!(matches!(
+            validate(copies(5), &limits, body),
+            Err(TransformError::OutputTooLarge { limit, .. }) if limit == 1 << 20
+        ));
+        assert!(matches!(
+            validate(copies(1000), &limits, body),
+            Err(TransformError::OutputTooLarge { size, .. }) if size > 200 << 20
+        ));
+        // A body over the limit still passes through once, never twice.
+        let large = 3 << 20;
+        assert!(validate(copies(1), &limits, large).is_ok());
+        assert!(matches!(
+            validate(copies(2), &limits, large),
+            Err(TransformError::OutputTooLarge { .. })
+        ));
     }
 }

@@ -399,3 +399,238 @@ fn config_reaches_the_guest() {
         .unwrap_err();
     assert!(matches!(err, TransformError::InvalidInput(_)), "{err:?}");
 }
+
+/// A component of two core instances with a memory each, built by hand: the
+/// first one's `transform` has the second grow its memory by `grow_pages`
+/// pages, then grows its own by as much, trapping if either is refused, and
+/// returns no events. What a real component with an adapter module (or
+/// several modules) can do, with nothing else in the way.
+fn two_memories(grow_pages: i32) -> Vec<u8> {
+    use wasm_encoder::{
+        BlockType, CanonicalOption, CodeSection, ComponentBuilder, ComponentExportKind,
+        ComponentValType, ConstExpr, EntityType, ExportKind, ExportSection, Function,
+        FunctionSection, GlobalSection, GlobalType, ImportSection, MemArg, MemorySection,
+        MemoryType, Module, ModuleArg, PrimitiveValType, TypeSection, ValType,
+    };
+    let memory = |pages| MemoryType {
+        minimum: pages,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    };
+
+    // The second instance: a memory, and a way to grow it.
+    let mut second = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    second.section(&types);
+    let mut funcs = FunctionSection::new();
+    funcs.function(0);
+    second.section(&funcs);
+    let mut memories = MemorySection::new();
+    memories.memory(memory(1));
+    second.section(&memories);
+    let mut exports = ExportSection::new();
+    exports.export("grow", ExportKind::Func, 0);
+    exports.export("mem", ExportKind::Memory, 0);
+    second.section(&exports);
+    let mut code = CodeSection::new();
+    let mut grow = Function::new([]);
+    grow.instructions().local_get(0).memory_grow(0).end();
+    code.function(&grow);
+    second.section(&code);
+
+    // The first: the canonical ABI's memory, a bump allocator, `transform`.
+    let mut first = Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]); // grow, transform
+    types.ty().function([ValType::I32; 4], [ValType::I32]); // realloc
+    first.section(&types);
+    let mut imports = ImportSection::new();
+    imports.import("second", "grow", EntityType::Function(0));
+    first.section(&imports);
+    let mut funcs = FunctionSection::new();
+    funcs.function(1); // 1: realloc
+    funcs.function(0); // 2: transform
+    first.section(&funcs);
+    let mut memories = MemorySection::new();
+    memories.memory(memory(2));
+    first.section(&memories);
+    let mut globals = GlobalSection::new();
+    globals.global(
+        GlobalType {
+            val_type: ValType::I32,
+            mutable: true,
+            shared: false,
+        },
+        &ConstExpr::i32_const(1024),
+    );
+    first.section(&globals);
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    exports.export("realloc", ExportKind::Func, 1);
+    exports.export("transform", ExportKind::Func, 2);
+    first.section(&exports);
+    let mut code = CodeSection::new();
+    // realloc(old, old_size, align, size): p = (next + align - 1) & -align.
+    let mut realloc = Function::new([(1, ValType::I32)]);
+    realloc
+        .instructions()
+        .global_get(0)
+        .local_get(2)
+        .i32_add()
+        .i32_const(1)
+        .i32_sub()
+        .i32_const(0)
+        .local_get(2)
+        .i32_sub()
+        .i32_and()
+        .local_tee(4)
+        .local_get(3)
+        .i32_add()
+        .global_set(0)
+        .local_get(4)
+        .end();
+    code.function(&realloc);
+    let at = |offset| MemArg {
+        offset,
+        align: 0,
+        memory_index: 0,
+    };
+    let mut transform = Function::new([]);
+    transform
+        .instructions()
+        .i32_const(grow_pages)
+        .call(0)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end()
+        .i32_const(grow_pages)
+        .memory_grow(0)
+        .i32_const(-1)
+        .i32_eq()
+        .if_(BlockType::Empty)
+        .unreachable()
+        .end()
+        // ok(list of no events) at 16: case 0, then (pointer, length).
+        .i32_const(16)
+        .i32_const(0)
+        .i32_store8(at(0))
+        .i32_const(16)
+        .i32_const(0)
+        .i32_store(at(4))
+        .i32_const(16)
+        .i32_const(0)
+        .i32_store(at(8))
+        .i32_const(16)
+        .end();
+    code.function(&transform);
+    first.section(&code);
+
+    let mut c = ComponentBuilder::default();
+    let second_module = c.core_module(Some("second"), &second);
+    let first_module = c.core_module(Some("first"), &first);
+    let second_instance = c.core_instantiate(Some("second"), second_module, []);
+    let first_instance = c.core_instantiate(
+        Some("first"),
+        first_module,
+        [("second", ModuleArg::Instance(second_instance))],
+    );
+    let core_memory = c.core_alias_export(None, first_instance, "memory", ExportKind::Memory);
+    let core_realloc = c.core_alias_export(None, first_instance, "realloc", ExportKind::Func);
+    let core_transform = c.core_alias_export(None, first_instance, "transform", ExportKind::Func);
+
+    // The world's types, each exported so that the function may name it.
+    let string = ComponentValType::Primitive(PrimitiveValType::String);
+    let bytes = {
+        let (i, t) = c.type_defined(None);
+        t.list(PrimitiveValType::U8);
+        ComponentValType::Type(i)
+    };
+    let maybe_string = {
+        let (i, t) = c.type_defined(None);
+        t.option(string);
+        ComponentValType::Type(i)
+    };
+    let named = |c: &mut ComponentBuilder, name: &str, ty: u32| {
+        ComponentValType::Type(c.export(name, ComponentExportKind::Type, ty, None))
+    };
+    let (header, t) = c.type_defined(None);
+    t.record([("name", string), ("value", string)]);
+    let header = named(&mut c, "header", header);
+    let (headers, t) = c.type_defined(None);
+    t.list(header);
+    let (webhook, t) = c.type_defined(None);
+    t.record([
+        ("provider", string),
+        ("topic", string),
+        ("shop-domain", string),
+        ("workspace-id", string),
+        ("brand-id", string),
+        ("api-version", maybe_string),
+        ("webhook-id", string),
+        ("triggered-at", maybe_string),
+        ("event-id", maybe_string),
+        ("headers", ComponentValType::Type(headers)),
+        ("body", bytes),
+    ]);
+    let webhook = named(&mut c, "webhook", webhook);
+    let (payload, t) = c.type_defined(None);
+    t.variant([("unchanged", None), ("json", Some(bytes))]);
+    let payload = named(&mut c, "payload", payload);
+    let (event, t) = c.type_defined(None);
+    t.record([
+        ("kind", string),
+        ("schema-version", string),
+        ("payload", payload),
+    ]);
+    let event = named(&mut c, "event", event);
+    let (error, t) = c.type_defined(None);
+    t.variant([("invalid-input", Some(string)), ("failed", Some(string))]);
+    let error = named(&mut c, "transform-error", error);
+    let (events, t) = c.type_defined(None);
+    t.list(event);
+    let (outcome, t) = c.type_defined(None);
+    t.result(Some(ComponentValType::Type(events)), Some(error));
+    let (func_type, mut t) = c.type_function(None);
+    t.params([("input", webhook)])
+        .result(Some(ComponentValType::Type(outcome)));
+    let lifted = c.lift_func(
+        Some("transform"),
+        core_transform,
+        func_type,
+        [
+            CanonicalOption::UTF8,
+            CanonicalOption::Memory(core_memory),
+            CanonicalOption::Realloc(core_realloc),
+        ],
+    );
+    c.export("transform", ComponentExportKind::Func, lifted, None);
+    c.finish()
+}
+
+/// The memory cap is one budget for all of a component's memories: two
+/// memories that each stay under it cannot use it twice over.
+#[test]
+fn the_memory_cap_covers_all_of_a_components_memories_together() {
+    let rt = runtime();
+    // 20 MiB each: under a 32 MiB cap alone, over it together.
+    let t = rt.load("two-memories", &two_memories(320)).unwrap();
+    let call = |memory_bytes: usize| {
+        let limits = Limits {
+            memory_bytes,
+            ..relaxed()
+        };
+        t.call(&input("orders/create", ORDER), "{}", &limits)
+    };
+    let err = call(32 << 20).unwrap_err();
+    assert!(
+        matches!(err, TransformError::MemoryLimit(n) if n == 32 << 20),
+        "{err:?}"
+    );
+    // With room for both, the same call succeeds: the cap refused it.
+    assert_eq!(call(48 << 20).unwrap(), vec![]);
+}
