@@ -69,6 +69,7 @@ fn body_of(size: usize) -> Vec<u8> {
 struct Spawned {
     child: Child,
     base: String,
+    admin_base: String,
     stderr: PathBuf,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -78,7 +79,7 @@ impl Spawned {
     async fn start(database_url: &str, master_keys: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
-        let addr = free_loopback_addr();
+        let (addr, admin_addr) = (free_loopback_addr(), free_loopback_addr());
         let mut cmd = Command::new(gateway_bin());
         cmd.arg("serve")
             .env_clear()
@@ -86,6 +87,7 @@ impl Spawned {
             .env("IONFLUX_DATABASE_URL", database_url)
             .env("IONFLUX_MASTER_KEYS", master_keys)
             .env("IONFLUX_LISTEN", addr.to_string())
+            .env("IONFLUX_ADMIN_LISTEN", admin_addr.to_string())
             .env("IONFLUX_ADMIN_TOKEN", OPERATOR)
             .env("IONFLUX_CACHE_DIR", dir.path().join("cache"))
             .env("IONFLUX_LOG", "info,sqlx=warn,wasmtime=warn,cranelift=warn")
@@ -105,6 +107,7 @@ impl Spawned {
         let gw = Spawned {
             child,
             base: format!("http://{addr}"),
+            admin_base: format!("http://{admin_addr}"),
             stderr,
             client: reqwest::Client::new(),
             _dir: dir,
@@ -127,6 +130,10 @@ impl Spawned {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_base)
     }
 
     fn stderr_text(&self) -> String {
@@ -171,7 +178,7 @@ impl Spawned {
     ) -> (u16, Value) {
         let mut req = self
             .client
-            .request(method, self.url(path))
+            .request(method, self.admin_url(path))
             .bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
@@ -185,7 +192,7 @@ impl Spawned {
     async fn upload(&self, token: &str, bytes: Vec<u8>) -> (u16, Value) {
         let resp = self
             .client
-            .post(self.url("/admin/v1/transforms?name=hostile"))
+            .post(self.admin_url("/admin/v1/transforms?name=hostile"))
             .bearer_auth(token)
             .header("content-type", "application/wasm")
             .body(bytes)
