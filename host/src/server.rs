@@ -27,6 +27,8 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     pub topics: Topics,
     pub max_body_bytes: usize,
+    /// Connection limits and timeouts of the HTTP listener.
+    pub http: http::HttpConfig,
     pub vault: Arc<Vault>,
     pub admin_token: Option<Secret>,
     pub dispatch: DispatchConfig,
@@ -165,7 +167,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let (shutdown, rx) = watch::channel(false);
 
     let app = http::router(state, cfg.max_body_bytes);
-    let server = tokio::spawn(http::serve(listener, app, rx.clone()));
+    let server = tokio::spawn(http::serve(listener, app, cfg.http, rx.clone()));
     let refresher = oauth.as_ref().map(|o| {
         o.refresher()
             .publish_events_to(sink.clone(), event_topics.clone());

@@ -152,6 +152,8 @@ pub struct Options {
     pub max_backlog_age: Option<Duration>,
     /// `Some(false)`: an intake-only replica (`dispatch.enabled = false`).
     pub dispatch: Option<bool>,
+    /// Connection limits and timeouts (`[http]`); None: production's.
+    pub http: Option<ionflux_gateway::http::HttpConfig>,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -298,6 +300,7 @@ impl Gateway {
             kafka,
             topics: opts.topics.unwrap_or_else(test_topics),
             max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            http: opts.http.unwrap_or_default(),
             vault: vault.clone(),
             admin_token: opts.admin_token.map(Secret::from),
             dispatch: DispatchConfig {
