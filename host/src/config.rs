@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::ceilings::{Ceilings, TenantPolicy, UploadQuota};
 use crate::dispatch::DispatchConfig;
 use crate::event::Topics;
+use crate::http::HttpConfig;
 use crate::oauth::ShopifyConfig;
 use crate::publish::kafka::KafkaConfig;
 use crate::server;
@@ -81,6 +82,7 @@ pub struct Settings {
     pub log_filter: String,
     pub otlp_endpoint: String,
     pub otlp_service_name: String,
+    pub http: HttpSettings,
     pub dispatch: DispatchSettings,
     pub limits: LimitSettings,
     pub ceilings: CeilingSettings,
@@ -95,6 +97,25 @@ pub struct Settings {
 pub struct ConnectionSettings {
     #[serde(with = "humantime_serde")]
     pub previous_secret_window: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub http2_keep_alive_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,6 +340,32 @@ impl Settings {
                 "dispatch.batch_bytes must be above zero".into(),
             ));
         }
+        let h = &self.http;
+        if h.max_connections < 1 || h.max_connections > u32::MAX as usize {
+            return Err(ConfigError::Invalid(
+                "http.max_connections must be at least 1 (and fit in 32 bits)".into(),
+            ));
+        }
+        if h.http2_max_concurrent_streams < 1 {
+            return Err(ConfigError::Invalid(
+                "http.http2_max_concurrent_streams must be at least 1".into(),
+            ));
+        }
+        // Zero would close every connection at once; unbounded is what
+        // these settings exist to prevent.
+        for (key, value) in [
+            ("handshake_timeout", h.handshake_timeout),
+            ("header_timeout", h.header_timeout),
+            ("idle_timeout", h.idle_timeout),
+            ("webhook_timeout", h.webhook_timeout),
+            ("http2_keep_alive_timeout", h.http2_keep_alive_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "http.{key} must be longer than 0s"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -371,6 +418,21 @@ impl Settings {
             output_bytes: l.output_bytes,
             max_events: l.max_events,
             log_lines: l.log_lines,
+        }
+    }
+
+    pub fn http(&self) -> HttpConfig {
+        let h = &self.http;
+        HttpConfig {
+            max_connections: h.max_connections,
+            handshake_timeout: h.handshake_timeout,
+            header_timeout: h.header_timeout,
+            idle_timeout: h.idle_timeout,
+            webhook_timeout: h.webhook_timeout,
+            http2_keep_alive_interval: (!h.http2_keep_alive_interval.is_zero())
+                .then_some(h.http2_keep_alive_interval),
+            http2_keep_alive_timeout: h.http2_keep_alive_timeout,
+            http2_max_concurrent_streams: h.http2_max_concurrent_streams,
         }
     }
 
@@ -524,6 +586,7 @@ impl Settings {
             kafka: self.kafka(),
             topics: self.topics(),
             max_body_bytes: self.max_body_bytes,
+            http: self.http(),
             vault,
             admin_token: self.admin_token.to_secret(),
             dispatch: self.dispatch(),
@@ -680,6 +743,24 @@ mod tests {
         let k = KafkaConfig::new("b:9092");
         assert_eq!(s.kafka.message_timeout, k.message_timeout);
         assert_eq!(s.max_body_bytes, crate::http::DEFAULT_MAX_BODY_BYTES);
+        let h = HttpConfig::default();
+        assert_eq!(s.http().max_connections, h.max_connections);
+        assert_eq!(s.http().handshake_timeout, h.handshake_timeout);
+        assert_eq!(s.http().header_timeout, h.header_timeout);
+        assert_eq!(s.http().idle_timeout, h.idle_timeout);
+        assert_eq!(s.http().webhook_timeout, h.webhook_timeout);
+        assert_eq!(
+            s.http().http2_keep_alive_interval,
+            h.http2_keep_alive_interval
+        );
+        assert_eq!(
+            s.http().http2_keep_alive_timeout,
+            h.http2_keep_alive_timeout
+        );
+        assert_eq!(
+            s.http().http2_max_concurrent_streams,
+            h.http2_max_concurrent_streams
+        );
         assert_eq!(s.topic_template, crate::event::DEFAULT_TOPIC_TEMPLATE);
         assert_eq!(s.dlq_topic_template, crate::event::DEFAULT_DLQ_TEMPLATE);
         let shop = ShopifyConfig::new("id", Secret::from("x".to_string()), "u", "p");

@@ -9,8 +9,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,9 @@ use crate::publish::Sink;
 use crate::store::Store;
 use crate::vault::Secret;
 use crate::webhook::HeaderError;
+
+mod conn;
+pub use conn::{HttpConfig, serve};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
@@ -54,7 +57,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let webhooks = Router::new()
         .route(
             "/integrations/shopify/webhooks/{secure_path_identifier}",
-            post(shopify_webhook),
+            post(
+                move |state: State<AppState>, path: Path<String>, request: Request| {
+                    shopify_webhook(state, path, request, max_body_bytes)
+                },
+            ),
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(observe_webhook));
@@ -180,10 +187,10 @@ async fn observe_webhook(request: Request, next: Next) -> Response {
 async fn shopify_webhook(
     State(state): State<AppState>,
     Path(identifier): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
+    max_body_bytes: usize,
 ) -> Result<Json<AcceptedBody>, ApiError> {
-    intake(&state, &identifier, &headers, body)
+    intake(&state, &identifier, request, max_body_bytes)
         .await
         .inspect_err(|e| crate::metrics::webhook_rejected(SHOPIFY, e.code))
 }
@@ -191,11 +198,37 @@ async fn shopify_webhook(
 async fn intake(
     state: &AppState,
     identifier: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
+    max_body_bytes: usize,
 ) -> Result<Json<AcceptedBody>, ApiError> {
-    let body = body.map_err(|r| body_error(r, "the body is over the size limit"))?;
-    let accepted = state.inbox.accept(identifier, headers, &body).await?;
+    // Whom the path names, before a byte of the body is read: a stranger
+    // posting megabytes to a made-up path is refused on its headers, and
+    // cannot make us take in (or wait for) the body first. The lookup is
+    // the inbox's cached one, so a genuine webhook pays nothing for it.
+    let recipient = state.inbox.recipient(identifier, request.headers()).await?;
+    // A body announced as too large is refused before it is read, too
+    // (`DefaultBodyLimit` alone only notices once the limit is crossed).
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body_bytes as u64) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over the size limit",
+        ));
+    }
+    let (mut parts, body) = request.into_parts();
+    // The body extractor needs no headers (the length it checks is the
+    // body's own), and moving them out spares a copy.
+    let headers = std::mem::take(&mut parts.headers);
+    // Through the extractor, so that `DefaultBodyLimit` still answers 413.
+    let body = Bytes::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(|r| body_error(r, "the body is over the size limit"))?;
+    let accepted = state.inbox.accept_for(recipient, &headers, &body).await?;
     Ok(Json(AcceptedBody {
         status: if accepted.duplicate {
             "duplicate"
@@ -299,87 +332,4 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not take that method",
     )
-}
-
-/// How long a client may take to send a request's head. Shopify sends at
-/// once; a client that trickles bytes (slowloris) would otherwise hold a
-/// connection, a task and a socket buffer for as long as it likes.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a webhook request may take from its head to the answer, body
-/// upload included. Shopify itself gives up after 5 s.
-pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves `router` on `listener` until `stop` turns true, then stops
-/// accepting and lets the requests in flight finish.
-///
-/// Not `axum::serve`: that one sets no timer, so it cannot bound how long a
-/// request head takes, and leaves Nagle's algorithm on, which delays small
-/// acknowledgements.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    use axum::extract::ConnectInfo;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use tower::ServiceExt;
-
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: pass, not die.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = async { drop(stop.wait_for(|stop| *stop).await) } => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            let webhook = req
-                .uri()
-                .path()
-                .starts_with("/integrations/shopify/webhooks/");
-            let call = router.clone().oneshot(req.map(axum::body::Body::new));
-            async move {
-                if !webhook {
-                    return call.await;
-                }
-                match tokio::time::timeout(WEBHOOK_TIMEOUT, call).await {
-                    Ok(answer) => answer,
-                    Err(_) => Ok(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
-                        "the request took too long to arrive; send it again",
-                    )
-                    .into_response()),
-                }
-            }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // A client that goes away mid-request is its own business.
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }

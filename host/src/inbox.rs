@@ -53,6 +53,9 @@ struct Known {
     generation: u64,
 }
 
+/// The connection a webhook's path names, found before its body is read.
+pub struct Recipient(Arc<Known>);
+
 pub struct Inbox {
     store: Store,
     vault: Arc<Vault>,
@@ -155,17 +158,31 @@ impl Inbox {
         }
     }
 
+    /// Finds the connection, verifies and stores one webhook: the whole
+    /// intake of a request already read, as [`Inbox::recipient`] then
+    /// [`Inbox::accept_for`].
     pub async fn accept(
         &self,
         identifier: &str,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Accepted, IntakeError> {
+        let recipient = self.recipient(identifier, headers).await?;
+        self.accept_for(recipient, headers, body).await
+    }
+
+    /// What can be decided from the path and the headers alone, before the
+    /// body is read: the connection the path names, and whether it takes
+    /// this topic.
+    pub async fn recipient(
+        &self,
+        identifier: &str,
+        headers: &HeaderMap,
+    ) -> Result<Recipient, IntakeError> {
         // Fields of the caller's span (`webhook.intake` in `http`), filled
         // in as they become known; the identifier itself is never one.
-        let span = tracing::Span::current();
         let known = self.connection(identifier).await?;
-        span.record("connection_id", known.row.id.as_str());
+        tracing::Span::current().record("connection_id", known.row.id.as_str());
         let topic = headers
             .get(webhook::TOPIC_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -173,6 +190,19 @@ impl Inbox {
         if !crate::lifecycle::accepts_webhook(&known.row.status, topic) {
             return Err(IntakeError::Inactive(known.row.status.clone()));
         }
+        Ok(Recipient(known))
+    }
+
+    /// Verifies the webhook for the connection [`Inbox::recipient`] found,
+    /// and stores it.
+    pub async fn accept_for(
+        &self,
+        recipient: Recipient,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Accepted, IntakeError> {
+        let span = tracing::Span::current();
+        let known = recipient.0;
         let signature = headers
             .get(webhook::HMAC_HEADER)
             .and_then(|v| v.to_str().ok())

@@ -483,9 +483,65 @@ struct ServeArgs {
     #[arg(long, env = "IONFLUX_OTLP_SERVICE_NAME")]
     otlp_service_name: Option<String>,
     #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
     dispatch: DispatchArgs,
     #[command(flatten)]
     shopify: ShopifyArgs,
+}
+
+/// How the HTTP listener treats connections (`[http]` in the config file).
+#[derive(Args)]
+#[command(next_help_heading = "HTTP connections")]
+struct HttpArgs {
+    /// Connections served at once; more are reset on accept.
+    #[arg(long, env = "IONFLUX_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// How long a new connection may take to show its protocol (first
+    /// bytes; HTTP/2: the whole preface).
+    #[arg(long, env = "IONFLUX_HTTP_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration)]
+    http_handshake_timeout: Option<Duration>,
+    /// How long an HTTP/1 request head may take from its first byte.
+    #[arg(long, env = "IONFLUX_HTTP_HEADER_TIMEOUT", value_parser = humantime::parse_duration)]
+    http_header_timeout: Option<Duration>,
+    /// A connection with no request in flight this long is closed.
+    #[arg(long, env = "IONFLUX_HTTP_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
+    http_idle_timeout: Option<Duration>,
+    /// How long a webhook request may take, body included; then 408.
+    #[arg(long, env = "IONFLUX_HTTP_WEBHOOK_TIMEOUT", value_parser = humantime::parse_duration)]
+    http_webhook_timeout: Option<Duration>,
+    /// HTTP/2 ping interval; 0s: no pings.
+    #[arg(long, env = "IONFLUX_HTTP2_KEEP_ALIVE_INTERVAL", value_parser = humantime::parse_duration)]
+    http2_keep_alive_interval: Option<Duration>,
+    /// An HTTP/2 ping unanswered this long closes the connection.
+    #[arg(long, env = "IONFLUX_HTTP2_KEEP_ALIVE_TIMEOUT", value_parser = humantime::parse_duration)]
+    http2_keep_alive_timeout: Option<Duration>,
+    /// Streams one HTTP/2 connection may have open at once.
+    #[arg(long, env = "IONFLUX_HTTP2_MAX_CONCURRENT_STREAMS")]
+    http2_max_concurrent_streams: Option<u32>,
+}
+
+impl HttpArgs {
+    fn apply(&self, s: &mut Settings) {
+        let h = &mut s.http;
+        set(&mut h.max_connections, &self.http_max_connections);
+        set(&mut h.handshake_timeout, &self.http_handshake_timeout);
+        set(&mut h.header_timeout, &self.http_header_timeout);
+        set(&mut h.idle_timeout, &self.http_idle_timeout);
+        set(&mut h.webhook_timeout, &self.http_webhook_timeout);
+        set(
+            &mut h.http2_keep_alive_interval,
+            &self.http2_keep_alive_interval,
+        );
+        set(
+            &mut h.http2_keep_alive_timeout,
+            &self.http2_keep_alive_timeout,
+        );
+        set(
+            &mut h.http2_max_concurrent_streams,
+            &self.http2_max_concurrent_streams,
+        );
+    }
 }
 
 /// How stored webhooks become events.
@@ -672,6 +728,7 @@ impl ServeArgs {
         set_path(&mut s.cache_dir, &self.cache_dir);
         set(&mut s.otlp_endpoint, &self.otlp_endpoint);
         set(&mut s.otlp_service_name, &self.otlp_service_name);
+        self.http.apply(s);
         self.dispatch.apply(s);
         self.shopify.apply(s);
         Ok(())

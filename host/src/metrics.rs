@@ -38,6 +38,7 @@ pub const PUBLISH_RETRIES: &str = "ionflux_publish_retries_total";
 pub const DEAD_LETTERS: &str = "ionflux_dead_letters_total";
 pub const END_TO_END_SECONDS: &str = "ionflux_end_to_end_seconds";
 pub const TOKEN_REFRESHES: &str = "ionflux_token_refreshes_total";
+pub const CONNECTIONS_CLOSED: &str = "ionflux_http_connections_closed_total";
 
 /// From a millisecond (an ack on a warm cache) to the 10 s past which
 /// Shopify counts a delivery as failed.
@@ -184,6 +185,11 @@ fn describe() {
         TOKEN_REFRESHES,
         "Shopify access token refreshes, by outcome."
     );
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "HTTP connections the server closed on its own, by reason: at_capacity (reset on \
+         accept), handshake_timeout, header_timeout, idle_timeout, shutdown_grace."
+    );
 }
 
 /// `value` while fewer than [`MAX_LABEL_VALUES`] distinct values of `kind`
@@ -285,6 +291,13 @@ pub fn end_to_end(provider: &str, received_at_ms: i64, now_ms: i64) {
 /// `transient_failure` or `permanent_failure`.
 pub fn token_refresh(outcome: &'static str) {
     counter!(TOKEN_REFRESHES, "outcome" => outcome).increment(1);
+}
+
+// ---- http --------------------------------------------------------------------
+
+/// `reason`: one of the fixed set [`CONNECTIONS_CLOSED`] describes.
+pub fn connection_closed(reason: &'static str) {
+    counter!(CONNECTIONS_CLOSED, "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

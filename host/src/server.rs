@@ -30,6 +30,8 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     pub topics: Topics,
     pub max_body_bytes: usize,
+    /// Connection limits and timeouts of the HTTP listener.
+    pub http: http::HttpConfig,
     pub vault: Arc<Vault>,
     pub admin_token: Option<Secret>,
     pub dispatch: DispatchConfig,
@@ -200,10 +202,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .as_ref()
         .map(|_| http::admin_router(state.clone()));
     let app = http::router(state, cfg.max_body_bytes);
-    let server = tokio::spawn(http::serve(listener, app, rx.clone()));
+    let server = tokio::spawn(http::serve(listener, app, cfg.http.clone(), rx.clone()));
     let (admin_server, admin_addr) = match (admin_listener, admin_server) {
         (Some((listener, bound)), Some(app)) => (
-            Some(tokio::spawn(http::serve(listener, app, rx.clone()))),
+            Some(tokio::spawn(http::serve(listener, app, cfg.http, rx.clone()))),
             Some(bound),
         ),
         _ => (None, None),

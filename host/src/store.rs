@@ -61,6 +61,23 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// The database gave up on the transaction to break a conflict with
+    /// another one (PostgreSQL's deadlock_detected, serialization_failure),
+    /// and rolled it back: trying it again is safe, and may well succeed.
+    pub fn is_transaction_conflict(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Attempts of one intake group commit that loses transaction conflicts.
+const INTAKE_ATTEMPTS: u32 = 5;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -674,8 +691,46 @@ impl Store {
         // it never kept. The reliability harness caught exactly that on a
         // PostgreSQL restart.
         if let Some(writer) = &self.writer {
+            // One thread and one connection write, BEGIN IMMEDIATE to
+            // COMMIT: no other transaction's locks to wait on, in any order.
             return writer.insert(batch).await;
         }
+        // Rows in one key order, whichever group they are in. A webhook
+        // delivered twice at once (a Shopify retry over a slow first
+        // delivery, a replay) lands in two groups committing side by side,
+        // and an insert that meets the other group's uncommitted copy waits
+        // for that group to end: in arrival order, two groups sharing two
+        // ids could each wait for the other (PostgreSQL's "deadlock
+        // detected", failing a whole group of other merchants' webhooks).
+        // In one order, whoever waits holds no key the other needs yet.
+        let mut order: Vec<&NewWebhook<'_>> = batch.iter().collect();
+        order.sort_by(|a, b| {
+            (a.connection.id.as_str(), a.webhook_id).cmp(&(b.connection.id.as_str(), b.webhook_id))
+        });
+        let mut attempt = 1;
+        loop {
+            match self.insert_webhooks_in(batch, &order).await {
+                // Rolled back whole, so nothing of it is kept: safe to redo.
+                // Not expected with the order above, but a lock cycle with
+                // some other writer must not cost anyone an acknowledgement.
+                Err(e) if attempt < INTAKE_ATTEMPTS && e.is_transaction_conflict() => {
+                    tracing::warn!(error = %e, attempt, webhooks = batch.len(),
+                        "inbox group lost a transaction conflict; trying it again");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One attempt of `insert_webhooks` through sqlx, inserting in `order`
+    /// (the batch's rows, sorted); outcomes in the batch's order.
+    async fn insert_webhooks_in(
+        &self,
+        batch: &[NewWebhook<'_>],
+        order: &[&NewWebhook<'_>],
+    ) -> Result<Vec<Inserted>> {
         let mut tx = self.begin_write(true).await?;
         // Multi-row statements: one round trip to the database per chunk
         // instead of per webhook. Chunks are powers of two so that only a
@@ -683,7 +738,7 @@ impl Store {
         // (connection id, webhook id) of every row inserted, and its id.
         let mut ids: std::collections::HashMap<(String, String), i64> =
             std::collections::HashMap::with_capacity(batch.len());
-        let mut rest = batch;
+        let mut rest = order;
         while !rest.is_empty() {
             let n = 1usize << rest.len().min(ROWS_PER_STATEMENT).ilog2();
             let (chunk, tail) = rest.split_at(n);

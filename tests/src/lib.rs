@@ -156,6 +156,8 @@ pub struct Options {
     /// Default ceilings and upload quota of every workspace (default: the
     /// library's, with the tests' CPU budget; see [`test_tenants`]).
     pub tenants: Option<TenantPolicy>,
+    /// Connection limits and timeouts (`[http]`); None: production's.
+    pub http: Option<ionflux_gateway::http::HttpConfig>,
 }
 
 /// The library's tenant policy, with a CPU ceiling that admits the tests'
@@ -319,6 +321,7 @@ impl Gateway {
             kafka,
             topics: opts.topics.unwrap_or_else(test_topics),
             max_body_bytes: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            http: opts.http.unwrap_or_default(),
             vault: vault.clone(),
             admin_token: opts.admin_token.clone().map(Secret::from),
             dispatch: DispatchConfig {
