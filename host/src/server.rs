@@ -205,7 +205,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let server = tokio::spawn(http::serve(listener, app, cfg.http.clone(), rx.clone()));
     let (admin_server, admin_addr) = match (admin_listener, admin_server) {
         (Some((listener, bound)), Some(app)) => (
-            Some(tokio::spawn(http::serve(listener, app, cfg.http, rx.clone()))),
+            Some(tokio::spawn(http::serve(
+                listener,
+                app,
+                cfg.http,
+                rx.clone(),
+            ))),
             Some(bound),
         ),
         _ => (None, None),
