@@ -923,6 +923,64 @@ mod tests {
     }
 
     #[test]
+    fn the_data_dir_holds_what_serve_writes_unless_told_otherwise() {
+        let mut s = Settings::default();
+        assert_eq!(s.database_url(), "sqlite://ionflux.db");
+        assert_eq!(s.cache_dir(), Some(PathBuf::from("./ionflux-cache")));
+        s.data_dir = "/var/lib/ionflux".into();
+        assert_eq!(s.database_url(), "sqlite:///var/lib/ionflux/ionflux.db");
+        let key = PathBuf::from("/var/lib/ionflux/ionflux.key");
+        assert_eq!(s.master_key_file(), Some(key.clone()));
+        let cache = PathBuf::from("/var/lib/ionflux/ionflux-cache");
+        assert_eq!(s.cache_dir(), Some(cache.clone()));
+        // Explicit settings win.
+        s.database_url = "sqlite:///srv/gw.db".into();
+        assert_eq!(s.database_url(), "sqlite:///srv/gw.db");
+        assert_eq!(s.master_key_file(), Some(key));
+        s.master_key_file = "/etc/ionflux/master.key".into();
+        s.cache_dir = "/cache".into();
+        assert_eq!(s.master_key_file(), Some("/etc/ionflux/master.key".into()));
+        assert_eq!(s.cache_dir(), Some("/cache".into()));
+        // PostgreSQL: the cache may be per host, the key may not.
+        s.master_key_file = String::new();
+        s.cache_dir = String::new();
+        s.database_url = "postgres://db/gw".into();
+        assert_eq!(s.master_key_file(), None);
+        assert_eq!(s.cache_dir(), Some(cache));
+        s.resolve_paths();
+        assert_eq!(s.database_url, "postgres://db/gw");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_trimmed_and_not_with_its_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok-1\n\n").unwrap();
+        let env = |pairs: Vec<(&'static str, std::ffi::OsString)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        let mut s = Settings::default();
+        s.apply_secret_files(env(vec![("IONFLUX_ADMIN_TOKEN_FILE", file.clone().into())]))
+            .unwrap();
+        assert_eq!(s.admin_token.expose(), "tok-1");
+        let e = s
+            .apply_secret_files(env(vec![
+                ("IONFLUX_JWT_HS256_SECRET_FILE", file.into()),
+                ("IONFLUX_JWT_HS256_SECRET", "x".into()),
+            ]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("IONFLUX_JWT_HS256_SECRET_FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unset_and_zero_mean_off() {
         let mut s = Settings::default();
         assert!(s.kafka().is_none());

@@ -920,7 +920,12 @@ fn main() -> Result<()> {
     match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = cli_command();
-            clap_complete::aot::generate(*shell, &mut cmd, "ionflux-gateway", &mut std::io::stdout());
+            clap_complete::aot::generate(
+                *shell,
+                &mut cmd,
+                "ionflux-gateway",
+                &mut std::io::stdout(),
+            );
             return Ok(());
         }
         Command::Man { dir } => return man(dir.as_deref()),
@@ -1347,9 +1352,8 @@ fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
             let path = master_key_file(cfg)?;
             if !path.exists() {
                 bail!(
-                    "no master key file at {} (nothing to rotate; it is created with the \
-                     first key on first use)",
-                    path.display()
+                    "no master key file at {} (nothing to rotate): {WHERE_THE_DATA_IS}",
+                    std::path::absolute(&path).unwrap_or(path).display()
                 );
             }
             let id = Vault::append_new_key(&path)
@@ -1757,7 +1761,9 @@ fn with_defaults(mut cmd: clap::Command, defaults: &BTreeMap<String, String>) ->
     for (id, default) in shown {
         cmd = cmd.mut_arg(id, |a| {
             let suffix = format!("[default: {default}]");
-            let help = a.get_help().map_or(suffix.clone(), |h| format!("{h} {suffix}"));
+            let help = a
+                .get_help()
+                .map_or(suffix.clone(), |h| format!("{h} {suffix}"));
             let long = a.get_long_help().map(|h| format!("{h}\n\n{suffix}"));
             let a = a.help(help);
             match long {
@@ -1778,10 +1784,10 @@ fn with_defaults(mut cmd: clap::Command, defaults: &BTreeMap<String, String>) ->
 
 /// Flag name (without `--`) to its default as text, from the `# env: …,
 /// flag: --NAME` line above each key of `config.default.toml` and the value
-/// of that key in the parsed defaults. Empty values are left out.
+/// of that key there. Empty values are left out.
 fn flag_defaults() -> BTreeMap<String, String> {
-    let values =
-        toml::Table::try_from(Settings::default()).expect("the default settings serialise");
+    // The file's own text of each value ("75s", not a reformatted "1m 15s").
+    let values: toml::Table = toml::from_str(config::DEFAULT_TOML).expect("valid defaults");
     let mut out = BTreeMap::new();
     let mut section: Option<&str> = None;
     let mut flag: Option<&str> = None;
@@ -1990,7 +1996,10 @@ mod tests {
     }
 
     fn long_flags(cmd: &clap::Command, out: &mut Vec<String>) {
-        out.extend(cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_owned)));
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned)),
+        );
         for sub in cmd.get_subcommands() {
             long_flags(sub, out);
         }
@@ -2003,7 +2012,10 @@ mod tests {
         for line in config::DEFAULT_TOML.lines() {
             if let Some((_, rest)) = line.split_once("flag: --") {
                 let flag = rest.split([' ', ',']).next().unwrap();
-                assert!(flags.iter().any(|f| f == flag), "--{flag} is documented, not a flag");
+                assert!(
+                    flags.iter().any(|f| f == flag),
+                    "--{flag} is documented, not a flag"
+                );
             }
         }
         let d = flag_defaults();
@@ -2015,20 +2027,36 @@ mod tests {
         assert!(d["shopify-webhook-topics"].starts_with("orders/create,orders/updated,"));
         assert_eq!(d["previous-secret-window"], "24h");
         // Unset settings and secrets show nothing.
-        for flag in ["kafka-brokers", "admin-token", "master-keys", "data-dir", "kafka-property"] {
+        for flag in [
+            "kafka-brokers",
+            "admin-token",
+            "master-keys",
+            "data-dir",
+            "kafka-property",
+        ] {
             assert!(!d.contains_key(flag), "--{flag}: {:?}", d.get(flag));
         }
         let serve = cli_command();
         let serve = serve.find_subcommand("serve").unwrap();
-        let listen = serve.get_arguments().find(|a| a.get_long() == Some("listen")).unwrap();
-        assert!(listen.get_help().unwrap().to_string().ends_with("[default: 127.0.0.1:8080]"));
+        let listen = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some("listen"))
+            .unwrap();
+        assert!(
+            listen
+                .get_help()
+                .unwrap()
+                .to_string()
+                .ends_with("[default: 127.0.0.1:8080]")
+        );
         // Shown, not applied: clap has no default to put over a config file.
         assert!(listen.get_default_values().is_empty());
     }
 
     #[test]
     fn one_line_keeps_the_document() {
-        let body = "{\n  \"id\": 1,\r\n  \"note\": \"a  b\\nc\",\n\t\"l\": [\n    1,\n    2\n  ]\n}";
+        let body =
+            "{\n  \"id\": 1,\r\n  \"note\": \"a  b\\nc\",\n\t\"l\": [\n    1,\n    2\n  ]\n}";
         let line = one_line(body);
         assert!(!line.contains(['\n', '\r']), "{line}");
         let a: serde_json::Value = serde_json::from_str(body).unwrap();

@@ -1898,10 +1898,7 @@ fn sqlite_url(url: &str, mode: &str) -> String {
 
 /// The backend of `url`, the URL sqlx is given, and the SQLite file (which
 /// is created, owner-only, when `open` allows and it is missing).
-fn resolve_url(
-    url: &str,
-    open: Open,
-) -> Result<(Backend, String, Option<std::path::PathBuf>)> {
+fn resolve_url(url: &str, open: Open) -> Result<(Backend, String, Option<std::path::PathBuf>)> {
     sqlx::any::install_default_drivers();
     let (backend, url) = if url.starts_with("sqlite:") {
         let mode = match open {
