@@ -1856,8 +1856,10 @@ async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()> {
     let mut failed = Vec::new();
     let mut report = |name: &'static str, outcome: Result<String, String>| {
         let (status, detail) = match outcome {
-            Ok(detail) if detail.starts_with("absent: ") => ("absent", detail[8..].to_owned()),
-            Ok(detail) => ("ok", detail),
+            Ok(detail) => match detail.strip_prefix("absent: ") {
+                Some(rest) => ("absent", rest.to_owned()),
+                None => ("ok", detail),
+            },
             Err(detail) => {
                 failed.push(name);
                 ("FAILED", detail)
@@ -1987,7 +1989,6 @@ const SAMPLE_PAYLOADS: &[Sample] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_well_formed() {
