@@ -56,6 +56,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{var}: reading {path}")]
+    SecretFile {
+        var: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("both {var} and {var}_FILE are set; give the secret one way")]
+    SecretTwice { var: &'static str },
 }
 
 /// Every setting. Field names are the keys of `config.default.toml`; see
@@ -63,6 +71,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// Where `serve` keeps what it writes; empty: the working directory.
+    pub data_dir: String,
+    /// Empty: `ionflux.db` in `data_dir` (see [`Settings::database_url`]).
     pub database_url: String,
     pub database_max_connections: u32,
     pub master_keys: SecretValue,
@@ -285,7 +296,7 @@ impl Settings {
     /// named like passwords or secrets are redacted too.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.database_url = redact_url_password(&self.database_url);
+        shown.database_url = redact_url_password(&self.database_url());
         for (key, value) in &mut shown.kafka.properties {
             let key = key.to_ascii_lowercase();
             if key.contains("password") || key.contains("secret") {
@@ -381,25 +392,57 @@ impl Settings {
         }
     }
 
-    /// The folder of the SQLite database, where the key file and the
-    /// transform cache live unless configured elsewhere.
+    /// The data directory given (`data_dir`), if any.
+    fn data_dir_set(&self) -> Option<PathBuf> {
+        non_empty(&self.data_dir).map(PathBuf::from)
+    }
+
+    /// The data directory: `data_dir`, else the working directory (`.`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir_set().unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The configured database, else the SQLite file `ionflux.db` in the
+    /// data directory.
+    pub fn database_url(&self) -> String {
+        match non_empty(&self.database_url) {
+            Some(url) => url.to_owned(),
+            None => match self.data_dir_set() {
+                Some(dir) => format!("sqlite://{}", dir.join("ionflux.db").display()),
+                None => "sqlite://ionflux.db".to_owned(),
+            },
+        }
+    }
+
+    /// Writes the derived database URL into `database_url`, so that what is
+    /// shown and used is one value. Called once every layer is applied.
+    pub fn resolve_paths(&mut self) {
+        self.database_url = self.database_url();
+    }
+
+    /// The folder of the SQLite database.
     pub fn sqlite_dir(&self) -> Option<PathBuf> {
-        sqlite_dir(&self.database_url)
+        sqlite_dir(&self.database_url())
     }
 
-    /// The configured master key file, else `ionflux.key` beside the SQLite
-    /// database; None for other databases.
+    /// The configured master key file; else `ionflux.key` in the data
+    /// directory when one is given, else beside the SQLite database. None
+    /// for PostgreSQL without either setting: replicas must share one key,
+    /// so none is made up per host.
     pub fn master_key_file(&self) -> Option<PathBuf> {
-        non_empty(&self.master_key_file)
-            .map(PathBuf::from)
-            .or_else(|| self.sqlite_dir().map(|d| d.join("ionflux.key")))
+        if let Some(file) = non_empty(&self.master_key_file) {
+            return Some(PathBuf::from(file));
+        }
+        let dir = self.sqlite_dir()?;
+        Some(self.data_dir_set().unwrap_or(dir).join("ionflux.key"))
     }
 
-    /// The configured transform cache, else `ionflux-cache` beside the
-    /// SQLite database.
+    /// The configured transform cache; else `ionflux-cache` in the data
+    /// directory when one is given, else beside the SQLite database.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         non_empty(&self.cache_dir)
             .map(PathBuf::from)
+            .or_else(|| self.data_dir_set().map(|d| d.join("ionflux-cache")))
             .or_else(|| self.sqlite_dir().map(|d| d.join("ionflux-cache")))
     }
 
@@ -580,7 +623,7 @@ impl Settings {
     pub fn server_config(&self, vault: Arc<Vault>) -> Result<server::Config, ConfigError> {
         self.validate()?;
         Ok(server::Config {
-            database_url: self.database_url.clone(),
+            database_url: self.database_url(),
             listen: self.listen,
             admin_listen: self.admin_listen()?,
             kafka: self.kafka(),
@@ -596,6 +639,55 @@ impl Settings {
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
         })
+    }
+}
+
+/// Sets one secret setting.
+type SetSecret = fn(&mut Settings, String);
+
+/// The secret settings, by their environment variable. Each may also be
+/// given as `VARIABLE_FILE=/path` (as Docker and Kubernetes mount secrets):
+/// the file's content, trailing newlines trimmed, at the variables' layer.
+pub const SECRET_VARIABLES: &[(&str, SetSecret)] = &[
+    ("IONFLUX_DATABASE_URL", |s, v| s.database_url = v),
+    ("IONFLUX_MASTER_KEYS", |s, v| s.master_keys = v.into()),
+    ("IONFLUX_ADMIN_TOKEN", |s, v| s.admin_token = v.into()),
+    ("IONFLUX_SERVICE_TOKEN", |s, v| s.service_token = v.into()),
+    ("IONFLUX_SHOPIFY_CLIENT_SECRET", |s, v| {
+        s.shopify.client_secret = v.into()
+    }),
+    ("IONFLUX_JWT_HS256_SECRET", |s, v| {
+        s.shopify.jwt_hs256_secret = v.into()
+    }),
+];
+
+impl Settings {
+    /// Applies every `IONFLUX_…_FILE` variable of [`SECRET_VARIABLES`] that
+    /// `var` (the environment, in the binary) has. Giving a secret both as
+    /// the variable and as its file is an error: one of them would be
+    /// silently ignored.
+    pub fn apply_secret_files(
+        &mut self,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<(), ConfigError> {
+        for (name, set) in SECRET_VARIABLES {
+            let file_var = format!("{name}_FILE");
+            let Some(path) = var(&file_var).filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            if var(name).is_some_and(|v| !v.is_empty()) {
+                return Err(ConfigError::SecretTwice { var: name });
+            }
+            let path = PathBuf::from(path);
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                    var: file_var,
+                    path: path.clone(),
+                    source,
+                })?;
+            set(self, text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -828,6 +920,64 @@ mod tests {
         assert!(shown.contains("postgres://gw:[redacted]@db:5432/gw?sslmode=require"));
         assert!(shown.contains("admin_token = \"[redacted]\""));
         assert!(shown.contains("service_token = \"\""));
+    }
+
+    #[test]
+    fn the_data_dir_holds_what_serve_writes_unless_told_otherwise() {
+        let mut s = Settings::default();
+        assert_eq!(s.database_url(), "sqlite://ionflux.db");
+        assert_eq!(s.cache_dir(), Some(PathBuf::from("./ionflux-cache")));
+        s.data_dir = "/var/lib/ionflux".into();
+        assert_eq!(s.database_url(), "sqlite:///var/lib/ionflux/ionflux.db");
+        let key = PathBuf::from("/var/lib/ionflux/ionflux.key");
+        assert_eq!(s.master_key_file(), Some(key.clone()));
+        let cache = PathBuf::from("/var/lib/ionflux/ionflux-cache");
+        assert_eq!(s.cache_dir(), Some(cache.clone()));
+        // Explicit settings win.
+        s.database_url = "sqlite:///srv/gw.db".into();
+        assert_eq!(s.database_url(), "sqlite:///srv/gw.db");
+        assert_eq!(s.master_key_file(), Some(key));
+        s.master_key_file = "/etc/ionflux/master.key".into();
+        s.cache_dir = "/cache".into();
+        assert_eq!(s.master_key_file(), Some("/etc/ionflux/master.key".into()));
+        assert_eq!(s.cache_dir(), Some("/cache".into()));
+        // PostgreSQL: the cache may be per host, the key may not.
+        s.master_key_file = String::new();
+        s.cache_dir = String::new();
+        s.database_url = "postgres://db/gw".into();
+        assert_eq!(s.master_key_file(), None);
+        assert_eq!(s.cache_dir(), Some(cache));
+        s.resolve_paths();
+        assert_eq!(s.database_url, "postgres://db/gw");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_trimmed_and_not_with_its_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok-1\n\n").unwrap();
+        let env = |pairs: Vec<(&'static str, std::ffi::OsString)>| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        let mut s = Settings::default();
+        s.apply_secret_files(env(vec![("IONFLUX_ADMIN_TOKEN_FILE", file.clone().into())]))
+            .unwrap();
+        assert_eq!(s.admin_token.expose(), "tok-1");
+        let e = s
+            .apply_secret_files(env(vec![
+                ("IONFLUX_JWT_HS256_SECRET_FILE", file.into()),
+                ("IONFLUX_JWT_HS256_SECRET", "x".into()),
+            ]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("IONFLUX_JWT_HS256_SECRET_FILE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub enum StoreError {
     Thread(std::io::Error),
     #[error("creating the database file {0}: {1}")]
     CreateFile(std::path::PathBuf, std::io::Error),
+    /// Opened with [`Open::Existing`] and there is no such SQLite file.
+    #[error("no database file at {0}")]
+    NoDatabase(std::path::PathBuf),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://…")]
@@ -400,6 +403,17 @@ pub struct ShadowSample {
 /// How many differing runs are kept per (primary, shadow) pair.
 const SHADOW_SAMPLES_KEPT: i64 = 50;
 
+/// Whether opening a SQLite database may create its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// The server's way: a missing file becomes a new, empty database.
+    CreateIfMissing,
+    /// The way of commands that work on a database a server owns: a missing
+    /// file is [`StoreError::NoDatabase`], so that a command run in the
+    /// wrong directory cannot quietly start a second, empty database.
+    Existing,
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -408,22 +422,13 @@ impl Store {
 
     /// As `connect`, with at most `max_connections` pooled connections.
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("sqlite:") {
-            (Backend::Sqlite, sqlite_url(url))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            (Backend::Postgres, url.to_string())
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
-        // A SQLite file the gateway's own threads can open too.
-        let file = match backend {
-            Backend::Sqlite => writer::file_of(&url),
-            Backend::Postgres => None,
-        };
-        if let Some(file) = &file {
-            create_private(file)?;
-        }
+        Self::open(url, max_connections, Open::CreateIfMissing).await
+    }
+
+    /// Opens and migrates the database, creating a SQLite file only when
+    /// `open` says so (PostgreSQL databases are never created).
+    pub async fn open(url: &str, max_connections: u32, open: Open) -> Result<Self> {
+        let (backend, url, file) = resolve_url(url, open)?;
         let pragmas = sqlite_pragmas(file.is_some());
         let pool = match backend {
             Backend::Sqlite => {
@@ -1879,15 +1884,57 @@ fn create_private(file: &std::path::Path) -> Result<()> {
     }
 }
 
-/// sqlx opens an existing SQLite file only, unless told it may create one.
-fn sqlite_url(url: &str) -> String {
+/// sqlx opens an existing SQLite file only, unless told it may create one
+/// (`mode=rwc`); an explicit `mode=` in the URL is kept.
+fn sqlite_url(url: &str, mode: &str) -> String {
     if url.contains("mode=") || url.contains(":memory:") {
         url.to_string()
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&mode={mode}")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?mode={mode}")
     }
+}
+
+/// The backend of `url`, the URL sqlx is given, and the SQLite file (which
+/// is created, owner-only, when `open` allows and it is missing).
+fn resolve_url(url: &str, open: Open) -> Result<(Backend, String, Option<std::path::PathBuf>)> {
+    sqlx::any::install_default_drivers();
+    let (backend, url) = if url.starts_with("sqlite:") {
+        let mode = match open {
+            Open::CreateIfMissing => "rwc",
+            Open::Existing => "rw",
+        };
+        (Backend::Sqlite, sqlite_url(url, mode))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        (Backend::Postgres, url.to_string())
+    } else {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    };
+    // A SQLite file the gateway's own threads can open too.
+    let file = match backend {
+        Backend::Sqlite => writer::file_of(&url),
+        Backend::Postgres => None,
+    };
+    if let Some(file) = &file {
+        match open {
+            Open::CreateIfMissing => create_private(file)?,
+            Open::Existing if !file.exists() => return Err(StoreError::NoDatabase(file.clone())),
+            Open::Existing => {}
+        }
+    }
+    Ok((backend, url, file))
+}
+
+/// Connects once to an existing database and runs `SELECT 1`: nothing is
+/// created or migrated (`config check`).
+pub async fn probe(url: &str) -> Result<Backend> {
+    use sqlx::Connection;
+    let (backend, url, _) = resolve_url(url, Open::Existing)?;
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(backend)
 }
 
 /// A fresh random identifier for a connection's webhook URL: 128 bits, so it

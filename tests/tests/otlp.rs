@@ -101,23 +101,6 @@ async fn spans_reach_an_otlp_collector_over_http_protobuf() {
     let dir = tempfile::tempdir().unwrap();
     let (endpoint, received) = collector().await;
 
-    let (workspace, brand) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-    let added = run(
-        dir.path(),
-        &[
-            "connections",
-            "add",
-            "--shop",
-            SHOP,
-            "--workspace",
-            &workspace.to_string(),
-            "--brand",
-            &brand.to_string(),
-        ],
-        WEBHOOK_SECRET.as_bytes(),
-    );
-    assert!(String::from_utf8_lossy(&added.stdout).contains(SHOP));
-
     let mut child = Command::new(gateway_bin())
         .arg("serve")
         .env_clear()
@@ -151,6 +134,24 @@ async fn spans_reach_an_otlp_collector_over_http_protobuf() {
     let gateway_url = addr_rx
         .recv_timeout(PATIENCE)
         .unwrap_or_else(|_| panic!("the gateway did not start:\n{}", log.lock().unwrap()));
+
+    // Once the gateway is up: only `serve` creates the database and the key.
+    let (workspace, brand) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let added = run(
+        dir.path(),
+        &[
+            "connections",
+            "add",
+            "--shop",
+            SHOP,
+            "--workspace",
+            &workspace.to_string(),
+            "--brand",
+            &brand.to_string(),
+        ],
+        WEBHOOK_SECRET.as_bytes(),
+    );
+    assert!(String::from_utf8_lossy(&added.stdout).contains(SHOP));
 
     let order = dir.path().join("order.json");
     std::fs::write(&order, br#"{"id": 4242, "total_price": "10.00"}"#).unwrap();
