@@ -210,6 +210,7 @@ pub struct ShopifySettings {
     pub jwt_rs256_public_key_file: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
+    pub jwt_audience_check: bool,
 }
 
 /// A secret setting. Serialises as `"[redacted]"` (or `""` when unset, so an
@@ -603,6 +604,17 @@ impl Settings {
         };
         cfg.jwt.issuer = non_empty(&s.jwt_issuer).map(str::to_owned);
         cfg.jwt.audience = non_empty(&s.jwt_audience).map(str::to_owned);
+        cfg.jwt.audience_check = s.jwt_audience_check;
+        let has_key = cfg.jwt.hs256_secret.is_some() || cfg.jwt.rs256_public_key_pem.is_some();
+        if has_key && cfg.jwt.audience_check && cfg.jwt.audience.is_none() {
+            return Err(ConfigError::Invalid(
+                "shopify.jwt_audience (IONFLUX_JWT_AUDIENCE, --jwt-audience) is required with \
+                 a JWT key: set it to the `aud` the user service puts in tokens for this \
+                 gateway, or accept any audience with shopify.jwt_audience_check = false \
+                 (IONFLUX_JWT_AUDIENCE_CHECK, --jwt-audience-check=false)"
+                    .into(),
+            ));
+        }
         Ok(Some(cfg))
     }
 
@@ -870,6 +882,7 @@ mod tests {
             s.connections.previous_secret_window,
             crate::connection::DEFAULT_PREVIOUS_SECRET_WINDOW
         );
+        assert_eq!(s.shopify.jwt_audience_check, shop.jwt.audience_check);
     }
 
     #[test]
@@ -996,5 +1009,29 @@ mod tests {
                 .to_string()
                 .contains("client_secret")
         );
+    }
+
+    #[test]
+    fn a_jwt_key_needs_an_audience_unless_the_check_is_off() {
+        let mut s = Settings::default();
+        s.shopify.client_id = "id".into();
+        s.shopify.client_secret = SecretValue::from("shh".to_string());
+        s.shopify.redirect_uri =
+            "https://gw.example.test/integrations/shopify/auth/callback".into();
+        s.shopify.public_base_url = "https://gw.example.test".into();
+        // No JWT key: nothing to check (the library refuses to start anyway).
+        assert!(s.shopify().is_ok());
+        s.shopify.jwt_hs256_secret = SecretValue::from("devsecret".to_string());
+        let e = s.shopify().unwrap_err().to_string();
+        assert!(e.contains("--jwt-audience"), "{e}");
+        assert!(e.contains("--jwt-audience-check=false"), "{e}");
+        s.shopify.jwt_audience_check = false;
+        let cfg = s.shopify().unwrap().unwrap();
+        assert!(!cfg.jwt.audience_check && cfg.jwt.audience.is_none());
+        s.shopify.jwt_audience_check = true;
+        s.shopify.jwt_audience = "ionflux-gateway".into();
+        let cfg = s.shopify().unwrap().unwrap();
+        assert_eq!(cfg.jwt.audience.as_deref(), Some("ionflux-gateway"));
+        assert!(cfg.jwt.audience_check);
     }
 }

@@ -687,8 +687,13 @@ struct ShopifyArgs {
     jwt_rs256_public_key_file: Option<PathBuf>,
     #[arg(long, env = "IONFLUX_JWT_ISSUER")]
     jwt_issuer: Option<String>,
+    /// The `aud` a JWT must carry; required with a JWT key unless
+    /// --jwt-audience-check=false.
     #[arg(long, env = "IONFLUX_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// false: accept JWTs for any audience (no --jwt-audience needed).
+    #[arg(long, env = "IONFLUX_JWT_AUDIENCE_CHECK")]
+    jwt_audience_check: Option<bool>,
     /// Refresh an expiring access token when it has less than this left.
     #[arg(long, env = "IONFLUX_SHOPIFY_REFRESH_LEAD_SECS")]
     shopify_refresh_lead_secs: Option<u64>,
@@ -817,6 +822,7 @@ impl ShopifyArgs {
         );
         set(&mut s.jwt_issuer, &self.jwt_issuer);
         set(&mut s.jwt_audience, &self.jwt_audience);
+        set(&mut s.jwt_audience_check, &self.jwt_audience_check);
         set_secs(&mut s.refresh_lead, self.shopify_refresh_lead_secs);
         set_secs(&mut s.refresh_poll, self.shopify_refresh_poll_secs);
         set(

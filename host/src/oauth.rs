@@ -4,15 +4,21 @@
 //! - `GET /integrations/shopify/auth/initiate?workspace_id&brand_id&shop`:
 //!   the caller proves who they are with a JWT from the user service
 //!   (`Authorization: Bearer`, HS256 with a shared secret or RS256 with a
-//!   public key). The user is `sub`; the workspace must be granted by the
-//!   `workspaces` claim (an array of ids) or the `workspace_id` claim (one
-//!   id). A 256-bit single-use state bound to (workspace, brand, user, shop)
-//!   is stored as its sha256 for ten minutes, and the browser is sent to
-//!   Shopify's authorize page.
+//!   public key, `aud` checked). The user is `sub`; the workspace must be
+//!   granted by the `workspaces` claim (an array of ids) or the
+//!   `workspace_id` claim (one id); the brand, by the `brands` / `brand_ids`
+//!   / `brand_id` claims when the token has any, and in any case it must not
+//!   belong to another workspace (a brand belongs to the workspace of its
+//!   oldest connection). A 256-bit single-use state bound to (workspace,
+//!   brand, user, shop) is stored as its sha256 for ten minutes, the same
+//!   state goes into a signed cookie scoped to the callback, and the browser
+//!   is sent to Shopify's authorize page.
 //! - `GET /integrations/shopify/auth/callback`: Shopify's signed query is
-//!   verified (HMAC, timestamp window, shop, state), the code is exchanged for
-//!   tokens, and the connection is created or updated with the tokens
-//!   encrypted by the vault and a fresh webhook URL.
+//!   verified (HMAC, timestamp window, shop), the state must be the one in
+//!   the browser's state cookie (else the state is spent and the callback
+//!   refused: an install finishes only in the browser that started it), the
+//!   code is exchanged for tokens, and the connection is created or updated
+//!   with the tokens encrypted by the vault and a fresh webhook URL.
 //! - Afterwards the registrar subscribes the connection to the configured
 //!   topics at Shopify, listing first so that a reconnect duplicates nothing,
 //!   and records how each (connection, topic) stands.
@@ -26,10 +32,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
+use cookie::{Cookie, CookieJar, SameSite};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -41,7 +49,10 @@ use crate::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
 use crate::http::{ApiError, AppState};
 use crate::refresh::{RefreshConfig, Refresher, TokenError};
 use crate::shopify_api::{ShopifyApi, ShopifyError, Webhook};
-use crate::store::oauth::{OAuthStateRow, RegistrationOutcome, StateUse, WebhookRegistrationRow};
+use crate::store::oauth::{
+    EXPIRED_STATE_GRACE_MS, OAuthStateRow, RegistrationOutcome, STATE_SWEEP_BATCH, StateUse,
+    WebhookRegistrationRow,
+};
 use crate::store::{Store, StoreError, now_ms};
 use crate::vault::{Secret, Vault};
 use crate::webhook;
@@ -86,6 +97,10 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// When set, `aud` must contain it.
     pub audience: Option<String>,
+    /// Refuse to start without an `audience`: a token the user service
+    /// minted for another of its services must not open installs here.
+    /// Off only when the operator says so.
+    pub audience_check: bool,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
 }
@@ -97,6 +112,7 @@ impl Default for JwtConfig {
             rs256_public_key_pem: None,
             issuer: None,
             audience: None,
+            audience_check: true,
             leeway: Duration::from_secs(30),
         }
     }
@@ -227,6 +243,18 @@ pub enum OAuthError {
     StateUsed,
     #[error("the state has expired; start the install again")]
     StateExpired,
+    #[error(
+        "the browser did not present the install's state cookie; finish the install in the \
+         browser that started it"
+    )]
+    StateCookieMissing,
+    #[error(
+        "the state does not match the browser's state cookie; finish the install in the \
+         browser that started it"
+    )]
+    StateMismatch,
+    #[error("this brand belongs to another workspace")]
+    BrandInAnotherWorkspace,
     #[error("the shop is not the one the install was started for")]
     ShopMismatch,
     #[error("this shop and brand are connected under another workspace")]
@@ -243,7 +271,11 @@ impl OAuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             OAuthError::Unauthorized(_) | OAuthError::InvalidHmac => StatusCode::UNAUTHORIZED,
-            OAuthError::Forbidden(_) | OAuthError::ShopMismatch => StatusCode::FORBIDDEN,
+            OAuthError::Forbidden(_)
+            | OAuthError::ShopMismatch
+            | OAuthError::StateCookieMissing
+            | OAuthError::StateMismatch
+            | OAuthError::BrandInAnotherWorkspace => StatusCode::FORBIDDEN,
             OAuthError::InvalidRequest(_)
             | OAuthError::InvalidShop(_)
             | OAuthError::StaleRequest
@@ -267,6 +299,9 @@ impl OAuthError {
             OAuthError::InvalidState => "invalid_state",
             OAuthError::StateUsed => "state_used",
             OAuthError::StateExpired => "state_expired",
+            OAuthError::StateCookieMissing => "state_cookie_missing",
+            OAuthError::StateMismatch => "state_mismatch",
+            OAuthError::BrandInAnotherWorkspace => "brand_in_another_workspace",
             OAuthError::ShopMismatch => "shop_mismatch",
             OAuthError::WorkspaceConflict => "workspace_conflict",
             OAuthError::ExchangeFailed(_) => "exchange_failed",
@@ -400,6 +435,12 @@ struct Claims {
     workspaces: Option<Vec<String>>,
     #[serde(default)]
     workspace_id: Option<String>,
+    #[serde(default)]
+    brands: Option<Vec<String>>,
+    #[serde(default)]
+    brand_ids: Option<Vec<String>>,
+    #[serde(default)]
+    brand_id: Option<String>,
 }
 
 /// A caller proven by a user-service JWT.
@@ -407,19 +448,33 @@ struct Claims {
 pub struct User {
     pub id: String,
     workspaces: Vec<String>,
+    /// None when the token says nothing about brands; then the store decides
+    /// (see [`OAuth::initiate`]).
+    brands: Option<Vec<String>>,
+}
+
+/// Ids compared as UUIDs when they are UUIDs, so case and hyphenation do not
+/// matter.
+fn same_id(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        Uuid::parse_str(s.trim())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| s.trim().to_string())
+    };
+    norm(a) == norm(b)
 }
 
 impl User {
-    /// Whether the token granted this workspace (ids compared as UUIDs when
-    /// they are UUIDs, so case and hyphenation do not matter).
+    /// Whether the token granted this workspace.
     pub fn may_use(&self, workspace: &str) -> bool {
-        let norm = |s: &str| {
-            Uuid::parse_str(s.trim())
-                .map(|u| u.to_string())
-                .unwrap_or_else(|_| s.trim().to_string())
-        };
-        let wanted = norm(workspace);
-        self.workspaces.iter().any(|w| norm(w) == wanted)
+        self.workspaces.iter().any(|w| same_id(w, workspace))
+    }
+
+    /// Whether the token's brand claims, when it has any, name this brand.
+    pub fn may_use_brand(&self, brand: &str) -> bool {
+        self.brands
+            .as_ref()
+            .is_none_or(|brands| brands.iter().any(|b| same_id(b, brand)))
     }
 }
 
@@ -459,6 +514,18 @@ impl JwtVerifier {
                 "a JWT key is needed (an HS256 secret or an RS256 public key)".into(),
             ));
         }
+        let has_audience = cfg
+            .audience
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty());
+        if cfg.audience_check && !has_audience {
+            return Err(OAuthConfigError::Invalid(
+                "the JWT audience is not set: set --jwt-audience (IONFLUX_JWT_AUDIENCE, \
+                 shopify.jwt_audience) to the `aud` the user service puts in tokens for this \
+                 gateway, or accept tokens for any audience with --jwt-audience-check=false"
+                    .into(),
+            ));
+        }
         Ok(Self {
             hs256,
             rs256,
@@ -484,10 +551,17 @@ impl JwtVerifier {
         validation.leeway = self.cfg.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         match &self.cfg.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            Some(aud) => {
+                // jsonwebtoken checks `aud` only when the token has one: a
+                // token without it must not pass as meant for us.
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
         }
         if let Some(iss) = &self.cfg.issuer {
             validation.set_issuer(&[iss]);
@@ -513,10 +587,144 @@ impl JwtVerifier {
         }
         let mut workspaces = claims.workspaces.unwrap_or_default();
         workspaces.extend(claims.workspace_id);
+        let brands = match (claims.brands, claims.brand_ids, claims.brand_id) {
+            (None, None, None) => None,
+            (a, b, one) => Some(
+                a.into_iter()
+                    .flatten()
+                    .chain(b.into_iter().flatten())
+                    .chain(one)
+                    .collect(),
+            ),
+        };
         Ok(User {
             id: claims.sub,
             workspaces,
+            brands,
         })
+    }
+}
+
+// ---- the state cookie ------------------------------------------------------------
+
+/// The cookie that binds an install to the browser that started it.
+pub const STATE_COOKIE: &str = "ionflux_oauth_state";
+/// HKDF `info` of the cookie's signing key: the client secret also signs
+/// Shopify's queries and webhooks, so the cookie gets a key of its own.
+const STATE_COOKIE_KEY_INFO: &[u8] = b"ionflux-gateway oauth state cookie v1";
+
+/// Issues and checks the state cookie, as Shopify's own app libraries do
+/// (`shopify_app_state`): initiate puts the state in a signed cookie, and
+/// the callback is accepted only from a browser that presents it. Without
+/// this, whoever starts an install can hand the authorize URL to a merchant
+/// and have the merchant's shop join the starter's workspace.
+struct StateCookie {
+    key: cookie::Key,
+    /// The callback's path as the browser sees it (the redirect URI's), so
+    /// that the cookie goes nowhere else.
+    path: String,
+    /// Set when the callback is https; a plain-http callback (local trials)
+    /// could not get the cookie back otherwise.
+    secure: bool,
+    max_age: Duration,
+}
+
+/// What the callback's request carries.
+enum Presented {
+    /// No state cookie at all.
+    Nothing,
+    /// The states of the state cookies whose signature verifies (none when
+    /// every one was forged or tampered with).
+    States(Vec<String>),
+}
+
+impl StateCookie {
+    fn new(cfg: &ShopifyConfig) -> Result<Self, OAuthConfigError> {
+        let redirect = reqwest::Url::parse(&cfg.redirect_uri)
+            .map_err(|e| OAuthConfigError::Invalid(format!("redirect_uri is not a URL: {e}")))?;
+        let mut okm = [0u8; 64];
+        Hkdf::<Sha256>::new(None, cfg.client_secret.expose())
+            .expand(STATE_COOKIE_KEY_INFO, &mut okm)
+            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
+        let key = cookie::Key::try_from(&okm[..])
+            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
+        Ok(Self {
+            key,
+            path: redirect.path().to_string(),
+            secure: redirect.scheme() == "https",
+            max_age: cfg.state_ttl,
+        })
+    }
+
+    fn cookie(&self, value: String) -> Cookie<'static> {
+        Cookie::build((STATE_COOKIE, value))
+            .path(self.path.clone())
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .build()
+    }
+
+    /// The `Set-Cookie` value that hands `state` to the browser, signed.
+    fn issue(&self, state: &str) -> String {
+        let mut c = self.cookie(state.to_string());
+        c.set_max_age(cookie::time::Duration::seconds(
+            self.max_age.as_secs().min(i64::MAX as u64) as i64,
+        ));
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.key).add(c);
+        jar.get(STATE_COOKIE)
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The `Set-Cookie` value that removes the cookie.
+    fn clear(&self) -> String {
+        let mut c = self.cookie(String::new());
+        c.make_removal();
+        c.to_string()
+    }
+
+    /// The states the request's state cookies carry. Every `Cookie` header
+    /// and every cookie of that name is read: a browser may hold several
+    /// (another path or domain), and one good one is enough.
+    fn presented(&self, headers: &HeaderMap) -> Presented {
+        let jar = CookieJar::new();
+        let signed = jar.signed(&self.key);
+        let mut any = false;
+        let mut states = Vec::new();
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for cookie in Cookie::split_parse(value).flatten() {
+                if cookie.name() != STATE_COOKIE {
+                    continue;
+                }
+                any = true;
+                if let Some(verified) = signed.verify(cookie.into_owned()) {
+                    states.push(verified.value().to_string());
+                }
+            }
+        }
+        if any {
+            Presented::States(states)
+        } else {
+            Presented::Nothing
+        }
+    }
+}
+
+/// What initiate hands the browser.
+pub struct Started {
+    /// Shopify's authorize page for this install.
+    pub authorize_url: String,
+    /// The `Set-Cookie` header value of the state cookie.
+    pub set_cookie: String,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Both carry the state.
+        f.write_str("Started { .. }")
     }
 }
 
@@ -542,6 +750,7 @@ pub struct OAuth {
     vault: Arc<Vault>,
     wake: Notify,
     refresher: Arc<Refresher>,
+    state_cookie: StateCookie,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -584,6 +793,7 @@ impl OAuth {
             check_url("frontend_redirect", f)?;
         }
         let jwt = JwtVerifier::new(&cfg.jwt)?;
+        let state_cookie = StateCookie::new(&cfg)?;
         let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)
             .map_err(|e| OAuthConfigError::Invalid(e.to_string()))?;
         let refresher = Arc::new(Refresher::new(
@@ -603,6 +813,7 @@ impl OAuth {
             vault,
             wake: Notify::new(),
             refresher,
+            state_cookie,
         })
     }
 
@@ -632,12 +843,13 @@ impl OAuth {
     }
 
     /// Checks the caller and the request, stores a fresh state and answers
-    /// the URL of Shopify's authorize page.
+    /// the URL of Shopify's authorize page with the state cookie for the
+    /// browser.
     pub async fn initiate(
         &self,
         bearer: Option<&str>,
         params: &HashMap<String, String>,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<Started, OAuthError> {
         let token = bearer
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
@@ -661,6 +873,12 @@ impl OAuth {
             ));
         }
         let brand = id_param("brand_id")?;
+        if !user.may_use_brand(&brand) {
+            return Err(OAuthError::Forbidden(
+                "the token does not grant this brand".into(),
+            ));
+        }
+        self.check_brand_owner(&workspace, &brand).await?;
         let shop_raw = params
             .get("shop")
             .ok_or_else(|| OAuthError::InvalidRequest("shop is required".into()))?;
@@ -670,6 +888,14 @@ impl OAuth {
         let state =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let now = now_ms();
+        // Abandoned installs leave states behind; a batch goes with every new one.
+        if let Err(e) = self
+            .store
+            .sweep_oauth_states(now - EXPIRED_STATE_GRACE_MS, STATE_SWEEP_BATCH)
+            .await
+        {
+            tracing::warn!(error = %e, "sweeping expired oauth states failed");
+        }
         self.store
             .insert_oauth_state(&OAuthStateRow {
                 state_hash: hash_state(&state),
@@ -701,12 +927,37 @@ impl OAuth {
         )
         .map_err(|e| OAuthError::Internal(format!("building the authorize URL: {e}")))?;
         tracing::info!(%shop, %workspace, %brand, user = %user.id, "oauth install started");
-        Ok(url.into())
+        Ok(Started {
+            authorize_url: url.into(),
+            set_cookie: self.state_cookie.issue(&state),
+        })
     }
 
-    /// Verifies Shopify's callback, exchanges the code and stores the
-    /// connection; then wakes the registrar.
-    pub async fn callback(&self, raw_query: &str) -> Result<Connected, OAuthError> {
+    /// A brand belongs to the workspace of its oldest connection (the one
+    /// that connected it first); no other workspace may connect it, so that
+    /// nothing keyed by brand alone (shop details) can reach another
+    /// tenant's shop. A brand nobody connected yet is free.
+    async fn check_brand_owner(&self, workspace: &str, brand: &str) -> Result<(), OAuthError> {
+        match self.store.brand_owner(SHOPIFY, brand).await? {
+            Some(owner) if !same_id(&owner, workspace) => Err(OAuthError::BrandInAnotherWorkspace),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `Set-Cookie` value that removes the state cookie (every callback
+    /// answer carries it: the state is spent either way).
+    pub fn clear_state_cookie(&self) -> String {
+        self.state_cookie.clear()
+    }
+
+    /// Verifies Shopify's callback (and that `browser`, the request's
+    /// headers, carries the install's state cookie), exchanges the code and
+    /// stores the connection; then wakes the registrar.
+    pub async fn callback(
+        &self,
+        raw_query: &str,
+        browser: &HeaderMap,
+    ) -> Result<Connected, OAuthError> {
         let pairs = parse_query(raw_query);
         if !verify_query(self.cfg.client_secret.expose(), &pairs) {
             return Err(OAuthError::InvalidHmac);
@@ -749,9 +1000,28 @@ impl OAuth {
             StateUse::AlreadyUsed => return Err(OAuthError::StateUsed),
             StateUse::Expired => return Err(OAuthError::StateExpired),
         };
+        // Checked after the state is consumed, so another browser's callback
+        // spends it: otherwise whoever started the install could replay the
+        // merchant's callback URL (it is in the merchant's address bar and
+        // history) with their own cookie. Shopify's signature was checked
+        // first, so nobody spends a state without a callback Shopify signed.
+        match self.state_cookie.presented(browser) {
+            Presented::Nothing => return Err(OAuthError::StateCookieMissing),
+            Presented::States(states)
+                if !states
+                    .iter()
+                    .any(|s| crate::admin::constant_time_eq(s.as_bytes(), state.as_bytes())) =>
+            {
+                return Err(OAuthError::StateMismatch);
+            }
+            Presented::States(_) => {}
+        }
         if bound.shop_domain != shop {
             return Err(OAuthError::ShopMismatch);
         }
+        // Another workspace may have connected the brand since initiate.
+        self.check_brand_owner(&bound.workspace_id, &bound.brand_id)
+            .await?;
 
         let tokens = self
             .api
@@ -1143,16 +1413,43 @@ async fn initiate(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let location = oauth.initiate(bearer, &params).await?;
-    Ok(redirect(&location))
+    let started = oauth.initiate(bearer, &params).await?;
+    let mut response = redirect(&started.authorize_url);
+    set_cookie(&mut response, &started.set_cookie);
+    Ok(response)
+}
+
+fn set_cookie(response: &mut Response, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        // Names, paths and base64 only: cannot happen, and the value is
+        // not logged (it carries the state).
+        Err(_) => tracing::error!("the state cookie is not a valid header value"),
+    }
 }
 
 async fn callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let oauth = configured(&state)?;
-    let connected = oauth.callback(query.as_deref().unwrap_or("")).await?;
+    let answer = finish(oauth, query.as_deref().unwrap_or(""), &headers).await;
+    let mut response = match answer {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    set_cookie(&mut response, &oauth.clear_state_cookie());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn finish(oauth: &OAuth, query: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let connected = oauth.callback(query, headers).await?;
     match &oauth.cfg.frontend_redirect {
         Some(frontend) => {
             let mut url = reqwest::Url::parse(frontend).map_err(|e| {
@@ -1299,8 +1596,111 @@ mod tests {
         let u = User {
             id: "u".into(),
             workspaces: vec!["7D1C6AB4-5A8E-4D3E-9A38-0C1F2B3D4E5F".into()],
+            brands: None,
         };
         assert!(u.may_use("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
         assert!(!u.may_use("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        // No brand claims: the token restricts no brand (the store does).
+        assert!(u.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        let restricted = User {
+            brands: Some(vec!["0B5F3F5E1C2D4E6F8A9B1C2D3E4F5A6B".into()]),
+            ..u.clone()
+        };
+        assert!(restricted.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        assert!(!restricted.may_use_brand("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
+        let none = User {
+            brands: Some(Vec::new()),
+            ..u
+        };
+        assert!(!none.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+    }
+
+    fn jwt_config(audience: Option<&str>, check: bool) -> JwtConfig {
+        JwtConfig {
+            hs256_secret: Some(Secret::from("s".to_string())),
+            audience: audience.map(str::to_owned),
+            audience_check: check,
+            ..JwtConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_audience_is_required_unless_the_check_is_off() {
+        let err = JwtVerifier::new(&jwt_config(None, true))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("--jwt-audience"), "{err}");
+        assert!(err.contains("--jwt-audience-check=false"), "{err}");
+        assert!(JwtVerifier::new(&jwt_config(Some(" "), true)).is_err());
+        assert!(JwtVerifier::new(&jwt_config(Some("ionflux-gateway"), true)).is_ok());
+        assert!(JwtVerifier::new(&jwt_config(None, false)).is_ok());
+    }
+
+    fn cookie_config(redirect_uri: &str, secret: &str) -> ShopifyConfig {
+        ShopifyConfig::new(
+            "id",
+            Secret::from(secret.to_string()),
+            redirect_uri,
+            "https://gw.example.test",
+        )
+    }
+
+    fn cookie_header(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap().to_string();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, pair.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_state_cookie_is_signed_scoped_and_lax() {
+        let c = StateCookie::new(&cookie_config(
+            "https://gw.example.test/x/integrations/shopify/auth/callback",
+            "client-secret",
+        ))
+        .unwrap();
+        let set = c.issue("the-state");
+        let parsed = Cookie::parse(set.clone()).unwrap();
+        assert_eq!(parsed.name(), STATE_COOKIE);
+        assert_ne!(parsed.value(), "the-state", "signed, not bare");
+        assert_eq!(parsed.path(), Some("/x/integrations/shopify/auth/callback"));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.secure(), Some(true));
+        assert_eq!(parsed.same_site(), Some(SameSite::Lax));
+        assert_eq!(
+            parsed.max_age(),
+            Some(cookie::time::Duration::seconds(STATE_TTL.as_secs() as i64))
+        );
+        let Presented::States(states) = c.presented(&cookie_header(&set)) else {
+            panic!("the cookie is presented")
+        };
+        assert_eq!(states, vec!["the-state".to_string()]);
+        // Tampered, or signed under another app's secret: not a state.
+        let tampered = set.replacen("the-state", "the-stat3", 1);
+        assert!(matches!(
+            c.presented(&cookie_header(&tampered)),
+            Presented::States(s) if s.is_empty()
+        ));
+        let other = StateCookie::new(&cookie_config(
+            "https://gw.example.test/x/integrations/shopify/auth/callback",
+            "another-secret",
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.presented(&cookie_header(&other.issue("the-state"))),
+            Presented::States(s) if s.is_empty()
+        ));
+        assert!(matches!(c.presented(&HeaderMap::new()), Presented::Nothing));
+        // A plain-http callback (local trials) cannot use a Secure cookie.
+        let local = StateCookie::new(&cookie_config(
+            "http://127.0.0.1:8080/integrations/shopify/auth/callback",
+            "client-secret",
+        ))
+        .unwrap();
+        let parsed = Cookie::parse(local.issue("s")).unwrap();
+        assert_ne!(parsed.secure(), Some(true));
+        let cleared = Cookie::parse(local.clear()).unwrap();
+        assert_eq!(cleared.max_age(), Some(cookie::time::Duration::ZERO));
     }
 }

@@ -8,6 +8,10 @@
 //! - The brand's active connection is looked up on every request (so an
 //!   uninstall shows at once); only Shopify's answer is cached, per
 //!   connection, for a short while and in a bounded map.
+//! - A brand belongs to the workspace of its oldest connection; only that
+//!   workspace's connections are answered, so a brand id that someone else
+//!   connected too (before installs checked brand ownership, or by hand)
+//!   never yields another tenant's shop.
 //! - Errors say what the caller can do: `not_connected` (404), the
 //!   connection is not active (409 `connection_inactive`), the token is no
 //!   longer valid and the merchant must reconnect (409
@@ -283,19 +287,24 @@ impl ShopDetails {
         })
     }
 
-    /// The brand's connection: the newest active one (to `shop`, when given).
+    /// The brand's connection: the newest active one of the brand's
+    /// workspace (to `shop`, when given).
     async fn connection(
         &self,
         brand: &str,
         shop: Option<&str>,
     ) -> Result<ConnectionRow, ShopDetailsError> {
         let shop = shop.map(|s| s.trim().to_ascii_lowercase());
-        let rows: Vec<ConnectionRow> = self
+        let all = self
             .store
             .connections_for_brand(SHOPIFY, brand)
             .await
-            .map_err(ConnectionError::Store)?
+            .map_err(ConnectionError::Store)?;
+        // Newest first, so the owner (the oldest) is the last.
+        let owner = all.last().map(|c| c.workspace_id.clone());
+        let rows: Vec<ConnectionRow> = all
             .into_iter()
+            .filter(|c| Some(&c.workspace_id) == owner.as_ref())
             .filter(|c| shop.as_deref().is_none_or(|s| c.shop_domain == s))
             .collect();
         if let Some(active) = rows.iter().find(|c| c.status == "active") {

@@ -765,9 +765,30 @@ async fn shop_json(
     }
 }
 
+/// The `aud` of the test suite's user-service tokens, and the audience its
+/// gateways require.
+pub const JWT_AUDIENCE: &str = "ionflux-gateway";
+
+/// The `name=value` of the OAuth state cookie an initiate answer sets, as a
+/// browser would send it back (`Cookie:`); None when it sets none.
+pub fn state_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::trim)
+        .find(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(name, _)| name == ionflux_gateway::oauth::STATE_COOKIE)
+        })
+        .map(str::to_string)
+}
+
 /// The test suite's Shopify app, pointed at a fake: every retry, backoff and
 /// poll shortened so that background work happens within a test, and HS256
-/// user-service tokens signed with `jwt_secret`. Tests adjust fields after.
+/// user-service tokens signed with `jwt_secret` for [`JWT_AUDIENCE`]. Tests
+/// adjust fields after.
 pub fn app_config(
     fake: &FakeShopify,
     client: (&str, &str),
@@ -804,6 +825,7 @@ pub fn app_config(
     };
     cfg.jwt = JwtConfig {
         hs256_secret: Some(Secret::from(jwt_secret.to_string())),
+        audience: Some(JWT_AUDIENCE.into()),
         ..JwtConfig::default()
     };
     cfg

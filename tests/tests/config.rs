@@ -348,3 +348,44 @@ fn the_documented_defaults_are_printed_whole() {
     let file = write(dir.path(), "defaults.toml", &text);
     assert_eq!(show(&["--config", &file], &[]), show(&[], &[]));
 }
+
+/// With a JWT key and no audience, `serve` does not start, and says which
+/// flag to set (or how to turn the check off explicitly).
+#[test]
+fn serve_refuses_a_jwt_key_without_an_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let master_keys = format!("k1:{}", "A".repeat(43) + "=");
+    let base = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--shopify-client-id",
+        "demo",
+        "--shopify-client-secret",
+        "demo_app_secret",
+        "--shopify-redirect-uri",
+        "http://127.0.0.1:8080/integrations/shopify/auth/callback",
+        "--public-base-url",
+        "http://127.0.0.1:8080",
+        "--jwt-hs256-secret",
+        "devsecret",
+    ];
+    let env = [
+        ("IONFLUX_DATABASE_URL", db.as_str()),
+        ("IONFLUX_MASTER_KEYS", master_keys.as_str()),
+    ];
+    let out = gateway(&base, &env);
+    assert!(!out.status.success(), "started without an audience");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--jwt-audience") && stderr.contains("--jwt-audience-check=false"),
+        "{stderr}"
+    );
+    // The flag that turns the check off reaches the settings (`config show`
+    // takes serve's flags; the settings' own test shows they then pass).
+    let mut args = base[1..].to_vec();
+    args.push("--jwt-audience-check=false");
+    let out = show(&args, &env);
+    assert_eq!(value(&out, Some("shopify"), "jwt_audience_check"), "false");
+}

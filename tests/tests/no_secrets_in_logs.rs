@@ -22,7 +22,7 @@ use ionflux_gateway::oauth;
 use ionflux_gateway::secrets;
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::{FakeShopify, ShopMode, app_config};
+use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, ShopMode, app_config, state_cookie};
 use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE, broken_wasm};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -128,14 +128,19 @@ fn signed_callback(shop: &str, state: &str, code: &str) -> String {
 
 /// GET with an optional bearer token; status and JSON body (Null when empty),
 /// and the Location header.
+/// (status, body, Location, the state cookie it set)
 async fn get(
     http: &reqwest::Client,
     url: String,
     token: Option<&str>,
-) -> (u16, Value, Option<String>) {
+    cookie: Option<&str>,
+) -> (u16, Value, Option<String>, Option<String>) {
     let mut req = http.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
     }
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
@@ -143,9 +148,10 @@ async fn get(
         .headers()
         .get("location")
         .map(|v| v.to_str().unwrap().to_string());
+    let cookie = state_cookie(resp.headers());
     let text = resp.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    (status, body, location)
+    (status, body, location, cookie)
 }
 
 async fn post_json(http: &reqwest::Client, url: String, token: &str, body: Value) -> (u16, Value) {
@@ -208,7 +214,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     let (ws, brand, shop) = (uuid(), uuid(), "logs-shop.myshopify.com");
     let jwt = jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "user-logs", "workspaces": [ws], "exp": now_s() + 600}),
+        &json!({"sub": "user-logs", "workspaces": [ws], "aud": JWT_AUDIENCE, "exp": now_s() + 600}),
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
@@ -219,7 +225,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
             token.to_string(),
         );
         let http = http.clone();
-        async move { get(&http, url, Some(&token)).await }
+        async move { get(&http, url, Some(&token), None).await }
     };
     // Refused: a JWT signed with another secret, and a foreign workspace.
     let forged_jwt = jsonwebtoken::encode(
@@ -230,8 +236,9 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     .unwrap();
     assert_eq!(initiate(&ws, &forged_jwt).await.0, 401);
     assert_eq!(initiate(&uuid(), &jwt).await.0, 403);
-    let (status, body, location) = initiate(&ws, &jwt).await;
+    let (status, body, location, cookie) = initiate(&ws, &jwt).await;
     assert_eq!(status, 302, "{body}");
+    let cookie = cookie.expect("initiate sets the state cookie");
     let state = reqwest::Url::parse(&location.unwrap())
         .unwrap()
         .query_pairs()
@@ -241,11 +248,12 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
         .into_owned();
     let code = format!("code-logs-{}", uuid::Uuid::new_v4().simple());
     let callback = |q: String| {
-        let (http, url) = (
+        let (http, url, cookie) = (
             http.clone(),
             gw.url(&format!("{}?{q}", oauth::CALLBACK_PATH)),
+            cookie.clone(),
         );
-        async move { get(&http, url, None).await }
+        async move { get(&http, url, None, Some(&cookie)).await }
     };
     // Refused: a bad HMAC, an unknown state.
     let tampered = signed_callback(shop, &state, &code).replace("hmac=", "hmac=00");
@@ -257,7 +265,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
             .0,
         400
     );
-    let (status, connected, _) = callback(signed_callback(shop, &state, &code)).await;
+    let (status, connected, _, _) = callback(signed_callback(shop, &state, &code)).await;
     assert_eq!(status, 200, "{connected}");
     // Replayed: the state is used up.
     assert_eq!(callback(signed_callback(shop, &state, &code)).await.0, 409);
@@ -313,13 +321,16 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     ));
     for failure in [429, 500] {
         fake.set_shop_mode(Some(ShopMode::Status(failure)));
-        let (status, body, _) = get(&http, details.clone(), Some(SERVICE_TOKEN)).await;
+        let (status, body, _, _) = get(&http, details.clone(), Some(SERVICE_TOKEN), None).await;
         assert_eq!(status, 502, "{body}");
     }
     fake.set_shop_mode(None);
-    let (status, body, _) = get(&http, details.clone(), Some(SERVICE_TOKEN)).await;
+    let (status, body, _, _) = get(&http, details.clone(), Some(SERVICE_TOKEN), None).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(get(&http, details.clone(), Some("wrong")).await.0, 401);
+    assert_eq!(
+        get(&http, details.clone(), Some("wrong"), None).await.0,
+        401
+    );
 
     // ---- dead letters: a trapping guest, listed and replayed with the
     // operator token ----
@@ -328,10 +339,11 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     let hook = Hook::shopify(&manual, "orders/create", "2026-04", br#"{"id": 3}"#);
     assert_eq!(gw.send(&hook).await.0, 200);
     gw.settle().await;
-    let (status, letters, _) = get(
+    let (status, letters, _, _) = get(
         &http,
         gw.admin_url("/admin/v1/dead-letters"),
         Some(ADMIN_TOKEN),
+        None,
     )
     .await;
     assert_eq!(status, 200, "{letters}");
@@ -345,10 +357,11 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
     .await;
     assert_eq!(status, 200, "{body}");
     gw.settle().await;
-    let (status, _, _) = get(
+    let (status, _, _, _) = get(
         &http,
         gw.admin_url("/admin/v1/events?after=0&limit=10"),
         Some(ADMIN_TOKEN),
+        None,
     )
     .await;
     assert_eq!(status, 200);
@@ -373,6 +386,10 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
         ),
         ("the forged JWT".into(), forged_jwt.clone()),
         ("the OAuth state".into(), state.clone()),
+        (
+            "the OAuth state cookie".into(),
+            cookie.split_once('=').unwrap().1.to_string(),
+        ),
         ("the OAuth code".into(), code.clone()),
         ("the admin token".into(), ADMIN_TOKEN.into()),
         ("the service token".into(), SERVICE_TOKEN.into()),

@@ -10,7 +10,7 @@ use ionflux_gateway::connection;
 use ionflux_gateway::oauth::{self, JwtConfig, ShopifyConfig};
 use ionflux_gateway::store::oauth::OAuthStateRow;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::{FakeShopify, app_config};
+use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config, state_cookie};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -106,7 +106,7 @@ fn hs256(claims: &Value) -> String {
 }
 
 fn user_claims(workspaces: &[&str]) -> Value {
-    json!({"sub": "user-1", "workspaces": workspaces, "exp": now_s() + 600, "iat": now_s()})
+    json!({"sub": "user-1", "workspaces": workspaces, "aud": JWT_AUDIENCE, "exp": now_s() + 600, "iat": now_s()})
 }
 
 fn ids() -> (String, String) {
@@ -119,13 +119,27 @@ fn ids() -> (String, String) {
 struct Answer {
     status: u16,
     location: Option<String>,
+    /// The state cookie it set (`name=value`).
+    cookie: Option<String>,
     body: Value,
 }
 
 async fn get(env: &Env, path_and_query: &str, token: Option<&str>) -> Answer {
+    get_with_cookie(env, path_and_query, token, None).await
+}
+
+async fn get_with_cookie(
+    env: &Env,
+    path_and_query: &str,
+    token: Option<&str>,
+    cookie: Option<&str>,
+) -> Answer {
     let mut req = env.http.get(env.gw.url(path_and_query));
     if let Some(t) = token {
         req = req.bearer_auth(t);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
     }
     let resp = req.send().await.expect("request sent");
     let status = resp.status().as_u16();
@@ -133,6 +147,7 @@ async fn get(env: &Env, path_and_query: &str, token: Option<&str>) -> Answer {
         .headers()
         .get("location")
         .map(|v| v.to_str().unwrap().to_string());
+    let cookie = state_cookie(resp.headers());
     let text = resp.text().await.unwrap();
     let body = if text.is_empty() {
         Value::Null
@@ -143,6 +158,7 @@ async fn get(env: &Env, path_and_query: &str, token: Option<&str>) -> Answer {
     Answer {
         status,
         location,
+        cookie,
         body,
     }
 }
@@ -192,22 +208,31 @@ fn callback_query(shop: &str, state: &str, code: &str, timestamp: i64) -> String
     )
 }
 
-async fn callback(env: &Env, q: &str) -> Answer {
-    get(env, &format!("{}?{q}", oauth::CALLBACK_PATH), None).await
+/// The callback as the browser holding `cookie` (the state cookie) sends it.
+async fn callback(env: &Env, q: &str, cookie: &str) -> Answer {
+    get_with_cookie(
+        env,
+        &format!("{}?{q}", oauth::CALLBACK_PATH),
+        None,
+        Some(cookie),
+    )
+    .await
 }
 
-/// Initiate for (ws, brand, shop) and answer the state from the redirect.
-async fn start_install(env: &Env, ws: &str, brand: &str, shop: &str) -> String {
+/// Initiate for (ws, brand, shop) and answer the state from the redirect and
+/// the state cookie the browser got.
+async fn start_install(env: &Env, ws: &str, brand: &str, shop: &str) -> (String, String) {
     let token = hs256(&user_claims(&[ws]));
     let a = initiate(env, Some(&token), ws, brand, shop).await;
     assert_eq!(a.status, 302, "{}", a.body);
-    params_of(a.location.as_deref().unwrap())["state"].clone()
+    let state = params_of(a.location.as_deref().unwrap())["state"].clone();
+    (state, a.cookie.expect("initiate sets the state cookie"))
 }
 
 async fn install(env: &Env, ws: &str, brand: &str, shop: &str) -> Value {
-    let state = start_install(env, ws, brand, shop).await;
+    let (state, cookie) = start_install(env, ws, brand, shop).await;
     let code = format!("code-{}", uuid::Uuid::new_v4().simple());
-    let a = callback(env, &callback_query(shop, &state, &code, now_s())).await;
+    let a = callback(env, &callback_query(shop, &state, &code, now_s()), &cookie).await;
     assert_eq!(a.status, 200, "{}", a.body);
     a.body
 }
@@ -247,8 +272,34 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
     let (ws, brand) = ids();
     let shop = "install-shop.myshopify.com";
 
-    // 1. initiate: a 302 to Shopify's authorize page with every parameter.
+    // 1. initiate: a 302 to Shopify's authorize page with every parameter,
+    //    and the state cookie: HttpOnly, Lax (the callback is a cross-site
+    //    top-level redirect), Secure (an https callback), scoped to the
+    //    callback, living as long as the state.
     let token = hs256(&user_claims(&[&ws]));
+    let q = query(&[("workspace_id", &ws), ("brand_id", &brand), ("shop", shop)]);
+    let resp = env
+        .http
+        .get(env.gw.url(&format!("{}?{q}", oauth::INITIATE_PATH)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    let attributes: Vec<String> = set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    for want in [
+        "httponly",
+        "samesite=lax",
+        "secure",
+        "path=/integrations/shopify/auth/callback",
+        "max-age=600",
+    ] {
+        assert!(attributes.iter().any(|a| a == want), "{want}: {set_cookie}");
+    }
     let a = initiate(&env, Some(&token), &ws, &brand, shop).await;
     assert_eq!(a.status, 302, "{}", a.body);
     let location = a.location.unwrap();
@@ -262,9 +313,15 @@ async fn the_full_install_registers_webhooks_and_a_reconnect_duplicates_nothing(
     assert_eq!(p["redirect_uri"], REDIRECT_URI);
     let state = p["state"].clone();
     assert_eq!(state.len(), 43, "256 bits, base64url: {state}");
+    let cookie = a.cookie.expect("initiate sets the state cookie");
 
-    // 2. the callback, signed like Shopify.
-    let a = callback(&env, &callback_query(shop, &state, "first-code", now_s())).await;
+    // 2. the callback, signed like Shopify, from the same browser.
+    let a = callback(
+        &env,
+        &callback_query(shop, &state, "first-code", now_s()),
+        &cookie,
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let c = a.body;
     assert_eq!(c["status"], "connected");
@@ -503,11 +560,16 @@ async fn initiate_refuses_bad_tokens_foreign_workspaces_and_bad_shops() {
         &EncodingKey::from_secret(b"not the shared secret"),
     )
     .unwrap();
-    let expired = hs256(&json!({"sub": "u", "workspaces": [ws], "exp": now_s() - 3600}));
+    let expired =
+        hs256(&json!({"sub": "u", "workspaces": [ws], "aud": JWT_AUDIENCE, "exp": now_s() - 3600}));
     let not_yet = hs256(
-        &json!({"sub": "u", "workspaces": [ws], "exp": now_s() + 7200, "nbf": now_s() + 3600}),
+        &json!({"sub": "u", "workspaces": [ws], "aud": JWT_AUDIENCE, "exp": now_s() + 7200, "nbf": now_s() + 3600}),
     );
-    let no_sub = hs256(&json!({"workspaces": [ws], "exp": now_s() + 600}));
+    let no_sub = hs256(&json!({"workspaces": [ws], "aud": JWT_AUDIENCE, "exp": now_s() + 600}));
+    let no_aud = hs256(&json!({"sub": "u", "workspaces": [ws], "exp": now_s() + 600}));
+    let other_aud = hs256(
+        &json!({"sub": "u", "workspaces": [ws], "aud": "another-service", "exp": now_s() + 600}),
+    );
     let (other_ws, _) = ids();
     let foreign = hs256(&user_claims(&[&other_ws]));
     let rs_token = jsonwebtoken::encode(
@@ -547,6 +609,15 @@ async fn initiate_refuses_bad_tokens_foreign_workspaces_and_bad_shops() {
             "unauthorized",
         ),
         ("no sub", Some(&no_sub), &ws, shop, 401, "unauthorized"),
+        ("no aud", Some(&no_aud), &ws, shop, 401, "unauthorized"),
+        (
+            "another audience",
+            Some(&other_aud),
+            &ws,
+            shop,
+            401,
+            "unauthorized",
+        ),
         (
             "RS256 not configured",
             Some(&rs_token),
@@ -608,7 +679,8 @@ async fn initiate_refuses_bad_tokens_foreign_workspaces_and_bad_shops() {
     }
 
     // `workspace_id` (one id) grants as well as `workspaces`.
-    let single = hs256(&json!({"sub": "u", "workspace_id": ws, "exp": now_s() + 600}));
+    let single =
+        hs256(&json!({"sub": "u", "workspace_id": ws, "aud": JWT_AUDIENCE, "exp": now_s() + 600}));
     let a = initiate(&env, Some(&single), &ws, &brand, shop).await;
     assert_eq!(a.status, 302, "{}", a.body);
     // The admin URL form of a shop is accepted.
@@ -638,7 +710,7 @@ async fn the_callback_refuses_every_bad_request() {
     let shop = "cb-shop.myshopify.com";
 
     // bad HMAC: signed with another secret, or tampered after signing.
-    let state = start_install(&env, &ws, &brand, shop).await;
+    let (state, cookie) = start_install(&env, &ws, &brand, shop).await;
     let ts = now_s().to_string();
     let q = signed(
         &[
@@ -649,13 +721,13 @@ async fn the_callback_refuses_every_bad_request() {
         ],
         "not-the-secret",
     );
-    let a = callback(&env, &q).await;
+    let a = callback(&env, &q, &cookie).await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (401, Some("invalid_hmac"))
     );
     let q = callback_query(shop, &state, "c1", now_s()).replace("code=c1", "code=c2");
-    let a = callback(&env, &q).await;
+    let a = callback(&env, &q, &cookie).await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (401, Some("invalid_hmac"))
@@ -666,7 +738,7 @@ async fn the_callback_refuses_every_bad_request() {
         ("state", &state),
         ("timestamp", &ts),
     ]);
-    let a = callback(&env, &q).await;
+    let a = callback(&env, &q, &cookie).await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (401, Some("invalid_hmac"))
@@ -674,7 +746,7 @@ async fn the_callback_refuses_every_bad_request() {
 
     // old (and future) timestamps, and the extremes (no overflow)
     for ts in [now_s() - 3600, now_s() + 3600, i64::MIN, i64::MAX] {
-        let a = callback(&env, &callback_query(shop, &state, "c1", ts)).await;
+        let a = callback(&env, &callback_query(shop, &state, "c1", ts), &cookie).await;
         assert_eq!(
             (a.status, a.body["code"].as_str()),
             (400, Some("stale_request")),
@@ -686,6 +758,7 @@ async fn the_callback_refuses_every_bad_request() {
     let a = callback(
         &env,
         &callback_query("evil.example.com", &state, "c1", now_s()),
+        &cookie,
     )
     .await;
     assert_eq!(
@@ -694,15 +767,26 @@ async fn the_callback_refuses_every_bad_request() {
     );
 
     // an unknown state
-    let a = callback(&env, &callback_query(shop, "made-up-state", "c1", now_s())).await;
+    let a = callback(
+        &env,
+        &callback_query(shop, "made-up-state", "c1", now_s()),
+        &cookie,
+    )
+    .await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (400, Some("invalid_state"))
     );
 
     // a state started for another shop
-    let other_state = start_install(&env, &ws, &brand, "other-shop.myshopify.com").await;
-    let a = callback(&env, &callback_query(shop, &other_state, "c1", now_s())).await;
+    let (other_state, other_cookie) =
+        start_install(&env, &ws, &brand, "other-shop.myshopify.com").await;
+    let a = callback(
+        &env,
+        &callback_query(shop, &other_state, "c1", now_s()),
+        &other_cookie,
+    )
+    .await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (403, Some("shop_mismatch"))
@@ -714,8 +798,8 @@ async fn the_callback_refuses_every_bad_request() {
     // a failed code exchange (Shopify answers 400, then 500)
     for failure in [400u16, 500] {
         env.fake.fail_exchange(Some(failure));
-        let s = start_install(&env, &ws, &brand, shop).await;
-        let a = callback(&env, &callback_query(shop, &s, "c-fail", now_s())).await;
+        let (s, c) = start_install(&env, &ws, &brand, shop).await;
+        let a = callback(&env, &callback_query(shop, &s, "c-fail", now_s()), &c).await;
         assert_eq!(
             (a.status, a.body["code"].as_str()),
             (502, Some("exchange_failed")),
@@ -727,9 +811,9 @@ async fn the_callback_refuses_every_bad_request() {
 
     // the good one, then the same callback replayed
     let q = callback_query(shop, &state, "c-good", now_s());
-    let a = callback(&env, &q).await;
+    let a = callback(&env, &q, &cookie).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let a = callback(&env, &q).await;
+    let a = callback(&env, &q, &cookie).await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (409, Some("state_used"))
@@ -753,7 +837,17 @@ async fn the_callback_refuses_every_bad_request() {
         })
         .await
         .unwrap();
-    let a = callback(&env, &callback_query(shop, expired_state, "c-exp", now_s())).await;
+    // (no cookie could carry it: a state's expiry is told whatever the browser)
+    let a = get(
+        &env,
+        &format!(
+            "{}?{}",
+            oauth::CALLBACK_PATH,
+            callback_query(shop, expired_state, "c-exp", now_s())
+        ),
+        None,
+    )
+    .await;
     assert_eq!(
         (a.status, a.body["code"].as_str()),
         (400, Some("state_expired"))
@@ -762,15 +856,94 @@ async fn the_callback_refuses_every_bad_request() {
 }
 
 #[tokio::test]
+async fn initiate_sweeps_expired_states_in_batches_and_keeps_live_ones() {
+    use ionflux_gateway::store::oauth::{EXPIRED_STATE_GRACE_MS, STATE_SWEEP_BATCH};
+    let env = env().await;
+    let (ws, brand) = ids();
+    let shop = "sweep-shop.myshopify.com";
+    let store = env.gw.store();
+    let now = ionflux_gateway::store::now_ms();
+    let hash = |name: &str| ionflux_tests::sha256_hex(name.as_bytes());
+    let insert = |name: String, expires_at: i64| {
+        let row = OAuthStateRow {
+            state_hash: hash(&name),
+            provider: "shopify".into(),
+            workspace_id: ws.clone(),
+            brand_id: brand.clone(),
+            user_id: "u".into(),
+            shop_domain: shop.into(),
+            created_at: expires_at - 600_000,
+            expires_at,
+            used_at: None,
+        };
+        async move { store.insert_oauth_state(&row).await.unwrap() }
+    };
+    let long_ago = now - EXPIRED_STATE_GRACE_MS - 60_000;
+    insert("abandoned".into(), long_ago).await;
+    insert("just-expired".into(), now - 60_000).await;
+    insert("live".into(), now + 600_000).await;
+
+    // An initiate sweeps what expired past the grace; a state that expired
+    // just now is still told apart, and a live one stays.
+    let (state, _) = start_install(&env, &ws, &brand, shop).await;
+    assert!(
+        store
+            .oauth_state(&hash("abandoned"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .oauth_state(&hash("just-expired"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.oauth_state(&hash("live")).await.unwrap().is_some());
+    assert!(store.oauth_state(&hash(&state)).await.unwrap().is_some());
+
+    // A sweep is bounded: a backlog goes a batch at a time.
+    let backlog = STATE_SWEEP_BATCH + 5;
+    for i in 0..backlog {
+        insert(format!("backlog-{i}"), long_ago - i).await;
+    }
+    let cutoff = now - EXPIRED_STATE_GRACE_MS;
+    assert_eq!(
+        store
+            .sweep_oauth_states(cutoff, STATE_SWEEP_BATCH)
+            .await
+            .unwrap(),
+        STATE_SWEEP_BATCH as u64
+    );
+    assert_eq!(
+        store
+            .sweep_oauth_states(cutoff, STATE_SWEEP_BATCH)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        store
+            .sweep_oauth_states(cutoff, STATE_SWEEP_BATCH)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.oauth_state(&hash("live")).await.unwrap().is_some());
+    env.gw.stop().await;
+}
+
+#[tokio::test]
 async fn concurrent_callbacks_with_one_state_connect_once() {
     let env = env().await;
     let (ws, brand) = ids();
     let shop = "race-shop.myshopify.com";
-    let state = start_install(&env, &ws, &brand, shop).await;
+    let (state, cookie) = start_install(&env, &ws, &brand, shop).await;
     let queries: Vec<String> = (0..8)
         .map(|i| callback_query(shop, &state, &format!("race-{i}"), now_s()))
         .collect();
-    let answers = futures_join(&env, &queries).await;
+    let answers = futures_join(&env, &queries, &cookie).await;
     let ok = answers.iter().filter(|a| a.status == 200).count();
     let used = answers
         .iter()
@@ -787,18 +960,20 @@ async fn concurrent_callbacks_with_one_state_connect_once() {
     env.gw.stop().await;
 }
 
-async fn futures_join(env: &Env, queries: &[String]) -> Vec<Answer> {
+async fn futures_join(env: &Env, queries: &[String], cookie: &str) -> Vec<Answer> {
     let mut tasks = Vec::new();
     for q in queries {
         let http = env.http.clone();
         let url = env.gw.url(&format!("{}?{q}", oauth::CALLBACK_PATH));
+        let cookie = cookie.to_string();
         tasks.push(tokio::spawn(async move {
-            let resp = http.get(url).send().await.unwrap();
+            let resp = http.get(url).header("cookie", cookie).send().await.unwrap();
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap();
             Answer {
                 status,
                 location: None,
+                cookie: None,
                 body,
             }
         }));
@@ -834,6 +1009,7 @@ async fn rs256_tokens_are_accepted_with_the_configured_public_key() {
     let a = initiate(&env, Some(&good), &ws, &brand, shop).await;
     assert_eq!(a.status, 302, "{}", a.body);
     let state = params_of(&a.location.unwrap())["state"].clone();
+    let cookie = a.cookie.expect("initiate sets the state cookie");
 
     for (name, token) in [
         (
@@ -863,7 +1039,12 @@ async fn rs256_tokens_are_accepted_with_the_configured_public_key() {
 
     // With a frontend configured the callback redirects there; a
     // non-expiring token has no refresh token and no expiry.
-    let a = callback(&env, &callback_query(shop, &state, "rs-code", now_s())).await;
+    let a = callback(
+        &env,
+        &callback_query(shop, &state, "rs-code", now_s()),
+        &cookie,
+    )
+    .await;
     assert_eq!(a.status, 302, "{}", a.body);
     let location = a.location.unwrap();
     assert!(

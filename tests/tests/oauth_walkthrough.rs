@@ -1,7 +1,9 @@
 //! The README's "Connecting a store with OAuth" as a test: a user-service JWT,
-//! one GET of initiate that follows the redirects (gateway → the fake's
-//! authorize page, where the merchant approves at once → the gateway's
-//! callback) and ends with the connected JSON; the webhooks registered at the
+//! one GET of initiate that follows the redirects with a cookie jar, as
+//! `curl -L -c jar -b jar` and a browser do (gateway, which sets the state
+//! cookie → the fake's authorize page, where the merchant approves at once →
+//! the gateway's callback, which gets the cookie back) and ends with the
+//! connected JSON; the same GET without a jar is refused; the webhooks registered at the
 //! fake; a signed order webhook becomes an event; `app/uninstalled` leaves
 //! the connection `disconnected` without tokens, and its order webhooks are
 //! refused from then on.
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use ionflux_gateway::connection;
 use ionflux_gateway::oauth;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::{FakeShopify, app_config};
+use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config};
 use ionflux_tests::{Gateway, Options, PATIENCE, free_loopback_addr, shared_dir};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -70,24 +72,37 @@ async fn connect_with_oauth_then_webhooks_flow_and_uninstall_removes_the_tokens(
     let now = ionflux_gateway::store::now_ms() / 1000;
     let jwt = jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "user-1", "workspaces": [WORKSPACE], "iat": now, "exp": now + 3600}),
+        &json!({"sub": "user-1", "workspaces": [WORKSPACE], "aud": JWT_AUDIENCE, "iat": now, "exp": now + 3600}),
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
 
     // 2. initiate → the fake's authorize page → the callback, followed as
-    //    `curl -L` and a browser follow them.
-    let resp = reqwest::Client::new()
-        .get(gw.url(oauth::INITIATE_PATH))
-        .query(&[
-            ("workspace_id", WORKSPACE),
-            ("brand_id", BRAND),
-            ("shop", SHOP),
-        ])
-        .bearer_auth(&jwt)
-        .send()
+    //    `curl -L` and a browser follow them. Without a cookie jar the
+    //    callback cannot tell the browser that started the install.
+    let initiate = |client: reqwest::Client| {
+        client
+            .get(gw.url(oauth::INITIATE_PATH))
+            .query(&[
+                ("workspace_id", WORKSPACE),
+                ("brand_id", BRAND),
+                ("shop", SHOP),
+            ])
+            .bearer_auth(&jwt)
+            .send()
+    };
+    let resp = initiate(reqwest::Client::new())
         .await
         .expect("initiate sent");
+    assert_eq!(resp.url().path(), oauth::CALLBACK_PATH);
+    assert_eq!(resp.status(), 403);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["code"], "state_cookie_missing");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let resp = initiate(browser).await.expect("initiate sent");
     assert_eq!(resp.url().path(), oauth::CALLBACK_PATH);
     let status = resp.status().as_u16();
     let connected: Value = resp.json().await.unwrap();

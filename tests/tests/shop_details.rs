@@ -8,7 +8,7 @@ use std::time::Duration;
 use ionflux_gateway::oauth::{self, JwtConfig, ShopifyConfig};
 use ionflux_gateway::store::{self, ConnectionRow};
 use ionflux_gateway::vault::Secret;
-use ionflux_tests::fake_shopify::{FakeShopify, ShopMode, shop_object};
+use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, ShopMode, shop_object, state_cookie};
 use ionflux_tests::{Gateway, Options};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -39,6 +39,7 @@ async fn env_with(service_token: Option<&str>, timeout: Duration) -> Env {
     cfg.webhook_topics = Vec::new();
     cfg.jwt = JwtConfig {
         hs256_secret: Some(Secret::from(JWT_SECRET.to_string())),
+        audience: Some(JWT_AUDIENCE.into()),
         ..JwtConfig::default()
     };
     let gw = Gateway::start(Options {
@@ -79,7 +80,7 @@ fn query(pairs: &[(&str, &str)]) -> String {
 async fn install(env: &Env, ws: &str, brand: &str, shop: &str) -> String {
     let jwt = jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "user-1", "workspaces": [ws], "exp": now_s() + 600}),
+        &json!({"sub": "user-1", "workspaces": [ws], "aud": JWT_AUDIENCE, "exp": now_s() + 600}),
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
@@ -92,6 +93,7 @@ async fn install(env: &Env, ws: &str, brand: &str, shop: &str) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 302);
+    let cookie = state_cookie(resp.headers()).expect("initiate sets the state cookie");
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let state = reqwest::Url::parse(&location)
         .unwrap()
@@ -121,6 +123,7 @@ async fn install(env: &Env, ws: &str, brand: &str, shop: &str) -> String {
             env.gw
                 .url(&format!("{}?{}", oauth::CALLBACK_PATH, query(&all))),
         )
+        .header("cookie", cookie)
         .send()
         .await
         .unwrap();

@@ -81,19 +81,23 @@ pub enum RegistrationOutcome {
     Failed { error: String, retry_at: i64 },
 }
 
+/// How long an expired state is kept, so that a late callback is told
+/// `state_expired` rather than `invalid_state`.
+pub const EXPIRED_STATE_GRACE_MS: i64 = 3600 * 1000;
+/// At most this many expired states are deleted by one sweep: every
+/// initiate sweeps, so the table stays bounded by the states of the last
+/// `ttl + grace` without any one initiate paying for a large backlog.
+pub const STATE_SWEEP_BATCH: i64 = 100;
+
 const REGISTRATION_COLUMNS: &str = "connection_id, topic, address, status, shopify_webhook_id,
     attempts, last_error, next_attempt_at, created_at, updated_at";
 
 impl Store {
     // ---- states ------------------------------------------------------------
 
-    /// Stores a fresh state, and drops states that expired a while ago.
+    /// Stores a fresh state.
     pub async fn insert_oauth_state(&self, row: &OAuthStateRow) -> Result<()> {
         let mut tx = self.serial_tx().await?;
-        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
-            .bind(row.created_at - 24 * 3600 * 1000)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, provider, workspace_id, brand_id, user_id,
                 shop_domain, created_at, expires_at, used_at)
@@ -111,6 +115,48 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Deletes up to `limit` states that expired before `before`, oldest
+    /// first; answers how many. Abandoned installs leave their states behind,
+    /// so initiate calls this.
+    pub async fn sweep_oauth_states(&self, before: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM oauth_states WHERE state_hash IN (
+                SELECT state_hash FROM oauth_states WHERE expires_at < $1
+                ORDER BY expires_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The stored state of this hash, if any (tests and diagnostics).
+    pub async fn oauth_state(&self, state_hash: &str) -> Result<Option<OAuthStateRow>> {
+        Ok(sqlx::query_as(
+            "SELECT state_hash, provider, workspace_id, brand_id, user_id, shop_domain,
+                created_at, expires_at, used_at
+             FROM oauth_states WHERE state_hash = $1",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The workspace a brand belongs to: that of its oldest connection (the
+    /// one that connected it first). None when the brand has none.
+    pub async fn brand_owner(&self, provider: &str, brand_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT workspace_id FROM connections WHERE provider = $1 AND brand_id = $2
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(provider)
+        .bind(brand_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(w,)| w))
     }
 
     /// Marks the state used if it exists, is unused and unexpired at `now`.

@@ -3,13 +3,14 @@
 //!
 //! ```text
 //! fake-shopify [--listen 127.0.0.1:8081] [--client-id demo] [--client-secret demo_app_secret]
-//! fake-shopify jwt --secret SECRET --workspace UUID [--sub user-1] [--ttl-secs 3600]
+//! fake-shopify jwt --secret SECRET --workspace UUID [--audience AUD] [--brand UUID] [--sub user-1] [--ttl-secs 3600]
 //! ```
 //!
 //! The first serves `ionflux_tests::fake_shopify` (authorize, code exchange,
 //! token refresh, webhook subscriptions, shop.json) on a loopback address
 //! until interrupted. The second prints an HS256 JWT with `sub`,
-//! `workspaces: [UUID]`, `iat` and `exp`.
+//! `workspaces: [UUID]`, `iat` and `exp`, and `aud` and `brands: [UUID]`
+//! when given.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use ionflux_tests::fake_shopify::FakeShopify;
 
 const USAGE: &str = "usage:
   fake-shopify [--listen 127.0.0.1:8081] [--client-id demo] [--client-secret demo_app_secret]
-  fake-shopify jwt --secret SECRET --workspace UUID [--sub user-1] [--ttl-secs 3600]";
+  fake-shopify jwt --secret SECRET --workspace UUID [--audience AUD] [--brand UUID] [--sub user-1] [--ttl-secs 3600]";
 
 /// `--name value` pairs; anything else is an error.
 fn flags(args: &[String], known: &[&str]) -> Result<HashMap<String, String>, String> {
@@ -39,7 +40,17 @@ fn flags(args: &[String], known: &[&str]) -> Result<HashMap<String, String>, Str
 }
 
 fn jwt(args: &[String]) -> Result<(), String> {
-    let f = flags(args, &["secret", "workspace", "sub", "ttl-secs"])?;
+    let f = flags(
+        args,
+        &[
+            "secret",
+            "workspace",
+            "audience",
+            "brand",
+            "sub",
+            "ttl-secs",
+        ],
+    )?;
     let secret = f.get("secret").ok_or("--secret is required")?;
     let workspace = f.get("workspace").ok_or("--workspace is required")?;
     let sub = f.get("sub").map(String::as_str).unwrap_or("user-1");
@@ -51,12 +62,18 @@ fn jwt(args: &[String]) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "sub": sub,
         "workspaces": [workspace],
         "iat": now,
         "exp": now + ttl,
     });
+    if let Some(aud) = f.get("audience") {
+        claims["aud"] = serde_json::json!(aud);
+    }
+    if let Some(brand) = f.get("brand") {
+        claims["brands"] = serde_json::json!([brand]);
+    }
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
