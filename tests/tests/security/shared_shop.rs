@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ionflux_gateway::oauth::{self, ShopifyConfig};
 use ionflux_gateway::store::oauth::WebhookRegistrationRow;
 use ionflux_gateway::webhook;
-use ionflux_tests::fake_shopify::{FakeShopify, app_config};
+use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config, state_cookie};
 use ionflux_tests::{Gateway, Options, PATIENCE, free_loopback_addr};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -70,17 +70,19 @@ impl Brand {
     }
 }
 
-/// The status and `Location` of a request that must redirect.
-async fn hop(req: reqwest::RequestBuilder) -> String {
+/// The `Location` of a request that must redirect, and the state cookie it
+/// set, if any.
+async fn hop(req: reqwest::RequestBuilder) -> (String, Option<String>) {
     let resp = req.send().await.expect("request sent");
     let status = resp.status().as_u16();
     let location = resp
         .headers()
         .get("location")
         .map(|v| v.to_str().unwrap().to_string());
+    let cookie = state_cookie(resp.headers());
     let body = resp.text().await.unwrap_or_default();
     assert_eq!(status, 302, "{body}");
-    location.expect("a Location header")
+    (location.expect("a Location header"), cookie)
 }
 
 /// The OAuth install as the merchant's browser makes it: initiate (with the
@@ -91,7 +93,10 @@ async fn install(env: &Env, who: &Brand) -> Value {
     let now = ionflux_gateway::store::now_ms() / 1000;
     let jwt = jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "user-1", "workspaces": [who.workspace], "exp": now + 600, "iat": now}),
+        &json!({
+            "sub": "user-1", "workspaces": [who.workspace], "aud": JWT_AUDIENCE,
+            "exp": now + 600, "iat": now,
+        }),
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();
@@ -104,9 +109,18 @@ async fn install(env: &Env, who: &Brand) -> Value {
         ],
     )
     .unwrap();
-    let authorize = hop(env.http.get(initiate).bearer_auth(jwt)).await;
-    let callback = hop(env.http.get(authorize)).await;
-    let resp = env.http.get(callback).send().await.expect("callback sent");
+    // The browser keeps the state cookie initiate sets and shows it to the
+    // callback, as a merchant's browser does.
+    let (authorize, cookie) = hop(env.http.get(initiate).bearer_auth(jwt)).await;
+    let cookie = cookie.expect("initiate sets the state cookie");
+    let (callback, _) = hop(env.http.get(authorize)).await;
+    let resp = env
+        .http
+        .get(callback)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("callback sent");
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.expect("callback answers JSON");
     assert_eq!(status, 200, "{body}");
