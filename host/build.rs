@@ -21,6 +21,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=guest_build.rs");
     println!("cargo:rerun-if-env-changed=IONFLUX_GUEST_DIR");
+    rustc_version();
 
     // An escape hatch for packagers who build the guests separately.
     let wasm_dir = match env::var_os("IONFLUX_GUEST_DIR") {
@@ -47,4 +48,22 @@ fn main() {
 
 fn packages() -> Vec<&'static str> {
     GUESTS.iter().map(|(package, _)| *package).collect()
+}
+
+/// The compiler's version for `ionflux_build_info` (metrics.rs). A new
+/// compiler reruns every build script, so this stays true.
+fn rustc_version() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("--version").output() else {
+        return;
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(version) = text
+        .split_whitespace()
+        .nth(1)
+        .filter(|_| out.status.success())
+    {
+        println!("cargo:rustc-env=IONFLUX_RUSTC_VERSION={version}");
+    }
 }

@@ -196,6 +196,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Exit 0 if the gateway on this machine answers its public `/health`
+    /// with 200, else 1: a container's HEALTHCHECK, where there is no curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `healthcheck`: which gateway to ask. It opens no database and reads no key.
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// The gateway's public address (its `listen`; default: the config's).
+    /// An unspecified host (0.0.0.0, ::) is asked on loopback.
+    #[arg(long, env = "IONFLUX_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// `/health` (the process serves) or `/ready` (also its database,
+    /// broker and backlog, which a restart would not mend).
+    #[arg(long, default_value = "/health")]
+    path: String,
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 /// `bench`: what to load, how hard, and what to compare it with.
@@ -956,6 +974,30 @@ fn main() -> Result<()> {
     result
 }
 
+async fn healthcheck(cfg: &Settings, args: &HealthcheckArgs) -> Result<()> {
+    let mut addr = args.listen.unwrap_or(cfg.listen);
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}{}", args.path);
+    let status = reqwest::Client::builder()
+        .timeout(args.timeout)
+        .no_proxy()
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .status();
+    if status != reqwest::StatusCode::OK {
+        bail!("GET {url}: {status}");
+    }
+    Ok(())
+}
+
 /// Rust ignores SIGPIPE, so `ionflux-gateway events tail | head` would end in
 /// a "broken pipe" panic. The one-shot commands take the default (exit
 /// quietly when the reader goes away); `serve` keeps ignoring it, as a
@@ -1053,6 +1095,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         Command::Keys(ref cmd) => keys(cfg, cmd),
         Command::Secrets(ref cmd) => secrets(cfg, cmd).await,
         Command::Bench(ref args) => bench(cfg, args, cli.database_url.as_deref()).await,
+        Command::Healthcheck(ref args) => healthcheck(cfg, args).await,
         Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
             let store = open_store(cfg).await?;
             let ids = (!all).then_some(id.as_slice());

@@ -39,6 +39,25 @@ pub const DEAD_LETTERS: &str = "ionflux_dead_letters_total";
 pub const END_TO_END_SECONDS: &str = "ionflux_end_to_end_seconds";
 pub const TOKEN_REFRESHES: &str = "ionflux_token_refreshes_total";
 pub const CONNECTIONS_CLOSED: &str = "ionflux_http_connections_closed_total";
+pub const BUILD_INFO: &str = "ionflux_build_info";
+
+/// Every `outcome` of [`TOKEN_REFRESHES`] and `reason` of
+/// [`CONNECTIONS_CLOSED`]. They are exported at 0 from the start: a counter
+/// that first appears at 1 shows no `increase()` in Prometheus, so an alert
+/// on the first permanent refresh failure would never fire.
+pub const TOKEN_REFRESH_OUTCOMES: &[&str] = &[
+    "refreshed",
+    "superseded",
+    "transient_failure",
+    "permanent_failure",
+];
+pub const CONNECTION_CLOSE_REASONS: &[&str] = &[
+    "at_capacity",
+    "handshake_timeout",
+    "header_timeout",
+    "idle_timeout",
+    "shutdown_grace",
+];
 
 /// From a millisecond (an ack on a warm cache) to the 10 s past which
 /// Shopify counts a delivery as failed.
@@ -89,6 +108,8 @@ pub fn install() -> Result<&'static PrometheusHandle, String> {
                     ::metrics::set_global_recorder(recorder)
                         .map_err(|_| MetricsError::AlreadyInstalled)?;
                     describe();
+                    announce_build();
+                    zero_fixed_series();
                     Ok(handle)
                 })
                 .map_err(|e| e.to_string())
@@ -97,9 +118,49 @@ pub fn install() -> Result<&'static PrometheusHandle, String> {
         .map_err(Clone::clone)
 }
 
-/// The exposition text, or why there is none.
+/// The exposition text, or why there is none. The process gauges are read
+/// now, so that a scrape sees this moment's CPU, memory and descriptors.
 pub fn render() -> Result<String, String> {
-    install().map(PrometheusHandle::render)
+    let handle = install()?;
+    process_collector().collect();
+    Ok(handle.render())
+}
+
+/// Reads `process_*` (CPU seconds, resident and virtual memory, open and
+/// maximum file descriptors, start time, threads) the way every Prometheus
+/// client library names them, so stock dashboards work.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// `ionflux_build_info{version, commit, rustc} 1`: which build each replica
+/// runs, to join on or to spot a half-finished rollout. `commit` is set when
+/// the build had `IONFLUX_GIT_COMMIT` (the image's build argument); `rustc`
+/// comes from the build script.
+fn announce_build() {
+    let mut labels = vec![("version", env!("CARGO_PKG_VERSION"))];
+    if let Some(commit) = option_env!("IONFLUX_GIT_COMMIT").filter(|c| !c.is_empty()) {
+        labels.push(("commit", commit));
+    }
+    if let Some(rustc) = option_env!("IONFLUX_RUSTC_VERSION").filter(|v| !v.is_empty()) {
+        labels.push(("rustc", rustc));
+    }
+    let labels: Vec<::metrics::Label> = labels
+        .into_iter()
+        .map(|(k, v)| ::metrics::Label::new(k, v))
+        .collect();
+    gauge!(BUILD_INFO, labels).set(1.0);
+}
+
+/// See [`TOKEN_REFRESH_OUTCOMES`].
+fn zero_fixed_series() {
+    for outcome in TOKEN_REFRESH_OUTCOMES {
+        counter!(TOKEN_REFRESHES, "outcome" => *outcome).increment(0);
+    }
+    for reason in CONNECTION_CLOSE_REASONS {
+        counter!(CONNECTIONS_CLOSED, "reason" => *reason).increment(0);
+    }
 }
 
 /// Drains histogram samples into their buckets. A scrape does this too; the
@@ -190,6 +251,11 @@ fn describe() {
         "HTTP connections the server closed on its own, by reason: at_capacity (reset on \
          accept), handshake_timeout, header_timeout, idle_timeout, shutdown_grace."
     );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels name the running build: version, and commit and rustc when known."
+    );
+    process_collector().describe();
 }
 
 /// `value` while fewer than [`MAX_LABEL_VALUES`] distinct values of `kind`
@@ -268,6 +334,9 @@ pub fn published(sink: &'static str, took: Duration, events: u64, dead_letters: 
     histogram!(PUBLISH_SECONDS, "sink" => sink).record(took.as_secs_f64());
     counter!(RECORDS_PUBLISHED, "sink" => sink, "kind" => "event").increment(events);
     counter!(RECORDS_PUBLISHED, "sink" => sink, "kind" => "dead_letter").increment(dead_letters);
+    // The sink's retry series exists from its first send on (at 0), so that
+    // the first retry after a healthy spell shows as an increase.
+    counter!(PUBLISH_RETRIES, "sink" => sink).increment(0);
 }
 
 pub fn publish_retried(sink: &'static str, rows: u64) {
@@ -332,5 +401,46 @@ mod tests {
             text.contains("# HELP ionflux_webhooks_rejected_total"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn build_and_process_metrics_are_exported() {
+        let text = render().expect("recorder installs");
+        let version = format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"));
+        let build = text
+            .lines()
+            .find(|l| l.starts_with("ionflux_build_info{"))
+            .unwrap_or_else(|| panic!("no build info in\n{text}"));
+        assert!(build.contains(&version) && build.ends_with(" 1"), "{build}");
+        assert!(
+            build.contains("rustc=\""),
+            "the build script names the compiler: {build}"
+        );
+        // What every Prometheus client exports about its process (Linux
+        // reads /proc; elsewhere some are missing).
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_virtual_memory_bytes",
+                "process_open_fds",
+                "process_max_fds",
+                "process_start_time_seconds",
+            ] {
+                let sample = text
+                    .lines()
+                    .find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name))
+                    .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+                let value: f64 = sample.rsplit_once(' ').unwrap().1.parse().unwrap();
+                assert!(value >= 0.0, "{sample}");
+            }
+        }
+        for outcome in TOKEN_REFRESH_OUTCOMES {
+            let series = format!(r#"{TOKEN_REFRESHES}{{outcome="{outcome}"}}"#);
+            assert!(
+                text.contains(&series),
+                "{series} is exported from the start"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 #   2. tansu, a Kafka-compatible broker, started on loopback for the run
 #   3. PostgreSQL (Debian's package), started on loopback in a data
 #      directory of the run's own
-#   4. fmt, clippy, then the whole workspace's tests twice: on SQLite, and
+#   4. promtool (from Debian's prometheus package) for deploy/'s alert rules
+#   5. fmt, clippy, then the whole workspace's tests twice: on SQLite, and
 #      again with every gateway on PostgreSQL (the reliability harness, which
 #      covers both backends itself, runs once)
 set -euo pipefail
@@ -58,6 +59,9 @@ if [[ -z "${PG_DIR:-}" ]]; then
 fi
 export PG_DIR
 bash tests/scripts/postgres.sh start
+
+step "deploy: alert rules (promtool check and unit tests)"
+bash deploy/check.sh
 
 step "format and lints"
 cargo fmt --all --check
