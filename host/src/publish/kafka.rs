@@ -663,8 +663,8 @@ fn check_config(cfg: &KafkaConfig, builtin: &str) -> Result<(), String> {
         ));
     }
     if sasl {
-        let mechanism = property(cfg, &["sasl.mechanism", "sasl.mechanisms"])
-            .map(str::to_ascii_uppercase);
+        let mechanism =
+            property(cfg, &["sasl.mechanism", "sasl.mechanisms"]).map(str::to_ascii_uppercase);
         let Some(mechanism) = mechanism else {
             if has("sasl_gssapi") {
                 return Ok(());
@@ -911,7 +911,11 @@ mod tests {
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", "SCRAM-SHA-1"),
         ];
-        assert!(ok(&props, tls).unwrap_err().contains("unknown sasl.mechanism"));
+        assert!(
+            ok(&props, tls)
+                .unwrap_err()
+                .contains("unknown sasl.mechanism")
+        );
         let props = [
             ("security.protocol", "SASL_SSL"),
             ("sasl.mechanism", "OAUTHBEARER"),
