@@ -528,6 +528,10 @@ impl Settings {
         let brokers = non_empty(&k.brokers)?;
         Some(KafkaConfig {
             message_timeout: k.message_timeout,
+            max_record_bytes: crate::publish::kafka::largest_record_bytes(
+                self.max_body_bytes,
+                self.ceilings.output_bytes,
+            ),
             extra: k
                 .properties
                 .iter()
@@ -846,6 +850,10 @@ mod tests {
         assert!(s.dispatch.replica.is_empty());
         let k = KafkaConfig::new("b:9092");
         assert_eq!(s.kafka.message_timeout, k.message_timeout);
+        let mut with_kafka = s.clone();
+        with_kafka.kafka.brokers = "b:9092".into();
+        let from_file = with_kafka.kafka().expect("brokers are set");
+        assert_eq!(from_file.max_record_bytes, k.max_record_bytes);
         assert_eq!(s.max_body_bytes, crate::http::DEFAULT_MAX_BODY_BYTES);
         let h = HttpConfig::default();
         assert_eq!(s.http().max_connections, h.max_connections);

@@ -3,7 +3,7 @@
 # `postgresql` package (installed here if missing), in a data directory of
 # its own: the machine's own clusters are left alone.
 #
-#   postgres.sh install   apt-get install postgresql unless initdb is there
+#   postgres.sh install   apt-get install postgresql (and openssl) if missing
 #   postgres.sh start     initdb (first time) and start in the background
 #   postgres.sh stop      stop it (no-op if not running)
 #   postgres.sh restart   stop fast, then start: for the reliability harness
@@ -11,6 +11,9 @@
 #
 # Environment: PG_PORT (15432), PG_DIR (/tmp/ionflux-pg). The server trusts
 # loopback connections without a password and listens on 127.0.0.1 only.
+# It has ssl = on with a certificate for 127.0.0.1 and localhost signed by a
+# CA of its own (DATA/tls/ca.pem, beside `SHOW ssl_cert_file`), made on the
+# first start by certs.sh; plain connections are still accepted.
 set -euo pipefail
 
 PORT="${PG_PORT:-15432}"
@@ -36,13 +39,15 @@ as_pg() {
 }
 
 cmd_install() {
-    if bindir >/dev/null; then
-        return 0
-    fi
-    echo "installing postgresql (apt)"
+    local missing=()
+    bindir >/dev/null || missing+=(postgresql)
+    # certs.sh makes the server's certificate with it.
+    command -v openssl >/dev/null || missing+=(openssl)
+    ((${#missing[@]})) || return 0
+    echo "installing ${missing[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq postgresql >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
     bindir >/dev/null
 }
 
@@ -59,10 +64,15 @@ cmd_start() {
         echo "postgres already running on 127.0.0.1:$PORT"
         return 0
     fi
+    # The TLS tests (postgres_tls.rs) connect with each sslmode; the key
+    # must belong to the server's user and be private to it.
+    local tls="$DATA/tls"
+    bash "$(dirname "$0")/certs.sh" "$tls"
+    [[ "$(id -u)" == 0 ]] && chown -R postgres "$tls"
     # fsync stays on: the tests prove durability, and the harness kills
     # processes, not the machine, so it costs little.
     as_pg "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
-        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=400" start >/dev/null
+        -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key" start >/dev/null
     echo "postgres running on 127.0.0.1:$PORT"
 }
 

@@ -13,7 +13,9 @@
 # told to use; a proxy's, for the reliability harness's broker outages;
 # default TANSU_PORT), TANSU_DIR (/tmp/ionflux-tansu) for the pid
 # file and log, TANSU_WAIT_SECS (60), TANSU_BIN (tansu from PATH or
-# ~/.cargo/bin).
+# ~/.cargo/bin), TANSU_AUTHENTICATION (non-empty: clients must authenticate
+# with SASL; tansu 0.6 offers SCRAM-SHA-256/512 and OAUTHBEARER, not PLAIN,
+# and memory:// keeps no SCRAM users, so every login is refused).
 #
 # The memory:// engine forgets every topic and record when the broker stops,
 # which is what tests want: each start is a clean cluster.
@@ -78,6 +80,7 @@ cmd_start() {
         --listener-url "tcp://$HOST:$PORT" \
         --advertised-listener-url "tcp://$HOST:${TANSU_ADVERTISED_PORT:-$PORT}" \
         --storage-engine memory://tansu/ \
+        ${TANSU_AUTHENTICATION:+--authentication} \
         </dev/null >"$LOG_FILE" 2>&1 &
     pid=$!
     echo "$pid" >"$PID_FILE"

@@ -3,11 +3,13 @@
 # Rust toolchain. Idempotent: what is installed already is left alone.
 #
 #   1. the wasm32-wasip2 target (guests are real components)
-#   2. tansu, a Kafka-compatible broker, started on loopback for the run
-#   3. PostgreSQL (Debian's package), started on loopback in a data
-#      directory of the run's own
-#   4. promtool (from Debian's prometheus package) for deploy/'s alert rules
-#   5. fmt, clippy, then the whole workspace's tests twice: on SQLite, and
+#   2. Debian packages: openssl (test certificates) and stunnel4 (a TLS
+#      proxy in front of the broker), with postgresql in the same apt run
+#   3. tansu, a Kafka-compatible broker, started on loopback for the run
+#   4. PostgreSQL (Debian's package), started on loopback in a data
+#      directory of the run's own, with ssl = on
+#   5. promtool (from Debian's prometheus package) for deploy/'s alert rules
+#   6. fmt, clippy, then the whole workspace's tests twice: on SQLite, and
 #      again with every gateway on PostgreSQL (the reliability harness, which
 #      covers both backends itself, runs once)
 set -euo pipefail
@@ -37,6 +39,20 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+step "packages: openssl, stunnel4, postgresql"
+# One apt run for all three when any is missing (about 30 s on a fresh
+# machine; stunnel4 and openssl are under 1 MB).
+apt_missing=()
+command -v openssl >/dev/null || apt_missing+=(openssl)
+command -v stunnel4 >/dev/null || apt_missing+=(stunnel4)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_missing+=(postgresql)
+if ((${#apt_missing[@]})); then
+    echo "installing ${apt_missing[*]} (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
 
 step "broker: tansu"
 bash tests/scripts/install-tansu.sh

@@ -133,6 +133,8 @@ pub fn kafka_brokers() -> Option<String> {
 #[derive(Default)]
 pub struct Options {
     pub kafka: Option<String>,
+    /// librdkafka properties (`[kafka.properties]`): TLS and SASL.
+    pub kafka_properties: Vec<(String, String)>,
     /// Unique per test so that tests sharing one broker never see each
     /// other's records.
     pub topics: Option<Topics>,
@@ -310,6 +312,7 @@ impl Gateway {
         };
         let kafka = opts.kafka.map(|brokers| KafkaConfig {
             message_timeout: Duration::from_secs(5),
+            extra: opts.kafka_properties,
             ..KafkaConfig::new(brokers)
         });
         let config = Config {
@@ -623,6 +626,8 @@ pub struct OwnBroker {
     pub port: u16,
     /// The port clients are told to use, when it is not `port` (a proxy's).
     advertised: Option<u16>,
+    /// Clients must authenticate with SASL (tansu's `--authentication`).
+    authentication: bool,
     dir: tempfile::TempDir,
 }
 
@@ -634,8 +639,15 @@ impl OwnBroker {
         Self {
             port: free_low_port(),
             advertised: None,
+            authentication: false,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Requires SASL of clients (which tansu then refuses; see tansu.sh).
+    pub fn with_authentication(mut self) -> Self {
+        self.authentication = true;
+        self
     }
 
     /// Tells clients to reach the broker at `port` instead (a proxy in
@@ -657,6 +669,9 @@ impl OwnBroker {
             .env("TANSU_DIR", self.dir.path());
         if let Some(port) = self.advertised {
             cmd.env("TANSU_ADVERTISED_PORT", port.to_string());
+        }
+        if self.authentication {
+            cmd.env("TANSU_AUTHENTICATION", "1");
         }
         cmd.status().expect("running tests/scripts/tansu.sh")
     }

@@ -52,6 +52,10 @@ pub struct KafkaConfig {
     /// Partitions and replication factor of topics this sink creates.
     pub topic_partitions: i32,
     pub replication_factor: i16,
+    /// The largest record the gateway can produce, key and headers
+    /// included (see [`largest_record_bytes`]): the producer's
+    /// `message.max.bytes`, unless `extra` sets that.
+    pub max_record_bytes: usize,
     /// Raw librdkafka properties, applied last so they override every
     /// default here (security settings, `message.max.bytes`, …).
     pub extra: Vec<(String, String)>,
@@ -66,9 +70,31 @@ impl KafkaConfig {
             create_topics: true,
             topic_partitions: 3,
             replication_factor: 1,
+            max_record_bytes: largest_record_bytes(
+                crate::http::DEFAULT_MAX_BODY_BYTES,
+                crate::ceilings::Ceilings::default().output_bytes,
+            ),
             extra: Vec::new(),
         }
     }
+}
+
+/// What one event's record may hold beyond its payload: the envelope and the
+/// record headers repeat the inbox row's strings, which are header values of
+/// at most 512 bytes each (`webhook`), and the transform's kind and schema
+/// version, which `transform::output` bounds; together (escaped, and with
+/// Kafka's per-record framing) some 25 KiB at worst.
+const RECORD_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The largest event record the gateway can produce: its payload is at most
+/// the larger of a webhook body (passed through unchanged) and a call's
+/// output ceiling, plus the envelope. Within librdkafka's range for
+/// `message.max.bytes` (1000 ..= 1e9), and never below its default.
+pub fn largest_record_bytes(max_body_bytes: usize, output_bytes: usize) -> usize {
+    max_body_bytes
+        .max(output_bytes)
+        .saturating_add(RECORD_OVERHEAD_BYTES)
+        .clamp(1_000_000, 1_000_000_000)
 }
 
 type Producer_ = FutureProducer<SinkContext>;
@@ -131,6 +157,7 @@ struct Inner {
 
 impl Inner {
     fn new(cfg: KafkaConfig) -> Result<Self, PublishError> {
+        check_config(&cfg, &builtin_features()?).map_err(PublishError::Permanent)?;
         let producer = build_producer(&cfg)?;
         let admin = if cfg.create_topics {
             let admin = client_config(&cfg, false)
@@ -584,12 +611,108 @@ fn client_config(cfg: &KafkaConfig, producer: bool) -> ClientConfig {
             )
             // Same key → same partition as the Java client computes, so
             // producers in other languages agree with us on placement.
-            .set("partitioner", "murmur2_random");
+            .set("partitioner", "murmur2_random")
+            // librdkafka's default (1,000,000) is below a large webhook
+            // passed through: such events would all be dead letters.
+            .set("message.max.bytes", cfg.max_record_bytes.to_string());
     }
     for (key, value) in &cfg.extra {
         config.set(key, value);
     }
     config
+}
+
+/// The value of a librdkafka property in `extra` (the last one wins, as
+/// librdkafka applies them in order); `names` are aliases of one property.
+fn property<'c>(cfg: &'c KafkaConfig, names: &[&str]) -> Option<&'c str> {
+    cfg.extra
+        .iter()
+        .rev()
+        .find(|(k, _)| names.contains(&k.as_str()))
+        .map(|(_, v)| v.trim())
+}
+
+/// `builtin.features` of the librdkafka linked in: what it was built with.
+fn builtin_features() -> Result<String, PublishError> {
+    ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .map_err(|e| PublishError::Permanent(format!("kafka: reading builtin.features: {e}")))
+}
+
+/// Checks at start what librdkafka would otherwise report only as brokers
+/// that never connect: a security protocol or SASL mechanism this build of
+/// librdkafka lacks (`builtin`, its `builtin.features`). Also warns when
+/// the properties cap `message.max.bytes` below the largest record.
+fn check_config(cfg: &KafkaConfig, builtin: &str) -> Result<(), String> {
+    let has = |feature: &str| builtin.split(',').any(|f| f.trim() == feature);
+    let protocol = property(cfg, &["security.protocol"]).map(str::to_ascii_lowercase);
+    let (tls, sasl) = match protocol.as_deref() {
+        None | Some("plaintext") => (false, false),
+        Some("ssl") => (true, false),
+        Some("sasl_plaintext") => (false, true),
+        Some("sasl_ssl") => (true, true),
+        // librdkafka names the valid values when it refuses this one.
+        Some(_) => (false, false),
+    };
+    let protocol = protocol.unwrap_or_default();
+    if tls && !has("ssl") {
+        return Err(format!(
+            "kafka: security.protocol={protocol} needs TLS, and this build of librdkafka \
+             has no SSL support (builtin.features: {builtin})"
+        ));
+    }
+    if sasl {
+        let mechanism =
+            property(cfg, &["sasl.mechanism", "sasl.mechanisms"]).map(str::to_ascii_uppercase);
+        let Some(mechanism) = mechanism else {
+            if has("sasl_gssapi") {
+                return Ok(());
+            }
+            return Err(format!(
+                "kafka: security.protocol={protocol} without sasl.mechanism means GSSAPI \
+                 (Kerberos), which this build of librdkafka does not include; set \
+                 sasl.mechanism to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+            ));
+        };
+        let feature = match mechanism.as_str() {
+            "PLAIN" => "sasl_plain",
+            "SCRAM-SHA-256" | "SCRAM-SHA-512" => "sasl_scram",
+            "OAUTHBEARER" => "sasl_oauthbearer",
+            "GSSAPI" => "sasl_gssapi",
+            other => {
+                return Err(format!(
+                    "kafka: unknown sasl.mechanism {other:?}; librdkafka supports PLAIN, \
+                     SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER and GSSAPI"
+                ));
+            }
+        };
+        if !has(feature) {
+            return Err(format!(
+                "kafka: sasl.mechanism={mechanism} needs librdkafka's {feature}, which this \
+                 build does not include (builtin.features: {builtin})"
+            ));
+        }
+        let oidc = property(cfg, &["sasl.oauthbearer.method"])
+            .is_some_and(|m| m.eq_ignore_ascii_case("oidc"));
+        if mechanism == "OAUTHBEARER" && oidc && !has("oidc") {
+            return Err(format!(
+                "kafka: sasl.oauthbearer.method=oidc needs librdkafka's HTTP client (curl), \
+                 which this build does not include (builtin.features: {builtin}); fetch \
+                 tokens another way or use SCRAM"
+            ));
+        }
+    }
+    let capped = property(cfg, &["message.max.bytes"]).and_then(|v| v.parse::<usize>().ok());
+    if let Some(capped) = capped.filter(|c| *c < cfg.max_record_bytes) {
+        warn!(
+            message_max_bytes = capped,
+            largest_record = cfg.max_record_bytes,
+            "kafka: message.max.bytes is below the largest record the gateway can produce; \
+             larger events will be dead letters (publish_rejected)"
+        );
+    }
+    Ok(())
 }
 
 fn build_producer(cfg: &KafkaConfig) -> Result<Producer_, PublishError> {
@@ -694,7 +817,7 @@ mod tests {
         mock.create_topic("t", 3, 1).unwrap();
         let sink = mock_sink(&mock);
         let mut big = record("t", "a", 0);
-        big.payload = vec![b'x'; 2_000_000];
+        big.payload = vec![b'x'; sink.inner.cfg.max_record_bytes + 1];
         let batch = vec![big, record("t", "a", 1), record("t", "b", 2)];
         let results = sink.send(&batch).await;
         assert!(
@@ -708,6 +831,121 @@ mod tests {
             results[1]
         );
         assert!(results[2].is_ok(), "{:?}", results[2]);
+    }
+
+    #[tokio::test]
+    async fn the_largest_event_fits_the_producer() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 3, 1).unwrap();
+        let sink = mock_sink(&mock);
+        // A webhook body of the largest size passed through unchanged (over
+        // librdkafka's default message.max.bytes of 1,000,000), with headers
+        // at the most the envelope bound allows for them.
+        let mut big = record("t", "a", 0);
+        big.payload = vec![b'x'; crate::http::DEFAULT_MAX_BODY_BYTES + 20 * 1024];
+        big.headers = (0..8).map(|i| (format!("h{i}"), "v".repeat(512))).collect();
+        let results = sink.send(&[big]).await;
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+    }
+
+    #[test]
+    fn largest_record_follows_body_and_output_limits() {
+        assert_eq!(largest_record_bytes(5 << 20, 4 << 20), (5 << 20) + 65536);
+        assert_eq!(largest_record_bytes(1 << 20, 8 << 20), (8 << 20) + 65536);
+        // Never below librdkafka's default, never above its maximum.
+        assert_eq!(largest_record_bytes(1000, 1000), 1_000_000);
+        assert_eq!(largest_record_bytes(usize::MAX, 0), 1_000_000_000);
+    }
+
+    fn with(props: &[(&str, &str)]) -> KafkaConfig {
+        let mut cfg = KafkaConfig::new("b:9092");
+        cfg.extra = props
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        cfg
+    }
+
+    #[test]
+    fn security_settings_are_checked_against_builtin_features() {
+        // What librdkafka 2.12 reports when built with OpenSSL, and without.
+        let tls = "gzip,snappy,ssl,sasl,regex,lz4,sasl_plain,sasl_scram,plugins,sasl_oauthbearer";
+        let plain = "gzip,snappy,sasl,regex,lz4,sasl_plain,plugins";
+        let ok = |props: &[(&str, &str)], builtin| check_config(&with(props), builtin);
+
+        assert!(ok(&[], plain).is_ok());
+        assert!(ok(&[("security.protocol", "PLAINTEXT")], plain).is_ok());
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "scram-sha-512", "OAUTHBEARER"] {
+            let props = [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", mechanism),
+            ];
+            assert!(ok(&props, tls).is_ok(), "{mechanism}");
+        }
+        assert!(ok(&[("security.protocol", "ssl")], tls).is_ok());
+        // The plural spelling is an alias; the last setting wins.
+        let props = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+            ("sasl.mechanisms", "PLAIN"),
+        ];
+        assert!(ok(&props, tls).is_ok());
+
+        let err = ok(&[("security.protocol", "SSL")], plain).unwrap_err();
+        assert!(err.contains("no SSL support"), "{err}");
+        let props = [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+        ];
+        let err = ok(&props, plain).unwrap_err();
+        assert!(err.contains("sasl_scram"), "{err}");
+        // librdkafka's default mechanism is GSSAPI, which needs Cyrus SASL.
+        let err = ok(&[("security.protocol", "SASL_SSL")], tls).unwrap_err();
+        assert!(err.contains("without sasl.mechanism means GSSAPI"), "{err}");
+        let props = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+        ];
+        assert!(ok(&props, tls).unwrap_err().contains("sasl_gssapi"));
+        let props = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-1"),
+        ];
+        assert!(
+            ok(&props, tls)
+                .unwrap_err()
+                .contains("unknown sasl.mechanism")
+        );
+        let props = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+        ];
+        assert!(ok(&props, tls).unwrap_err().contains("oidc"));
+    }
+
+    #[test]
+    fn this_build_has_tls_and_sasl() {
+        let builtin = builtin_features().unwrap();
+        for feature in ["ssl", "sasl_plain", "sasl_scram", "sasl_oauthbearer"] {
+            assert!(
+                builtin.split(',').any(|f| f == feature),
+                "{feature} missing from {builtin}"
+            );
+        }
+        let props = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ];
+        // The producer and admin client are made without contacting the
+        // (nonexistent) broker.
+        assert!(KafkaSink::new(with(&props)).is_ok());
+        let err = KafkaSink::new(with(&[("security.protocol", "SASL_SSL")]))
+            .err()
+            .expect("GSSAPI is refused at start");
+        assert!(err.to_string().contains("GSSAPI"), "{err}");
     }
 
     #[tokio::test]
