@@ -103,7 +103,8 @@ fn the_schema_rejects_a_malformed_event_type() {
 #[test]
 fn the_schema_rejects_wrong_types_and_unknown_fields() {
     let good = event("orders.created");
-    let mutations: [(&str, fn(&mut Value)); 5] = [
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 5] = [
         ("a payload that is not an object", |e| {
             e["payload_json"] = json!([1])
         }),
