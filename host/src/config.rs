@@ -93,6 +93,13 @@ pub struct Settings {
     pub log_filter: String,
     pub otlp_endpoint: String,
     pub otlp_service_name: String,
+    /// `otlp_endpoint` came from `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, which
+    /// names the traces URL itself; not a key of the file.
+    #[serde(skip)]
+    pub otlp_endpoint_is_traces_url: bool,
+    /// `OTEL_SDK_DISABLED=true`; not a key of the file.
+    #[serde(skip)]
+    pub otlp_disabled: bool,
     pub http: HttpSettings,
     pub dispatch: DispatchSettings,
     pub limits: LimitSettings,
@@ -305,6 +312,22 @@ impl Settings {
             }
         }
         toml::to_string(&shown).expect("settings serialise")
+    }
+
+    /// The OpenTelemetry SDK's variables, over the file and under our own
+    /// variables and flags (applied after this).
+    pub fn apply_otel_env(&mut self, env: &crate::telemetry::OtelEnv) {
+        if let Some(url) = &env.traces_endpoint {
+            self.otlp_endpoint = url.clone();
+            self.otlp_endpoint_is_traces_url = true;
+        } else if let Some(url) = &env.endpoint {
+            self.otlp_endpoint = url.clone();
+            self.otlp_endpoint_is_traces_url = false;
+        }
+        if let Some(name) = &env.service_name {
+            self.otlp_service_name = name.clone();
+        }
+        self.otlp_disabled = env.sdk_disabled;
     }
 
     /// Whole-value checks that no single key's type can express.
@@ -629,8 +652,14 @@ impl Settings {
             format: self.log_format,
             filter: self.log_filter.clone(),
             otlp_endpoint: non_empty(&self.otlp_endpoint)
-                .filter(|_| export)
-                .map(str::to_owned),
+                .filter(|_| export && !self.otlp_disabled)
+                .map(|url| {
+                    if self.otlp_endpoint_is_traces_url {
+                        url.to_owned()
+                    } else {
+                        crate::telemetry::traces_url(url)
+                    }
+                }),
             service_name: self.otlp_service_name.clone(),
         }
     }

@@ -333,12 +333,15 @@ impl Dispatcher {
         // One span per row, open until its outcome is decided. The intake
         // request ran in another task (or process), so the stored trace_id is
         // what joins them: the request's span carries the same value.
+        // For the collector the same value is the trace id itself.
         let row_spans: Vec<Span> = rows
             .iter()
             .map(|row| {
-                info_span!("dispatch.row", inbox_id = row.id, trace_id = %row.trace_id,
+                let span = info_span!("dispatch.row", inbox_id = row.id, trace_id = %row.trace_id,
                     provider = %row.provider, topic = %row.topic, brand_id = %row.brand_id,
-                    attempt = row.attempts, outcome = tracing::field::Empty)
+                    attempt = row.attempts, outcome = tracing::field::Empty);
+                crate::telemetry::continue_trace(&span, &row.trace_id);
+                span
             })
             .collect();
 
@@ -464,6 +467,16 @@ impl Dispatcher {
                 Verdict::Dead(_, None) => {}
             }
             spans.push(start..batch.len());
+        }
+        // A record's parent is its row's span when that is exported (the
+        // Kafka sink makes its produce span a child of it, and the event log
+        // keeps it); otherwise the stand-in the record was built with.
+        for (range, row_span) in spans.iter().zip(&row_spans) {
+            if let Some(parent) = crate::telemetry::traceparent(row_span) {
+                for record in &mut batch[range.clone()] {
+                    record.set_header(crate::publish::TRACEPARENT, &parent);
+                }
+            }
         }
         // The embedded event log lives in the inbox's database: the records
         // are appended in the transaction that also records the rows'

@@ -171,33 +171,111 @@ pub fn platform_record(
         },
     };
     let payload = serde_json::to_vec(&envelope)?;
+    let mut headers = vec![
+        ("event_id".into(), event_id.to_string()),
+        ("event_type".into(), envelope.event_type.clone()),
+        (
+            "payload_schema_version".into(),
+            parts.schema_version.to_string(),
+        ),
+        ("workspace_id".into(), row.workspace_id.clone()),
+        ("brand_id".into(), row.brand_id.clone()),
+        ("trace_id".into(), row.trace_id.clone()),
+    ];
+    headers.extend(cloudevent_headers(
+        row,
+        event_id,
+        envelope.event_type,
+        envelope.event_timestamp,
+    ));
+    headers.extend(trace_headers(row, event_id));
     Ok(Record {
         event_id,
         topic: topics.events_for(row),
         key: row.brand_id.clone(),
-        headers: vec![
-            ("event_id".into(), event_id.to_string()),
-            ("event_type".into(), envelope.event_type),
-            (
-                "payload_schema_version".into(),
-                parts.schema_version.to_string(),
-            ),
-            ("workspace_id".into(), row.workspace_id.clone()),
-            ("brand_id".into(), row.brand_id.clone()),
-            ("trace_id".into(), row.trace_id.clone()),
-        ],
+        headers,
         payload,
     })
+}
+
+/// The CloudEvents 1.0 attributes of a PlatformEvent, as the Kafka protocol
+/// binding's binary mode carries them: `ce_`-prefixed headers beside the
+/// value, which stays the PlatformEvent itself (the event's `data`), and
+/// `content-type` for `datacontenttype`. Each attribute is one of the
+/// event's own fields, so a CloudEvents consumer and a PlatformEvent
+/// consumer read the same thing. `ce_source` is `/{provider}/{shop}`, the
+/// shop the webhook came from (percent-encoded). No `ce_subject`: the
+/// resource an event is about lives in its payload, which the host does not
+/// interpret.
+fn cloudevent_headers(
+    row: &InboxRow,
+    event_id: Uuid,
+    event_type: String,
+    event_timestamp: String,
+) -> [(String, String); 6] {
+    [
+        ("ce_specversion".into(), "1.0".into()),
+        ("ce_id".into(), event_id.to_string()),
+        ("ce_source".into(), cloudevent_source(row)),
+        ("ce_type".into(), event_type),
+        ("ce_time".into(), event_timestamp),
+        (CONTENT_TYPE.into(), JSON.into()),
+    ]
+}
+
+const CONTENT_TYPE: &str = "content-type";
+const JSON: &str = "application/json";
+
+/// A path segment may not hold `/`, `?`, `#` or `%` unescaped; neither
+/// controls, spaces nor non-ASCII are URI characters at all.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The CloudEvents `source` of a row's events: a URI reference naming the
+/// provider and the shop, e.g. `/shopify/acme.myshopify.com`.
+pub fn cloudevent_source(row: &InboxRow) -> String {
+    use percent_encoding::utf8_percent_encode as enc;
+    format!(
+        "/{}/{}",
+        enc(&row.provider, SEGMENT),
+        enc(&row.shop_domain, SEGMENT)
+    )
+}
+
+/// The record's W3C trace context. Built here as a stand-in from the row's
+/// `trace_id` (so it exists, and is the same on a retry, whatever the
+/// telemetry); the dispatcher and the Kafka sink replace it with the
+/// exported span that really is the record's parent, when there is one.
+fn trace_headers(row: &InboxRow, event_id: Uuid) -> Option<(String, String)> {
+    crate::telemetry::stand_in_traceparent(&row.trace_id, &event_id)
+        .map(|parent| (crate::publish::TRACEPARENT.to_owned(), parent))
 }
 
 /// At most how many bytes one event's record holds beyond its payload: the
 /// envelope's fixed fields and names, the longest kind and schema version a
 /// transform may give (in the event type, the envelope and the headers),
 /// and the row's own strings, each of which may appear in several places
-/// (and double when escaped). A bound for the dispatcher's memory budget,
-/// not an exact size.
+/// (the workspace id up to six times, with the CloudEvents headers) and
+/// grow when escaped (six bytes for one in JSON, three in a URI). A bound
+/// for the dispatcher's memory budget, not an exact size.
 pub fn envelope_overhead(row: &InboxRow) -> usize {
-    const FIXED: usize = 2048;
+    const FIXED: usize = 3072;
+    const TIMES: usize = 12;
     let strings = [
         row.provider.len(),
         row.workspace_id.len(),
@@ -212,7 +290,7 @@ pub fn envelope_overhead(row: &InboxRow) -> usize {
     FIXED.saturating_add(
         strings
             .iter()
-            .fold(0usize, |sum, n| sum.saturating_add(n.saturating_mul(4))),
+            .fold(0usize, |sum, n| sum.saturating_add(n.saturating_mul(TIMES))),
     )
 }
 
@@ -300,12 +378,19 @@ pub fn dead_letter_record(row: &InboxRow, topics: &Topics, letter: &DeadLetter) 
         event_id,
         topic: topics.dead_letters_for(row),
         key: row.brand_id.clone(),
-        headers: vec![
+        // Not a CloudEvent: a dead letter is a report about a webhook for
+        // an operator, not an event of the shop. It keeps its trace, so the
+        // failure can be found from it.
+        headers: [
             ("event_id".into(), event_id.to_string()),
             ("reason_code".into(), letter.reason_code.clone()),
             ("workspace_id".into(), row.workspace_id.clone()),
             ("trace_id".into(), row.trace_id.clone()),
-        ],
+            (CONTENT_TYPE.into(), JSON.into()),
+        ]
+        .into_iter()
+        .chain(trace_headers(row, event_id))
+        .collect(),
         payload: serde_json::to_vec(&envelope).expect("dead letter serialises"),
     }
 }
@@ -391,6 +476,8 @@ mod tests {
         r.brand_id = uuid::Uuid::new_v4().to_string();
         r.webhook_id = "w\"\\".repeat(20);
         r.trace_id = "0af7651916cd43dd8448eb211c80319c".into();
+        // Escaped in the envelope and percent-encoded in `ce_source`.
+        r.shop_domain = "\u{1}é/".repeat(10);
         let kind = format!("a.{}", "b".repeat(126));
         let version = "v".repeat(64);
         let digest = "d".repeat(64);

@@ -220,7 +220,9 @@ impl Inbox {
         }
         // Stored with the row: the dispatcher's spans carry it too, which is
         // how a trace is followed from this request to the broker's ack.
-        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        // When spans are exported it is this request's own OTLP trace id,
+        // so the collector shows the dispatch in the same trace.
+        let trace_id = crate::telemetry::current_trace_id();
         span.record("trace_id", trace_id.as_str());
         let (done, outcome) = oneshot::channel();
         let write = Write {

@@ -138,6 +138,7 @@ impl Cli {
         {
             s.log_filter = filter;
         }
+        s.apply_otel_env(&telemetry::OtelEnv::from_process());
         if let Some(a) = self.serve_args() {
             a.apply(&mut s)?;
         }
@@ -778,6 +779,9 @@ impl ServeArgs {
         set_secret(&mut s.admin_token, &self.admin_token);
         set_secret(&mut s.service_token, &self.service_token);
         set_path(&mut s.cache_dir, &self.cache_dir);
+        if self.otlp_endpoint.is_some() {
+            s.otlp_endpoint_is_traces_url = false;
+        }
         set(&mut s.otlp_endpoint, &self.otlp_endpoint);
         set(&mut s.otlp_service_name, &self.otlp_service_name);
         self.http.apply(s);

@@ -476,14 +476,20 @@ impl Gateway {
         }
     }
 
-    /// Every PlatformEvent in the embedded log, oldest first.
+    /// Every PlatformEvent in the embedded log, oldest first, each checked
+    /// against the published schema and its record headers.
     pub async fn logged_events(&self) -> Vec<Value> {
         self.store()
             .events_after(0, 100_000)
             .await
             .unwrap()
             .into_iter()
-            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .map(|e| {
+                let event: Value = serde_json::from_str(&e.payload).unwrap();
+                let headers: Vec<(String, String)> = serde_json::from_str(&e.headers).unwrap();
+                check_event_record(&headers, &event);
+                event
+            })
             .collect()
     }
 
@@ -584,7 +590,7 @@ pub async fn consume(brokers: &str, topic: &str, count: usize) -> Vec<Consumed> 
                 out.len()
             ),
         };
-        let headers = msg
+        let headers: Vec<(String, String)> = msg
             .headers()
             .map(|h| {
                 h.iter()
@@ -597,16 +603,87 @@ pub async fn consume(brokers: &str, topic: &str, count: usize) -> Vec<Consumed> 
                     .collect()
             })
             .unwrap_or_default();
+        let value = serde_json::from_slice(msg.payload().unwrap_or_default())
+            .expect("record value is JSON");
+        // Dead letters are reports, not events; every other record is one.
+        if !headers.iter().any(|(name, _)| name == "reason_code") {
+            check_event_record(&headers, &value);
+        }
         out.push(Consumed {
             key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             headers,
-            value: serde_json::from_slice(msg.payload().unwrap_or_default())
-                .expect("record value is JSON"),
+            value,
             partition: msg.partition(),
             offset: msg.offset(),
         });
     }
     out
+}
+
+/// `schemas/platform-event.schema.json`, the published PlatformEvent schema.
+pub const PLATFORM_EVENT_SCHEMA: &str = include_str!("../../schemas/platform-event.schema.json");
+
+/// The published schema, compiled once per test process.
+pub fn platform_event_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let schema: Value = serde_json::from_str(PLATFORM_EVENT_SCHEMA).expect("schema is JSON");
+        assert!(
+            jsonschema::draft202012::meta::is_valid(&schema),
+            "not a valid draft 2020-12 schema"
+        );
+        jsonschema::draft202012::new(&schema).expect("schema compiles")
+    })
+}
+
+/// Fails the test unless `event` is a PlatformEvent the schema accepts.
+pub fn assert_platform_event(event: &Value) {
+    let errors: Vec<String> = platform_event_schema()
+        .iter_errors(event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the event breaks schemas/platform-event.schema.json: {errors:#?}\n{event:#}"
+    );
+}
+
+/// What every published event record must be, wherever the harness reads
+/// one: a PlatformEvent the schema accepts, with the CloudEvents binary-mode
+/// headers mapped from its own fields, and a `traceparent` in its trace.
+pub fn check_event_record(headers: &[(String, String)], event: &Value) {
+    assert_platform_event(event);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+    };
+    let field = |name: &str| event[name].as_str().unwrap();
+    assert_eq!(header("ce_specversion"), "1.0");
+    assert_eq!(header("ce_id"), field("event_id"));
+    assert_eq!(header("ce_type"), field("event_type"));
+    assert_eq!(header("ce_time"), field("event_timestamp"));
+    assert_eq!(
+        header("ce_source"),
+        format!(
+            "/{}/{}",
+            event["metadata"]["provider"].as_str().unwrap(),
+            event["metadata"]["shop_domain"].as_str().unwrap()
+        )
+    );
+    assert_eq!(header("content-type"), "application/json");
+    let trace_id = event["metadata"]["trace_id"].as_str().unwrap();
+    assert_eq!(header("trace_id"), trace_id);
+    let parent: Vec<&str> = header("traceparent").split('-').collect();
+    assert_eq!(parent.len(), 4, "traceparent {parent:?}");
+    assert_eq!(parent[0], "00");
+    assert_eq!(parent[1], trace_id, "traceparent in another trace");
+    assert!(
+        parent[2].len() == 16 && parent[2] != "0000000000000000",
+        "traceparent {parent:?}"
+    );
 }
 
 /// A free loopback port with nothing listening on it yet, below Linux's

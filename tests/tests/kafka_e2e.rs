@@ -94,6 +94,24 @@ async fn every_shopify_sample_comes_back_from_the_broker_as_a_platform_event() {
             Some(c.workspace_id.as_str())
         );
         assert!(header(&r.headers, "trace_id").is_some_and(|t| !t.is_empty()));
+        // CloudEvents 1.0, Kafka protocol binding, binary mode: the value is
+        // the event's data (the PlatformEvent), its attributes are headers.
+        assert_eq!(header(&r.headers, "ce_specversion"), Some("1.0"));
+        assert_eq!(header(&r.headers, "ce_id"), e["event_id"].as_str());
+        assert_eq!(header(&r.headers, "ce_type"), Some(event_type.as_str()));
+        assert_eq!(
+            header(&r.headers, "ce_source"),
+            Some("/shopify/fixtures-shop.myshopify.com")
+        );
+        assert_eq!(header(&r.headers, "ce_time"), e["event_timestamp"].as_str());
+        assert_eq!(header(&r.headers, "content-type"), Some("application/json"));
+        let trace_id = e["metadata"]["trace_id"].as_str().unwrap();
+        assert!(
+            header(&r.headers, "traceparent")
+                .is_some_and(|t| t.starts_with(&format!("00-{trace_id}-"))),
+            "{:?}",
+            r.headers
+        );
         by_webhook.insert(webhook_id.to_string(), e["event_id"].clone());
     }
     assert_eq!(
@@ -149,6 +167,20 @@ async fn a_dead_letter_reaches_the_dlq_topic_with_its_reason() {
         hook.header("x-shopify-webhook-id").unwrap()
     );
     assert_eq!(d["body"], "<xml>not json</xml>");
+    // A dead letter is a report for an operator, not a CloudEvent; it keeps
+    // its trace so the failure can be found from it.
+    let headers = &records[0].headers;
+    assert!(
+        headers.iter().all(|(k, _)| !k.starts_with("ce_")),
+        "{headers:?}"
+    );
+    assert_eq!(header(headers, "content-type"), Some("application/json"));
+    assert_eq!(header(headers, "reason_code"), Some("invalid_output"));
+    let trace_id = header(headers, "trace_id").unwrap();
+    assert!(
+        header(headers, "traceparent").is_some_and(|t| t.starts_with(&format!("00-{trace_id}-"))),
+        "{headers:?}"
+    );
     assert_eq!(gw.store().dead_letters(10).await.unwrap().len(), 1);
     gw.stop().await;
 }

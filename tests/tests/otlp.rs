@@ -1,15 +1,25 @@
 //! Trace export over OTLP/HTTP, end to end: the real binary serves on
-//! SQLite with the event log (no Kafka), a signed webhook goes through it,
-//! and a stand-in collector on loopback receives protobuf trace data.
+//! SQLite, a signed webhook goes through it, and a stand-in collector on
+//! loopback receives protobuf trace data, which the tests decode.
 //!
 //! The exporter's periodic flush is pushed far out (OTEL_BSP_SCHEDULE_DELAY),
 //! so the spans can only arrive through the flush at shutdown: this checks
 //! that a stopping gateway does not lose its last spans.
+//!
+//! One webhook is one trace: the intake request's span, the dispatcher's
+//! spans and (with Kafka) the produce span share the OTLP trace id that the
+//! event carries as `metadata.trace_id`, and the Kafka record's
+//! `traceparent` names the produce span in it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use ionflux_tests::gateway_bin;
+use ionflux_tests::{consume, gateway_bin, kafka_brokers, test_topics};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+use serde_json::Value;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +31,7 @@ use axum::routing::post;
 /// How long any one step may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 const SERVICE_NAME: &str = "otlp-test-gateway-5d1e";
+const OTEL_SERVICE_NAME: &str = "otel-named-gateway-88a0";
 const SHOP: &str = "otlp-shop.myshopify.com";
 const WEBHOOK_SECRET: &str = "shpss_otlp_webhook_secret_91c4";
 
@@ -96,23 +107,64 @@ impl Drop for Serving {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reach_an_otlp_collector_over_http_protobuf() {
-    let dir = tempfile::tempdir().unwrap();
-    let (endpoint, received) = collector().await;
+/// What one gateway run exported, decoded.
+struct Exported {
+    spans: Vec<Span>,
+    /// The `service.name` of every resource the spans came under.
+    service_names: Vec<String>,
+    /// The webhook's one event: from the event log, or the Kafka record.
+    event: Value,
+    /// The Kafka record's headers (empty with the event log).
+    headers: Vec<(String, String)>,
+}
 
-    let mut child = Command::new(gateway_bin())
+impl Exported {
+    fn named(&self, name: &str) -> Vec<&Span> {
+        self.spans.iter().filter(|s| s.name == name).collect()
+    }
+
+    fn one(&self, name: &str) -> &Span {
+        let found = self.named(name);
+        assert_eq!(
+            found.len(),
+            1,
+            "{name}: {:?}",
+            self.spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        found[0]
+    }
+}
+
+/// Runs `serve` with `env` (on top of [`base_env`]) and the exporter's timer
+/// pushed out, sends one signed webhook, waits for its event (from the
+/// broker when `kafka` names one, else from the event log), stops the
+/// gateway as an orchestrator does and decodes what the collector got.
+async fn one_webhook(
+    env: &[(&str, String)],
+    kafka: Option<&str>,
+    received: &Received,
+    expect_spans: bool,
+) -> Exported {
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut command = Command::new(gateway_bin());
+    command
         .arg("serve")
         .env_clear()
         .envs(base_env(dir.path()))
-        .env("IONFLUX_OTLP_ENDPOINT", &endpoint)
-        .env("IONFLUX_OTLP_SERVICE_NAME", SERVICE_NAME)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         // Ten minutes: only the flush at shutdown can deliver the spans.
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ionflux-gateway serve");
+        .stderr(Stdio::piped());
+    let topics = test_topics();
+    if let Some(brokers) = kafka {
+        command
+            .env("IONFLUX_KAFKA_BROKERS", brokers)
+            .env("IONFLUX_TOPIC_TEMPLATE", &topics.events)
+            .env("IONFLUX_DLQ_TOPIC_TEMPLATE", &topics.dead_letters);
+    }
+    let mut child = command.spawn().expect("starting ionflux-gateway serve");
     let stderr = child.stderr.take().unwrap();
     let mut gateway = Serving(child);
 
@@ -179,26 +231,22 @@ async fn spans_reach_an_otlp_collector_over_http_protobuf() {
     .unwrap();
     assert!(String::from_utf8_lossy(&sent.stdout).starts_with("200 "));
 
-    // The webhook is dispatched (its spans closed) once its event is logged.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let dir_path = dir.path().to_path_buf();
-        let tail =
-            tokio::task::spawn_blocking(move || run(&dir_path, &["events", "tail", "--json"], b""))
-                .await
-                .unwrap();
-        if !tail.stdout.is_empty() {
-            break;
+    // The webhook is dispatched (its spans closed) once its event is out.
+    let (event, headers) = match kafka {
+        Some(brokers) => {
+            let topic = topics
+                .events
+                .replace("{workspace_id}", &workspace.to_string());
+            // The harness checks the record against the schema, its
+            // CloudEvents headers and that its traceparent is in its trace.
+            let mut records = consume(brokers, &topic, 1).await;
+            let record = records.remove(0);
+            (record.value, record.headers)
         }
-        assert!(
-            Instant::now() < deadline,
-            "no event within {PATIENCE:?}:\n{}",
-            log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        None => (logged_event(dir.path(), &log).await, Vec::new()),
+    };
     assert!(
-        received.lock().unwrap().is_empty(),
+        received_now(received).is_empty(),
         "spans were exported before shutdown despite the long schedule delay"
     );
 
@@ -226,7 +274,8 @@ async fn spans_reach_an_otlp_collector_over_http_protobuf() {
     );
 
     let deadline = Instant::now() + PATIENCE;
-    while received.lock().unwrap().is_empty() {
+    // The flush at shutdown has finished once the process has exited.
+    while expect_spans && received_now(received).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the collector got nothing:\n{}",
@@ -234,17 +283,239 @@ async fn spans_reach_an_otlp_collector_over_http_protobuf() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let received = received.lock().unwrap();
-    let (content_type, body) = &received[0];
-    assert_eq!(content_type, "application/x-protobuf");
-    assert!(!body.is_empty());
-    // Protobuf keeps strings as they are: the resource's service name and
-    // the dispatcher's span name are in the bytes.
-    let all: Vec<u8> = received.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    assert!(contains(&all, SERVICE_NAME.as_bytes()), "no service.name");
-    assert!(contains(&all, b"transform"), "no transform span");
+    let mut exported = Exported {
+        spans: Vec::new(),
+        service_names: Vec::new(),
+        event,
+        headers,
+    };
+    for (content_type, body) in received_now(received) {
+        assert_eq!(content_type, "application/x-protobuf");
+        let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref()?.value.as_ref())
+                .map(|v| match v {
+                    any_value::Value::StringValue(s) => s.clone(),
+                    other => format!("{other:?}"),
+                });
+            exported.service_names.extend(service);
+            for scope in resource_spans.scope_spans {
+                exported.spans.extend(scope.spans);
+            }
+        }
+    }
+    exported
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+fn received_now(received: &Received) -> Vec<(String, Bytes)> {
+    received.lock().unwrap().clone()
+}
+
+/// The webhook's event from the event log, once it is there.
+async fn logged_event(dir: &Path, log: &Arc<Mutex<String>>) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let dir_path = dir.to_path_buf();
+        let tail =
+            tokio::task::spawn_blocking(move || run(&dir_path, &["events", "tail", "--json"], b""))
+                .await
+                .unwrap();
+        if let Some(line) = String::from_utf8_lossy(&tail.stdout).lines().next() {
+            let event: Value = serde_json::from_str(line).expect("events tail --json");
+            // `events tail --json` may wrap the event; take the envelope.
+            let event = if event.get("event_id").is_some() {
+                event
+            } else {
+                event["payload"].clone()
+            };
+            ionflux_tests::assert_platform_event(&event);
+            return event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event within {PATIENCE:?}:\n{}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The intake request, the dispatched row and its transform are one trace,
+/// and it is the trace the event names.
+fn assert_one_trace(exported: &Exported) -> String {
+    let intake = exported.one("webhook.intake");
+    let row = exported.one("dispatch.row");
+    let transform = exported.one("transform");
+    let trace = hex(&intake.trace_id);
+    assert_eq!(trace.len(), 32);
+    assert_eq!(hex(&row.trace_id), trace, "dispatch.row in another trace");
+    assert_eq!(
+        hex(&transform.trace_id),
+        trace,
+        "transform in another trace"
+    );
+    assert_eq!(transform.parent_span_id, row.span_id);
+    assert_eq!(
+        exported.event["metadata"]["trace_id"], trace,
+        "the event names another trace"
+    );
+    trace
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_webhooks_spans_reach_an_otlp_collector_in_one_trace() {
+    let (endpoint, received) = collector().await;
+    let exported = one_webhook(
+        &[
+            ("IONFLUX_OTLP_ENDPOINT", endpoint),
+            ("IONFLUX_OTLP_SERVICE_NAME", SERVICE_NAME.into()),
+        ],
+        None,
+        &received,
+        true,
+    )
+    .await;
+    assert!(
+        exported.service_names.iter().all(|n| n == SERVICE_NAME)
+            && !exported.service_names.is_empty(),
+        "{:?}",
+        exported.service_names
+    );
+    assert_one_trace(&exported);
+}
+
+/// A deployment set up for OpenTelemetry alone: only the standard
+/// variables, none of ours. With a broker, the record's `traceparent` is the
+/// produce span, in the webhook's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_otel_variables_alone_configure_export_and_records_carry_the_trace() {
+    let (endpoint, received) = collector().await;
+    let brokers = kafka_brokers();
+    let exported = one_webhook(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+            ("OTEL_SERVICE_NAME", OTEL_SERVICE_NAME.into()),
+        ],
+        brokers.as_deref(),
+        &received,
+        true,
+    )
+    .await;
+    assert!(
+        exported
+            .service_names
+            .iter()
+            .all(|n| n == OTEL_SERVICE_NAME)
+            && !exported.service_names.is_empty(),
+        "{:?}",
+        exported.service_names
+    );
+    let trace = assert_one_trace(&exported);
+    if brokers.is_none() {
+        return;
+    }
+    let produce = exported.one("kafka.produce");
+    let row = exported.one("dispatch.row");
+    assert_eq!(
+        hex(&produce.trace_id),
+        trace,
+        "kafka.produce in another trace"
+    );
+    assert_eq!(produce.parent_span_id, row.span_id);
+    let traceparent = exported
+        .headers
+        .iter()
+        .find(|(k, _)| k == "traceparent")
+        .map(|(_, v)| v.clone())
+        .expect("a traceparent header");
+    assert_eq!(
+        traceparent,
+        format!("00-{trace}-{}-01", hex(&produce.span_id)),
+        "the record's parent is its produce span"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_disabled_turns_export_off() {
+    let (endpoint, received) = collector().await;
+    let exported = one_webhook(
+        &[
+            ("IONFLUX_OTLP_ENDPOINT", endpoint),
+            ("OTEL_SDK_DISABLED", "true".into()),
+        ],
+        None,
+        &received,
+        false,
+    )
+    .await;
+    assert!(exported.spans.is_empty(), "spans exported while disabled");
+    assert!(received_now(&received).is_empty());
+    // The event still names a trace id, and the stored one is well formed.
+    let trace = exported.event["metadata"]["trace_id"].as_str().unwrap();
+    assert_eq!(trace.len(), 32);
+}
+
+/// Which variable wins, as `config show` prints it: ours over the standard
+/// ones, the traces variable over the general one, both over the file.
+#[test]
+fn our_variables_win_over_the_standard_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        "otlp_endpoint = \"http://file:4318\"\notlp_service_name = \"from-file\"\n",
+    )
+    .unwrap();
+    let shown = |env: &[(&str, &str)]| {
+        let out = Command::new(gateway_bin())
+            .args(["config", "show", "--config"])
+            .arg(&file)
+            .env_clear()
+            .envs(base_env(dir.path()))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        (value("otlp_endpoint"), value("otlp_service_name"))
+    };
+    assert_eq!(shown(&[]), ("http://file:4318".into(), "from-file".into()));
+    let standard = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+        ("OTEL_SERVICE_NAME", "otel-name"),
+    ];
+    assert_eq!(
+        shown(&standard),
+        ("http://general:4318".into(), "otel-name".into())
+    );
+    let mut traces = standard.to_vec();
+    traces.push((
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "http://traces/api/spans",
+    ));
+    assert_eq!(shown(&traces).0, "http://traces/api/spans");
+    let mut ours = traces.clone();
+    ours.push(("IONFLUX_OTLP_ENDPOINT", "http://ours:4318"));
+    ours.push(("IONFLUX_OTLP_SERVICE_NAME", "our-name"));
+    assert_eq!(shown(&ours), ("http://ours:4318".into(), "our-name".into()));
 }

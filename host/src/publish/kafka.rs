@@ -33,7 +33,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::{Instrument, Span, debug, error, info, info_span, warn};
 
-use super::{Delivery, PublishError, Record};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::{Delivery, PublishError, Record, TRACEPARENT};
 
 /// Settings of the Kafka sink. [`KafkaConfig::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -204,8 +206,9 @@ impl Inner {
                 continue;
             }
             let span = produce_span(record);
+            let traceparent = crate::telemetry::traceparent(&span);
             match self
-                .enqueue(&producer, record)
+                .enqueue(&producer, record, traceparent.as_deref())
                 .instrument(span.clone())
                 .await
             {
@@ -359,23 +362,18 @@ impl Inner {
 
     /// Enqueues one record, waiting while librdkafka's local queue is full
     /// (back-pressure, not an error) for at most `message_timeout`.
+    /// `traceparent`, when given, replaces the record's own: the produce
+    /// span is the parent a consumer should continue from.
     async fn enqueue(
         &self,
         producer: &Producer_,
         record: &Record,
+        traceparent: Option<&str>,
     ) -> Result<DeliveryFuture, PublishError> {
         if let Err(reason) = validate_topic_name(&record.topic) {
             return Err(PublishError::Permanent(reason));
         }
-        let headers = record.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(record.headers.len()),
-            |h, (name, value)| {
-                h.insert(Header {
-                    key: name,
-                    value: Some(value.as_bytes()),
-                })
-            },
-        );
+        let headers = kafka_headers(record, traceparent);
         let mut message = FutureRecord::to(&record.topic)
             .key(record.key.as_bytes())
             .payload(record.payload.as_slice())
@@ -494,19 +492,52 @@ impl Inner {
     }
 }
 
+/// The record's headers as Kafka carries them, `traceparent` replaced.
+fn kafka_headers(record: &Record, traceparent: Option<&str>) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
+    let mut has_traceparent = false;
+    for (name, value) in &record.headers {
+        let value = match traceparent {
+            Some(parent) if name == TRACEPARENT => {
+                has_traceparent = true;
+                parent
+            }
+            _ => value.as_str(),
+        };
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    match traceparent {
+        Some(parent) if !has_traceparent => headers.insert(Header {
+            key: TRACEPARENT,
+            value: Some(parent.as_bytes()),
+        }),
+        _ => headers,
+    }
+}
+
 /// A span for one record, from enqueue to the broker's acknowledgement (or
-/// the failure), child of the batch's `publish` span. The record's own
-/// `trace_id` header, set from the inbox row, ties it to the request that
-/// brought the webhook in.
+/// the failure). Its parent is the record's `traceparent` (its row's
+/// `dispatch.row` span, in the trace of the request that brought the
+/// webhook in); the batch's `publish` span, which serves many traces, is
+/// only linked.
 fn produce_span(record: &Record) -> Span {
-    let trace_id = record
-        .headers
-        .iter()
-        .find(|(name, _)| name == "trace_id")
-        .map_or("", |(_, value)| value.as_str());
-    info_span!("kafka.produce", topic = %record.topic, event_id = %record.event_id, trace_id,
+    let trace_id = record.header("trace_id").unwrap_or_default();
+    let span = info_span!("kafka.produce", topic = %record.topic, event_id = %record.event_id, trace_id,
         partition = tracing::field::Empty, offset = tracing::field::Empty,
-        outcome = tracing::field::Empty)
+        outcome = tracing::field::Empty);
+    if let Some(parent) = record
+        .header(TRACEPARENT)
+        .and_then(crate::telemetry::parse_traceparent)
+    {
+        let publish = Span::current();
+        // Without the OpenTelemetry layer there is no trace to join.
+        let _ = span.set_parent(parent);
+        span.follows_from(&publish);
+    }
+    span
 }
 
 fn error_kind(e: &PublishError) -> &'static str {

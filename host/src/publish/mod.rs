@@ -14,6 +14,27 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
+/// The W3C trace context header a record carries, so that a consumer can
+/// continue the webhook's trace.
+pub const TRACEPARENT: &str = "traceparent";
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces the header `name`, or adds it.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        match self.headers.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => value.clone_into(v),
+            None => self.headers.push((name.to_owned(), value.to_owned())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Delivery {
     pub topic: String,
