@@ -708,9 +708,13 @@ impl Store {
         // ids could each wait for the other (PostgreSQL's "deadlock
         // detected", failing a whole group of other merchants' webhooks).
         // In one order, whoever waits holds no key the other needs yet.
-        let mut order: Vec<&NewWebhook<'_>> = batch.iter().collect();
-        order.sort_by(|a, b| {
-            (a.connection.id.as_str(), a.webhook_id).cmp(&(b.connection.id.as_str(), b.webhook_id))
+        // The inbox ids still follow arrival order (the dispatcher's order
+        // within a brand): on PostgreSQL they are drawn from the sequence
+        // first, in arrival order, and written explicitly (`preallocate`).
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| {
+            let key = |w: &NewWebhook<'_>| (w.connection.id.as_str(), w.webhook_id);
+            key(&batch[a]).cmp(&key(&batch[b]))
         });
         let mut attempt = 1;
         loop {
@@ -730,26 +734,52 @@ impl Store {
     }
 
     /// One attempt of `insert_webhooks` through sqlx, inserting in `order`
-    /// (the batch's rows, sorted); outcomes in the batch's order.
+    /// (indexes into the batch, sorted by key); outcomes in the batch's order.
     async fn insert_webhooks_in(
         &self,
         batch: &[NewWebhook<'_>],
-        order: &[&NewWebhook<'_>],
+        order: &[usize],
     ) -> Result<Vec<Inserted>> {
         let mut tx = self.begin_write(true).await?;
+        // Ids in arrival order, whatever order the rows are written in. A
+        // row that turns out a duplicate leaves a gap, as a sequence may.
+        let preallocated: Option<Vec<i64>> = match self.backend {
+            Backend::Postgres => {
+                let mut ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT nextval(pg_get_serial_sequence('inbox', 'id'))
+                     FROM generate_series(1, $1)",
+                )
+                .bind(batch.len() as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+                ids.sort_unstable();
+                Some(ids)
+            }
+            // SQLite writes one transaction at a time: no lock cycle to
+            // avoid, and its rowids follow the statement's order.
+            Backend::Sqlite => None,
+        };
+        let order: Vec<usize> = match preallocated {
+            Some(_) => order.to_vec(),
+            None => (0..batch.len()).collect(),
+        };
         // Multi-row statements: one round trip to the database per chunk
         // instead of per webhook. Chunks are powers of two so that only a
         // handful of distinct statements are ever prepared and cached.
         // (connection id, webhook id) of every row inserted, and its id.
         let mut ids: std::collections::HashMap<(String, String), i64> =
             std::collections::HashMap::with_capacity(batch.len());
-        let mut rest = order;
+        let mut rest = &order[..];
         while !rest.is_empty() {
             let n = 1usize << rest.len().min(ROWS_PER_STATEMENT).ilog2();
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut q = sqlx::query(insert_webhooks_sql(self.backend, n));
-            for w in chunk {
+            let mut q = sqlx::query(insert_webhooks_sql(self.backend, n, preallocated.is_some()));
+            for &i in chunk {
+                let w = &batch[i];
+                if let Some(ids) = &preallocated {
+                    q = q.bind(ids[i]);
+                }
                 q = q
                     .bind(&w.connection.id)
                     .bind(&w.connection.provider)
@@ -1640,20 +1670,26 @@ fn match_inserted<'a>(
 
 /// The INSERT for `n` webhooks (`n` a power of two up to
 /// `ROWS_PER_STATEMENT`), built once per size and backend.
-fn insert_webhooks_sql(backend: Backend, n: usize) -> &'static str {
-    static SQL: [std::sync::OnceLock<Vec<String>>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    let all = SQL[backend as usize].get_or_init(|| {
+/// `with_id`: the statement also names each row's inbox id (drawn from the
+/// sequence beforehand, so that ids follow arrival order whatever order the
+/// rows are written in).
+fn insert_webhooks_sql(backend: Backend, n: usize, with_id: bool) -> &'static str {
+    static SQL: [[std::sync::OnceLock<Vec<String>>; 2]; 2] = [
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()],
+    ];
+    let all = SQL[backend as usize][with_id as usize].get_or_init(|| {
+        let (id, columns) = if with_id { ("id, ", 16) } else { ("", 15) };
         (0..=ROWS_PER_STATEMENT.ilog2())
             .map(|k| {
                 format!(
-                    "INSERT INTO inbox (connection_id, provider, workspace_id, brand_id, \
+                    "INSERT INTO inbox ({id}connection_id, provider, workspace_id, brand_id, \
                      webhook_id, topic, shop_domain, api_version, triggered_at, \
                      shopify_event_id, trace_id, headers, body, body_encoding, received_at) \
                      VALUES {} \
                      ON CONFLICT (connection_id, webhook_id) DO NOTHING \
                      RETURNING id, connection_id, webhook_id",
-                    Params::new(backend).values(1 << k, 15)
+                    Params::new(backend).values(1 << k, columns)
                 )
             })
             .collect()

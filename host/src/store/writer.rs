@@ -481,7 +481,7 @@ fn write(conn: &mut Connection, turn: &Arc<WriteTurn>, rows: &[Row]) -> Result<V
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut ids: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
     for (chunk, n) in pow2_chunks(rows) {
-        let mut stmt = tx.prepare_cached(super::insert_webhooks_sql(Backend::Sqlite, n))?;
+        let mut stmt = tx.prepare_cached(super::insert_webhooks_sql(Backend::Sqlite, n, false))?;
         let mut returned = stmt.query(params_from_iter(chunk.iter().flat_map(|r| &r.0)))?;
         while let Some(r) = returned.next()? {
             ids.insert((r.get(1)?, r.get(2)?), r.get(0)?);
