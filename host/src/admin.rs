@@ -54,7 +54,7 @@ pub mod body;
 use body::{
     ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
     DryRunBody, DryRunError, DryRunResult, DryRunTransform, ErrorBody, EventItem, EventsPage,
-    EventsQuery, LimitQuery, PromoteBody, PushQuery, PushedTransform, Replayed, ReplayBody,
+    EventsQuery, LimitQuery, PromoteBody, PushQuery, PushedTransform, ReplayBody, Replayed,
     RouteBody, RouteHistory, RouteList, TransformDetail, TransformItem, TransformList,
     WorkspaceCeilings,
 };
@@ -471,9 +471,9 @@ fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
                 continue;
             }
             let responses = &mut op.responses.responses;
-            responses.entry("401".into()).or_insert_with(|| {
-                error("`unauthorized`: no bearer token, or not a valid one")
-            });
+            responses
+                .entry("401".into())
+                .or_insert_with(|| error("`unauthorized`: no bearer token, or not a valid one"));
             responses
                 .entry("503".into())
                 .or_insert_with(|| error("`store_unavailable`: the database cannot be reached"));

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::admin::body::{
     ConnectionList, ConnectionWebhooks, DeadLetterList, ErrorBody, EventsPage, LimitQuery,
-    PromoteBody, PushedTransform, Replayed, ReplayBody, RouteBody, RouteHistory, RouteList,
+    PromoteBody, PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList,
     TransformDetail, TransformList,
 };
 use crate::store::RouteRow;
@@ -180,14 +180,20 @@ impl AdminClient {
     }
 
     pub async fn promote_route(&self, body: &PromoteBody) -> Result<RouteRow, ClientError> {
-        self.send(self.request(Method::POST, &["routes", "promote"]).json(body))
-            .await
+        self.send(
+            self.request(Method::POST, &["routes", "promote"])
+                .json(body),
+        )
+        .await
     }
 
     pub async fn route_history(&self, limit: i64) -> Result<RouteHistory, ClientError> {
         let query = LimitQuery { limit: Some(limit) };
-        self.send(self.request(Method::GET, &["routes", "history"]).query(&query))
-            .await
+        self.send(
+            self.request(Method::GET, &["routes", "history"])
+                .query(&query),
+        )
+        .await
     }
 
     // ---- dead letters ------------------------------------------------------

@@ -204,13 +204,15 @@ async fn tail_events(client: &AdminClient, limit: i64, json: bool, follow: bool)
     let page = client.newest_events(limit.clamp(1, 1000)).await?;
     let mut last = page.next_after;
     print(page.events, json)?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let page = client.events_after(last, 1000).await?;
         last = page.next_after.max(last);
         print(page.events, json)?;
     }
-    Ok(())
 }
 
 /// Printed exactly as `events tail` prints the local log (only the

@@ -50,7 +50,10 @@ fn conforms(method: &Method, path: &str, status: u16, body: &Value) {
         "{method} {template}: status {status} is documented ({body})"
     );
     let schema = &response["content"]["application/json"]["schema"];
-    assert!(schema.is_object(), "{method} {template} {status}: a JSON body");
+    assert!(
+        schema.is_object(),
+        "{method} {template} {status}: a JSON body"
+    );
     let mut root = schema.clone();
     root["components"] = DOC["components"].clone();
     let validator = jsonschema::draft202012::new(&root).expect("a valid JSON Schema");
@@ -72,8 +75,7 @@ async fn admin_json(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let (status, answer) =
-        ionflux_tests::admin_json(gw, method.clone(), path, token, body).await;
+    let (status, answer) = ionflux_tests::admin_json(gw, method.clone(), path, token, body).await;
     conforms(&method, path, status, &answer);
     (status, answer)
 }
@@ -780,8 +782,10 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
         Method::PUT,
         "/admin/v1/routes",
         t,
-        Some(json!({"topic_pattern": "*", "transform": "builtin:shopify-default",
-                    "shadow": "builtin:redact-pii"})),
+        Some(
+            json!({"topic_pattern": "*", "transform": "builtin:shopify-default",
+                    "shadow": "builtin:redact-pii"}),
+        ),
     )
     .await;
     assert_eq!(status, 200);
@@ -793,7 +797,10 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
         Some(json!({"topic_pattern": "*"})),
     )
     .await;
-    assert_eq!((status, &route["transform"]), (200, &json!("builtin:redact-pii")));
+    assert_eq!(
+        (status, &route["transform"]),
+        (200, &json!("builtin:redact-pii"))
+    );
 
     // The newest events, oldest first.
     for topic in ["orders/create", "orders/updated", "orders/paid"] {
@@ -815,7 +822,10 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
 
     // A workspace's upload, deleted once nothing runs it.
     let (_, pushed) = admin_upload(&gw, "hostile", t, hostile_wasm()).await;
-    let path = format!("/admin/v1/transforms/{}", pushed["digest"].as_str().unwrap());
+    let path = format!(
+        "/admin/v1/transforms/{}",
+        pushed["digest"].as_str().unwrap()
+    );
     let (status, deleted) = admin_json(&gw, Method::DELETE, &path, t, None).await;
     assert_eq!((status, &deleted["deleted"]), (200, &pushed["digest"]));
     let (status, _) = admin_json(&gw, Method::DELETE, &path, t, None).await;

@@ -91,7 +91,13 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         &gw,
         d,
         ta,
-        &["transforms", "push", wasm.to_str().unwrap(), "--name", "hostile"],
+        &[
+            "transforms",
+            "push",
+            wasm.to_str().unwrap(),
+            "--name",
+            "hostile",
+        ],
     )
     .await
     .lines();
@@ -100,7 +106,14 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         &gw,
         d,
         ta,
-        &["routes", "set", "--topic", "*", "--transform", &digest[..12]],
+        &[
+            "routes",
+            "set",
+            "--topic",
+            "*",
+            "--transform",
+            &digest[..12],
+        ],
     )
     .await
     .lines();
@@ -110,24 +123,41 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
     assert!(listed.iter().any(|t| t["digest"] == digest), "{listed:?}");
     let listed = cli(&gw, d, tb, &["transforms", "list"]).await.lines();
     assert!(listed.iter().all(|t| t["builtin"] == true), "{listed:?}");
-    let shown = cli(&gw, d, ta, &["transforms", "show", &digest]).await.lines();
+    let shown = cli(&gw, d, ta, &["transforms", "show", &digest])
+        .await
+        .lines();
     assert_eq!(shown[0]["routes"].as_array().unwrap().len(), 1);
 
     // Routes are scoped: B sees none of A's, the operator sees them.
     assert_eq!(cli(&gw, d, ta, &["routes", "list"]).await.lines().len(), 1);
-    assert!(cli(&gw, d, tb, &["routes", "list"]).await.lines().is_empty());
+    assert!(
+        cli(&gw, d, tb, &["routes", "list"])
+            .await
+            .lines()
+            .is_empty()
+    );
     let all = cli(&gw, d, op, &["routes", "list"]).await.lines();
     assert_eq!(all.len(), 1);
     let history = cli(&gw, d, ta, &["routes", "history"]).await.lines();
-    assert_eq!(history[0]["actor"], "team-a", "recorded as the token's name");
+    assert_eq!(
+        history[0]["actor"], "team-a",
+        "recorded as the token's name"
+    );
     let refused = cli(
         &gw,
         d,
         ta,
-        &["routes", "set", "--topic", "*", "--transform", "builtin:redact-pii"]
-            .into_iter()
-            .chain(["--workspace", ws_b])
-            .collect::<Vec<_>>(),
+        &[
+            "routes",
+            "set",
+            "--topic",
+            "*",
+            "--transform",
+            "builtin:redact-pii",
+        ]
+        .into_iter()
+        .chain(["--workspace", ws_b])
+        .collect::<Vec<_>>(),
     )
     .await;
     assert!(!refused.ok);
@@ -157,7 +187,14 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         &gw,
         d,
         ta,
-        &["routes", "set", "--topic", "*", "--transform", "builtin:shopify-default"],
+        &[
+            "routes",
+            "set",
+            "--topic",
+            "*",
+            "--transform",
+            "builtin:shopify-default",
+        ],
     )
     .await
     .lines();
@@ -195,7 +232,10 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         2
     );
     let registrations = cli(&gw, d, ta, &["connections", "webhooks", &a_id]).await;
-    assert!(registrations.lines().is_empty(), "a manual connection has none");
+    assert!(
+        registrations.lines().is_empty(),
+        "a manual connection has none"
+    );
     let refused = cli(&gw, d, tb, &["connections", "webhooks", &a_id]).await;
     assert!(!refused.ok && refused.stderr.contains("forbidden"));
 
@@ -209,16 +249,33 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         wrong.stderr
     );
     let none = cli(&gw, d, None, &["routes", "list"]).await;
-    assert!(!none.ok && none.stderr.contains("IONFLUX_TOKEN"), "{}", none.stderr);
+    assert!(
+        !none.ok && none.stderr.contains("IONFLUX_TOKEN"),
+        "{}",
+        none.stderr
+    );
     // What the API cannot do yet is said, not done on a database.
     let add = cli(
         &gw,
         d,
         op,
-        &["connections", "add", "--shop", "x.myshopify.com", "--workspace", "w", "--brand", "b"],
+        &[
+            "connections",
+            "add",
+            "--shop",
+            "x.myshopify.com",
+            "--workspace",
+            "w",
+            "--brand",
+            "b",
+        ],
     )
     .await;
-    assert!(!add.ok && add.stderr.contains("without --admin-url"), "{}", add.stderr);
+    assert!(
+        !add.ok && add.stderr.contains("without --admin-url"),
+        "{}",
+        add.stderr
+    );
 
     // No database and no key were made where the CLI ran.
     let left: Vec<_> = std::fs::read_dir(d)

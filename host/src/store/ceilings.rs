@@ -21,7 +21,16 @@ pub struct CeilingRow {
 
 /// The versions a workspace uploaded and their bytes together.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    sqlx::FromRow,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub struct UploadUsage {
     pub transforms: i64,
