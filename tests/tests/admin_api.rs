@@ -67,6 +67,32 @@ fn conforms(method: &Method, path: &str, status: u16, body: &Value) {
     );
 }
 
+/// The check has teeth: a body the document does not allow fails it, as
+/// does a status it does not list.
+#[test]
+fn answers_off_the_document_are_caught() {
+    let route = json!({"id": 1, "provider": "shopify", "workspace_id": "", "brand_id": "",
+                       "topic_pattern": "*", "transform": "builtin:redact-pii", "config": "{}"});
+    conforms(
+        &Method::GET,
+        "/admin/v1/routes",
+        200,
+        &json!({"routes": [route]}),
+    );
+    let mut wrong = route.clone();
+    wrong["id"] = json!("1");
+    for (status, body) in [
+        (200, json!({"routes": [wrong]})),
+        (200, json!({"rutes": []})),
+        (404, json!({"code": "x", "message": "y"})),
+        (401, json!({"code": "unauthorized"})),
+    ] {
+        let caught =
+            std::panic::catch_unwind(|| conforms(&Method::GET, "/admin/v1/routes", status, &body));
+        assert!(caught.is_err(), "{status} {body}");
+    }
+}
+
 /// `ionflux_tests::admin_json`, with the answer checked against the document.
 async fn admin_json(
     gw: &Gateway,
