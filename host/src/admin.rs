@@ -1,5 +1,8 @@
 //! The admin API (`/admin/v1/…`): transforms, routes, dead letters, the
 //! event log and dry runs, described by the OpenAPI document it serves.
+//! That document is generated from the handlers' annotations and the
+//! bodies in [`body`]: each handler is mounted and documented by the same
+//! `routes!` call, so the router and the document cannot drift.
 //!
 //! Who may do what:
 //! - an operator (a token of kind `operator`, or `IONFLUX_ADMIN_TOKEN`) may
@@ -21,16 +24,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::builtin;
 use crate::ceilings::{CeilingOverrides, Ceilings, TenantPolicy};
@@ -44,14 +49,22 @@ use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, Sto
 use crate::transform::{self, Limits, LoadError, Runtime, Transform};
 use crate::vault::Secret;
 
+pub mod body;
+
+use body::{
+    ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
+    DryRunBody, DryRunError, DryRunResult, DryRunTransform, ErrorBody, EventItem, EventsPage,
+    EventsQuery, LimitQuery, PromoteBody, PushQuery, PushedTransform, ReplayBody, Replayed,
+    RouteBody, RouteHistory, RouteList, TransformDetail, TransformItem, TransformList,
+    WorkspaceCeilings,
+};
+
 /// Largest component accepted by `POST /admin/v1/transforms`.
 pub const MAX_COMPONENT_BYTES: usize = 50 * 1024 * 1024;
 
 /// Every token starts with this, so a leaked one is easy to recognise (and
 /// to scan for); the rest is 32 random bytes, base64url without padding.
 pub const TOKEN_PREFIX: &str = "ifx_";
-
-const OPENAPI: &str = include_str!("openapi.json");
 
 /// Compiled transforms kept for dry runs. Versions are immutable so entries
 /// never go stale; the bound only caps memory.
@@ -356,54 +369,136 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
 
 // ---- router ----------------------------------------------------------------
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/openapi.json", get(openapi))
-        .route(
-            "/admin/v1/transforms",
-            get(list_transforms)
-                .post(push_transform)
+/// The document's frame; the paths and schemas come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ionflux gateway admin API",
+        description = "Transforms, routes, dead letters, the event log and dry runs of an \
+                       ionflux gateway, on its admin listener. Every call but this document's \
+                       needs `Authorization: Bearer <token>`: an operator token may do \
+                       everything, a workspace token only what is its workspace's. Every error \
+                       body is `{code, message}`.",
+    ),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An operator token (`IONFLUX_ADMIN_TOKEN`, or `tokens create \
+                         --operator`) or a workspace token (`tokens create --workspace`).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The admin API's routes and their document, built together.
+fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi))
+        .routes(
+            routes!(list_transforms, push_transform)
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
         )
-        .route(
-            "/admin/v1/transforms/{reference}",
-            get(show_transform).delete(delete_transform),
+        .routes(routes!(show_transform, delete_transform))
+        .routes(routes!(show_ceilings, set_ceilings))
+        .routes(routes!(list_routes, set_route))
+        .routes(routes!(promote_route))
+        .routes(routes!(route_history))
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay_dead_letters))
+        .routes(routes!(list_events))
+        .routes(routes!(dry_run))
+        .routes(routes!(list_connections))
+        .routes(routes!(connection_webhooks))
+        .split_for_parts();
+    document_common_errors(&mut doc);
+    (router, doc)
+}
+
+pub fn router() -> axum::Router<AppState> {
+    build().0
+}
+
+/// The OpenAPI document of the admin API, as served.
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| build().1);
+    &DOC
+}
+
+/// What every authenticated call may answer besides its own errors, said
+/// once here rather than on each handler.
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
         )
-        .route(
-            "/admin/v1/workspaces/{workspace_id}/ceilings",
-            get(show_ceilings).put(set_ceilings),
-        )
-        .route("/admin/v1/routes", get(list_routes).put(set_route))
-        .route("/admin/v1/routes/promote", post(promote_route))
-        .route("/admin/v1/routes/history", get(route_history))
-        .route("/admin/v1/dead-letters", get(list_dead_letters))
-        .route("/admin/v1/dead-letters/replay", post(replay_dead_letters))
-        .route("/admin/v1/events", get(list_events))
-        .route("/admin/v1/webhooks/{inbox_id}/dry-run", post(dry_run))
-        .route(
-            "/admin/v1/connections/{connection_id}/webhooks",
-            get(connection_webhooks),
-        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        // An operation with its own `security` is the public document.
+        for op in operations.into_iter().flatten() {
+            if op.security.is_some() {
+                continue;
+            }
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("401".into())
+                .or_insert_with(|| error("`unauthorized`: no bearer token, or not a valid one"));
+            responses
+                .entry("503".into())
+                .or_insert_with(|| error("`store_unavailable`: the database cannot be reached"));
+        }
+    }
 }
 
 /// The document is public: it describes the API, not anyone's data.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/openapi.json",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object)),
+)]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    static JSON: LazyLock<String> = LazyLock::new(|| {
+        openapi_document()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], JSON.as_str()).into_response()
 }
 
 // ---- transforms ------------------------------------------------------------
-
-#[derive(Debug, Clone, Serialize)]
-struct TransformItem {
-    /// What a route names: the digest, or `builtin:NAME`.
-    reference: String,
-    digest: String,
-    name: String,
-    size: i64,
-    builtin: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_at: Option<i64>,
-}
 
 /// The built-ins, with the digests of the bytes compiled into this binary.
 static BUILTINS: LazyLock<Vec<TransformItem>> = LazyLock::new(|| {
@@ -483,26 +578,48 @@ async fn resolve_visible(
     }
 }
 
+/// The built-ins and the stored versions the caller may see.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/transforms",
+    tag = "transforms",
+    responses((status = 200, body = TransformList)),
+)]
 async fn list_transforms(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut items = BUILTINS.clone();
-    items.extend(visible_transforms(&state.store, &principal).await?);
-    Ok(Json(serde_json::json!({ "transforms": items })))
+) -> Result<Json<TransformList>, ApiError> {
+    let mut transforms = BUILTINS.clone();
+    transforms.extend(visible_transforms(&state.store, &principal).await?);
+    Ok(Json(TransformList { transforms }))
 }
 
-#[derive(Deserialize)]
-struct PushQuery {
-    name: Option<String>,
-}
-
+/// Uploads a component: it must compile, implement the transform world and
+/// survive a smoke call; it is stored as an immutable version named by its
+/// digest. A workspace's uploads are held to its quota.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/transforms",
+    tag = "transforms",
+    params(PushQuery),
+    request_body(
+        description = "The component's .wasm bytes (at most 50 MiB)",
+        content(("application/wasm")),
+    ),
+    responses(
+        (status = 200, body = PushedTransform),
+        (status = 400, description = "`bad_request` (no name, empty body), `invalid_name`", body = ErrorBody),
+        (status = 409, description = "`upload_quota_exceeded`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`not_a_component`, `compile_failed`, `wrong_world`, `smoke_test_failed`", body = ErrorBody),
+    ),
+)]
 async fn push_transform(
     State(state): State<AppState>,
     principal: Principal,
     q: Result<Query<PushQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PushedTransform>, ApiError> {
     let name = query(q)?
         .name
         .ok_or_else(|| bad_request("give the transform a name: ?name=NAME"))?;
@@ -529,19 +646,32 @@ async fn push_transform(
     .map_err(registry_error)?;
     tracing::info!(digest = %pushed.digest, name = %pushed.name, actor = principal.actor(),
         "transform uploaded over the admin API");
-    Ok(Json(serde_json::json!({
-        "reference": pushed.digest,
-        "digest": pushed.digest,
-        "name": pushed.name,
-        "size": pushed.size,
-    })))
+    Ok(Json(PushedTransform {
+        reference: pushed.digest.clone(),
+        digest: pushed.digest,
+        name: pushed.name,
+        size: pushed.size,
+    }))
 }
 
+/// One version (by digest, unique prefix of 12+ hex digits, or
+/// `builtin:NAME`) and the routes running it.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/transforms/{reference}",
+    tag = "transforms",
+    params(("reference" = String, Path, description = "A digest, a unique prefix of 12+ hex digits, or `builtin:NAME`")),
+    responses(
+        (status = 200, body = TransformDetail),
+        (status = 404, description = "`unknown_transform`", body = ErrorBody),
+        (status = 422, description = "`ambiguous_transform`", body = ErrorBody),
+    ),
+)]
 async fn show_transform(
     State(state): State<AppState>,
     principal: Principal,
     reference: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TransformDetail>, ApiError> {
     let reference = path(reference)?;
     let item = resolve_visible(&state.store, &principal, &reference)
         .await
@@ -557,27 +687,44 @@ async fn show_transform(
         .into_iter()
         .filter(|r| r.transform == item.reference)
         .collect();
-    let mut body = serde_json::to_value(&item).map_err(|e| internal(e.to_string()))?;
-    body["routes"] = serde_json::to_value(routes).map_err(|e| internal(e.to_string()))?;
-    if principal.workspace().is_none() && !item.builtin {
-        let owners = state
-            .store
-            .transform_owners(&item.digest)
-            .await
-            .map_err(store_error)?;
-        body["uploaded_by_workspaces"] = serde_json::json!(owners);
-    }
-    Ok(Json(body))
+    let uploaded_by_workspaces = if principal.workspace().is_none() && !item.builtin {
+        Some(
+            state
+                .store
+                .transform_owners(&item.digest)
+                .await
+                .map_err(store_error)?,
+        )
+    } else {
+        None
+    };
+    Ok(Json(TransformDetail {
+        transform: item,
+        routes,
+        uploaded_by_workspaces,
+    }))
 }
 
 /// `DELETE /admin/v1/transforms/{reference}`: a workspace gives up a version
 /// it uploaded (its bytes go once nobody owns or runs them); an operator
 /// deletes any version. Refused while a route the caller can see runs it.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/transforms/{reference}",
+    tag = "transforms",
+    params(("reference" = String, Path, description = "A digest or a unique prefix of 12+ hex digits")),
+    responses(
+        (status = 200, body = DeletedTransform),
+        (status = 404, description = "`unknown_transform`", body = ErrorBody),
+        (status = 409, description = "`transform_in_use`, `builtin_transform`", body = ErrorBody),
+        (status = 422, description = "`ambiguous_transform`", body = ErrorBody),
+    ),
+)]
 async fn delete_transform(
     State(state): State<AppState>,
     principal: Principal,
     reference: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeletedTransform>, ApiError> {
     let reference = path(reference)?;
     if reference.starts_with(BUILTIN_PREFIX) {
         return Err(ApiError::new(
@@ -638,7 +785,7 @@ async fn delete_transform(
                 .remove(&digest);
             tracing::info!(%digest, actor = principal.actor(), workspace = ?principal.workspace(),
                 component_deleted = component, "transform deleted over the admin API");
-            Ok(Json(serde_json::json!({ "deleted": digest })))
+            Ok(Json(DeletedTransform { deleted: digest }))
         }
     }
 }
@@ -678,7 +825,7 @@ fn workspace_param(id: Result<Path<String>, PathRejection>) -> Result<String, Ap
     Ok(id)
 }
 
-async fn ceilings_body(state: &AppState, workspace: &str) -> Result<serde_json::Value, ApiError> {
+async fn ceilings_body(state: &AppState, workspace: &str) -> Result<WorkspaceCeilings, ApiError> {
     let store = &state.store;
     let row = store
         .workspace_ceilings(workspace)
@@ -690,24 +837,35 @@ async fn ceilings_body(state: &AppState, workspace: &str) -> Result<serde_json::
         .map(CeilingOverrides::from_row)
         .unwrap_or_default();
     let uploads = store.upload_usage(workspace).await.map_err(store_error)?;
-    Ok(serde_json::json!({
-        "workspace_id": workspace,
-        "ceilings": overrides.over(&tenants.ceilings),
-        "overrides": overrides,
-        "defaults": tenants.ceilings,
-        "updated_at": row.map(|r| r.updated_at),
-        "upload_quota": tenants.upload_quota,
-        "uploads": uploads,
-    }))
+    Ok(WorkspaceCeilings {
+        workspace_id: workspace.to_string(),
+        ceilings: overrides.over(&tenants.ceilings),
+        overrides,
+        defaults: tenants.ceilings,
+        updated_at: row.map(|r| r.updated_at),
+        upload_quota: tenants.upload_quota,
+        uploads,
+    })
 }
 
 /// `GET /admin/v1/workspaces/{workspace_id}/ceilings`: an operator reads any
 /// workspace's, a workspace token its own.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/workspaces/{workspace_id}/ceilings",
+    tag = "workspaces",
+    params(("workspace_id" = String, Path)),
+    responses(
+        (status = 200, body = WorkspaceCeilings),
+        (status = 400, description = "`bad_request`: not a workspace id", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another workspace", body = ErrorBody),
+    ),
+)]
 async fn show_ceilings(
     State(state): State<AppState>,
     principal: Principal,
     workspace_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WorkspaceCeilings>, ApiError> {
     let workspace = workspace_param(workspace_id)?;
     principal.may_touch(&workspace)?;
     Ok(Json(ceilings_body(&state, &workspace).await?))
@@ -717,12 +875,25 @@ async fn show_ceilings(
 /// body names the ceilings to set; one left out (or null) takes the
 /// configured default again. Applies to routes already saved, at once on
 /// this replica and within a route poll on the others.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/workspaces/{workspace_id}/ceilings",
+    tag = "workspaces",
+    params(("workspace_id" = String, Path)),
+    request_body = CeilingOverrides,
+    responses(
+        (status = 200, body = WorkspaceCeilings),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: operators only", body = ErrorBody),
+        (status = 422, description = "`invalid_ceilings`", body = ErrorBody),
+    ),
+)]
 async fn set_ceilings(
     State(state): State<AppState>,
     principal: Principal,
     workspace_id: Result<Path<String>, PathRejection>,
     body: Result<Json<CeilingOverrides>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WorkspaceCeilings>, ApiError> {
     let workspace = workspace_param(workspace_id)?;
     if let Principal::Workspace { .. } = principal {
         return Err(forbidden("only an operator sets a workspace's ceilings"));
@@ -761,24 +932,19 @@ async fn scoped_routes(store: &Store, principal: &Principal) -> Result<Vec<Route
     })
 }
 
+/// The routing table: an operator's whole, a workspace's own routes.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/routes",
+    tag = "routes",
+    responses((status = 200, body = RouteList)),
+)]
 async fn list_routes(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RouteList>, ApiError> {
     let routes = scoped_routes(&state.store, &principal).await?;
-    Ok(Json(serde_json::json!({ "routes": routes })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteBody {
-    workspace_id: Option<String>,
-    brand_id: Option<String>,
-    topic_pattern: String,
-    transform: String,
-    config: Option<serde_json::Value>,
-    limits: Option<serde_json::Value>,
-    shadow: Option<String>,
+    Ok(Json(RouteList { routes }))
 }
 
 /// The workspace a route change is for, after checking the caller may make
@@ -824,6 +990,20 @@ async fn reload_routes(state: &AppState) {
     }
 }
 
+/// Creates or replaces the route of a scope and topic pattern; it applies
+/// to the next webhook.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/routes",
+    tag = "routes",
+    request_body = RouteBody,
+    responses(
+        (status = 200, description = "The route as saved", body = RouteRow),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (another workspace), `limit_above_ceiling`", body = ErrorBody),
+        (status = 422, description = "`unknown_transform`, `ambiguous_transform`, `invalid_route`", body = ErrorBody),
+    ),
+)]
 async fn set_route(
     State(state): State<AppState>,
     principal: Principal,
@@ -866,14 +1046,19 @@ async fn set_route(
     Ok(Json(row))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PromoteBody {
-    workspace_id: Option<String>,
-    brand_id: Option<String>,
-    topic_pattern: String,
-}
-
+/// Makes a route's shadow its transform.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/routes/promote",
+    tag = "routes",
+    request_body = PromoteBody,
+    responses(
+        (status = 200, description = "The route as saved", body = RouteRow),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another workspace", body = ErrorBody),
+        (status = 422, description = "`invalid_route`: no such route, or it has no shadow", body = ErrorBody),
+    ),
+)]
 async fn promote_route(
     State(state): State<AppState>,
     principal: Principal,
@@ -894,20 +1079,26 @@ async fn promote_route(
     Ok(Json(row))
 }
 
-#[derive(Deserialize)]
-struct LimitQuery {
-    limit: Option<i64>,
-}
-
 /// How far back a workspace's history is searched; the table is shared and
 /// small (one row per route change), so filtering after the read is fine.
 const HISTORY_SCAN: i64 = 10_000;
 
+/// Route changes, newest first (a workspace's own).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/routes/history",
+    tag = "routes",
+    params(LimitQuery),
+    responses(
+        (status = 200, body = RouteHistory),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+    ),
+)]
 async fn route_history(
     State(state): State<AppState>,
     principal: Principal,
     q: Result<Query<LimitQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RouteHistory>, ApiError> {
     let limit = query(q)?.limit.unwrap_or(100).clamp(1, 1000);
     let changes = match principal.workspace() {
         None => state.store.route_history(limit).await,
@@ -919,38 +1110,54 @@ async fn route_history(
         .filter(|c| principal.workspace().is_none_or(|ws| c.workspace_id == ws))
         .take(limit as usize)
         .collect();
-    Ok(Json(serde_json::json!({ "history": changes })))
+    Ok(Json(RouteHistory { history: changes }))
 }
 
 // ---- dead letters ----------------------------------------------------------
 
+/// Unresolved dead letters, oldest first (a workspace's own).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/dead-letters",
+    tag = "dead letters",
+    params(LimitQuery),
+    responses(
+        (status = 200, body = DeadLetterList),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+    ),
+)]
 async fn list_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
     q: Result<Query<LimitQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = query(q)?.limit.unwrap_or(1000).clamp(1, 10_000);
     let rows: Vec<DeadLetterRow> = match principal.workspace() {
         None => state.store.dead_letters(limit).await,
         Some(ws) => state.store.workspace_dead_letters(ws, limit).await,
     }
     .map_err(store_error)?;
-    Ok(Json(serde_json::json!({ "dead_letters": rows })))
+    Ok(Json(DeadLetterList { dead_letters: rows }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayBody {
-    ids: Option<Vec<i64>>,
-    #[serde(default)]
-    all: bool,
-}
-
+/// Runs dead letters again through today's routes; what now succeeds is
+/// published with its original event id.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/dead-letters/replay",
+    tag = "dead letters",
+    request_body = ReplayBody,
+    responses(
+        (status = 200, body = Replayed),
+        (status = 400, description = "`bad_request`: neither or both of `ids` and `all`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another workspace's; nothing was replayed", body = ErrorBody),
+    ),
+)]
 async fn replay_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
     body: Result<Json<ReplayBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Replayed>, ApiError> {
     let body = json_body(body)?;
     let store = &state.store;
     let ids = match (body.ids, body.all) {
@@ -977,37 +1184,22 @@ async fn replay_dead_letters(
         actor = principal.actor(),
         "dead letters replayed"
     );
-    Ok(Json(serde_json::json!({ "replayed": replayed })))
+    Ok(Json(Replayed { replayed }))
 }
 
 // ---- events ----------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    after: i64,
-    #[serde(default = "default_events_limit")]
-    limit: i64,
-}
-
-fn default_events_limit() -> i64 {
-    100
-}
-
-#[derive(Serialize)]
-struct EventItem {
-    seq: i64,
-    topic: String,
-    event: Box<RawValue>,
-}
-
-#[derive(Serialize)]
-struct EventsPage {
-    events: Vec<EventItem>,
-    /// Pass as `after` to get the next page.
-    next_after: i64,
-}
-
+/// The embedded event log, oldest first (a workspace's own events).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, body = EventsPage),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+    ),
+)]
 async fn list_events(
     State(state): State<AppState>,
     principal: Principal,
@@ -1015,9 +1207,12 @@ async fn list_events(
 ) -> Result<Json<EventsPage>, ApiError> {
     let q = query(q)?;
     let limit = q.limit.clamp(1, 1000);
-    let rows: Vec<LoggedEvent> = match principal.workspace() {
-        None => state.store.events_after(q.after, limit).await,
-        Some(ws) => state.store.workspace_events_after(ws, q.after, limit).await,
+    let store = &state.store;
+    let rows: Vec<LoggedEvent> = match (principal.workspace(), q.newest) {
+        (None, false) => store.events_after(q.after, limit).await,
+        (None, true) => store.events_tail(limit).await,
+        (Some(ws), false) => store.workspace_events_after(ws, q.after, limit).await,
+        (Some(ws), true) => store.workspace_events_tail(ws, limit).await,
     }
     .map_err(store_error)?;
     let next_after = rows.last().map_or(q.after, |r| r.seq);
@@ -1036,45 +1231,23 @@ async fn list_events(
 
 // ---- dry run ---------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DryRunBody {
-    /// Default: what the routing table picks for the webhook.
-    transform: Option<String>,
-    /// Default: the route's config (`{}` with an explicit transform).
-    config: Option<serde_json::Value>,
-    /// Overrides of the default limits, as a route's `limits`.
-    limits: Option<RouteLimits>,
-}
-
-#[derive(Serialize)]
-struct DryRunTransform {
-    reference: String,
-    name: String,
-    digest: String,
-}
-
-#[derive(Serialize)]
-struct DryRunError {
-    code: String,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct DryRunResult {
-    inbox_id: i64,
-    transform: DryRunTransform,
-    /// The topic the events would go to.
-    topic: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    events: Option<Vec<Box<RawValue>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<DryRunError>,
-}
-
 /// Runs a stored webhook through a transform and answers with the events it
 /// would become, exactly as the dispatcher would build them (same ids), but
 /// publishes and records nothing.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/webhooks/{inbox_id}/dry-run",
+    tag = "webhooks",
+    params(("inbox_id" = i64, Path, description = "A stored webhook")),
+    request_body(content = DryRunBody, description = "May be empty: all defaults"),
+    responses(
+        (status = 200, description = "The events, or why the transform failed", body = DryRunResult),
+        (status = 400, description = "`bad_request`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (another workspace's webhook), `limit_above_ceiling`", body = ErrorBody),
+        (status = 404, description = "`unknown_webhook`", body = ErrorBody),
+        (status = 422, description = "`unknown_transform`, `ambiguous_transform`, `invalid_config`, `transform_unavailable`", body = ErrorBody),
+    ),
+)]
 async fn dry_run(
     State(state): State<AppState>,
     principal: Principal,
@@ -1243,11 +1416,22 @@ fn unavailable(message: String) -> ApiError {
 
 /// `GET /admin/v1/connections/{connection_id}/webhooks`: how each topic's
 /// subscription at Shopify stands (scoped to the connection's workspace).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/connections/{connection_id}/webhooks",
+    tag = "connections",
+    params(("connection_id" = String, Path)),
+    responses(
+        (status = 200, body = ConnectionWebhooks),
+        (status = 403, description = "`forbidden`: another workspace's", body = ErrorBody),
+        (status = 404, description = "`unknown_connection`", body = ErrorBody),
+    ),
+)]
 async fn connection_webhooks(
     principal: Principal,
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ConnectionWebhooks>, ApiError> {
     let id = path(id)?;
     let Some(conn) = state
         .store
@@ -1261,11 +1445,59 @@ async fn connection_webhooks(
     let registrations = crate::oauth::webhook_registrations(&state.store, &id)
         .await
         .map_err(store_error)?;
-    Ok(Json(serde_json::json!({
-        "connection_id": conn.id,
-        "shop_domain": conn.shop_domain,
-        "registrations": registrations,
-    })))
+    Ok(Json(ConnectionWebhooks {
+        connection_id: conn.id,
+        shop_domain: conn.shop_domain,
+        registrations,
+    }))
+}
+
+/// `GET /admin/v1/connections`: an operator's every connection, a
+/// workspace's own.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/connections",
+    tag = "connections",
+    responses((status = 200, body = ConnectionList)),
+)]
+async fn list_connections(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> Result<Json<ConnectionList>, ApiError> {
+    let connections = connections(&state.store, principal.workspace())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(ConnectionList { connections }))
+}
+
+/// The connections (of one workspace, or all) as `connections list` and
+/// the API show them: how each was made and whether it holds tokens,
+/// never the secrets or tokens themselves.
+pub async fn connections(
+    store: &Store,
+    workspace: Option<&str>,
+) -> Result<Vec<ConnectionItem>, StoreError> {
+    let mut items = Vec::new();
+    for c in store.list_connections().await? {
+        if workspace.is_some_and(|ws| ws != c.workspace_id) {
+            continue;
+        }
+        let tokens = store.connection_tokens(&c.id).await?;
+        items.push(ConnectionItem {
+            webhook_path: crate::connection::webhook_path(&c.secure_path_identifier),
+            auth_method: tokens.as_ref().map(|t| t.auth_method.clone()),
+            has_tokens: tokens
+                .as_ref()
+                .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some()),
+            connection_id: c.id,
+            shop_domain: c.shop_domain,
+            workspace_id: c.workspace_id,
+            brand_id: c.brand_id,
+            secure_path_identifier: c.secure_path_identifier,
+            status: c.status,
+        });
+    }
+    Ok(items)
 }
 
 #[cfg(test)]
@@ -1277,6 +1509,88 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::connect(&url).await.unwrap();
         (dir, store)
+    }
+
+    fn document() -> serde_json::Value {
+        serde_json::to_value(openapi_document()).unwrap()
+    }
+
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push(r),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for r in found {
+            let pointer = r.strip_prefix('#').expect("local references only");
+            assert!(doc.pointer(pointer).is_some(), "{r} resolves");
+        }
+    }
+
+    #[test]
+    fn every_operation_documents_its_parameters_bodies_errors_and_security() {
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let templated: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                let what = format!("{method} {path}");
+                let params: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(params, templated, "{what}: path parameters");
+                let responses = op["responses"].as_object().unwrap();
+                let ok = &responses["200"]["content"]["application/json"]["schema"];
+                assert!(ok.is_object(), "{what}: a 200 body");
+                if path == "/admin/v1/openapi.json" {
+                    assert_eq!(op["security"], serde_json::json!([{}]), "public");
+                    continue;
+                }
+                assert!(op.get("security").is_none(), "{what}: the bearer scheme");
+                for (status, response) in responses {
+                    if status != "200" {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorBody",
+                            "{what} {status}"
+                        );
+                    }
+                }
+                for status in ["401", "503"] {
+                    assert!(responses.contains_key(status), "{what}: {status}");
+                }
+                if ["put", "post"].contains(&method.as_str()) {
+                    assert!(op["requestBody"].is_object(), "{what}: a request body");
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::store::CeilingRow;
 use crate::transform::Limits;
 
 /// The most one call of a workspace's webhooks may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ceilings {
     pub cpu_ms: u64,
@@ -106,7 +106,7 @@ fn as_u64(n: usize) -> u64 {
 
 /// A workspace's own ceilings as an operator set them; a field left out
 /// (null) keeps the configured default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CeilingOverrides {
     pub cpu_ms: Option<u64>,
@@ -204,7 +204,7 @@ impl CeilingTable {
 
 /// How much a workspace may keep uploaded: versions, and their bytes
 /// together. Operators' uploads are not counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuota {
     pub transforms: u64,

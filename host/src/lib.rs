@@ -6,6 +6,7 @@
 //! [`server`] wires them together. See ARCHITECTURE.md.
 
 pub mod admin;
+pub mod admin_client;
 pub mod bench;
 pub mod builtin;
 pub mod ceilings;

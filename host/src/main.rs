@@ -24,6 +24,8 @@ use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_gateway::{connection, webhook};
 
+mod remote;
+
 #[derive(Parser)]
 #[command(
     name = "ionflux-gateway",
@@ -84,6 +86,9 @@ struct Cli {
     /// Log filter, `tracing` env-filter syntax; RUST_LOG wins when set.
     #[arg(long, global = true, env = "IONFLUX_LOG")]
     log_filter: Option<String>,
+
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -1017,6 +1022,11 @@ fn restore_default_sigpipe() {
 
 async fn run(cli: Cli, settings: Settings) -> Result<()> {
     let cfg = &settings;
+    if let Some(client) = cli.remote.client()?
+        && let Some(done) = remote::run(&client, &cli.command).await
+    {
+        return done;
+    }
     match cli.command {
         Command::Serve(_) => serve(cfg).await,
         Command::Config(ConfigCommand::Show(_)) => {
@@ -1059,28 +1069,8 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         }
         Command::Connections(ConnectionsCommand::List) => {
             let store = open_store(cfg).await?;
-            for c in store.list_connections().await? {
-                // How it was made and whether it holds tokens, never the
-                // tokens themselves.
-                let tokens = store.connection_tokens(&c.id).await?;
-                let auth_method = tokens.as_ref().map(|t| t.auth_method.clone());
-                let has_tokens = tokens
-                    .as_ref()
-                    .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some());
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "connection_id": c.id,
-                        "shop_domain": c.shop_domain,
-                        "workspace_id": c.workspace_id,
-                        "brand_id": c.brand_id,
-                        "secure_path_identifier": c.secure_path_identifier,
-                        "webhook_path": connection::webhook_path(&c.secure_path_identifier),
-                        "status": c.status,
-                        "auth_method": auth_method,
-                        "has_tokens": has_tokens,
-                    })
-                );
+            for c in admin::connections(&store, None).await? {
+                println!("{}", serde_json::to_string(&c)?);
             }
             Ok(())
         }

@@ -31,7 +31,9 @@ pub struct Route {
 }
 
 /// Per-route overrides of the default limits; absent fields keep defaults.
-#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct RouteLimits {
     pub memory_bytes: Option<usize>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Executor, Row};
@@ -324,7 +324,7 @@ pub struct Replayed {
     pub foreign: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetterRow {
     pub id: i64,
     pub inbox_id: i64,
@@ -353,7 +353,7 @@ pub struct LoggedEvent {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RouteRow {
     pub id: i64,
     pub provider: String,
@@ -1499,7 +1499,7 @@ impl Store {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RouteChange {
     pub id: i64,
     pub provider: String,
@@ -2111,6 +2111,27 @@ impl Store {
         .iter()
         .map(logged_event_from)
         .collect()
+    }
+
+    /// The newest `limit` events of one workspace, oldest first.
+    pub async fn workspace_events_tail(
+        &self,
+        workspace: &str,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>> {
+        let mut events = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1
+             ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(workspace)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(logged_event_from)
+        .collect::<Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
     }
 
     /// Unresolved dead letters of one workspace, oldest first.

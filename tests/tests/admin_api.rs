@@ -1,15 +1,122 @@
-//! The admin API over real HTTP: its OpenAPI document, who may do what
-//! (operator, workspace and wrong tokens), uploads, routes that take effect,
-//! replay, and dry runs that publish nothing.
+//! The admin API over real HTTP: its OpenAPI document (the router and the
+//! document agree, and every answer of these tests matches the document's
+//! schema for it), who may do what (operator, workspace and wrong tokens),
+//! uploads, routes that take effect, replay, and dry runs that publish
+//! nothing.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use ionflux_gateway::admin::{self, TokenKind};
-use ionflux_tests::{
-    Conn, Gateway, Hook, Options, admin_json, admin_upload, broken_wasm, hostile_wasm, sha256_hex,
-};
+use ionflux_tests::{Conn, Gateway, Hook, Options, broken_wasm, hostile_wasm, sha256_hex};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "configured-operator-token";
+
+/// The document as the library generates it; the served one must equal it.
+static DOC: LazyLock<Value> =
+    LazyLock::new(|| serde_json::to_value(admin::openapi_document()).unwrap());
+
+/// The documented path template a concrete path matches.
+fn template_of(path: &str) -> String {
+    let path = path.split('?').next().unwrap();
+    let wanted: Vec<&str> = path.split('/').collect();
+    DOC["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|t| {
+            let t: Vec<&str> = t.split('/').collect();
+            t.len() == wanted.len()
+                && t.iter()
+                    .zip(&wanted)
+                    .all(|(t, w)| t == w || (t.starts_with('{') && !w.is_empty()))
+        })
+        .unwrap_or_else(|| panic!("{path} is not documented"))
+        .clone()
+}
+
+/// Checks an answer against the document: its status is documented for the
+/// operation, and its body is valid against that response's schema (the
+/// document's components are put beside it so its `$ref`s resolve).
+fn conforms(method: &Method, path: &str, status: u16, body: &Value) {
+    let template = template_of(path);
+    let op = &DOC["paths"][&template][method.as_str().to_ascii_lowercase()];
+    assert!(op.is_object(), "{method} {template} is documented");
+    let response = &op["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {template}: status {status} is documented ({body})"
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {template} {status}: a JSON body"
+    );
+    let mut root = schema.clone();
+    root["components"] = DOC["components"].clone();
+    let validator = jsonschema::draft202012::new(&root).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} does not match the document: {errors:?}\n{body}"
+    );
+}
+
+/// The check has teeth: a body the document does not allow fails it, as
+/// does a status it does not list.
+#[test]
+fn answers_off_the_document_are_caught() {
+    let route = json!({"id": 1, "provider": "shopify", "workspace_id": "", "brand_id": "",
+                       "topic_pattern": "*", "transform": "builtin:redact-pii", "config": "{}"});
+    conforms(
+        &Method::GET,
+        "/admin/v1/routes",
+        200,
+        &json!({"routes": [route]}),
+    );
+    let mut wrong = route.clone();
+    wrong["id"] = json!("1");
+    for (status, body) in [
+        (200, json!({"routes": [wrong]})),
+        (200, json!({"rutes": []})),
+        (404, json!({"code": "x", "message": "y"})),
+        (401, json!({"code": "unauthorized"})),
+    ] {
+        let caught =
+            std::panic::catch_unwind(|| conforms(&Method::GET, "/admin/v1/routes", status, &body));
+        assert!(caught.is_err(), "{status} {body}");
+    }
+}
+
+/// `ionflux_tests::admin_json`, with the answer checked against the document.
+async fn admin_json(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, answer) = ionflux_tests::admin_json(gw, method.clone(), path, token, body).await;
+    conforms(&method, path, status, &answer);
+    (status, answer)
+}
+
+/// `ionflux_tests::admin_upload`, with the answer checked against the document.
+async fn admin_upload(
+    gw: &Gateway,
+    name: &str,
+    token: Option<&str>,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let (status, answer) = ionflux_tests::admin_upload(gw, name, token, bytes).await;
+    conforms(&Method::POST, "/admin/v1/transforms", status, &answer);
+    (status, answer)
+}
 
 async fn gateway() -> Gateway {
     Gateway::start(Options {
@@ -45,36 +152,90 @@ async fn deliver(gw: &Gateway, conn: &Conn, topic: &str) -> i64 {
     body["inbox_id"].as_i64().unwrap()
 }
 
+/// The documented operations, as (method, path template).
+fn documented() -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in DOC["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            ops.insert((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    ops
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_served_and_lists_every_path() {
     let gw = gateway().await;
     // No token: the document describes the API, not anyone's data.
     let (status, doc) = get(&gw, "/admin/v1/openapi.json", None).await;
     assert_eq!(status, 200);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let paths = doc["paths"].as_object().unwrap();
-    for (path, methods) in [
-        ("/admin/v1/openapi.json", &["get"][..]),
-        ("/admin/v1/transforms", &["get", "post"]),
-        ("/admin/v1/transforms/{reference}", &["get", "delete"]),
-        (
-            "/admin/v1/workspaces/{workspace_id}/ceilings",
-            &["get", "put"],
-        ),
-        ("/admin/v1/routes", &["get", "put"]),
-        ("/admin/v1/routes/promote", &["post"]),
-        ("/admin/v1/routes/history", &["get"]),
-        ("/admin/v1/dead-letters", &["get"]),
-        ("/admin/v1/dead-letters/replay", &["post"]),
-        ("/admin/v1/events", &["get"]),
-        ("/admin/v1/webhooks/{inbox_id}/dry-run", &["post"]),
-        ("/admin/v1/connections/{id}/webhooks", &["get"]),
-    ] {
-        for m in methods {
-            assert!(paths[path].get(*m).is_some(), "{m} {path} is documented");
+    assert_eq!(doc, *DOC, "the served document is the generated one");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/admin/v1/openapi.json"),
+        ("GET", "/admin/v1/transforms"),
+        ("POST", "/admin/v1/transforms"),
+        ("GET", "/admin/v1/transforms/{reference}"),
+        ("DELETE", "/admin/v1/transforms/{reference}"),
+        ("GET", "/admin/v1/workspaces/{workspace_id}/ceilings"),
+        ("PUT", "/admin/v1/workspaces/{workspace_id}/ceilings"),
+        ("GET", "/admin/v1/routes"),
+        ("PUT", "/admin/v1/routes"),
+        ("POST", "/admin/v1/routes/promote"),
+        ("GET", "/admin/v1/routes/history"),
+        ("GET", "/admin/v1/dead-letters"),
+        ("POST", "/admin/v1/dead-letters/replay"),
+        ("GET", "/admin/v1/events"),
+        ("POST", "/admin/v1/webhooks/{inbox_id}/dry-run"),
+        ("GET", "/admin/v1/connections"),
+        ("GET", "/admin/v1/connections/{connection_id}/webhooks"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(documented(), expected, "every operation is tested below");
+    gw.stop().await;
+}
+
+/// The router and the document cannot drift: every documented operation is
+/// served (with no token it is refused as unauthorized, not missing), and
+/// every method the document does not list on a path is 405 there.
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_operations() {
+    let gw = gateway().await;
+    let documented = documented();
+    let paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
+    for path in paths {
+        let concrete = path
+            .replace("{inbox_id}", "1")
+            .replace("{reference}", "builtin:redact-pii")
+            .replace("{workspace_id}", "ws")
+            .replace("{connection_id}", "c");
+        for method in [
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            let (status, body) =
+                ionflux_tests::admin_json(&gw, method.clone(), &concrete, None, None).await;
+            let listed = documented.contains(&(method.to_string(), path.clone()));
+            match (listed, path.as_str()) {
+                (true, "/admin/v1/openapi.json") => assert_eq!(status, 200),
+                (true, _) => {
+                    assert_eq!(status, 401, "{method} {concrete} is served: {body}");
+                    conforms(&method, &concrete, status, &body);
+                }
+                (false, _) => assert_eq!(status, 405, "{method} {concrete} is not: {body}"),
+            }
         }
     }
-    assert_eq!(paths.len(), 12, "every documented path is tested above");
+    // A path the document does not have is not served either.
+    for path in ["/admin/v1", "/admin/v1/tokens", "/admin/v1/routes/1"] {
+        let (status, _) = ionflux_tests::admin_json(&gw, Method::GET, path, None, None).await;
+        assert_eq!(status, 404, "{path}");
+    }
     gw.stop().await;
 }
 
@@ -600,5 +761,100 @@ async fn a_dry_run_returns_events_and_publishes_nothing() {
     assert_eq!(gw.logged_events().await, published);
     assert_eq!(gw.store().pending_count().await.unwrap(), 0);
     assert!(gw.store().dead_letters(10).await.unwrap().is_empty());
+    gw.stop().await;
+}
+
+/// The operations the tests above do not reach, answered as documented
+/// (each call checks its answer against the document).
+#[tokio::test]
+async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_documented() {
+    let gw = gateway().await;
+    let conn = gw.connect("documented.myshopify.com").await;
+    let ws = conn.created.workspace_id.clone();
+    let token = workspace_token(&gw, &conn, "docs").await;
+    let (t, op) = (Some(token.as_str()), Some(OPERATOR));
+
+    let ceilings = format!("/admin/v1/workspaces/{ws}/ceilings");
+    let (status, set) = admin_json(
+        &gw,
+        Method::PUT,
+        &ceilings,
+        op,
+        Some(json!({"cpu_ms": 500})),
+    )
+    .await;
+    assert_eq!(status, 200, "{set}");
+    let (status, shown) = get(&gw, &ceilings, t).await;
+    assert_eq!((status, &shown["ceilings"]["cpu_ms"]), (200, &json!(500)));
+    assert_eq!(shown["overrides"]["cpu_ms"], 500);
+    let (status, _) = admin_json(&gw, Method::PUT, &ceilings, t, Some(json!({}))).await;
+    assert_eq!(status, 403);
+
+    let (status, list) = get(&gw, "/admin/v1/connections", t).await;
+    assert_eq!(status, 200);
+    let list = list["connections"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["shop_domain"], "documented.myshopify.com");
+    assert!(list[0].get("webhook_secret").is_none());
+    let id = list[0]["connection_id"].as_str().unwrap();
+    let (status, hooks) = get(&gw, &format!("/admin/v1/connections/{id}/webhooks"), t).await;
+    assert_eq!((status, &hooks["registrations"]), (200, &json!([])));
+    let (status, _) = get(&gw, "/admin/v1/connections/nope/webhooks", op).await;
+    assert_eq!(status, 404);
+
+    // A shadow promoted.
+    let (status, _) = admin_json(
+        &gw,
+        Method::PUT,
+        "/admin/v1/routes",
+        t,
+        Some(
+            json!({"topic_pattern": "*", "transform": "builtin:shopify-default",
+                    "shadow": "builtin:redact-pii"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, route) = admin_json(
+        &gw,
+        Method::POST,
+        "/admin/v1/routes/promote",
+        t,
+        Some(json!({"topic_pattern": "*"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &route["transform"]),
+        (200, &json!("builtin:redact-pii"))
+    );
+
+    // The newest events, oldest first.
+    for topic in ["orders/create", "orders/updated", "orders/paid"] {
+        deliver(&gw, &conn, topic).await;
+    }
+    let (status, page) = get(&gw, "/admin/v1/events?newest=true&limit=2", t).await;
+    assert_eq!(status, 200);
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] < seqs[1], "{seqs:?}");
+    assert_eq!(page["next_after"], seqs[1]);
+    let (_, all) = get(&gw, "/admin/v1/events", t).await;
+    assert_eq!(all["events"][2]["seq"], seqs[1], "the newest of three");
+
+    // A workspace's upload, deleted once nothing runs it.
+    let (_, pushed) = admin_upload(&gw, "hostile", t, hostile_wasm()).await;
+    let path = format!(
+        "/admin/v1/transforms/{}",
+        pushed["digest"].as_str().unwrap()
+    );
+    let (status, deleted) = admin_json(&gw, Method::DELETE, &path, t, None).await;
+    assert_eq!((status, &deleted["deleted"]), (200, &pushed["digest"]));
+    let (status, _) = admin_json(&gw, Method::DELETE, &path, t, None).await;
+    assert_eq!(status, 404);
     gw.stop().await;
 }

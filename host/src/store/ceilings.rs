@@ -1,7 +1,7 @@
 //! Workspace ceilings, and what each workspace keeps uploaded: its quota's
 //! usage and the deletion of versions nothing uses (issue 16).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Result, RouteRow, Store, now_ms};
 
@@ -20,7 +20,18 @@ pub struct CeilingRow {
 }
 
 /// The versions a workspace uploaded and their bytes together.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    sqlx::FromRow,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct UploadUsage {
     pub transforms: i64,
     pub bytes: i64,

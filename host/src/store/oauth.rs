@@ -1,6 +1,6 @@
 //! OAuth states, access/refresh tokens, webhook registrations (issue 4).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Blob, ConnectionRow, Result, Store, now_ms};
 
@@ -59,7 +59,7 @@ pub struct ConnectionTokens {
 }
 
 /// One (connection, topic) subscription at Shopify and how it stands.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WebhookRegistrationRow {
     pub connection_id: String,
     pub topic: String,
