@@ -712,10 +712,7 @@ impl Store {
         // within a brand): on PostgreSQL they are drawn from the sequence
         // first, in arrival order, and written explicitly (`preallocate`).
         let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| {
-            let key = |w: &NewWebhook<'_>| (w.connection.id.as_str(), w.webhook_id);
-            key(&batch[a]).cmp(&key(&batch[b]))
-        });
+        order.sort_by_key(|&i| (batch[i].connection.id.as_str(), batch[i].webhook_id));
         let mut attempt = 1;
         loop {
             match self.insert_webhooks_in(batch, &order).await {
