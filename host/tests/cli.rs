@@ -20,8 +20,28 @@ fn gateway(dir: &Path, keys: &str) -> Command {
         format!("sqlite://{}", dir.join("gw.db").display()),
     )
     .env("IONFLUX_MASTER_KEYS", keys)
-    .env_remove("IONFLUX_KAFKA_BROKERS");
+    .env_remove("IONFLUX_KAFKA_BROKERS")
+    // Tests run side by side; nothing here uses the admin API.
+    .env("IONFLUX_ADMIN_LISTEN", "off");
     cmd
+}
+
+/// The database, as `serve` makes it on its first start: no other command
+/// creates one. On a thread of its own, so that async and plain tests can
+/// both call it.
+fn create_database(dir: &Path) {
+    let url = format!("sqlite://{}", dir.join("gw.db").display());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(ionflux_gateway::store::Store::connect(&url))
+            .map(drop)
+    })
+    .join()
+    .unwrap()
+    .expect("the database is created");
 }
 
 fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
@@ -40,6 +60,7 @@ fn lines(out: &std::process::Output) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn operator_walk_through() {
     let dir = tempfile::tempdir().unwrap();
+    create_database(dir.path());
     let keys = format!("k1:{}", Vault::generate_key());
     let (workspace, brand) = (
         uuid::Uuid::new_v4().to_string(),
@@ -177,6 +198,7 @@ async fn operator_walk_through() {
 #[test]
 fn transforms_and_routes_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
+    create_database(dir.path());
     let keys = format!("k1:{}", Vault::generate_key());
     let wasm = dir.path().join("my-redactor.wasm");
     std::fs::write(

@@ -47,9 +47,14 @@ async fn a_hundred_swaps_under_load_lose_and_duplicate_nothing() {
         let mut c = Command::new(BIN);
         c.env("IONFLUX_DATABASE_URL", &db)
             .env("IONFLUX_MASTER_KEYS", &keys)
-            .env_remove("IONFLUX_KAFKA_BROKERS");
+            .env_remove("IONFLUX_KAFKA_BROKERS")
+            // Two replicas side by side; nothing here uses the admin API.
+            .env("IONFLUX_ADMIN_LISTEN", "off");
         c
     };
+    // The database, as `serve` makes it on its first start (no other
+    // command creates it).
+    let store = Store::connect(&db).await.unwrap();
 
     let mut add = cmd()
         .args(["connections", "add", "--shop", SHOP])
@@ -67,7 +72,6 @@ async fn a_hundred_swaps_under_load_lose_and_duplicate_nothing() {
     let brand = created["brand_id"].as_str().unwrap().to_string();
 
     // Version B: a different build than the built-in default (it redacts).
-    let store = Store::connect(&db).await.unwrap();
     let v2 = builtin::component("redact-pii").unwrap();
     let v2_digest = transform::digest(v2);
     store

@@ -25,7 +25,9 @@ fn gateway(dir: &Path) -> Command {
     cmd.env("IONFLUX_DATABASE_URL", database_url(dir))
         .env_remove("IONFLUX_MASTER_KEYS")
         .env_remove("IONFLUX_MASTER_KEY_FILE")
-        .env_remove("IONFLUX_KAFKA_BROKERS");
+        .env_remove("IONFLUX_KAFKA_BROKERS")
+        // Tests run side by side; nothing here uses the admin API.
+        .env("IONFLUX_ADMIN_LISTEN", "off");
     cmd
 }
 
@@ -89,8 +91,12 @@ async fn rotate_and_reencrypt_while_serving() {
     let body = dir.join("order.json");
     std::fs::write(&body, br#"{"id": 450789469, "total_price": "598.94"}"#).unwrap();
 
-    // Two shops under k1 (the key file is created by the first command);
-    // the first one's secret rotated, so it has a previous secret too.
+    // The database and the key file, as `serve` makes them on its first
+    // start (no other command creates them).
+    Vault::from_file_or_create(&key_file).unwrap();
+    Store::connect(&database_url(dir)).await.unwrap();
+    // Two shops under k1; the first one's secret rotated, so it has a
+    // previous secret too.
     let tenant = uuid();
     add(dir, "keys-a.myshopify.com", &tenant, "shpss_a_first");
     let a = add(dir, "keys-a.myshopify.com", &tenant, "shpss_a_second");
