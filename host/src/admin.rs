@@ -1210,9 +1210,8 @@ async fn list_events(
     let store = &state.store;
     let rows: Vec<LoggedEvent> = match (principal.workspace(), q.newest) {
         (None, false) => store.events_after(q.after, limit).await,
-        (None, true) => store.events_tail(limit).await,
+        (workspace, true) => store.events_tail_in(workspace, limit).await,
         (Some(ws), false) => store.workspace_events_after(ws, q.after, limit).await,
-        (Some(ws), true) => store.workspace_events_tail(ws, limit).await,
     }
     .map_err(store_error)?;
     let next_after = rows.last().map_or(q.after, |r| r.seq);

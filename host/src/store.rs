@@ -1197,15 +1197,31 @@ impl Store {
 
     /// The newest `limit` events, oldest first.
     pub async fn events_tail(&self, limit: i64) -> Result<Vec<LoggedEvent>> {
-        let mut events = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events ORDER BY seq DESC LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(logged_event_from)
-        .collect::<Result<Vec<_>>>()?;
+        self.events_tail_in(None, limit).await
+    }
+
+    /// The newest `limit` events, oldest first: of one workspace, or of all.
+    pub async fn events_tail_in(
+        &self,
+        workspace: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>> {
+        let filter = if workspace.is_some() {
+            "WHERE workspace_id = $2"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events {filter} ORDER BY seq DESC LIMIT $1");
+        let mut query = sqlx::query(&sql).bind(limit);
+        if let Some(workspace) = workspace {
+            query = query.bind(workspace);
+        }
+        let mut events = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(logged_event_from)
+            .collect::<Result<Vec<_>>>()?;
         events.reverse();
         Ok(events)
     }
@@ -2108,27 +2124,6 @@ impl Store {
         .iter()
         .map(logged_event_from)
         .collect()
-    }
-
-    /// The newest `limit` events of one workspace, oldest first.
-    pub async fn workspace_events_tail(
-        &self,
-        workspace: &str,
-        limit: i64,
-    ) -> Result<Vec<LoggedEvent>> {
-        let mut events = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1
-             ORDER BY seq DESC LIMIT $2"
-        ))
-        .bind(workspace)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(logged_event_from)
-        .collect::<Result<Vec<_>>>()?;
-        events.reverse();
-        Ok(events)
     }
 
     /// Unresolved dead letters of one workspace, oldest first.

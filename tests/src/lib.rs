@@ -770,6 +770,20 @@ impl Drop for OwnBroker {
     }
 }
 
+/// A workspace token for `workspace` (plaintext, as `tokens create` shows it
+/// once).
+pub async fn workspace_token(store: &Store, workspace: &str, name: &str) -> String {
+    let created = ionflux_gateway::admin::create_token(
+        store,
+        ionflux_gateway::admin::TokenKind::Workspace,
+        Some(workspace),
+        name,
+    )
+    .await
+    .expect("a workspace token");
+    String::from_utf8(created.token.expose().to_vec()).expect("tokens are ASCII")
+}
+
 /// A call to the admin API with an optional JSON body and bearer token (None:
 /// no Authorization header). Answers status and JSON body.
 pub async fn admin_json(

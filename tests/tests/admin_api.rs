@@ -127,15 +127,7 @@ async fn gateway() -> Gateway {
 }
 
 async fn workspace_token(gw: &Gateway, conn: &Conn, name: &str) -> String {
-    let created = admin::create_token(
-        gw.store(),
-        TokenKind::Workspace,
-        Some(&conn.created.workspace_id),
-        name,
-    )
-    .await
-    .unwrap();
-    String::from_utf8(created.token.expose().to_vec()).unwrap()
+    ionflux_tests::workspace_token(gw.store(), &conn.created.workspace_id, name).await
 }
 
 async fn get(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, Value) {

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use ionflux_gateway::admin::{self, TokenKind};
 use ionflux_tests::{Conn, Gateway, Hook, Options, gateway_bin, hostile_wasm};
 use serde_json::Value;
 
@@ -49,15 +48,7 @@ async fn cli(gw: &Gateway, dir: &Path, token: Option<&str>, args: &[&str]) -> Ru
 }
 
 async fn workspace_token(gw: &Gateway, conn: &Conn, name: &str) -> String {
-    let created = admin::create_token(
-        gw.store(),
-        TokenKind::Workspace,
-        Some(&conn.created.workspace_id),
-        name,
-    )
-    .await
-    .unwrap();
-    String::from_utf8(created.token.expose().to_vec()).unwrap()
+    ionflux_tests::workspace_token(gw.store(), &conn.created.workspace_id, name).await
 }
 
 async fn deliver(gw: &Gateway, conn: &Conn, topic: &str) {

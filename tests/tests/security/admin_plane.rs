@@ -11,9 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::admin;
 use ionflux_tests::{
     Gateway, Hook, Options, admin_json, free_loopback_addr, gateway_bin, hostile_wasm,
+    workspace_token,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -350,15 +351,7 @@ async fn a_workspace_cannot_replay_another_workspaces_dead_letters() {
             .id
     };
     let (a_letter, b_letter) = (of(&a), of(&b));
-    let ta = admin::create_token(
-        gw.store(),
-        TokenKind::Workspace,
-        Some(&a.created.workspace_id),
-        "team-a",
-    )
-    .await
-    .unwrap();
-    let ta = String::from_utf8(ta.token.expose().to_vec()).unwrap();
+    let ta = workspace_token(gw.store(), &a.created.workspace_id, "team-a").await;
 
     // B's letter, alone or hidden among A's own: refused, nothing replayed.
     for ids in [vec![b_letter], vec![a_letter, b_letter]] {

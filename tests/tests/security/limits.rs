@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::admin::{self, TokenKind};
 use ionflux_gateway::ceilings::{TenantPolicy, UploadQuota};
 use ionflux_gateway::connection;
 use ionflux_gateway::store::Store;
@@ -23,7 +22,7 @@ use ionflux_gateway::store::ceilings::OwnedPut;
 use ionflux_gateway::vault::{Secret, Vault};
 use ionflux_tests::{
     Conn, Gateway, Hook, Options, PATIENCE, admin_json, admin_upload, free_loopback_addr,
-    fresh_database, gateway_bin, hostile_wasm, sha256_hex, test_tenants,
+    fresh_database, gateway_bin, hostile_wasm, sha256_hex, test_tenants, workspace_token,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -36,13 +35,6 @@ const OPERATOR: &str = "limits-operator-token";
 /// on a gateway without the bounds makes eight webhooks hold a thousand
 /// copies of a 256 KiB body each: some 2 GiB.
 const MEMORY_BOUND: u64 = 1 << 30;
-
-async fn token(store: &Store, workspace: &str, name: &str) -> String {
-    let created = admin::create_token(store, TokenKind::Workspace, Some(workspace), name)
-        .await
-        .unwrap();
-    String::from_utf8(created.token.expose().to_vec()).unwrap()
-}
 
 async fn connect(store: &Store, vault: &Vault, shop: &str) -> Conn {
     let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
@@ -239,8 +231,8 @@ async fn a_hostile_guest_at_its_workspaces_ceilings_is_dead_lettered_and_memory_
     let hostile = connect(&store, &vault, "hostile-limits.myshopify.com").await;
     let benign = connect(&store, &vault, "benign-limits.myshopify.com").await;
     let ws = hostile.created.workspace_id.clone();
-    let team = token(&store, &ws, "hostile-team").await;
-    let other_team = token(&store, &benign.created.workspace_id, "benign-team").await;
+    let team = workspace_token(&store, &ws, "hostile-team").await;
+    let other_team = workspace_token(&store, &benign.created.workspace_id, "benign-team").await;
     let gw = Spawned::start(&db.url, &key, &[]).await;
 
     // The operator sets the workspace's ceilings; the team reads its own,
@@ -398,7 +390,7 @@ async fn lowering_a_ceiling_clamps_routes_already_saved_including_the_operators(
     .await;
     let conn = gw.connect("clamped-limits.myshopify.com").await;
     let ws = conn.created.workspace_id.clone();
-    let team = token(gw.store(), &ws, "team").await;
+    let team = workspace_token(gw.store(), &ws, "team").await;
     let (status, pushed) = admin_upload(&gw, "hostile", Some(&team), hostile_wasm()).await;
     assert_eq!(status, 200, "{pushed}");
     let digest = pushed["digest"].as_str().unwrap();
@@ -524,8 +516,8 @@ async fn uploads_are_held_to_a_quota_and_only_their_workspace_deletes_them_unuse
     .await;
     let a = gw.connect("quota-a.myshopify.com").await;
     let b = gw.connect("quota-b.myshopify.com").await;
-    let ta = token(gw.store(), &a.created.workspace_id, "a").await;
-    let tb = token(gw.store(), &b.created.workspace_id, "b").await;
+    let ta = workspace_token(gw.store(), &a.created.workspace_id, "a").await;
+    let tb = workspace_token(gw.store(), &b.created.workspace_id, "b").await;
     let (ta, tb) = (Some(ta.as_str()), Some(tb.as_str()));
     let upload = |token, n| admin_upload(&gw, "v", token, variant(n));
     let digest = |n| sha256_hex(&variant(n));
@@ -677,7 +669,7 @@ async fn guest_text_cannot_forge_log_lines() {
     let vault = Vault::from_spec(&key).unwrap();
     let store = Store::connect(&db.url).await.unwrap();
     let conn = connect(&store, &vault, "forger.myshopify.com").await;
-    let team = token(&store, &conn.created.workspace_id, "forgers").await;
+    let team = workspace_token(&store, &conn.created.workspace_id, "forgers").await;
     let gw = Spawned::start(&db.url, &key, &[]).await;
 
     let (status, pushed) = gw.upload(&team, hostile_wasm()).await;
