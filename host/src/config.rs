@@ -78,6 +78,7 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub master_keys: SecretValue,
     pub master_key_file: String,
+    pub master_key_command: String,
     pub listen: SocketAddr,
     /// An address, or "off".
     pub admin_listen: String,

@@ -67,6 +67,11 @@ struct Cli {
     #[arg(long, global = true, env = "IONFLUX_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
 
+    /// A command whose output is the master keys (`id:base64key` lines),
+    /// e.g. a secrets manager's CLI. Overrides --master-key-file.
+    #[arg(long, global = true, env = "IONFLUX_MASTER_KEY_COMMAND")]
+    master_key_command: Option<String>,
+
     /// Log format: `text` or `json`.
     #[arg(long, global = true, env = "IONFLUX_LOG_FORMAT", value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -128,6 +133,7 @@ impl Cli {
         set(&mut s.database_url, &self.database_url);
         set_secret(&mut s.master_keys, &self.master_keys);
         set_path(&mut s.master_key_file, &self.master_key_file);
+        set(&mut s.master_key_command, &self.master_key_command);
         if let Some(json) = self.log_json {
             s.log_format = if json {
                 LogFormat::Json
@@ -1375,6 +1381,15 @@ fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
             );
         }
         KeysCommand::Rotate => {
+            if cfg.master_keys.is_empty() && !cfg.master_key_command.trim().is_empty() {
+                bail!(
+                    "the master keys come from master_key_command, which this command cannot \
+                     change. To rotate: add a key (`openssl rand -base64 32`) as a new last \
+                     `id:base64key` line where that command reads them (keep the old lines: \
+                     the last one is active), restart every gateway, then run \
+                     `ionflux-gateway secrets reencrypt`."
+                );
+            }
             if !cfg.master_keys.is_empty() {
                 let ids = Vault::from_spec(cfg.master_keys.expose())
                     .map(|v| v.key_ids())
@@ -1758,9 +1773,19 @@ async fn open_store(cfg: &Settings) -> Result<Store> {
 /// The master keys, for the commands other than `serve`: a key file that
 /// does not exist is an error, never a new key (which would encrypt with a
 /// key the gateway does not have).
-fn load_vault(cfg: &Settings) -> Result<Vault> {
+/// The master keys given directly (`master_keys`) or by a command
+/// (`master_key_command`); None when they come from a key file.
+fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
     if !cfg.master_keys.is_empty() {
-        return Ok(Vault::from_spec(cfg.master_keys.expose())?);
+        return Some(Vault::from_spec(cfg.master_keys.expose()).map_err(Into::into));
+    }
+    let command = cfg.master_key_command.trim();
+    (!command.is_empty()).then(|| Vault::from_command(command).map_err(Into::into))
+}
+
+fn load_vault(cfg: &Settings) -> Result<Vault> {
+    if let Some(given) = given_keys(cfg) {
+        return given;
     }
     let path = master_key_file(cfg)?;
     if !path.exists() {
@@ -1774,12 +1799,12 @@ fn load_vault(cfg: &Settings) -> Result<Vault> {
 
 /// The master keys for `serve`, which makes the key file on first start.
 fn serve_vault(cfg: &Settings) -> Result<Vault> {
-    if !cfg.master_keys.is_empty() {
-        return Ok(Vault::from_spec(cfg.master_keys.expose())?);
+    if let Some(given) = given_keys(cfg) {
+        return given;
     }
-    let path = cfg
-        .master_key_file()
-        .context("set IONFLUX_MASTER_KEYS or --master-key-file for this database")?;
+    let path = cfg.master_key_file().context(
+        "set IONFLUX_MASTER_KEYS, --master-key-command or --master-key-file for this database",
+    )?;
     let (vault, created) = Vault::from_file_or_create(&path)
         .with_context(|| format!("master key file {}", path.display()))?;
     if created {
@@ -1929,13 +1954,21 @@ async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()> {
 
     report(
         "master key",
-        if !cfg.master_keys.is_empty() {
-            Vault::from_spec(cfg.master_keys.expose())
-                .map(|v| format!("master_keys: active key {}", v.active_key_id()))
-                .map_err(|e| format!("master_keys: {e}"))
+        if let Some(given) = given_keys(cfg) {
+            let from = if cfg.master_keys.is_empty() {
+                "master_key_command"
+            } else {
+                "master_keys"
+            };
+            given
+                .map(|v| format!("{from}: active key {}", v.active_key_id()))
+                .map_err(|e| format!("{from}: {e}"))
         } else {
             match cfg.master_key_file() {
-                None => Err("set master_key_file or master_keys for this database".into()),
+                None => Err(
+                    "set master_key_file, master_key_command or master_keys for this database"
+                        .into(),
+                ),
                 Some(path) if !path.exists() => Ok(format!(
                     "absent: no key file at {} yet; `serve` creates it",
                     path.display()

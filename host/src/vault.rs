@@ -168,6 +168,72 @@ impl fmt::Debug for Vault {
     }
 }
 
+/// How long a master key command may take: a secrets manager's CLI that
+/// waits for a login prompt must fail the start, not hang it.
+pub const KEY_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `command` with no input and answers its standard output (kept in a
+/// buffer that is wiped when dropped).
+fn run_key_command(command: &str, timeout: Duration) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let fail = |why: String| VaultError::Config(format!("master key command: {why}"));
+    let mut child = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("could not start `sh`: {e}")))?;
+    // Read both pipes while waiting: a command that fills one would
+    // otherwise block and never exit.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut buf = Zeroizing::new(Vec::new());
+        stdout.read_to_end(&mut buf).map(|_| buf)
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("no answer within {timeout:?}")));
+            }
+            Err(e) => return Err(fail(format!("waiting for it: {e}"))),
+        }
+    };
+    let stderr = err.join().unwrap_or_default();
+    let stdout = out
+        .join()
+        .map_err(|_| fail("reading its output failed".into()))?
+        .map_err(|e| fail(format!("reading its output: {e}")))?;
+    if !status.success() {
+        // The end of its standard error says why; its output may hold keys
+        // and is never shown.
+        let stderr = String::from_utf8_lossy(&stderr);
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(400)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(fail(format!("{status}: {tail}")));
+    }
+    Ok(stdout)
+}
+
 /// Parses `id:base64key` entries separated by commas or newlines.
 fn parse_spec(spec: &str) -> Result<Keys, VaultError> {
     let mut ciphers = HashMap::new();
@@ -224,6 +290,31 @@ impl Vault {
         Ok(Self {
             keys: RwLock::new(parse_spec(spec)?),
             file: None,
+        })
+    }
+
+    /// Runs an operator's command (through `sh -c`) and takes the keys from
+    /// its standard output, in the key file's format. This is how a secrets
+    /// manager stands behind the vault without the gateway linking its SDK,
+    /// as git's credential helpers do: `vault kv get -field=keys secret/ionflux`,
+    /// `op read op://…`, or a KMS decrypting a wrapped key file at start. A
+    /// failure reports the command's exit status and the end of its standard
+    /// error, never its output.
+    pub fn from_command(command: &str) -> Result<Self, VaultError> {
+        Self::from_command_within(command, KEY_COMMAND_TIMEOUT)
+    }
+
+    /// [`Vault::from_command`], giving the command `timeout` to finish.
+    pub fn from_command_within(command: &str, timeout: Duration) -> Result<Self, VaultError> {
+        let output = run_key_command(command, timeout)?;
+        let spec = std::str::from_utf8(&output).map_err(|_| {
+            VaultError::Config("the master key command printed something that is not UTF-8".into())
+        })?;
+        Self::from_spec(spec).map_err(|e| match e {
+            VaultError::Config(why) => {
+                VaultError::Config(format!("the master key command's output: {why}"))
+            }
+            other => other,
         })
     }
 
@@ -762,5 +853,48 @@ mod tests {
         for spec in ["", "k1", "k1:notbase64!", "k1:AAAA", "bad id:AAAA"] {
             assert!(Vault::from_spec(spec).is_err(), "{spec}");
         }
+    }
+
+    #[test]
+    fn a_command_provides_the_keys_in_the_key_files_format() {
+        let (k1, k2) = (Vault::generate_key(), Vault::generate_key());
+        let v = Vault::from_command(&format!("printf 'k1:{k1}\\nk2:{k2}\\n'")).unwrap();
+        assert_eq!(v.key_ids(), ["k1", "k2"]);
+        assert_eq!(
+            v.active_key_id(),
+            "k2",
+            "the last key is active, as in a file"
+        );
+        let same = Vault::from_spec(&format!("k1:{k1},k2:{k2}")).unwrap();
+        let ct = v.encrypt(b"shpss_secret", ROW_A);
+        assert_eq!(same.decrypt(&ct, ROW_A).unwrap().expose(), b"shpss_secret");
+    }
+
+    #[test]
+    fn a_failing_command_says_why_and_never_shows_its_output() {
+        let key = Vault::generate_key();
+        let e = Vault::from_command(&format!("echo k1:{key}; echo 'not logged in' >&2; exit 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not logged in") && e.contains('3'), "{e}");
+        assert!(!e.contains(&key), "the output never reaches an error: {e}");
+        // Output that is not keys: said without repeating it.
+        let e = Vault::from_command("echo 'k1:oops-this-is-no-key'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("output") && !e.contains("oops-this-is-no-key"),
+            "{e}"
+        );
+        let e = Vault::from_command("true").unwrap_err().to_string();
+        assert!(e.contains("no master key"), "{e}");
+    }
+
+    #[test]
+    fn a_command_that_hangs_fails_the_start_in_time() {
+        let e = Vault::from_command_within("sleep 30", Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no answer within"), "{e}");
     }
 }

@@ -277,3 +277,95 @@ async fn rotate_and_reencrypt_while_serving() {
     assert!(status.success());
     assert!(serve.wait().unwrap().success());
 }
+
+/// Master keys from a secrets manager: a command prints them (here `cat` of
+/// a file standing in for `vault kv get …`). No key file is read or made,
+/// and every command and `serve` agree on the keys.
+#[tokio::test]
+async fn a_command_provides_the_master_keys_to_every_command_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let held = dir.join("held-by-the-secrets-manager");
+    std::fs::write(&held, format!("k1:{}\n", Vault::generate_key())).unwrap();
+    let command = format!("cat '{}'", held.display());
+    let with_command = |cmd: &mut Command| {
+        cmd.env("IONFLUX_MASTER_KEY_COMMAND", &command);
+    };
+    Store::connect(&database_url(dir)).await.unwrap();
+
+    let mut child = gateway(dir);
+    with_command(&mut child);
+    let mut child = child
+        .args(["connections", "add", "--shop", "cmd-keys.myshopify.com"])
+        .args(["--workspace", &uuid(), "--brand", &uuid()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"shpss_from_command")
+        .unwrap();
+    json(&child.wait_with_output().unwrap());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = gateway(dir);
+    with_command(&mut serve);
+    let mut serve = serve
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = dir.join("order.json");
+    std::fs::write(&body, br#"{"id": 1}"#).unwrap();
+    let mut send_cmd = gateway(dir);
+    with_command(&mut send_cmd);
+    let sent = send_cmd
+        .args(["webhooks", "send", "--shop", "cmd-keys.myshopify.com"])
+        .args(["--topic", "orders/create", "--gateway-url", &base, "--file"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert!(
+        ok(&sent).starts_with("200 "),
+        "signed with the secret the command's key decrypts"
+    );
+    assert!(!dir.join("ionflux.key").exists(), "no key file is made");
+
+    // A command that fails stops the start, saying why.
+    let mut broken = gateway(dir);
+    broken.env(
+        "IONFLUX_MASTER_KEY_COMMAND",
+        "echo 'vault: permission denied' >&2; exit 2",
+    );
+    // `webhooks send` signs with the stored secret, so it needs the keys.
+    let out = broken
+        .args(["webhooks", "send", "--shop", "cmd-keys.myshopify.com"])
+        .args(["--topic", "orders/create", "--gateway-url", &base, "--file"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
