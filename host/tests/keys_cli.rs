@@ -46,7 +46,12 @@ fn json(out: &Output) -> serde_json::Value {
 
 /// `connections add` for the shop, in workspace and brand `tenant`.
 fn add(dir: &Path, shop: &str, tenant: &str, secret: &str) -> serde_json::Value {
-    let mut child = gateway(dir)
+    add_with(gateway(dir), shop, tenant, secret)
+}
+
+/// `connections add` run by `cmd` (the binary with its environment set).
+fn add_with(mut cmd: Command, shop: &str, tenant: &str, secret: &str) -> serde_json::Value {
+    let mut child = cmd
         .args(["connections", "add", "--shop", shop])
         .args(["--workspace", tenant, "--brand", tenant])
         .stdin(Stdio::piped())
@@ -65,6 +70,29 @@ fn add(dir: &Path, shop: &str, tenant: &str, secret: &str) -> serde_json::Value 
 
 fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// `serve` run by `cmd` on a free loopback port, once it answers; its base
+/// URL.
+async fn serve(mut cmd: Command) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = cmd
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
 }
 
 fn send(dir: &Path, base: &str, shop: &str, body: &Path) -> Output {
@@ -107,23 +135,9 @@ async fn rotate_and_reencrypt_while_serving() {
         1
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut serve = gateway(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut serve, base) = serve(gateway(dir)).await;
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let mut sent = 0;
     assert!(ok(&send(dir, &base, "keys-a.myshopify.com", &body)).starts_with("200 "));
     sent += 1;
@@ -293,43 +307,18 @@ async fn a_command_provides_the_master_keys_to_every_command_and_serve() {
     };
     Store::connect(&database_url(dir)).await.unwrap();
 
-    let mut child = gateway(dir);
-    with_command(&mut child);
-    let mut child = child
-        .args(["connections", "add", "--shop", "cmd-keys.myshopify.com"])
-        .args(["--workspace", &uuid(), "--brand", &uuid()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"shpss_from_command")
-        .unwrap();
-    json(&child.wait_with_output().unwrap());
+    let mut adding = gateway(dir);
+    with_command(&mut adding);
+    add_with(
+        adding,
+        "cmd-keys.myshopify.com",
+        &uuid(),
+        "shpss_from_command",
+    );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut serve = gateway(dir);
-    with_command(&mut serve);
-    let mut serve = serve
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client.get(format!("{base}/health")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut command_gateway = gateway(dir);
+    with_command(&mut command_gateway);
+    let (mut serve, base) = serve(command_gateway).await;
     let body = dir.join("order.json");
     std::fs::write(&body, br#"{"id": 1}"#).unwrap();
     let mut send_cmd = gateway(dir);
