@@ -110,6 +110,20 @@ struct Routes {
     checked: Instant,
 }
 
+impl Routes {
+    /// Replaces this table with `newer` unless `newer` was read at an older
+    /// version. Two reloads can overlap (the poll and an admin change); the
+    /// one that read first must not overwrite the other's newer table, or
+    /// webhooks claimed next would run on a route already replaced.
+    fn install(&mut self, newer: Routes) -> bool {
+        if newer.version < self.version {
+            return false;
+        }
+        *self = newer;
+        true
+    }
+}
+
 /// What one row turned into before publishing.
 enum Verdict {
     Events(Vec<Record>),
@@ -260,12 +274,15 @@ impl Dispatcher {
         let table = RouteTable::from_rows(&rows).map_err(|e| e.to_string())?;
         let ceilings = CeilingTable::new(self.cfg.tenants.ceilings, &ceilings);
         let n = table.len();
-        *self.routes.write().unwrap() = Routes {
+        let installed = self.routes.write().unwrap().install(Routes {
             table: Arc::new(table),
             ceilings: Arc::new(ceilings),
             version,
             checked: Instant::now(),
-        };
+        });
+        if !installed {
+            return Ok(n);
+        }
         // Compiled versions no route runs any more are let go: uploads can
         // be deleted and new ones made, and compiled code is megabytes. A
         // batch still running one holds its own handle; one routed to it
@@ -838,6 +855,22 @@ mod tests {
         );
         // The defaults: a whole batch of 64 fits the default budget.
         assert_eq!(fitting(std::iter::repeat_n(r, 64), DEFAULT_BATCH_BYTES), 64);
+    }
+
+    #[test]
+    fn a_reload_that_read_an_older_version_does_not_replace_a_newer_table() {
+        let at = |version| Routes {
+            table: Arc::default(),
+            ceilings: Arc::new(CeilingTable::new(Default::default(), &[])),
+            version,
+            checked: Instant::now(),
+        };
+        let mut routes = at(5);
+        assert!(!routes.install(at(4)));
+        assert_eq!(routes.version, 5);
+        assert!(routes.install(at(5)), "the same version is as new");
+        assert!(routes.install(at(6)));
+        assert_eq!(routes.version, 6);
     }
 
     #[test]
