@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod metrics;
 pub mod oauth;
+pub mod pipeline;
 pub mod publish;
 pub mod refresh;
 pub mod registry;

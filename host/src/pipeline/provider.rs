@@ -1,0 +1,115 @@
+//! What a platform must say for the pipeline to take its webhooks.
+//!
+//! The pipeline owns this contract and `providers/*` implement it, so the
+//! pipeline never imports a provider: intake asks the provider named in the
+//! path (`/integrations/{provider}/webhooks/{identifier}`) to verify and
+//! describe the request, and stores what it describes.
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+/// A request as received, before anything in it is trusted.
+#[derive(Clone, Copy)]
+pub struct Incoming<'a> {
+    pub headers: &'a HeaderMap,
+    /// The raw body, exactly as received: signatures are over these bytes.
+    pub body: &'a [u8],
+    /// Seconds since the Unix epoch at receipt (timestamp tolerances).
+    pub now: i64,
+}
+
+/// What a connection holds to verify its webhooks.
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    /// Decrypted secrets, the current one first, then any still inside
+    /// their rotation window. A request verifies if any of them matches.
+    pub secrets: &'a [&'a [u8]],
+    /// The connection's non-secret settings (a TikTok app key, a
+    /// configurable source's HMAC spec), `Value::Null` when it has none.
+    pub settings: &'a Value,
+}
+
+/// What the pipeline stores of a genuine webhook. Every field comes from
+/// the provider's own headers or envelope; the pipeline adds tenancy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// The platform's name for what happened (`orders/create`,
+    /// `order.updated`, `1`→`order_status_change`): routes match on it.
+    pub topic: String,
+    /// The platform's delivery id, the deduplication key; a provider with
+    /// none derives a stable one from the signed bytes.
+    pub delivery_id: String,
+    /// The account the webhook speaks for (shop domain, site, seller),
+    /// when the request says: it must be the connection's own.
+    pub account: Option<String>,
+    /// The platform's API version, when it sends one: the schema version.
+    pub api_version: Option<String>,
+    /// When the platform says the event happened (RFC 3339).
+    pub occurred_at: Option<String>,
+    /// The platform's own event id, when it has one apart from the delivery.
+    pub event_id: Option<String>,
+    /// The headers handed to transforms and kept with the row (lower-case
+    /// names, in the order received; never a signature).
+    pub headers: Vec<(String, String)>,
+    /// A body to store instead of the raw one, when the raw one is an
+    /// envelope the transform should not have to open (Wix's JWT).
+    pub body: Option<Vec<u8>>,
+}
+
+/// Why a request is refused. Each maps to one documented status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// No signature, or none that matches: 401.
+    #[error("the signature does not match")]
+    Signature,
+    /// Signed, but outside the provider's timestamp tolerance: 401.
+    #[error("the timestamp is outside the tolerance")]
+    Stale,
+    /// A header or envelope the provider needs is missing or malformed:
+    /// 400. The message names the field, never a secret.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// What a connection's status lets through (see [`Provider::accepts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Installed and working: every topic.
+    Active,
+    /// Uninstalled or redacted: only the topics the platform still sends
+    /// then (compliance, deauthorisation).
+    Gone,
+}
+
+/// One platform. Implementations live in `providers/<name>/`.
+pub trait Provider: Send + Sync + 'static {
+    /// The URL segment and the `provider` column: `shopify`, `woocommerce`.
+    fn id(&self) -> &'static str;
+
+    /// A request the platform sends that is no webhook (WooCommerce's
+    /// unsigned creation ping): answered 200, never stored, makes no event.
+    fn is_ping(&self, _req: &Incoming<'_>) -> bool {
+        false
+    }
+
+    /// Whether the request is genuine. Pure and constant-time over the raw
+    /// body, trying every one of `keys.secrets`.
+    fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected>;
+
+    /// Reads what the pipeline stores. Called only after [`Provider::verify`].
+    fn describe(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<Described, Rejected>;
+
+    /// Whether a connection in `standing` still takes `topic`.
+    fn accepts(&self, standing: Standing, topic: &str) -> bool {
+        standing == Standing::Active || self.lifecycle_topic(topic)
+    }
+
+    /// Topics that change the connection itself (uninstall, redaction,
+    /// deauthorisation): still taken from a connection that is gone.
+    fn lifecycle_topic(&self, _topic: &str) -> bool {
+        false
+    }
+
+    /// The transform a webhook runs when no route names one.
+    fn default_transform(&self) -> &'static str;
+}
