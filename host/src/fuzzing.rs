@@ -701,203 +701,17 @@ impl Json<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! The short run CI does, on stable and without instrumentation: every
-    //! seed, then mutations of the seeds and random inputs from a fixed seed.
-    //! Deterministic, so a failure here fails the same way on every machine;
-    //! the panic message carries the input to save as a reproducer.
-
-    use std::panic::{AssertUnwindSafe, catch_unwind};
-    use std::path::PathBuf;
-
-    type Property = fn(&[u8]);
-
-    const TARGETS: [(&str, Property); 4] = [
-        ("webhook_headers", super::webhook_headers),
-        ("webhook_hmac", super::webhook_hmac),
-        ("oauth_query", super::oauth_query),
-        ("guest_output", super::guest_output),
-    ];
-
-    /// Inputs per target beyond the seeds.
-    const RUNS: usize = 3000;
-
-    /// Fragments that matter to one parser or another, so that random
-    /// mutations reach past the first syntax check.
-    const TOKENS: &[&[u8]] = &[
-        b"\n",
-        b"\t",
-        b"\r",
-        b" ",
-        b":",
-        b"x-shopify-topic: ",
-        b"x-shopify-shop-domain: ",
-        b"x-shopify-webhook-id: ",
-        b"x-shopify-hmac-sha256: ",
-        b"x-shopify-api-version: ",
-        b".myshopify.com",
-        b"orders/create",
-        b"&",
-        b"=",
-        b"%",
-        b"%25",
-        b"%26",
-        b"%3D",
-        b"%zz",
-        b"+",
-        b"#",
-        b"[]",
-        b"hmac=",
-        b"signature=",
-        b"shop=",
-        b"ids[]=",
-        b"https://",
-        b"admin.shopify.com/store/",
-        b"limits\t",
-        b"body\t",
-        b"orders.created\tv1\t",
-        b"{",
-        b"}",
-        b"[",
-        b"]",
-        b"\"",
-        b",",
-        b"\\",
-        b"\\ud800",
-        b"\\u00",
-        b"1e999",
-        b"-0.5",
-        b"null",
-        b"\xff",
-        b"\xc3\xa9",
-        b"\0",
-    ];
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-        let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fuzz", "corpus", target]
-            .iter()
-            .collect();
-        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-            .map(|entry| {
-                let path = entry.expect("a directory entry").path();
-                let bytes = std::fs::read(&path)
-                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-                (
-                    path.file_name().unwrap().to_string_lossy().into_owned(),
-                    bytes,
-                )
-            })
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no seeds in {}", dir.display());
-        files
-    }
-
-    fn check(target: &str, property: Property, what: &str, input: &[u8]) {
-        if catch_unwind(AssertUnwindSafe(|| property(input))).is_err() {
-            panic!(
-                "{target} failed on {what}; input (save it to reproduce with \
-                 `cargo fuzz run {target} FILE`): b\"{}\"",
-                input.escape_ascii()
-            );
-        }
-    }
-
-    fn mutate(rng: &mut Rng, seeds: &[(String, Vec<u8>)]) -> Vec<u8> {
-        let mut data = seeds[rng.below(seeds.len())].1.clone();
-        for _ in 0..1 + rng.below(4) {
-            let at = rng.below(data.len() + 1);
-            let byte = at.min(data.len().saturating_sub(1));
-            match rng.below(7) {
-                0 if !data.is_empty() => data[byte] ^= 1 << rng.below(8),
-                1 if !data.is_empty() => data[byte] = rng.next() as u8,
-                2 => data.truncate(at),
-                3 => {
-                    let end = (at + rng.below(16)).min(data.len());
-                    data.drain(at..end);
-                }
-                4 => {
-                    let token = TOKENS[rng.below(TOKENS.len())];
-                    data.splice(at..at, token.iter().copied());
-                }
-                5 => {
-                    let other = &seeds[rng.below(seeds.len())].1;
-                    let from = rng.below(other.len() + 1);
-                    let end = (from + rng.below(64)).min(other.len());
-                    data.splice(at..at, other[from..end].iter().copied());
-                }
-                _ => {
-                    let bytes: Vec<u8> = (0..rng.below(8)).map(|_| rng.next() as u8).collect();
-                    data.splice(at..at, bytes);
-                }
-            }
-        }
-        data
-    }
-
-    fn random(rng: &mut Rng) -> Vec<u8> {
-        let mut data = Vec::new();
-        for _ in 0..rng.below(24) {
-            if rng.below(2) == 0 {
-                data.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
-            } else {
-                data.extend((0..rng.below(6)).map(|_| rng.next() as u8));
-            }
-        }
-        data
-    }
-
-    #[test]
-    fn fuzz_seeds_replay() {
-        for (target, property) in TARGETS.into_iter().chain(super::PROVIDER_TARGETS) {
-            for (name, input) in corpus(target) {
-                check(target, property, &format!("seed {name}"), &input);
-            }
-        }
-    }
-
-    #[test]
-    fn fuzz_short_run() {
-        for (target, property) in TARGETS.into_iter().chain(super::PROVIDER_TARGETS) {
-            let seeds = corpus(target);
-            let mut rng = Rng(0x1f1f_2025);
-            for run in 0..RUNS {
-                let input = if run % 4 == 3 {
-                    random(&mut rng)
-                } else {
-                    mutate(&mut rng, &seeds)
-                };
-                check(target, property, &format!("run {run}"), &input);
-            }
-        }
-    }
-}
-
 // ---- providers beyond Shopify (issue 18) -------------------------------------
 //
 // Registered in the smoke test through `PROVIDER_TARGETS`, so this block
 // stays one piece.
 
+#[cfg(test)]
+type ProviderProperty = (&'static str, fn(&[u8]));
+
 /// The provider properties, replayed by the smoke test with the others.
-pub(crate) const PROVIDER_TARGETS: [(&str, fn(&[u8])); 3] = [
+#[cfg(test)]
+pub(crate) const PROVIDER_TARGETS: [ProviderProperty; 3] = [
     ("hmac_scheme", hmac_scheme),
     ("provider_requests", provider_requests),
     ("wix_jws", wix_jws),
@@ -1332,6 +1146,196 @@ pub fn wix_jws(data: &[u8]) {
                 serde_json::from_slice(&body),
                 Ok(serde_json::Value::Object(_))
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The short run CI does, on stable and without instrumentation: every
+    //! seed, then mutations of the seeds and random inputs from a fixed seed.
+    //! Deterministic, so a failure here fails the same way on every machine;
+    //! the panic message carries the input to save as a reproducer.
+
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::path::PathBuf;
+
+    type Property = fn(&[u8]);
+
+    const TARGETS: [(&str, Property); 4] = [
+        ("webhook_headers", super::webhook_headers),
+        ("webhook_hmac", super::webhook_hmac),
+        ("oauth_query", super::oauth_query),
+        ("guest_output", super::guest_output),
+    ];
+
+    /// Inputs per target beyond the seeds.
+    const RUNS: usize = 3000;
+
+    /// Fragments that matter to one parser or another, so that random
+    /// mutations reach past the first syntax check.
+    const TOKENS: &[&[u8]] = &[
+        b"\n",
+        b"\t",
+        b"\r",
+        b" ",
+        b":",
+        b"x-shopify-topic: ",
+        b"x-shopify-shop-domain: ",
+        b"x-shopify-webhook-id: ",
+        b"x-shopify-hmac-sha256: ",
+        b"x-shopify-api-version: ",
+        b".myshopify.com",
+        b"orders/create",
+        b"&",
+        b"=",
+        b"%",
+        b"%25",
+        b"%26",
+        b"%3D",
+        b"%zz",
+        b"+",
+        b"#",
+        b"[]",
+        b"hmac=",
+        b"signature=",
+        b"shop=",
+        b"ids[]=",
+        b"https://",
+        b"admin.shopify.com/store/",
+        b"limits\t",
+        b"body\t",
+        b"orders.created\tv1\t",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b",",
+        b"\\",
+        b"\\ud800",
+        b"\\u00",
+        b"1e999",
+        b"-0.5",
+        b"null",
+        b"\xff",
+        b"\xc3\xa9",
+        b"\0",
+    ];
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fuzz", "corpus", target]
+            .iter()
+            .collect();
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.expect("a directory entry").path();
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+                (
+                    path.file_name().unwrap().to_string_lossy().into_owned(),
+                    bytes,
+                )
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no seeds in {}", dir.display());
+        files
+    }
+
+    fn check(target: &str, property: Property, what: &str, input: &[u8]) {
+        if catch_unwind(AssertUnwindSafe(|| property(input))).is_err() {
+            panic!(
+                "{target} failed on {what}; input (save it to reproduce with \
+                 `cargo fuzz run {target} FILE`): b\"{}\"",
+                input.escape_ascii()
+            );
+        }
+    }
+
+    fn mutate(rng: &mut Rng, seeds: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut data = seeds[rng.below(seeds.len())].1.clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(data.len() + 1);
+            let byte = at.min(data.len().saturating_sub(1));
+            match rng.below(7) {
+                0 if !data.is_empty() => data[byte] ^= 1 << rng.below(8),
+                1 if !data.is_empty() => data[byte] = rng.next() as u8,
+                2 => data.truncate(at),
+                3 => {
+                    let end = (at + rng.below(16)).min(data.len());
+                    data.drain(at..end);
+                }
+                4 => {
+                    let token = TOKENS[rng.below(TOKENS.len())];
+                    data.splice(at..at, token.iter().copied());
+                }
+                5 => {
+                    let other = &seeds[rng.below(seeds.len())].1;
+                    let from = rng.below(other.len() + 1);
+                    let end = (from + rng.below(64)).min(other.len());
+                    data.splice(at..at, other[from..end].iter().copied());
+                }
+                _ => {
+                    let bytes: Vec<u8> = (0..rng.below(8)).map(|_| rng.next() as u8).collect();
+                    data.splice(at..at, bytes);
+                }
+            }
+        }
+        data
+    }
+
+    fn random(rng: &mut Rng) -> Vec<u8> {
+        let mut data = Vec::new();
+        for _ in 0..rng.below(24) {
+            if rng.below(2) == 0 {
+                data.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
+            } else {
+                data.extend((0..rng.below(6)).map(|_| rng.next() as u8));
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn fuzz_seeds_replay() {
+        for (target, property) in TARGETS.into_iter().chain(super::PROVIDER_TARGETS) {
+            for (name, input) in corpus(target) {
+                check(target, property, &format!("seed {name}"), &input);
+            }
+        }
+    }
+
+    #[test]
+    fn fuzz_short_run() {
+        for (target, property) in TARGETS.into_iter().chain(super::PROVIDER_TARGETS) {
+            let seeds = corpus(target);
+            let mut rng = Rng(0x1f1f_2025);
+            for run in 0..RUNS {
+                let input = if run % 4 == 3 {
+                    random(&mut rng)
+                } else {
+                    mutate(&mut rng, &seeds)
+                };
+                check(target, property, &format!("run {run}"), &input);
+            }
         }
     }
 }

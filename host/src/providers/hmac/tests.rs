@@ -4,7 +4,6 @@ use super::*;
 use crate::providers::testing::{
     fixture, flipped, header_map, headers_json, keys, request, vectors,
 };
-use crate::providers::verify::HmacSpec;
 
 const SECRET: &[u8] = b"a test secret";
 
@@ -164,9 +163,7 @@ fn a_source_declared_from_scratch() {
         "occurred_at": {"from": "field", "pointer": "/at"},
         "headers": ["X-Tenant", "x-timestamp"]
     });
-    let spec: HmacSpec = match source(&settings).unwrap().scheme {
-        Scheme::Hmac(spec) => spec,
-    };
+    let Scheme::Hmac(spec) = source(&settings).unwrap().scheme;
     let body = br#"{"event":{"name":"invoice.paid"},"at":"2024-05-01T10:00:00Z"}"#;
     let sig = spec.sign(SECRET, "", "1000", body).unwrap();
     let headers = header_map([
