@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::pipeline::provider::{Incoming, Rejected};
+use crate::pipeline::provider::{Described, Incoming, Rejected};
 
 /// The topic a provider gives a genuine request whose envelope it cannot
 /// read (TikTok's docs publish one such body). Refusing it with a 400 would
@@ -35,6 +35,21 @@ pub const INVALID_ENVELOPE: &str = "invalid_envelope";
 /// The header a provider adds to [`INVALID_ENVELOPE`] rows: why the
 /// envelope could not be read, for the dead letter's reason.
 pub const ENVELOPE_ERROR_HEADER: &str = "x-ionflux-envelope-error";
+
+/// The description of a genuine request whose envelope cannot be read: see
+/// [`INVALID_ENVELOPE`].
+pub(crate) fn invalid_envelope(delivery_id: String, reason: String) -> Described {
+    Described {
+        topic: INVALID_ENVELOPE.to_owned(),
+        delivery_id,
+        account: None,
+        api_version: None,
+        occurred_at: None,
+        event_id: None,
+        headers: vec![(ENVELOPE_ERROR_HEADER.to_owned(), reason)],
+        body: None,
+    }
+}
 
 /// At most this many signatures are tried from one header: senders send one
 /// to three, and a hostile header must not buy unbounded HMAC work.

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
 use crate::providers::verify::{
-    Algorithm, ENVELOPE_ERROR_HEADER, INVALID_ENVELOPE, header, mac_matches, rfc3339, sha256_hex,
+    Algorithm, header, invalid_envelope, mac_matches, rfc3339, sha256_hex,
 };
 
 /// The envelope's `type`, as TikTok's partner docs number them.
@@ -81,18 +81,7 @@ impl Provider for TikTokShop {
         let derived = || sha256_hex(&[app_key(keys).unwrap_or("").as_bytes(), req.body]);
         let envelope = match read_envelope(req.body) {
             Ok(envelope) => envelope,
-            Err(reason) => {
-                return Ok(Described {
-                    topic: INVALID_ENVELOPE.to_owned(),
-                    delivery_id: derived(),
-                    account: None,
-                    api_version: None,
-                    occurred_at: None,
-                    event_id: None,
-                    headers: vec![(ENVELOPE_ERROR_HEADER.to_owned(), reason)],
-                    body: None,
-                });
-            }
+            Err(reason) => return Ok(invalid_envelope(derived(), reason)),
         };
         let text = |name: &str| match envelope.get(name) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),

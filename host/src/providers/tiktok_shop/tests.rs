@@ -6,6 +6,7 @@ use super::*;
 use crate::providers::testing::{
     fixture, flipped, header_map, headers_json, keys, request, vectors,
 };
+use crate::providers::verify::{ENVELOPE_ERROR_HEADER, INVALID_ENVELOPE};
 
 const SECRET: &[u8] = b"test app secret";
 

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
-use crate::providers::verify::{ENVELOPE_ERROR_HEADER, INVALID_ENVELOPE, sha256_hex};
+use crate::providers::verify::{INVALID_ENVELOPE, invalid_envelope, sha256_hex};
 
 /// Wix's clock and ours may differ a little; a minute either way.
 const LEEWAY_SECS: i64 = 60;
@@ -109,18 +109,7 @@ impl Provider for Wix {
             .and_then(decode)
         {
             Ok(envelope) => envelope,
-            Err(reason) => {
-                return Ok(Described {
-                    topic: INVALID_ENVELOPE.to_owned(),
-                    delivery_id: derived(),
-                    account: None,
-                    api_version: None,
-                    occurred_at: None,
-                    event_id: None,
-                    headers: vec![(ENVELOPE_ERROR_HEADER.to_owned(), reason)],
-                    body: None,
-                });
-            }
+            Err(reason) => return Ok(invalid_envelope(derived(), reason)),
         };
         let text = |v: Option<&Value>| {
             v.and_then(Value::as_str)

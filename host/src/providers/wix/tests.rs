@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::providers::testing::{fixture, header_map, keys, request, vectors};
+use crate::providers::verify::ENVELOPE_ERROR_HEADER;
 
 const TEST_KEY: &str = fixture!("wix/test-key.pem");
 const TEST_PUB: &[u8] = fixture!("wix/test-key.pub.pem").as_bytes();
