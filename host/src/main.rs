@@ -897,8 +897,10 @@ enum ConnectionsCommand {
     Add {
         #[arg(long)]
         shop: String,
+        /// Required, but with --admin-url and a workspace token, whose
+        /// workspace is the default.
         #[arg(long)]
-        workspace: String,
+        workspace: Option<String>,
         #[arg(long)]
         brand: String,
         /// How long the replaced secret keeps verifying, when this rotates
@@ -1051,13 +1053,12 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
             ref brand,
             previous_secret_window,
         }) => {
+            let workspace = workspace
+                .as_deref()
+                .context("--workspace is required without --admin-url")?;
             let store = open_store(cfg).await?;
             let vault = load_vault(cfg)?;
-            let mut secret = String::new();
-            std::io::stdin()
-                .read_to_string(&mut secret)
-                .context("reading the webhook secret from stdin")?;
-            let secret = Secret::from(secret.trim().to_string());
+            let secret = read_webhook_secret()?;
             let window = previous_secret_window.unwrap_or(cfg.connections.previous_secret_window);
             let created = connection::add_with_window(
                 &store, &vault, shop, workspace, brand, &secret, window,
@@ -1120,6 +1121,16 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `connections add` takes the secret on stdin, never as an argument that
+/// `ps` or a shell history would show.
+fn read_webhook_secret() -> Result<Secret> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_to_string(&mut secret)
+        .context("reading the webhook secret from stdin")?;
+    Ok(Secret::from(secret.trim().to_string()))
 }
 
 fn runtime_for(cfg: &Settings) -> Result<Runtime> {
