@@ -237,7 +237,7 @@ fn print(events: Vec<ionflux_gateway::admin::body::EventItem>, json: bool) -> Re
             created_at: 0,
         })
         .collect();
-    crate::print_events(events, json).map(drop)
+    super::events::print_events(events, json).map(drop)
 }
 
 async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<()> {
@@ -261,7 +261,7 @@ async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<(
                 shop_domain: shop.clone(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
-                webhook_secret: WebhookSecret(crate::read_webhook_secret()?),
+                webhook_secret: WebhookSecret(super::connections::read_webhook_secret()?),
                 previous_secret_window_secs: previous_secret_window.map(|w| w.as_secs()),
             };
             print_lines([client.add_connection(&body).await?])
