@@ -50,6 +50,8 @@ use crate::transform::{self, Limits, LoadError, Runtime, Transform};
 use crate::vault::Secret;
 
 pub mod body;
+mod connections;
+mod shadow;
 
 use body::{
     ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
@@ -419,11 +421,12 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_routes, set_route))
         .routes(routes!(promote_route))
         .routes(routes!(route_history))
+        .routes(routes!(shadow::shadow_runs))
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay_dead_letters))
         .routes(routes!(list_events))
         .routes(routes!(dry_run))
-        .routes(routes!(list_connections))
+        .routes(routes!(list_connections, connections::add_connection))
         .routes(routes!(connection_webhooks))
         .split_for_parts();
     document_common_errors(&mut doc);

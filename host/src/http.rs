@@ -21,7 +21,7 @@ use crate::admin::{self, AdminState};
 use crate::inbox::{Inbox, IntakeError};
 use crate::publish::Sink;
 use crate::store::Store;
-use crate::vault::Secret;
+use crate::vault::{Secret, Vault};
 use crate::webhook::HeaderError;
 
 mod conn;
@@ -46,6 +46,11 @@ pub struct AppState {
     pub shop_details: Arc<crate::shop_details::ShopDetails>,
     /// `/ready` fails while the oldest pending webhook is older than this.
     pub max_backlog_age: Option<Duration>,
+    /// Encrypts the webhook secrets of connections added over the admin API.
+    pub vault: Arc<Vault>,
+    /// How long a secret replaced over the admin API keeps verifying
+    /// (`connections.previous_secret_window`).
+    pub previous_secret_window: Duration,
 }
 
 /// The provider of the only intake endpoint there is, as metrics label it.

@@ -46,6 +46,8 @@ pub struct Config {
     pub max_backlog_age: Option<std::time::Duration>,
     /// Connections in the database pool.
     pub database_max_connections: u32,
+    /// How long a webhook secret replaced over the admin API keeps verifying.
+    pub previous_secret_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +181,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         cfg.vault.clone(),
         oauth.clone(),
     )?);
-    let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
+    let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault.clone(), wake));
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -195,6 +197,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         oauth: oauth.clone(),
         shop_details,
         max_backlog_age: cfg.max_backlog_age,
+        vault: cfg.vault,
+        previous_secret_window: cfg.previous_secret_window,
     };
     let (shutdown, rx) = watch::channel(false);
 

@@ -351,6 +351,7 @@ impl Gateway {
             service_token: opts.service_token.map(Secret::from),
             max_backlog_age: opts.max_backlog_age,
             database_max_connections: 16,
+            previous_secret_window: ionflux_gateway::connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {
