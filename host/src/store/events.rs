@@ -10,6 +10,43 @@ use super::{
     blob, now_ms,
 };
 
+/// One record to produce. `event_id` is carried for correlation only; the
+/// record's identity on the wire is the payload's own `event_id` field.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub event_id: uuid::Uuid,
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces the header `name`, or adds it.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        match self.headers.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => value.clone_into(v),
+            None => self.headers.push((name.to_owned(), value.to_owned())),
+        }
+    }
+}
+
+/// Where a record landed: topic, partition and offset (Kafka's, or on
+/// partition 0 the event log's sequence number).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// One record of the embedded event log.
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
@@ -32,7 +69,7 @@ impl Store {
     /// first place is returned.
     pub async fn log_and_finish(
         &self,
-        records: &[crate::publish::Record],
+        records: &[Record],
         rows: &[Logged<'_>],
         owner: Option<&str>,
     ) -> Result<Vec<Delivery>> {
@@ -241,7 +278,7 @@ pub(super) struct LogRecords<'a> {
 }
 
 pub(super) struct LogRow<'a> {
-    pub(super) record: &'a crate::publish::Record,
+    pub(super) record: &'a Record,
     pub(super) event_id: String,
     pub(super) headers: String,
     pub(super) payload: Blob,
@@ -249,7 +286,7 @@ pub(super) struct LogRow<'a> {
 }
 
 impl<'a> LogRecords<'a> {
-    fn encode(records: &'a [crate::publish::Record]) -> Result<Self> {
+    fn encode(records: &'a [Record]) -> Result<Self> {
         let rows = records
             .iter()
             .map(|r| {

@@ -27,8 +27,6 @@ use tokio::sync::Notify;
 pub use blob::Blob;
 pub use ceilings::CeilingRow;
 
-use crate::publish::Delivery;
-
 pub mod blob;
 pub mod ceilings;
 mod checkpoint;
@@ -45,7 +43,7 @@ mod writer;
 
 pub use connections::{ConnectionRow, new_path_identifier};
 pub use dead_letters::{DeadLetter, DeadLetterRow, Replayed};
-pub use events::{Logged, LoggedEvent};
+pub use events::{Delivery, Logged, LoggedEvent, Record};
 pub use inbox::{InboxRow, Inserted, NewWebhook, Outcome};
 pub use routes::{RouteChange, RouteRow, ShadowRun, ShadowSample, ShadowStats};
 pub use tokens::ApiTokenRow;
