@@ -30,6 +30,7 @@ pub mod ceilings;
 mod checkpoint;
 pub mod oauth;
 mod secrets;
+mod transform_world;
 mod writer;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

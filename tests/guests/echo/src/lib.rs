@@ -17,16 +17,16 @@ pub fn transform(input: Webhook) -> Result<Event> {
         .map(|h| [h.name.as_str(), h.value.as_str()])
         .collect();
     let payload = serde_json::json!({
-        "world": "0.1.0",
+        "world": "0.2.0",
         "provider": input.provider,
         "topic": input.topic,
-        "shop_domain": input.shop_domain,
+        "account_id": input.account_id,
         "workspace_id": input.workspace_id,
         "brand_id": input.brand_id,
         "api_version": input.api_version,
-        "webhook_id": input.webhook_id,
-        "triggered_at": input.triggered_at,
-        "event_id": input.event_id,
+        "delivery_id": input.delivery_id,
+        "occurred_at": input.occurred_at,
+        "event_id": shopify::event_id(&input),
         "headers": headers,
         "body": String::from_utf8_lossy(&input.body),
     });
