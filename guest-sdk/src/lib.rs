@@ -87,10 +87,10 @@ mod view;
 mod webhook;
 
 pub mod shopify;
-pub mod tiktok_shop;
-pub mod woocommerce;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod tiktok_shop;
+pub mod woocommerce;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]

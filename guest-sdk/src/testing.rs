@@ -227,8 +227,13 @@ mod tests {
         assert_eq!(w.header("x-shopify-api-version"), None);
         assert_eq!(w.header("x-custom"), Some("v"));
         assert_eq!(crate::shopify::event_id(&w), Some(EVENT_ID));
-        let w = w.with_account_id("other.myshopify.com").with_occurred_at(None);
-        assert_eq!(w.header("x-shopify-shop-domain"), Some("other.myshopify.com"));
+        let w = w
+            .with_account_id("other.myshopify.com")
+            .with_occurred_at(None);
+        assert_eq!(
+            w.header("x-shopify-shop-domain"),
+            Some("other.myshopify.com")
+        );
         assert_eq!(w.header("x-shopify-triggered-at"), None);
         assert_eq!(w.json_value().unwrap()["id"], 7);
         #[derive(serde::Deserialize)]

@@ -104,9 +104,7 @@ pub fn cancellation_status_change(
 }
 
 /// Type 12, `RETURN_STATUS_CHANGE`.
-pub fn return_status_change(
-    webhook: &Webhook,
-) -> Result<Notification<ReturnStatusChange>, Error> {
+pub fn return_status_change(webhook: &Webhook) -> Result<Notification<ReturnStatusChange>, Error> {
     notification_of(webhook, kinds::RETURN_STATUS_CHANGE)
 }
 
@@ -273,8 +271,12 @@ mod tests {
         let n = order_status_change(&w).unwrap();
         assert_eq!(n.data.order_id, "42");
         assert_eq!((n.timestamp, n.data.order_status.as_str()), (None, ""));
-        let n = order_status_change(&testing::provider_webhook("tiktok-shop", "x", r#"{"type":1}"#))
-            .unwrap();
+        let n = order_status_change(&testing::provider_webhook(
+            "tiktok-shop",
+            "x",
+            r#"{"type":1}"#,
+        ))
+        .unwrap();
         assert_eq!(n.data, OrderStatusChange::default());
     }
 }

@@ -130,7 +130,9 @@ impl Order {
             Ok(Shape::Legacy { order } | Shape::Current(order)) => Ok(order),
             // An untagged enum only says that no shape matched; the current
             // shape's own error names the field.
-            Err(untagged) => Err(crate::view::from_body::<Order>(body, WHAT).err().unwrap_or(untagged)),
+            Err(untagged) => Err(crate::view::from_body::<Order>(body, WHAT)
+                .err()
+                .unwrap_or(untagged)),
         }
     }
 
@@ -281,11 +283,7 @@ mod tests {
         assert_eq!(order.item_count(), 3);
         let first = &order.line_items[0];
         assert_eq!((first.product_id, first.quantity), (93, 2));
-        assert_eq!(
-            first.price.as_ref().unwrap().cents(),
-            Some(300),
-            "a number"
-        );
+        assert_eq!(first.price.as_ref().unwrap().cents(), Some(300), "a number");
         assert_eq!(order.line_items[1].variation_id, 23);
         assert_eq!(order.shipping_lines[0].method_id, "flat_rate");
         assert!(order.coupon_lines.is_empty());
@@ -337,10 +335,7 @@ mod tests {
     fn what_is_not_an_order_is_invalid_input() {
         for body in ["", "[1, 2]", "not json", r#"{"id": "seven"}"#] {
             let w = testing::provider_webhook("woocommerce", "order.created", body);
-            assert!(
-                matches!(order(&w), Err(Error::InvalidInput(_))),
-                "{body:?}"
-            );
+            assert!(matches!(order(&w), Err(Error::InvalidInput(_))), "{body:?}");
         }
     }
 }

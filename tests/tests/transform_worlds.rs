@@ -78,9 +78,7 @@ async fn a_0_1_0_guest_runs_beside_a_0_2_0_one() {
     let mut echoes = Vec::new();
     for conn in [&old, &new, &builtin] {
         for (topic, version) in [("orders/create", "2024-01"), ("products/update", "2026-04")] {
-            let (status, body) = gw
-                .send(&Hook::shopify(conn, topic, version, ORDER))
-                .await;
+            let (status, body) = gw.send(&Hook::shopify(conn, topic, version, ORDER)).await;
             assert_eq!(status, 200, "{body}");
         }
         let hook = Hook::shopify(conn, "echo/input", "2024-01", ORDER);

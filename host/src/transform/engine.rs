@@ -207,11 +207,13 @@ impl Runtime {
 
         let (component, from_cache) = rt.compile(&digest, bytes)?;
 
+        // The world first: a component of an unknown version would fail to
+        // link too, but its export names say why.
+        let world = World::of(&rt.engine, &component)?;
         let instance_pre = rt
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let world = World::of(&rt.engine, &component)?;
         let pre = world::Pre::new(world, instance_pre)?;
         let inner = TransformInner {
             name: name.into(),

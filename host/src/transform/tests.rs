@@ -832,7 +832,15 @@ fn a_0_1_0_guest_makes_the_events_the_built_in_makes() {
             ..input(topic, ORDER)
         };
         let expected = builtin.call(&webhook, "{}", &relaxed()).unwrap();
-        assert_eq!(old.call(&webhook, "{}", &relaxed()).unwrap(), expected, "{topic}");
-        assert_eq!(new.call(&webhook, "{}", &relaxed()).unwrap(), expected, "{topic}");
+        assert_eq!(
+            old.call(&webhook, "{}", &relaxed()).unwrap(),
+            expected,
+            "{topic}"
+        );
+        assert_eq!(
+            new.call(&webhook, "{}", &relaxed()).unwrap(),
+            expected,
+            "{topic}"
+        );
     }
 }
