@@ -202,13 +202,10 @@ impl Instance {
                     headers: &headers,
                     body: input.body,
                 };
-                Ok(match instance.call_transform(store, webhook)? {
-                    Ok(events) => Ok(events.into_iter().map(event_v0_1).collect()),
-                    Err(wit::TransformError::InvalidInput(why)) => {
-                        Err(TransformError::InvalidInput(why))
-                    }
-                    Err(wit::TransformError::Failed(why)) => Err(TransformError::Failed(why)),
-                })
+                Ok(instance
+                    .call_transform(store, webhook)?
+                    .map(|events| events.into_iter().map(event_v0_1).collect())
+                    .map_err(TransformError::from))
             }
             Instance::V0_2(instance) => {
                 use v0_2::ionflux::transform::types as wit;
@@ -230,41 +227,63 @@ impl Instance {
                     body: input.body,
                 };
                 let exports = instance.ionflux_transform_transformer();
-                Ok(match exports.call_transform(store, webhook)? {
-                    Ok(events) => Ok(events.into_iter().map(event_v0_2).collect()),
-                    Err(wit::TransformError::InvalidInput(why)) => {
-                        Err(TransformError::InvalidInput(why))
-                    }
-                    Err(wit::TransformError::Failed(why)) => Err(TransformError::Failed(why)),
-                })
+                Ok(exports
+                    .call_transform(store, webhook)?
+                    .map(|events| events.into_iter().map(event_v0_2).collect())
+                    .map_err(TransformError::from))
             }
         }
     }
 }
 
-fn event_v0_1(event: v0_1::ionflux::transform::types::Event) -> Event {
-    use v0_1::ionflux::transform::types::Payload as P;
-    Event {
-        kind: event.kind,
-        schema_version: event.schema_version,
-        payload: match event.payload {
-            P::Unchanged => Payload::Unchanged,
-            P::Json(bytes) => Payload::Json(bytes),
-        },
-    }
+/// What is the same in every world but its generated types: the output
+/// (events and refusals) and the host imports.
+macro_rules! world_glue {
+    ($world:ident, $event:ident) => {
+        fn $event(event: $world::ionflux::transform::types::Event) -> Event {
+            use $world::ionflux::transform::types::Payload as P;
+            Event {
+                kind: event.kind,
+                schema_version: event.schema_version,
+                payload: match event.payload {
+                    P::Unchanged => Payload::Unchanged,
+                    P::Json(bytes) => Payload::Json(bytes),
+                },
+            }
+        }
+
+        impl From<$world::ionflux::transform::types::TransformError> for TransformError {
+            fn from(refusal: $world::ionflux::transform::types::TransformError) -> Self {
+                use $world::ionflux::transform::types::TransformError as R;
+                match refusal {
+                    R::InvalidInput(why) => TransformError::InvalidInput(why),
+                    R::Failed(why) => TransformError::Failed(why),
+                }
+            }
+        }
+
+        impl $world::ionflux::transform::host::Host for CallState {
+            fn log(&mut self, level: $world::ionflux::transform::host::Level, message: String) {
+                use $world::ionflux::transform::host::Level as L;
+                let level = match level {
+                    L::Trace => Level::Trace,
+                    L::Debug => Level::Debug,
+                    L::Info => Level::Info,
+                    L::Warn => Level::Warn,
+                    L::Error => Level::Error,
+                };
+                self.guest_log(level, &message);
+            }
+
+            fn config(&mut self) -> String {
+                self.route_config()
+            }
+        }
+    };
 }
 
-fn event_v0_2(event: v0_2::ionflux::transform::types::Event) -> Event {
-    use v0_2::ionflux::transform::types::Payload as P;
-    Event {
-        kind: event.kind,
-        schema_version: event.schema_version,
-        payload: match event.payload {
-            P::Unchanged => Payload::Unchanged,
-            P::Json(bytes) => Payload::Json(bytes),
-        },
-    }
-}
+world_glue!(v0_1, event_v0_1);
+world_glue!(v0_2, event_v0_2);
 
 /// A guest's log level, whichever world it logs through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,40 +293,4 @@ pub(super) enum Level {
     Info,
     Warn,
     Error,
-}
-
-impl v0_1::ionflux::transform::host::Host for CallState {
-    fn log(&mut self, level: v0_1::ionflux::transform::host::Level, message: String) {
-        use v0_1::ionflux::transform::host::Level as L;
-        let level = match level {
-            L::Trace => Level::Trace,
-            L::Debug => Level::Debug,
-            L::Info => Level::Info,
-            L::Warn => Level::Warn,
-            L::Error => Level::Error,
-        };
-        self.guest_log(level, &message);
-    }
-
-    fn config(&mut self) -> String {
-        self.route_config()
-    }
-}
-
-impl v0_2::ionflux::transform::host::Host for CallState {
-    fn log(&mut self, level: v0_2::ionflux::transform::host::Level, message: String) {
-        use v0_2::ionflux::transform::host::Level as L;
-        let level = match level {
-            L::Trace => Level::Trace,
-            L::Debug => Level::Debug,
-            L::Info => Level::Info,
-            L::Warn => Level::Warn,
-            L::Error => Level::Error,
-        };
-        self.guest_log(level, &message);
-    }
-
-    fn config(&mut self) -> String {
-        self.route_config()
-    }
 }
