@@ -27,3 +27,35 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_world_is_recorded_once_set_and_again_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("worlds.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.put_transform("aa", "a", b"x").await.unwrap();
+        store.put_transform("bb", "b", b"y").await.unwrap();
+        assert!(
+            store.transform_worlds().await.unwrap().is_empty(),
+            "stored without one"
+        );
+        for _ in 0..2 {
+            store
+                .set_transform_world("aa", "ionflux:transform@0.2.0")
+                .await
+                .unwrap();
+        }
+        // A digest that is not stored is not invented.
+        store
+            .set_transform_world("cc", "ionflux:transform@0.1.0")
+            .await
+            .unwrap();
+        let worlds = store.transform_worlds().await.unwrap();
+        assert_eq!(worlds.len(), 1, "{worlds:?}");
+        assert_eq!(worlds["aa"], "ionflux:transform@0.2.0");
+    }
+}
