@@ -513,6 +513,8 @@ static BUILTINS: LazyLock<Vec<TransformItem>> = LazyLock::new(|| {
             name: (*name).to_string(),
             size: bytes.len() as i64,
             builtin: true,
+            // Built by build.rs from this checkout's guest SDK.
+            world: Some(transform::World::LATEST.as_str().to_string()),
             created_at: None,
         })
         .collect()
@@ -529,10 +531,12 @@ async fn visible_transforms(
         Some(ws) => store.workspace_transforms(ws).await,
     }
     .map_err(store_error)?;
+    let worlds = store.transform_worlds().await.map_err(store_error)?;
     Ok(rows
         .into_iter()
         .map(|t| TransformItem {
             reference: t.digest.clone(),
+            world: worlds.get(&t.digest).cloned(),
             digest: t.digest,
             name: t.name,
             size: t.size,
@@ -647,13 +651,14 @@ async fn push_transform(
         }
     }
     .map_err(registry_error)?;
-    tracing::info!(digest = %pushed.digest, name = %pushed.name, actor = principal.actor(),
-        "transform uploaded over the admin API");
+    tracing::info!(digest = %pushed.digest, name = %pushed.name, world = %pushed.world,
+        actor = principal.actor(), "transform uploaded over the admin API");
     Ok(Json(PushedTransform {
         reference: pushed.digest.clone(),
         digest: pushed.digest,
         name: pushed.name,
         size: pushed.size,
+        world: Some(pushed.world.as_str().to_string()),
     }))
 }
 

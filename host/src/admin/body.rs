@@ -34,6 +34,10 @@ pub struct TransformItem {
     /// The component's size in bytes.
     pub size: i64,
     pub builtin: bool,
+    /// The version of the transform contract it implements, e.g.
+    /// `ionflux:transform@0.2.0`; null for a version stored without it.
+    #[serde(default)]
+    pub world: Option<String>,
     /// When it was uploaded (epoch ms); absent for built-ins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,
@@ -61,6 +65,10 @@ pub struct PushedTransform {
     pub name: String,
     /// The component's size in bytes.
     pub size: usize,
+    /// The version of the transform contract it implements, e.g.
+    /// `ionflux:transform@0.2.0`.
+    #[serde(default)]
+    pub world: Option<String>,
 }
 
 /// One version and the routes (that the caller may see) running it.
