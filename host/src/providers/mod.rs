@@ -1,0 +1,4 @@
+//! One folder per platform.
+
+pub mod tiktok_shop;
+pub mod woocommerce;
