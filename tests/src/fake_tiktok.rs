@@ -203,43 +203,43 @@ fn admit(
     q: &BTreeMap<String, String>,
     grant_name: &str,
     grant_type: &str,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     if let Some((failure, times)) = inner.failure.take() {
         if times > 1 {
             inner.failure = Some((failure.clone(), times - 1));
         }
-        return Err(match failure {
+        return Err(Box::new(match failure {
             TikTokFailure::Code(code, message) => envelope(code, &message, None),
             TikTokFailure::Http(status) => (
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
                 "upstream unavailable",
             )
                 .into_response(),
-        });
+        }));
     }
     let get = |name: &str| q.get(name).filter(|v| !v.is_empty());
     for name in ["app_key", "app_secret", grant_name, "grant_type"] {
         if get(name).is_none() {
-            return Err(envelope(
+            return Err(Box::new(envelope(
                 CODE_INVALID_PARAM,
                 &format!("Invalid parameter: {name} is required"),
                 None,
-            ));
+            )));
         }
     }
     if get("grant_type").map(String::as_str) != Some(grant_type) {
-        return Err(envelope(
+        return Err(Box::new(envelope(
             CODE_INVALID_PARAM,
             &format!("Invalid parameter: grant_type must be {grant_type}"),
             None,
-        ));
+        )));
     }
     if get("app_key") != Some(&inner.app_key) || get("app_secret") != Some(&inner.app_secret) {
-        return Err(envelope(
+        return Err(Box::new(envelope(
             CODE_INVALID_APP,
             "Invalid app_key or app_secret",
             None,
-        ));
+        )));
     }
     Ok(get(grant_name).cloned().unwrap_or_default())
 }
@@ -281,7 +281,7 @@ async fn token_get(
     inner.token_calls += 1;
     let code = match admit(&mut inner, &q, "auth_code", "authorized_code") {
         Ok(code) => code,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match inner.codes.remove(&code) {
         Some(seller) => {
@@ -303,7 +303,7 @@ async fn token_refresh(
     inner.refresh_calls += 1;
     let token = match admit(&mut inner, &q, "refresh_token", "refresh_token") {
         Ok(token) => token,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(seller) = inner.refresh.remove(&token) else {
         return envelope(

@@ -185,13 +185,35 @@ impl FakeWooCommerce {
     }
 }
 
-fn wc_error(status: u16, code: &str, message: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
+/// WooCommerce's error answer, `{code, message, data: {status}}`.
+struct WcError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for WcError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "data": {"status": status.as_u16()},
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+fn wc_err(status: u16, code: &'static str, message: &str) -> WcError {
+    WcError {
         status,
-        Json(json!({"code": code, "message": message, "data": {"status": status.as_u16()}})),
-    )
-        .into_response()
+        code,
+        message: message.into(),
+    }
+}
+
+fn wc_error(status: u16, code: &'static str, message: &str) -> Response {
+    wc_err(status, code, message).into_response()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -209,7 +231,7 @@ fn admit(
     path: String,
     query: &BTreeMap<String, String>,
     access: Access,
-) -> Result<(), Response> {
+) -> Result<(), WcError> {
     inner.calls.push(WooCall {
         method: method.into(),
         path,
@@ -217,7 +239,7 @@ fn admit(
     });
     if let Some((status, times)) = inner.failure {
         inner.failure = (times > 1).then(|| (status, times - 1));
-        return Err(wc_error(
+        return Err(wc_err(
             status,
             "internal_server_error",
             "There has been a critical error on this website.",
@@ -241,24 +263,24 @@ fn admit(
                 "Sorry, you are not allowed to create resources.",
             ),
         };
-        return Err(wc_error(401, code, message));
+        return Err(wc_err(401, code, message));
     };
     if key != inner.consumer_key {
-        return Err(wc_error(
+        return Err(wc_err(
             401,
             "woocommerce_rest_authentication_error",
             "Consumer key is invalid.",
         ));
     }
     if secret != inner.consumer_secret {
-        return Err(wc_error(
+        return Err(wc_err(
             401,
             "woocommerce_rest_authentication_error",
             "Consumer secret is invalid.",
         ));
     }
     if access == Access::Write && inner.read_only {
-        return Err(wc_error(
+        return Err(wc_err(
             401,
             "woocommerce_rest_authentication_error",
             "The API key provided does not have write permissions.",
@@ -292,12 +314,12 @@ async fn list_webhooks(
     let mut inner = inner.lock().unwrap();
     let path = "/wp-json/wc/v3/webhooks".to_string();
     if let Err(r) = admit(&mut inner, &headers, "GET", path, &query, Access::Read) {
-        return r;
+        return r.into_response();
     }
     let number = |name: &str, default: usize| match query.get(name) {
         None => Ok(default),
         Some(v) => v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            wc_error(
+            wc_err(
                 400,
                 "rest_invalid_param",
                 &format!("Invalid parameter(s): {name}"),
@@ -309,11 +331,11 @@ async fn list_webhooks(
         Ok(_) => {
             return wc_error(400, "rest_invalid_param", "Invalid parameter(s): per_page");
         }
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let page = match number("page", 1) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let status = query.get("status").map_or("all", String::as_str);
     if status != "all" && !valid_status(status) {
@@ -366,7 +388,7 @@ async fn create_webhook(
         &BTreeMap::new(),
         Access::Write,
     ) {
-        return r;
+        return r.into_response();
     }
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let field = |name: &str| body.get(name).and_then(Value::as_str);
@@ -436,7 +458,7 @@ async fn get_webhook(
         &BTreeMap::new(),
         Access::Read,
     ) {
-        return r;
+        return r.into_response();
     }
     match id
         .parse::<u64>()
@@ -464,7 +486,7 @@ async fn update_webhook(
         &BTreeMap::new(),
         Access::Write,
     ) {
-        return r;
+        return r.into_response();
     }
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let field = |name: &str| body.get(name).and_then(Value::as_str);
@@ -513,7 +535,7 @@ async fn delete_webhook(
     let mut inner = inner.lock().unwrap();
     let path = format!("/wp-json/wc/v3/webhooks/{id}");
     if let Err(r) = admit(&mut inner, &headers, "DELETE", path, &query, Access::Write) {
-        return r;
+        return r.into_response();
     }
     let Some(id) = id
         .parse::<u64>()
