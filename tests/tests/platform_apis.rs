@@ -33,6 +33,16 @@ fn secret(s: &str) -> Secret {
     Secret::from(s.to_string())
 }
 
+fn tiktok(base: &str, app_secret: &str) -> TikTokAuth {
+    TikTokAuth::new(
+        base,
+        "app-key-1",
+        secret(app_secret),
+        Duration::from_secs(10),
+    )
+    .unwrap()
+}
+
 /// Fails if any of `needles` shows in `text`.
 fn assert_hides(text: &str, needles: &[&str]) {
     for n in needles {
@@ -235,13 +245,7 @@ async fn woocommerce_errors_are_typed() {
 #[tokio::test]
 async fn tiktok_code_exchange_and_rotating_refresh() {
     let fake = FakeTikTok::start("app-key-1", "app-secret-1").await;
-    let auth = TikTokAuth::new(
-        &fake.base_url(),
-        "app-key-1",
-        secret("app-secret-1"),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let auth = tiktok(&fake.base_url(), "app-secret-1");
     fake.set_lifetimes(3600, 86_400);
     let code = fake.issue_code("7010736057180325637", "Jjj test shop");
 
@@ -303,13 +307,7 @@ async fn tiktok_code_exchange_and_rotating_refresh() {
 #[tokio::test]
 async fn tiktok_refusals_and_failures_are_typed() {
     let fake = FakeTikTok::start("app-key-1", "app-secret-1").await;
-    let wrong = TikTokAuth::new(
-        &fake.base_url(),
-        "app-key-1",
-        secret("not-the-secret"),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let wrong = tiktok(&fake.base_url(), "not-the-secret");
     let code = fake.issue_code("open-1", "Shop One");
     let err = wrong.exchange_code(&code).await.unwrap_err();
     assert!(
@@ -321,13 +319,7 @@ async fn tiktok_refusals_and_failures_are_typed() {
         &["not-the-secret", &code],
     );
 
-    let auth = TikTokAuth::new(
-        &fake.base_url(),
-        "app-key-1",
-        secret("app-secret-1"),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let auth = tiktok(&fake.base_url(), "app-secret-1");
     // code != 0 is an error even with HTTP 200 and whatever the message.
     fake.fail_next(TikTokFailure::Code(105_002, "system busy".into()), 1);
     let err = auth.exchange_code(&code).await.unwrap_err();
@@ -355,13 +347,7 @@ async fn tiktok_refusals_and_failures_are_typed() {
     // Nothing listening: transport, and the URL (with the app secret in its
     // query) is not in the message.
     let closed = ionflux_tests::free_loopback_addr();
-    let gone = TikTokAuth::new(
-        &format!("http://{closed}"),
-        "app-key-1",
-        secret("app-secret-1"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let gone = tiktok(&format!("http://{closed}"), "app-secret-1");
     let err = gone.exchange_code("AUTHCODE_x").await.unwrap_err();
     assert!(matches!(err, TikTokAuthError::Transport(_)), "{err:?}");
     assert_hides(&format!("{err} {err:?}"), &["app-secret-1", "AUTHCODE_x"]);

@@ -20,11 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::providers::outbound::{self, clip};
 use crate::vault::Secret;
 
 pub const DEFAULT_AUTH_BASE: &str = "https://auth.tiktok-shops.com";
-
-const ERROR_MESSAGE_MAX: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TikTokAuthError {
@@ -131,14 +130,8 @@ impl TikTokAuth {
         app_secret: Secret,
         timeout: Duration,
     ) -> Result<Self, TikTokAuthError> {
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ionflux-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TikTokAuthError::Client(e.to_string()))?;
+        let client =
+            outbound::client(timeout).map_err(|e| TikTokAuthError::Client(e.to_string()))?;
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_string(),
@@ -246,18 +239,6 @@ fn tokens(raw: RawTokens) -> Result<Tokens, TikTokAuthError> {
         seller_base_region: raw.seller_base_region.filter(|r| !r.is_empty()),
         granted_scopes: raw.granted_scopes,
     })
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > ERROR_MESSAGE_MAX {
-        let mut end = ERROR_MESSAGE_MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 #[cfg(test)]

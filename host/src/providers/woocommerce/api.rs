@@ -16,6 +16,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
+use crate::providers::outbound::{self, clip};
 use crate::vault::Secret;
 
 /// The topics a connection registers by default: orders, products and
@@ -38,8 +39,6 @@ const PAGE_SIZE: usize = 100;
 /// A bound on pages read, so a site that keeps answering full pages cannot
 /// hold a set-up forever.
 const MAX_PAGES: usize = 50;
-/// How much of an error message is kept.
-const ERROR_MESSAGE_MAX: usize = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WooCommerceError {
@@ -175,14 +174,8 @@ pub struct WooCommerceApi {
 
 impl WooCommerceApi {
     pub fn new(timeout: Duration) -> Result<Self, WooCommerceError> {
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ionflux-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WooCommerceError::Client(e.to_string()))?;
+        let client =
+            outbound::client(timeout).map_err(|e| WooCommerceError::Client(e.to_string()))?;
         Ok(Self {
             client,
             allow_plain_http: false,
@@ -456,18 +449,6 @@ fn webhook_body(
         body["delivery_url"] = serde_json::json!(url);
     }
     Ok(body)
-}
-
-fn clip(mut s: String) -> String {
-    if s.len() > ERROR_MESSAGE_MAX {
-        let mut end = ERROR_MESSAGE_MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 /// WooCommerce's errors are `{code, message, data: {status}}`; the HTTP
