@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod oauth;
 pub mod pipeline;
+pub mod providers;
 pub mod publish;
 pub mod refresh;
 pub mod registry;

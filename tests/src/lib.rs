@@ -10,6 +10,8 @@
 
 pub mod chaos;
 pub mod fake_shopify;
+pub mod fake_tiktok;
+pub mod fake_woocommerce;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
