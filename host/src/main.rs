@@ -21,7 +21,7 @@ use ionflux_gateway::store::InboxRow;
 use ionflux_gateway::store::{LoggedEvent, Open, Store, StoreError};
 use ionflux_gateway::telemetry::{self, LogFormat};
 use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
-use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::vault::{CommandKeys, InlineKeys, KeySource, Secret, Vault};
 use ionflux_gateway::{connection, webhook};
 
 mod remote;
@@ -1770,19 +1770,24 @@ async fn open_store(cfg: &Settings) -> Result<Store> {
     }
 }
 
+/// Where the master keys come from when they are given directly
+/// (`master_keys`) or by a command (`master_key_command`); None when they
+/// come from a key file.
+fn given_key_source(cfg: &Settings) -> Option<Box<dyn KeySource + '_>> {
+    if !cfg.master_keys.is_empty() {
+        return Some(Box::new(InlineKeys::new(cfg.master_keys.expose())));
+    }
+    let command = cfg.master_key_command.trim();
+    (!command.is_empty()).then(|| Box::new(CommandKeys::new(command)) as Box<dyn KeySource>)
+}
+
+fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
+    given_key_source(cfg).map(|source| Vault::from_source(source.as_ref()).map_err(Into::into))
+}
+
 /// The master keys, for the commands other than `serve`: a key file that
 /// does not exist is an error, never a new key (which would encrypt with a
 /// key the gateway does not have).
-/// The master keys given directly (`master_keys`) or by a command
-/// (`master_key_command`); None when they come from a key file.
-fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
-    if !cfg.master_keys.is_empty() {
-        return Some(Vault::from_spec(cfg.master_keys.expose()).map_err(Into::into));
-    }
-    let command = cfg.master_key_command.trim();
-    (!command.is_empty()).then(|| Vault::from_command(command).map_err(Into::into))
-}
-
 fn load_vault(cfg: &Settings) -> Result<Vault> {
     if let Some(given) = given_keys(cfg) {
         return given;
@@ -1954,13 +1959,9 @@ async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()> {
 
     report(
         "master key",
-        if let Some(given) = given_keys(cfg) {
-            let from = if cfg.master_keys.is_empty() {
-                "master_key_command"
-            } else {
-                "master_keys"
-            };
-            given
+        if let Some(source) = given_key_source(cfg) {
+            let from = source.describe();
+            Vault::from_source(source.as_ref())
                 .map(|v| format!("{from}: active key {}", v.active_key_id()))
                 .map_err(|e| format!("{from}: {e}"))
         } else {
