@@ -12,7 +12,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ionflux_gateway::config::{self, SecretValue, Settings};
 use ionflux_gateway::store::{Open, Store, StoreError};
 use ionflux_gateway::telemetry::{self, LogFormat};
-use ionflux_gateway::vault::Vault;
+use ionflux_gateway::vault::{CommandKeys, InlineKeys, KeySource, Vault};
 
 mod cli;
 
@@ -1062,19 +1062,24 @@ async fn open_store(cfg: &Settings) -> Result<Store> {
     }
 }
 
+/// Where the master keys come from when they are given directly
+/// (`master_keys`) or by a command (`master_key_command`); None when they
+/// come from a key file.
+fn given_key_source(cfg: &Settings) -> Option<Box<dyn KeySource + '_>> {
+    if !cfg.master_keys.is_empty() {
+        return Some(Box::new(InlineKeys::new(cfg.master_keys.expose())));
+    }
+    let command = cfg.master_key_command.trim();
+    (!command.is_empty()).then(|| Box::new(CommandKeys::new(command)) as Box<dyn KeySource>)
+}
+
+fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
+    given_key_source(cfg).map(|source| Vault::from_source(source.as_ref()).map_err(Into::into))
+}
+
 /// The master keys, for the commands other than `serve`: a key file that
 /// does not exist is an error, never a new key (which would encrypt with a
 /// key the gateway does not have).
-/// The master keys given directly (`master_keys`) or by a command
-/// (`master_key_command`); None when they come from a key file.
-fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
-    if !cfg.master_keys.is_empty() {
-        return Some(Vault::from_spec(cfg.master_keys.expose()).map_err(Into::into));
-    }
-    let command = cfg.master_key_command.trim();
-    (!command.is_empty()).then(|| Vault::from_command(command).map_err(Into::into))
-}
-
 fn load_vault(cfg: &Settings) -> Result<Vault> {
     if let Some(given) = given_keys(cfg) {
         return given;

@@ -96,15 +96,151 @@ impl Binding<'_> {
 }
 
 /// The key set at one moment: ciphers by id, in the order they were given
-/// (the last one is active).
-struct Keys {
+/// (the last one is active). Only [`Keys::parse`] makes one, so a set is
+/// never empty; Debug shows the ids, never a key.
+pub struct Keys {
     ciphers: HashMap<String, Aes256Gcm>,
     order: Vec<String>,
 }
 
 impl Keys {
+    /// Parses `id:base64key` entries separated by commas or newlines (`#`
+    /// starts a comment line). The last entry is the active key, so rotating
+    /// means appending a line.
+    pub fn parse(spec: &str) -> Result<Self, VaultError> {
+        parse_spec(spec)
+    }
+
+    /// Every key id, oldest first; the last one is active.
+    pub fn ids(&self) -> &[String] {
+        &self.order
+    }
+
     fn active(&self) -> &str {
         self.order.last().expect("a key set is never empty")
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys").field("ids", &self.order).finish()
+    }
+}
+
+/// Where the master keys come from. Three sources ship ([`InlineKeys`],
+/// [`FileKeys`], [`CommandKeys`]); [`Vault::from_source`] builds a vault
+/// from any of them, and another (a KMS SDK, say) is one more impl.
+pub trait KeySource {
+    /// Reads the keys now.
+    fn load(&self) -> Result<Keys, VaultError>;
+
+    /// Names the source for messages and logs. Never a key, nor a command
+    /// line (which may carry a token).
+    fn describe(&self) -> String;
+
+    /// A key file the vault follows while it runs (re-read when it changes,
+    /// see [`Vault`]). Sources without one are read once, at start.
+    fn followed_file(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// Keys given as a value: `IONFLUX_MASTER_KEYS` (or `--master-keys`, or
+/// `master_keys` in the config file). Fixed for the life of the process.
+pub struct InlineKeys<'a> {
+    spec: &'a str,
+}
+
+impl<'a> InlineKeys<'a> {
+    pub fn new(spec: &'a str) -> Self {
+        Self { spec }
+    }
+}
+
+impl KeySource for InlineKeys<'_> {
+    fn load(&self) -> Result<Keys, VaultError> {
+        Keys::parse(self.spec)
+    }
+
+    fn describe(&self) -> String {
+        "master_keys".into()
+    }
+}
+
+/// Keys read from a key file in the [`Keys::parse`] format. The vault
+/// follows the file, so a rotation by another process is taken up live.
+pub struct FileKeys {
+    path: PathBuf,
+}
+
+impl FileKeys {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+}
+
+impl KeySource for FileKeys {
+    fn load(&self) -> Result<Keys, VaultError> {
+        read_key_file(&self.path)
+    }
+
+    fn describe(&self) -> String {
+        format!("key file {}", self.path.display())
+    }
+
+    fn followed_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<Keys, VaultError> {
+    let spec = Zeroizing::new(std::fs::read_to_string(path)?);
+    parse_spec(&spec)
+}
+
+/// Keys printed by an operator's command (run through `sh -c`), in the key
+/// file's format. This is how a secrets manager stands behind the vault
+/// without the gateway linking its SDK, as git's credential helpers do:
+/// `vault kv get -field=keys secret/ionflux`, `op read op://…`, or a KMS
+/// decrypting a wrapped key file at start. A failure reports the command's
+/// exit status and the end of its standard error, never its output. Run
+/// once, at start: rotating means restarting.
+pub struct CommandKeys {
+    command: String,
+    timeout: Duration,
+}
+
+impl CommandKeys {
+    /// The command, given [`KEY_COMMAND_TIMEOUT`] to answer.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            timeout: KEY_COMMAND_TIMEOUT,
+        }
+    }
+
+    /// The same command, given `timeout` to answer instead.
+    pub fn within(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+}
+
+impl KeySource for CommandKeys {
+    fn load(&self) -> Result<Keys, VaultError> {
+        let output = run_key_command(&self.command, self.timeout)?;
+        let spec = std::str::from_utf8(&output).map_err(|_| {
+            VaultError::Config("the master key command printed something that is not UTF-8".into())
+        })?;
+        parse_spec(spec).map_err(|e| match e {
+            VaultError::Config(why) => {
+                VaultError::Config(format!("the master key command's output: {why}"))
+            }
+            other => other,
+        })
+    }
+
+    fn describe(&self) -> String {
+        "master_key_command".into()
     }
 }
 
@@ -149,18 +285,20 @@ impl FileStamp {
 /// when it meets a ciphertext under a key id it does not know. New keys
 /// (and a new active key) are taken up; keys that disappeared from the file
 /// stay usable in this process until it restarts, so a running gateway never
-/// loses the ability to read a row it could read before. A vault built from a
-/// spec (`IONFLUX_MASTER_KEYS`) is fixed: rotating it means restarting with
-/// the new spec.
+/// loses the ability to read a row it could read before. A vault built from
+/// another source (`IONFLUX_MASTER_KEYS`, a command) is fixed: rotating it
+/// means restarting.
 pub struct Vault {
     keys: RwLock<Keys>,
     file: Option<KeyFile>,
+    source: String,
 }
 
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let keys = self.keys.read().unwrap();
         f.debug_struct("Vault")
+            .field("source", &self.source)
             .field("active", &keys.active())
             .field("keys", &keys.order.len())
             .field("file", &self.file.as_ref().map(|f| &f.path))
@@ -284,55 +422,37 @@ fn valid_key_id(id: &str) -> bool {
 }
 
 impl Vault {
-    /// Parses `id:base64key` entries separated by commas or newlines. The last
-    /// entry is the active key, so rotating means appending a line.
-    pub fn from_spec(spec: &str) -> Result<Self, VaultError> {
-        Ok(Self {
-            keys: RwLock::new(parse_spec(spec)?),
-            file: None,
-        })
-    }
-
-    /// Runs an operator's command (through `sh -c`) and takes the keys from
-    /// its standard output, in the key file's format. This is how a secrets
-    /// manager stands behind the vault without the gateway linking its SDK,
-    /// as git's credential helpers do: `vault kv get -field=keys secret/ionflux`,
-    /// `op read op://…`, or a KMS decrypting a wrapped key file at start. A
-    /// failure reports the command's exit status and the end of its standard
-    /// error, never its output.
-    pub fn from_command(command: &str) -> Result<Self, VaultError> {
-        Self::from_command_within(command, KEY_COMMAND_TIMEOUT)
-    }
-
-    /// [`Vault::from_command`], giving the command `timeout` to finish.
-    pub fn from_command_within(command: &str, timeout: Duration) -> Result<Self, VaultError> {
-        let output = run_key_command(command, timeout)?;
-        let spec = std::str::from_utf8(&output).map_err(|_| {
-            VaultError::Config("the master key command printed something that is not UTF-8".into())
-        })?;
-        Self::from_spec(spec).map_err(|e| match e {
-            VaultError::Config(why) => {
-                VaultError::Config(format!("the master key command's output: {why}"))
-            }
-            other => other,
-        })
-    }
-
-    /// Reads an existing key file; the vault then follows the file (see
-    /// [`Vault`]).
-    pub fn from_file(path: &Path) -> Result<Self, VaultError> {
-        let stamp = FileStamp::of(path)?;
-        let spec = Zeroizing::new(std::fs::read_to_string(path)?);
-        Ok(Self {
-            keys: RwLock::new(parse_spec(&spec)?),
-            file: Some(KeyFile {
+    /// Builds the vault from `source`; when the source names a key file,
+    /// the vault follows it (see [`Vault`]).
+    pub fn from_source(source: &dyn KeySource) -> Result<Self, VaultError> {
+        // The file's stamp is taken before it is read: a change in between
+        // then shows as a change at the next look, never as none.
+        let file = match source.followed_file() {
+            Some(path) => Some(KeyFile {
                 path: path.to_path_buf(),
                 seen: Mutex::new(FileSeen {
                     checked: Instant::now(),
-                    stamp: Some(stamp),
+                    stamp: Some(FileStamp::of(path)?),
                 }),
             }),
+            None => None,
+        };
+        Ok(Self {
+            keys: RwLock::new(source.load()?),
+            file,
+            source: source.describe(),
         })
+    }
+
+    /// [`InlineKeys`]: `id:base64key` entries separated by commas or
+    /// newlines, the last one active.
+    pub fn from_spec(spec: &str) -> Result<Self, VaultError> {
+        Self::from_source(&InlineKeys::new(spec))
+    }
+
+    /// [`FileKeys`]: reads an existing key file and follows it.
+    pub fn from_file(path: &Path) -> Result<Self, VaultError> {
+        Self::from_source(&FileKeys::new(path))
     }
 
     /// Reads the key file, creating one with a fresh random key when it does
@@ -415,6 +535,11 @@ impl Vault {
         }
     }
 
+    /// Where the keys came from ([`KeySource::describe`]).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The file this vault follows, if any.
     pub fn key_file(&self) -> Option<&Path> {
         self.file.as_ref().map(|f| f.path.as_path())
@@ -432,8 +557,7 @@ impl Vault {
         if seen.stamp.as_ref() == Some(&stamp) {
             return Ok(false);
         }
-        let spec = Zeroizing::new(std::fs::read_to_string(&file.path)?);
-        let fresh = parse_spec(&spec)?;
+        let fresh = read_key_file(&file.path)?;
         let mut keys = self.keys.write().unwrap();
         let before = keys.order.clone();
         // Keys no longer in the file stay known (before the file's keys, so
@@ -858,7 +982,7 @@ mod tests {
     #[test]
     fn a_command_provides_the_keys_in_the_key_files_format() {
         let (k1, k2) = (Vault::generate_key(), Vault::generate_key());
-        let v = Vault::from_command(&format!("printf 'k1:{k1}\\nk2:{k2}\\n'")).unwrap();
+        let v = command_vault(&format!("printf 'k1:{k1}\\nk2:{k2}\\n'")).unwrap();
         assert_eq!(v.key_ids(), ["k1", "k2"]);
         assert_eq!(
             v.active_key_id(),
@@ -873,28 +997,107 @@ mod tests {
     #[test]
     fn a_failing_command_says_why_and_never_shows_its_output() {
         let key = Vault::generate_key();
-        let e = Vault::from_command(&format!("echo k1:{key}; echo 'not logged in' >&2; exit 3"))
+        let e = command_vault(&format!("echo k1:{key}; echo 'not logged in' >&2; exit 3"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not logged in") && e.contains('3'), "{e}");
         assert!(!e.contains(&key), "the output never reaches an error: {e}");
         // Output that is not keys: said without repeating it.
-        let e = Vault::from_command("echo 'k1:oops-this-is-no-key'")
+        let e = command_vault("echo 'k1:oops-this-is-no-key'")
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("output") && !e.contains("oops-this-is-no-key"),
             "{e}"
         );
-        let e = Vault::from_command("true").unwrap_err().to_string();
+        let e = command_vault("true").unwrap_err().to_string();
         assert!(e.contains("no master key"), "{e}");
     }
 
     #[test]
     fn a_command_that_hangs_fails_the_start_in_time() {
-        let e = Vault::from_command_within("sleep 30", Duration::from_millis(200))
-            .unwrap_err()
-            .to_string();
+        let e =
+            Vault::from_source(&CommandKeys::new("sleep 30").within(Duration::from_millis(200)))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("no answer within"), "{e}");
+    }
+
+    fn command_vault(command: &str) -> Result<Vault, VaultError> {
+        Vault::from_source(&CommandKeys::new(command))
+    }
+
+    #[test]
+    fn inline_keys_are_read_once_and_described_without_the_keys() {
+        let key = Vault::generate_key();
+        let spec = format!("k1:{key}");
+        let source = InlineKeys::new(&spec);
+        assert_eq!(source.load().unwrap().ids(), ["k1"]);
+        assert!(source.followed_file().is_none());
+        let v = Vault::from_source(&source).unwrap();
+        assert_eq!(v.source(), "master_keys");
+        assert!(!v.reload().unwrap(), "nothing to follow");
+        assert!(!format!("{v:?}").contains(&key), "{v:?}");
+        assert!(!format!("{:?}", source.load().unwrap()).contains(&key));
+    }
+
+    #[test]
+    fn file_keys_name_their_file_and_the_vault_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(dir.path());
+        let source = FileKeys::new(&path);
+        assert_eq!(source.followed_file(), Some(path.as_path()));
+        assert_eq!(source.describe(), format!("key file {}", path.display()));
+        let v = Vault::from_source(&source).unwrap();
+        assert_eq!(v.key_file(), Some(path.as_path()));
+        Vault::append_new_key(&path).unwrap();
+        assert!(v.reload().unwrap(), "the new key is taken up live");
+        assert_eq!(v.key_ids(), ["k1", "k2"]);
+        assert_eq!(source.load().unwrap().ids(), ["k1", "k2"]);
+        // A missing file is the I/O error `serve` turns into a new key.
+        let absent = FileKeys::new(dir.path().join("absent"));
+        assert!(matches!(
+            Vault::from_source(&absent),
+            Err(VaultError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
+    }
+
+    #[test]
+    fn command_keys_never_describe_the_command() {
+        let key = Vault::generate_key();
+        let source = CommandKeys::new(format!("VAULT_TOKEN=s.secret123 echo k1:{key}"));
+        assert_eq!(source.describe(), "master_key_command");
+        assert!(source.followed_file().is_none());
+        let v = Vault::from_source(&source).unwrap();
+        assert_eq!(v.key_ids(), ["k1"]);
+        assert!(!v.reload().unwrap(), "read once, at start");
+        let shown = format!("{v:?}");
+        assert!(
+            !shown.contains("s.secret123") && !shown.contains(&key),
+            "{shown}"
+        );
+    }
+
+    /// Any source builds a vault: the interface is open to one more.
+    #[test]
+    fn a_source_of_ones_own_builds_a_vault() {
+        struct Fixed(String);
+        impl KeySource for Fixed {
+            fn load(&self) -> Result<Keys, VaultError> {
+                Keys::parse(&self.0)
+            }
+            fn describe(&self) -> String {
+                "fixed".into()
+            }
+        }
+        let key = Vault::generate_key();
+        let v =
+            Vault::from_source(&Fixed(format!("a:{key}\nb:{}", Vault::generate_key()))).unwrap();
+        assert_eq!((v.source(), v.active_key_id()), ("fixed", "b".to_string()));
+        let ct = Vault::from_spec(&format!("a:{key}"))
+            .unwrap()
+            .encrypt(b"x", ROW_A);
+        assert_eq!(v.decrypt(&ct, ROW_A).unwrap().expose(), b"x");
+        assert!(Vault::from_source(&Fixed(String::new())).is_err());
     }
 }

@@ -7,7 +7,7 @@ use ionflux_gateway::config::{self, Settings};
 use ionflux_gateway::store::StoreError;
 use ionflux_gateway::vault::Vault;
 
-use crate::given_keys;
+use crate::given_key_source;
 
 /// `config check`: one line per check, `ok`, `absent` (not there yet;
 /// `serve` creates it) or `FAILED`, then an error when one failed.
@@ -45,13 +45,9 @@ pub(crate) async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()
 
     report(
         "master key",
-        if let Some(given) = given_keys(cfg) {
-            let from = if cfg.master_keys.is_empty() {
-                "master_key_command"
-            } else {
-                "master_keys"
-            };
-            given
+        if let Some(source) = given_key_source(cfg) {
+            let from = source.describe();
+            Vault::from_source(source.as_ref())
                 .map(|v| format!("{from}: active key {}", v.active_key_id()))
                 .map_err(|e| format!("{from}: {e}"))
         } else {
