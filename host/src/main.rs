@@ -10,19 +10,20 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::api::admin::{self, TokenKind};
 use ionflux_gateway::config::{self, SecretValue, Settings};
-use ionflux_gateway::dispatch;
-use ionflux_gateway::event::{self, Topics, TransformId};
-use ionflux_gateway::oauth;
-use ionflux_gateway::registry::{self, RouteSpec};
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::pipeline::dispatch;
+use ionflux_gateway::pipeline::event::{self, Topics, TransformId};
+use ionflux_gateway::pipeline::registry::{self, RouteSpec};
+use ionflux_gateway::pipeline::transform::{Limits, Runtime, RuntimeConfig, Transform};
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth;
 use ionflux_gateway::server;
 use ionflux_gateway::store::InboxRow;
 use ionflux_gateway::store::{LoggedEvent, Open, Store, StoreError};
-use ionflux_gateway::telemetry::{self, LogFormat};
-use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
-use ionflux_gateway::vault::{Secret, Vault};
-use ionflux_gateway::{connection, webhook};
+use ionflux_gateway::support::telemetry::{self, LogFormat};
+use ionflux_gateway::support::vault::{Secret, Vault};
 
 mod remote;
 
@@ -316,7 +317,7 @@ enum SecretsCommand {
         #[arg(long)]
         check: bool,
         /// Rows per batch (one short write transaction each).
-        #[arg(long, default_value_t = ionflux_gateway::secrets::DEFAULT_BATCH)]
+        #[arg(long, default_value_t = ionflux_gateway::support::secrets::DEFAULT_BATCH)]
         batch: i64,
     },
 }
@@ -1438,7 +1439,7 @@ fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
 }
 
 async fn secrets(cfg: &Settings, cmd: &SecretsCommand) -> Result<()> {
-    use ionflux_gateway::secrets::{self, Options, SECRET_COLUMNS};
+    use ionflux_gateway::support::secrets::{self, Options, SECRET_COLUMNS};
     let SecretsCommand::Reencrypt { check, batch } = *cmd;
     let store = open_store(cfg).await?;
     let vault = load_vault(cfg)?;
@@ -1986,7 +1987,7 @@ async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()> {
             None => Ok("not configured: events go to the embedded event log".into()),
             Some(kafka) => {
                 let brokers = kafka.brokers.clone();
-                match ionflux_gateway::publish::kafka::KafkaSink::new(kafka) {
+                match ionflux_gateway::pipeline::publish::kafka::KafkaSink::new(kafka) {
                     Err(e) => Err(format!("{brokers}: {e}")),
                     Ok(sink) if sink.ready(timeout).await => Ok(format!("{brokers} answers")),
                     Ok(_) => Err(format!(

@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use blob::Blob;
 pub use ceilings::CeilingRow;
 
-use crate::publish::Delivery;
+use crate::pipeline::publish::Delivery;
 
 pub mod blob;
 pub mod ceilings;
@@ -1109,7 +1109,7 @@ impl Store {
     /// first place is returned.
     pub async fn log_and_finish(
         &self,
-        records: &[crate::publish::Record],
+        records: &[crate::pipeline::publish::Record],
         rows: &[Logged<'_>],
         owner: Option<&str>,
     ) -> Result<Vec<Delivery>> {
@@ -1834,7 +1834,7 @@ struct LogRecords<'a> {
 }
 
 struct LogRow<'a> {
-    record: &'a crate::publish::Record,
+    record: &'a crate::pipeline::publish::Record,
     event_id: String,
     headers: String,
     payload: Blob,
@@ -1842,7 +1842,7 @@ struct LogRow<'a> {
 }
 
 impl<'a> LogRecords<'a> {
-    fn encode(records: &'a [crate::publish::Record]) -> Result<Self> {
+    fn encode(records: &'a [crate::pipeline::publish::Record]) -> Result<Self> {
         let rows = records
             .iter()
             .map(|r| {

@@ -1,11 +1,11 @@
 //! Re-encryption of every stored secret under the active master key: the
-//! SQL behind [`crate::secrets`]. Table and column names come from
-//! [`crate::secrets::SECRET_COLUMNS`] (compile-time constants) and are
+//! SQL behind [`crate::support::secrets`]. Table and column names come from
+//! [`crate::support::secrets::SECRET_COLUMNS`] (compile-time constants) and are
 //! checked to be plain identifiers before they are put into a statement;
 //! every value is bound.
 
 use super::{Result, Store, StoreError};
-use crate::secrets::SecretColumn;
+use crate::support::secrets::SecretColumn;
 
 /// The identifiers of `col`, checked.
 fn idents(col: &SecretColumn) -> Result<(&'static str, &'static str, &'static str)> {

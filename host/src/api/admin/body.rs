@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::ceilings::{CeilingOverrides, Ceilings, UploadQuota};
-use crate::route::RouteLimits;
+use crate::pipeline::ceilings::{CeilingOverrides, Ceilings, UploadQuota};
+use crate::pipeline::route::RouteLimits;
 use crate::store::ceilings::UploadUsage;
 use crate::store::oauth::WebhookRegistrationRow;
 use crate::store::{DeadLetterRow, RouteChange, RouteRow};

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::connection;
+use crate::pipeline::connection;
 use crate::store::{Store, StoreError};
-use crate::vault::{Binding, Vault};
+use crate::support::vault::{Binding, Vault};
 
 /// One encrypted column: where it lives and what its ciphertexts are bound
 /// to (`purpose`, and the row's `id_column` as row id).

@@ -47,7 +47,7 @@
 //! webhook and at every start. Failures are logged and never hold up
 //! delivery.
 
-use crate::connection::SECRETS_CACHED_FOR;
+use crate::pipeline::connection::SECRETS_CACHED_FOR;
 use crate::store::oauth::{LifecycleRow, LifecycleScope, SecretOwners};
 use crate::store::{InboxRow, Outcome, Store, StoreError};
 

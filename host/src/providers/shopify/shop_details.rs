@@ -34,12 +34,12 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::admin::constant_time_eq;
-use crate::connection::{self, ConnectionError, SHOPIFY};
-use crate::http::{ApiError, AppState};
-use crate::shopify_api::{ShopifyApi, ShopifyError};
+use crate::api::admin::constant_time_eq;
+use crate::api::http::{ApiError, AppState};
+use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError};
 use crate::store::{ConnectionRow, Store};
-use crate::vault::{Secret, Vault};
+use crate::support::vault::{Secret, Vault};
 
 pub const PATH: &str = "/integrations/shopify/brands/{brand_id}/shop-details";
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -64,8 +64,8 @@ pub struct ShopDetailsConfig {
 impl Default for ShopDetailsConfig {
     fn default() -> Self {
         Self {
-            admin_base_url: crate::oauth::DEFAULT_ADMIN_BASE_URL.into(),
-            api_version: crate::oauth::DEFAULT_API_VERSION.into(),
+            admin_base_url: crate::providers::shopify::oauth::DEFAULT_ADMIN_BASE_URL.into(),
+            api_version: crate::providers::shopify::oauth::DEFAULT_API_VERSION.into(),
             http_timeout: Duration::from_secs(10),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_entries: DEFAULT_CACHE_ENTRIES,
@@ -87,7 +87,7 @@ pub struct ShopDetails {
     /// With an OAuth app configured, tokens come through its refresher, so
     /// an access token that just expired is refreshed rather than reported
     /// as needing a reconnect.
-    oauth: Option<Arc<crate::oauth::OAuth>>,
+    oauth: Option<Arc<crate::providers::shopify::oauth::OAuth>>,
     api: ShopifyApi,
     service_token: Option<Secret>,
     ttl: Duration,
@@ -167,7 +167,7 @@ impl ShopDetails {
         cfg: ShopDetailsConfig,
         store: Store,
         vault: Arc<Vault>,
-        oauth: Option<Arc<crate::oauth::OAuth>>,
+        oauth: Option<Arc<crate::providers::shopify::oauth::OAuth>>,
     ) -> Result<Self, ShopifyError> {
         let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)?;
         Ok(Self {
@@ -212,7 +212,7 @@ impl ShopDetails {
 
     /// A usable access token, refreshed first when it is about to expire.
     async fn token(&self, connection_id: &str) -> Result<Option<Secret>, ShopDetailsError> {
-        use crate::refresh::TokenError;
+        use crate::providers::shopify::refresh::TokenError;
         let Some(oauth) = &self.oauth else {
             return Ok(connection::access_token(&self.store, &self.vault, connection_id).await?);
         };

@@ -45,17 +45,17 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
-use crate::http::{ApiError, AppState};
-use crate::refresh::{RefreshConfig, Refresher, TokenError};
-use crate::shopify_api::{ShopifyApi, ShopifyError, Webhook};
+use crate::api::http::{ApiError, AppState};
+use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
+use crate::providers::shopify::headers as webhook;
+use crate::providers::shopify::refresh::{RefreshConfig, Refresher, TokenError};
 use crate::store::oauth::{
     EXPIRED_STATE_GRACE_MS, OAuthStateRow, RegistrationOutcome, STATE_SWEEP_BATCH, StateUse,
     WebhookRegistrationRow,
 };
 use crate::store::{Store, StoreError, now_ms};
-use crate::vault::{Secret, Vault};
-use crate::webhook;
+use crate::support::vault::{Secret, Vault};
 
 pub const INITIATE_PATH: &str = "/integrations/shopify/auth/initiate";
 pub const CALLBACK_PATH: &str = "/integrations/shopify/auth/callback";
@@ -1008,9 +1008,9 @@ impl OAuth {
         match self.state_cookie.presented(browser) {
             Presented::Nothing => return Err(OAuthError::StateCookieMissing),
             Presented::States(states)
-                if !states
-                    .iter()
-                    .any(|s| crate::admin::constant_time_eq(s.as_bytes(), state.as_bytes())) =>
+                if !states.iter().any(|s| {
+                    crate::api::admin::constant_time_eq(s.as_bytes(), state.as_bytes())
+                }) =>
             {
                 return Err(OAuthError::StateMismatch);
             }

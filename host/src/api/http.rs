@@ -17,12 +17,12 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::admin::{self, AdminState};
-use crate::inbox::{Inbox, IntakeError};
-use crate::publish::Sink;
+use crate::api::admin::{self, AdminState};
+use crate::pipeline::inbox::{Inbox, IntakeError};
+use crate::pipeline::publish::Sink;
+use crate::providers::shopify::headers::HeaderError;
 use crate::store::Store;
-use crate::vault::Secret;
-use crate::webhook::HeaderError;
+use crate::support::vault::Secret;
 
 mod conn;
 pub use conn::{HttpConfig, serve};
@@ -40,10 +40,10 @@ pub struct AppState {
     pub admin: AdminState,
     /// The Shopify OAuth install; None: its routes answer 404
     /// `oauth_not_configured`.
-    pub oauth: Option<Arc<crate::oauth::OAuth>>,
+    pub oauth: Option<Arc<crate::providers::shopify::oauth::OAuth>>,
     /// `GET /integrations/shopify/brands/{brand_id}/shop-details`, behind
     /// the service token.
-    pub shop_details: Arc<crate::shop_details::ShopDetails>,
+    pub shop_details: Arc<crate::providers::shopify::shop_details::ShopDetails>,
     /// `/ready` fails while the oldest pending webhook is older than this.
     pub max_backlog_age: Option<Duration>,
 }
@@ -68,8 +68,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     probes(
         Router::new()
             .merge(webhooks)
-            .merge(crate::oauth::router())
-            .merge(crate::shop_details::router()),
+            .merge(crate::providers::shopify::oauth::router())
+            .merge(crate::providers::shopify::shop_details::router()),
     )
     .with_state(state)
 }
@@ -165,7 +165,7 @@ struct AcceptedBody {
 /// is half of what it takes to post webhooks.
 async fn observe_webhook(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    crate::metrics::webhook_received(SHOPIFY);
+    crate::support::metrics::webhook_received(SHOPIFY);
     let span = tracing::info_span!(
         "webhook.intake",
         provider = SHOPIFY,
@@ -179,7 +179,7 @@ async fn observe_webhook(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     if response.status().is_success() {
-        crate::metrics::webhook_acked(SHOPIFY, started.elapsed());
+        crate::support::metrics::webhook_acked(SHOPIFY, started.elapsed());
     }
     response
 }
@@ -192,7 +192,7 @@ async fn shopify_webhook(
 ) -> Result<Json<AcceptedBody>, ApiError> {
     intake(&state, &identifier, request, max_body_bytes)
         .await
-        .inspect_err(|e| crate::metrics::webhook_rejected(SHOPIFY, e.code))
+        .inspect_err(|e| crate::support::metrics::webhook_rejected(SHOPIFY, e.code))
 }
 
 async fn intake(
@@ -259,7 +259,7 @@ async fn health() -> Json<serde_json::Value> {
 /// topic, reason, transform, sink and outcome only). Where the counts
 /// themselves are sensitive, keep `/metrics` off the public edge.
 async fn metrics() -> Response {
-    match crate::metrics::render() {
+    match crate::support::metrics::render() {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

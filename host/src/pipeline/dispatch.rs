@@ -19,14 +19,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, Span, debug, info, info_span, warn};
 
-use crate::builtin;
-use crate::ceilings::{CeilingTable, TenantPolicy};
-use crate::event::{self, Topics, TransformId};
-use crate::publish::{Delivery, PublishError, Record, Sink};
-use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
-use crate::shadow;
+use crate::pipeline::builtin;
+use crate::pipeline::ceilings::{CeilingTable, TenantPolicy};
+use crate::pipeline::event::{self, Topics, TransformId};
+use crate::pipeline::publish::{Delivery, PublishError, Record, Sink};
+use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
+use crate::pipeline::shadow;
+use crate::pipeline::transform::{self, Limits, Runtime, Transform};
 use crate::store::{self, DeadLetter, InboxRow, Logged, Outcome, ShadowRun, Store};
-use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -357,7 +357,7 @@ impl Dispatcher {
                 let span = info_span!("dispatch.row", inbox_id = row.id, trace_id = %row.trace_id,
                     provider = %row.provider, topic = %row.topic, brand_id = %row.brand_id,
                     attempt = row.attempts, outcome = tracing::field::Empty);
-                crate::telemetry::continue_trace(&span, &row.trace_id);
+                crate::support::telemetry::continue_trace(&span, &row.trace_id);
                 span
             })
             .collect();
@@ -414,7 +414,11 @@ impl Dispatcher {
                 let input = input_of(&row);
                 let started = Instant::now();
                 let result = transform.call(&input, &config, &limits);
-                crate::metrics::transform_ran(transform.name(), result.is_ok(), started.elapsed());
+                crate::support::metrics::transform_ran(
+                    transform.name(),
+                    result.is_ok(),
+                    started.elapsed(),
+                );
                 span.record(
                     "outcome",
                     result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
@@ -489,9 +493,9 @@ impl Dispatcher {
         // Kafka sink makes its produce span a child of it, and the event log
         // keeps it); otherwise the stand-in the record was built with.
         for (range, row_span) in spans.iter().zip(&row_spans) {
-            if let Some(parent) = crate::telemetry::traceparent(row_span) {
+            if let Some(parent) = crate::support::telemetry::traceparent(row_span) {
                 for record in &mut batch[range.clone()] {
-                    record.set_header(crate::publish::TRACEPARENT, &parent);
+                    record.set_header(crate::pipeline::publish::TRACEPARENT, &parent);
                 }
             }
         }
@@ -538,7 +542,7 @@ impl Dispatcher {
                             recorded = true;
                             deliveries.into_iter().map(Ok).collect()
                         }
-                        Err(e) => crate::publish::all_transient(&batch, e),
+                        Err(e) => crate::pipeline::publish::all_transient(&batch, e),
                     }
                 }
                 None => self.sink.send(&batch).instrument(publish).await,
@@ -555,7 +559,7 @@ impl Dispatcher {
                 .map(|(_, range)| acked(range.clone()))
                 .sum();
             let acked_all = acked(0..results.len());
-            crate::metrics::published(
+            crate::support::metrics::published(
                 self.sink.name(),
                 started.elapsed(),
                 acked_events,
@@ -639,14 +643,14 @@ impl Dispatcher {
             for (row, outcome) in &finished {
                 match outcome {
                     Outcome::Published(_) => {
-                        crate::metrics::end_to_end(&row.provider, row.received_at, now)
+                        crate::support::metrics::end_to_end(&row.provider, row.received_at, now)
                     }
                     Outcome::Dead { letter, .. } => {
-                        crate::metrics::dead_lettered(&letter.reason_code)
+                        crate::support::metrics::dead_lettered(&letter.reason_code)
                     }
                 }
             }
-            crate::lifecycle::after_finish(&self.store, &finished).await;
+            crate::providers::shopify::lifecycle::after_finish(&self.store, &finished).await;
         }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
@@ -654,7 +658,7 @@ impl Dispatcher {
             self.store
                 .release(&retry, store::now_ms() + delay.as_millis() as i64, &error)
                 .await?;
-            crate::metrics::publish_retried(self.sink.name(), retry.len() as u64);
+            crate::support::metrics::publish_retried(self.sink.name(), retry.len() as u64);
             return Err(StepError::Sink(error));
         }
         Ok(recorded)

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::connection;
+use crate::pipeline::connection;
+use crate::providers::shopify::headers::{self as webhook, HeaderError, ShopifyHeaders};
 use crate::store::{self, Blob, ConnectionRow, Inserted, NewWebhook, Store, StoreError};
-use crate::vault::{Secret, Vault, VaultError};
-use crate::webhook::{self, HeaderError, ShopifyHeaders};
+use crate::support::vault::{Secret, Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -187,7 +187,7 @@ impl Inbox {
             .get(webhook::TOPIC_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !crate::lifecycle::accepts_webhook(&known.row.status, topic) {
+        if !crate::providers::shopify::lifecycle::accepts_webhook(&known.row.status, topic) {
             return Err(IntakeError::Inactive(known.row.status.clone()));
         }
         Ok(Recipient(known))
@@ -210,7 +210,7 @@ impl Inbox {
         if !webhook::verify(known.secrets.iter().map(Secret::expose), body, signature) {
             return Err(IntakeError::InvalidHmac);
         }
-        crate::metrics::webhook_verified(&known.row.provider);
+        crate::support::metrics::webhook_verified(&known.row.provider);
         let h = ShopifyHeaders::parse(headers)?;
         span.record("topic", h.topic.as_str());
         // The app secret is shared by every shop of the app, so a genuine
@@ -222,7 +222,7 @@ impl Inbox {
         // how a trace is followed from this request to the broker's ack.
         // When spans are exported it is this request's own OTLP trace id,
         // so the collector shows the dispatch in the same trace.
-        let trace_id = crate::telemetry::current_trace_id();
+        let trace_id = crate::support::telemetry::current_trace_id();
         span.record("trace_id", trace_id.as_str());
         let (done, outcome) = oneshot::channel();
         let write = Write {
@@ -251,7 +251,7 @@ impl Inbox {
         let inserted = outcome.await.map_err(|_| gone())??;
         let duplicate = matches!(inserted, Inserted::Duplicate(_));
         span.record("duplicate", duplicate);
-        crate::metrics::webhook_stored(&known.row.provider, &h.topic, duplicate);
+        crate::support::metrics::webhook_stored(&known.row.provider, &h.topic, duplicate);
         Ok(match inserted {
             Inserted::New(inbox_id) => {
                 span.record("inbox_id", inbox_id);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 pub const ACCESS_TOKEN_HEADER: &str = "X-Shopify-Access-Token";
 
