@@ -25,6 +25,7 @@
 pub mod api;
 pub mod bench;
 pub mod config;
+pub mod error;
 pub mod fuzzing;
 pub mod pipeline;
 pub mod providers;

@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::api::AppState;
 use crate::api::admin::AdminState;
-use crate::api::http::{self, AppState};
+use crate::api::http;
 use crate::pipeline::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::pipeline::event::Topics;
 use crate::pipeline::inbox::Inbox;
+use crate::pipeline::provider::Providers;
 use crate::pipeline::publish::kafka::{KafkaConfig, KafkaSink};
 use crate::pipeline::publish::{PublishError, Sink};
 use crate::pipeline::transform::{LoadError, Runtime, RuntimeConfig};
@@ -136,6 +138,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     if let Err(e) = crate::providers::shopify::lifecycle::apply_due(&store).await {
         tracing::warn!(error = %e, "lifecycle effects not applied at start");
     }
+    let providers = Providers::new(crate::providers::all());
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();
@@ -145,14 +148,17 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     // one): what it stores waits for a replica that publishes, and route
     // changes reach those by their polling.
     let dispatcher = if dispatch.enabled {
-        Some(Arc::new(Dispatcher::new(
-            store.clone(),
-            sink.clone(),
-            runtime.clone(),
-            cfg.topics.clone(),
-            dispatch,
-            wake.clone(),
-        )?))
+        Some(Arc::new(
+            Dispatcher::new(
+                store.clone(),
+                sink.clone(),
+                runtime.clone(),
+                cfg.topics.clone(),
+                dispatch,
+                wake.clone(),
+            )?
+            .with_providers(providers.clone()),
+        ))
     } else {
         None
     };
@@ -179,7 +185,13 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         cfg.vault.clone(),
         oauth.clone(),
     )?);
-    let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
+    let inbox = Arc::new(Inbox::new(
+        store.clone(),
+        cfg.vault,
+        wake,
+        providers.clone(),
+    ));
+    let provider_routes = crate::providers::shopify::routes(oauth.clone(), shop_details);
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -192,8 +204,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             tenants,
             dispatcher.clone(),
         ),
-        oauth: oauth.clone(),
-        shop_details,
+        providers,
         max_backlog_age: cfg.max_backlog_age,
     };
     let (shutdown, rx) = watch::channel(false);
@@ -201,7 +212,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let admin_server = admin_listener
         .as_ref()
         .map(|_| http::admin_router(state.clone()));
-    let app = http::router(state, cfg.max_body_bytes);
+    let app = http::router(state, cfg.max_body_bytes, provider_routes);
     let server = tokio::spawn(http::serve(listener, app, cfg.http.clone(), rx.clone()));
     let (admin_server, admin_addr) = match (admin_listener, admin_server) {
         (Some((listener, bound)), Some(app)) => (

@@ -262,7 +262,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         ));
     }
     if let Some(configured) = &state.admin_token
-        && constant_time_eq(given.as_bytes(), configured.expose())
+        && crate::support::constant_time::eq(given.as_bytes(), configured.expose())
     {
         return Ok(Principal::Operator {
             actor: "admin-token".into(),
@@ -288,17 +288,6 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         };
     }
     Err(unauthorized("the bearer token is not valid"))
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    // Comparing digests keeps the time independent of where the inputs
-    // differ and of their lengths.
-    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 // ---- errors ----------------------------------------------------------------
@@ -1441,7 +1430,9 @@ async fn connection_webhooks(
         return Err(not_found("unknown_connection", "no connection has this id"));
     };
     principal.may_touch(&conn.workspace_id)?;
-    let registrations = crate::providers::shopify::oauth::webhook_registrations(&state.store, &id)
+    let registrations = state
+        .store
+        .webhook_registrations(&id)
         .await
         .map_err(store_error)?;
     Ok(Json(ConnectionWebhooks {

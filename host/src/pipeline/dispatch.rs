@@ -22,6 +22,7 @@ use tracing::{Instrument, Span, debug, info, info_span, warn};
 use crate::pipeline::builtin;
 use crate::pipeline::ceilings::{CeilingTable, TenantPolicy};
 use crate::pipeline::event::{self, Topics, TransformId};
+use crate::pipeline::provider::Providers;
 use crate::pipeline::publish::{Delivery, PublishError, Record, Sink};
 use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
 use crate::pipeline::shadow;
@@ -99,6 +100,8 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     transforms: Mutex<HashMap<String, Transform>>,
     routes: RwLock<Routes>,
+    /// Each platform's default transform and after-publish work.
+    providers: Providers,
 }
 
 /// The routing table and the workspaces' ceilings in force, the version
@@ -170,7 +173,17 @@ impl Dispatcher {
                 version: -1,
                 checked: Instant::now() - Duration::from_secs(3600),
             }),
+            providers: Providers::default(),
         })
+    }
+
+    /// The registered platforms: their default transforms serve what no
+    /// route covers, and their after-publish work runs once a batch is
+    /// recorded. Without them every row falls back to
+    /// [`DEFAULT_TRANSFORM`] and no such work runs.
+    pub fn with_providers(mut self, providers: Providers) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Runs until `shutdown` turns true, then finishes the batch in hand.
@@ -318,8 +331,15 @@ impl Dispatcher {
                     None => self.cfg.limits.clone(),
                 };
                 Plan {
-                    reference: route
-                        .map_or_else(|| DEFAULT_TRANSFORM.to_string(), |r| r.transform.clone()),
+                    reference: route.map_or_else(
+                        || {
+                            self.providers
+                                .default_transform(&row.provider)
+                                .unwrap_or(DEFAULT_TRANSFORM)
+                                .to_string()
+                        },
+                        |r| r.transform.clone(),
+                    ),
                     shadow: route.and_then(|r| r.shadow.clone()),
                     config: route.map_or_else(|| Arc::from("{}"), |r| r.config.clone()),
                     limits: ceilings.for_workspace(&row.workspace_id).clamp(&limits),
@@ -650,7 +670,9 @@ impl Dispatcher {
                     }
                 }
             }
-            crate::providers::shopify::lifecycle::after_finish(&self.store, &finished).await;
+            for provider in self.providers.iter() {
+                provider.after_publish(&self.store, &finished).await;
+            }
         }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);

@@ -34,8 +34,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::admin::constant_time_eq;
-use crate::api::http::{ApiError, AppState};
+use crate::error::ApiError;
 use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
 use crate::providers::shopify::api::{ShopifyApi, ShopifyError};
 use crate::store::{ConnectionRow, Store};
@@ -64,8 +63,8 @@ pub struct ShopDetailsConfig {
 impl Default for ShopDetailsConfig {
     fn default() -> Self {
         Self {
-            admin_base_url: crate::providers::shopify::oauth::DEFAULT_ADMIN_BASE_URL.into(),
-            api_version: crate::providers::shopify::oauth::DEFAULT_API_VERSION.into(),
+            admin_base_url: super::api::DEFAULT_ADMIN_BASE_URL.into(),
+            api_version: super::api::DEFAULT_API_VERSION.into(),
             http_timeout: Duration::from_secs(10),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_entries: DEFAULT_CACHE_ENTRIES,
@@ -203,7 +202,7 @@ impl ShopDetails {
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
-        if constant_time_eq(given.as_bytes(), configured.expose()) {
+        if crate::support::constant_time::eq(given.as_bytes(), configured.expose()) {
             Ok(())
         } else {
             Err(unauthorized("the service token is not valid"))
@@ -368,8 +367,10 @@ fn unauthorized(message: &str) -> ApiError {
 
 // ---- HTTP ----------------------------------------------------------------------
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(PATH, get(shop_details))
+pub fn router(details: Arc<ShopDetails>) -> Router {
+    Router::new()
+        .route(PATH, get(shop_details))
+        .with_state(details)
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,12 +380,11 @@ struct ShopQuery {
 }
 
 async fn shop_details(
-    State(state): State<AppState>,
+    State(details): State<Arc<ShopDetails>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ShopQuery>, QueryRejection>,
 ) -> Result<Json<Answer>, ApiError> {
-    let details = &state.shop_details;
     details.authorize(&headers)?;
     let Path(brand) =
         path.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text()))?;
