@@ -684,6 +684,7 @@ impl Settings {
             service_token: self.service_token.to_secret(),
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
+            previous_secret_window: self.connections.previous_secret_window,
         })
     }
 }

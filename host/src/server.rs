@@ -48,6 +48,8 @@ pub struct Config {
     pub max_backlog_age: Option<std::time::Duration>,
     /// Connections in the database pool.
     pub database_max_connections: u32,
+    /// How long a webhook secret replaced over the admin API keeps verifying.
+    pub previous_secret_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +173,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         shop_details.api_version = shopify.api_version.clone();
         shop_details.http_timeout = shopify.http_timeout;
     }
+    let public_base_url = cfg.shopify.as_ref().map(|s| s.public_base_url.clone());
     let oauth = match cfg.shopify {
         Some(shopify) => Some(Arc::new(crate::providers::shopify::oauth::OAuth::new(
             shopify,
@@ -187,7 +190,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     )?);
     let inbox = Arc::new(Inbox::new(
         store.clone(),
-        cfg.vault,
+        cfg.vault.clone(),
         wake,
         providers.clone(),
     ));
@@ -206,6 +209,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         ),
         providers,
         max_backlog_age: cfg.max_backlog_age,
+        vault: cfg.vault,
+        previous_secret_window: cfg.previous_secret_window,
+        public_base_url,
     };
     let (shutdown, rx) = watch::channel(false);
 

@@ -78,11 +78,6 @@ fn host_src_is_grouped_by_layer() {
         "server.rs",
         "error.rs",
         "fuzzing.rs",
-        // The binary's admin-API client commands (cli17 moves them with
-        // main.rs's split).
-        "remote.rs",
-        // store18 splits it into store/.
-        "store.rs",
     ];
     let strays: Vec<&String> = top
         .iter()
@@ -100,7 +95,7 @@ fn host_src_is_grouped_by_layer() {
 #[test]
 fn the_pipeline_and_the_store_name_no_platform() {
     check(
-        &["pipeline", "store", "store.rs"],
+        &["pipeline", "store"],
         "names shopify",
         |text| text.to_ascii_lowercase().contains("shopify"),
         &[
@@ -142,12 +137,21 @@ fn the_pipeline_and_the_store_name_no_platform() {
                 "the shopify-default guest's tests (wit18's files)",
             ),
             (
-                "store.rs",
-                "store18 splits it and renames the inbox columns",
+                "pipeline/transform/mod.rs",
+                "the 0.1.0 world's field names (wit18's files)",
             ),
-            ("store/blob.rs", "store18"),
-            ("store/oauth.rs", "store18"),
-            ("store/writer.rs", "store18"),
+            (
+                "pipeline/transform/world.rs",
+                "the 0.1.0 world's field names (wit18's files)",
+            ),
+            ("store/blob.rs", "comments and tests"),
+            (
+                "store/inbox.rs",
+                "the inbox's shopify_event_id column (the provider-neutral rename)",
+            ),
+            ("store/mod.rs", "comments and tests"),
+            ("store/oauth.rs", "Shopify's install and lifecycle rows"),
+            ("store/writer.rs", "comments and tests"),
         ],
     );
 }
@@ -155,26 +159,13 @@ fn the_pipeline_and_the_store_name_no_platform() {
 #[test]
 fn the_store_imports_no_other_module() {
     check(
-        &["store", "store.rs"],
+        &["store"],
         "the store imports another crate module",
         |text| {
             text.match_indices("crate::")
                 .any(|(i, _)| !text[i + "crate::".len()..].starts_with("store"))
         },
-        &[
-            (
-                "store.rs",
-                "publish's Record and Delivery (store18 moves them to store/events.rs)",
-            ),
-            (
-                "store/oauth.rs",
-                "lifecycle::scope named in a doc link (store18)",
-            ),
-            (
-                "store/secrets.rs",
-                "support::secrets' SECRET_COLUMNS (store18 moves them here)",
-            ),
-        ],
+        &[],
     );
 }
 

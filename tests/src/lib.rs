@@ -10,6 +10,8 @@
 
 pub mod chaos;
 pub mod fake_shopify;
+pub mod fake_tiktok;
+pub mod fake_woocommerce;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -351,6 +353,8 @@ impl Gateway {
             service_token: opts.service_token.map(Secret::from),
             max_backlog_age: opts.max_backlog_age,
             database_max_connections: 16,
+            previous_secret_window:
+                ionflux_gateway::pipeline::connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {

@@ -50,6 +50,8 @@ use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, Sto
 use crate::support::vault::Secret;
 
 pub mod body;
+mod connections;
+mod shadow;
 
 use body::{
     ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
@@ -408,11 +410,12 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_routes, set_route))
         .routes(routes!(promote_route))
         .routes(routes!(route_history))
+        .routes(routes!(shadow::shadow_runs))
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay_dead_letters))
         .routes(routes!(list_events))
         .routes(routes!(dry_run))
-        .routes(routes!(list_connections))
+        .routes(routes!(list_connections, connections::add_connection))
         .routes(routes!(connection_webhooks))
         .split_for_parts();
     document_common_errors(&mut doc);
@@ -499,6 +502,8 @@ static BUILTINS: LazyLock<Vec<TransformItem>> = LazyLock::new(|| {
             name: (*name).to_string(),
             size: bytes.len() as i64,
             builtin: true,
+            // Built by build.rs from this checkout's guest SDK.
+            world: Some(transform::World::LATEST.as_str().to_string()),
             created_at: None,
         })
         .collect()
@@ -515,10 +520,12 @@ async fn visible_transforms(
         Some(ws) => store.workspace_transforms(ws).await,
     }
     .map_err(store_error)?;
+    let worlds = store.transform_worlds().await.map_err(store_error)?;
     Ok(rows
         .into_iter()
         .map(|t| TransformItem {
             reference: t.digest.clone(),
+            world: worlds.get(&t.digest).cloned(),
             digest: t.digest,
             name: t.name,
             size: t.size,
@@ -633,13 +640,14 @@ async fn push_transform(
         }
     }
     .map_err(registry_error)?;
-    tracing::info!(digest = %pushed.digest, name = %pushed.name, actor = principal.actor(),
-        "transform uploaded over the admin API");
+    tracing::info!(digest = %pushed.digest, name = %pushed.name, world = %pushed.world,
+        actor = principal.actor(), "transform uploaded over the admin API");
     Ok(Json(PushedTransform {
         reference: pushed.digest.clone(),
         digest: pushed.digest,
         name: pushed.name,
         size: pushed.size,
+        world: Some(pushed.world.as_str().to_string()),
     }))
 }
 

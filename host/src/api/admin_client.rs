@@ -8,9 +8,9 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::api::admin::body::{
-    ConnectionList, ConnectionWebhooks, DeadLetterList, ErrorBody, EventsPage, LimitQuery,
-    PromoteBody, PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList,
-    TransformDetail, TransformList,
+    AddConnectionBody, AddedConnection, ConnectionList, ConnectionWebhooks, DeadLetterList,
+    ErrorBody, EventsPage, LimitQuery, PromoteBody, PushedTransform, ReplayBody, Replayed,
+    RouteBody, RouteHistory, RouteList, ShadowQuery, ShadowReport, TransformDetail, TransformList,
 };
 use crate::store::RouteRow;
 use crate::support::vault::Secret;
@@ -196,6 +196,14 @@ impl AdminClient {
         .await
     }
 
+    pub async fn shadow_runs(&self, query: &ShadowQuery) -> Result<ShadowReport, ClientError> {
+        self.send(
+            self.request(Method::GET, &["routes", "shadow"])
+                .query(query),
+        )
+        .await
+    }
+
     // ---- dead letters ------------------------------------------------------
 
     pub async fn dead_letters(&self, limit: i64) -> Result<DeadLetterList, ClientError> {
@@ -232,6 +240,16 @@ impl AdminClient {
 
     pub async fn connections(&self) -> Result<ConnectionList, ClientError> {
         self.send(self.request(Method::GET, &["connections"])).await
+    }
+
+    /// Connects a shop (or rotates its secret): the secret travels in the
+    /// body only, to the gateway that encrypts it.
+    pub async fn add_connection(
+        &self,
+        body: &AddConnectionBody,
+    ) -> Result<AddedConnection, ClientError> {
+        self.send(self.request(Method::POST, &["connections"]).json(body))
+            .await
     }
 
     pub async fn connection_webhooks(

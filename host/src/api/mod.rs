@@ -10,7 +10,7 @@ use crate::pipeline::inbox::Inbox;
 use crate::pipeline::provider::Providers;
 use crate::pipeline::publish::Sink;
 use crate::store::Store;
-use crate::support::vault::Secret;
+use crate::support::vault::{Secret, Vault};
 
 pub mod admin;
 pub mod admin_client;
@@ -30,4 +30,13 @@ pub struct AppState {
     pub providers: Providers,
     /// `/ready` fails while the oldest pending webhook is older than this.
     pub max_backlog_age: Option<Duration>,
+    /// Encrypts the webhook secrets of connections added over the admin API.
+    pub vault: Arc<Vault>,
+    /// How long a secret replaced over the admin API keeps verifying
+    /// (`connections.previous_secret_window`).
+    pub previous_secret_window: Duration,
+    /// Where the public listener is reached from the internet, when known
+    /// (the Shopify app's `public_base_url`): webhook URLs are answered
+    /// whole then.
+    pub public_base_url: Option<String>,
 }

@@ -11,8 +11,7 @@ use crate::providers::shopify::headers as webhook;
 use crate::store::{self, ConnectionRow, Store, StoreError};
 use crate::support::vault::{Binding, Secret, Vault, VaultError};
 
-pub const WEBHOOK_SECRET: &str = "webhook_secret";
-pub const PREVIOUS_WEBHOOK_SECRET: &str = "previous_webhook_secret";
+pub use crate::store::secrets::{PREVIOUS_WEBHOOK_SECRET, WEBHOOK_SECRET};
 pub const SHOPIFY: &str = "shopify";
 
 /// How long a secret replaced by `connections add` keeps verifying
@@ -195,8 +194,7 @@ pub fn webhook_secrets(vault: &Vault, row: &ConnectionRow) -> Result<Vec<Secret>
 
 // ---- connections installed by OAuth (issue 4) --------------------------------
 
-pub const ACCESS_TOKEN: &str = "access_token";
-pub const REFRESH_TOKEN: &str = "refresh_token";
+pub use crate::store::secrets::{ACCESS_TOKEN, REFRESH_TOKEN};
 
 /// The tokens of an OAuth install, in the clear, with absolute expiries
 /// (epoch ms; None: never expires).

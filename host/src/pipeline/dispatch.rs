@@ -813,17 +813,18 @@ pub fn default_replica_name(port: Option<u16>) -> String {
     }
 }
 
-/// The transform input for a stored webhook.
+/// The transform input for a stored webhook: the account is the shop
+/// domain, the delivery the webhook id, occurred-at the triggered-at time.
 pub fn input_of(row: &InboxRow) -> transform::Input<'_> {
     transform::Input {
         provider: &row.provider,
         topic: &row.topic,
-        shop_domain: &row.shop_domain,
+        account_id: &row.shop_domain,
         workspace_id: &row.workspace_id,
         brand_id: &row.brand_id,
         api_version: row.api_version.as_deref(),
-        webhook_id: &row.webhook_id,
-        triggered_at: row.triggered_at.as_deref(),
+        delivery_id: &row.webhook_id,
+        occurred_at: row.triggered_at.as_deref(),
         event_id: row.shopify_event_id.as_deref(),
         headers: &row.headers,
         body: &row.body,

@@ -1,6 +1,7 @@
 //! Which transform versions exist, and which one serves a route? Uploads are
 //! validated before they are stored: the component must compile, implement
-//! the `ionflux:transform` world, and survive a smoke call. A version is
+//! an `ionflux:transform` world (0.2.0, or 0.1.0 as before it; which one is
+//! recorded with the version), and survive a smoke call. A version is
 //! immutable and named by the sha256 of its bytes.
 
 use serde::Serialize;
@@ -8,7 +9,9 @@ use serde::Serialize;
 use crate::pipeline::builtin;
 use crate::pipeline::ceilings::UploadQuota;
 use crate::pipeline::route::{BUILTIN_PREFIX, RouteLimits, RouteTable};
-use crate::pipeline::transform::{Input, Limits, LoadError, Runtime, Transform, TransformError};
+use crate::pipeline::transform::{
+    Input, Limits, LoadError, Runtime, Transform, TransformError, World,
+};
 use crate::store::ceilings::{OwnedPut, UploadUsage};
 use crate::store::{RouteRow, Store, StoreError};
 
@@ -48,6 +51,8 @@ pub struct Pushed {
     pub digest: String,
     pub name: String,
     pub size: usize,
+    /// The version of the contract the component implements.
+    pub world: World,
 }
 
 /// A small but realistic order: enough for a transform to take its normal
@@ -62,12 +67,12 @@ pub fn smoke(t: &Transform) -> Result<(), TransformError> {
     let input = Input {
         provider: "shopify",
         topic: "orders/create",
-        shop_domain: "smoke-test.myshopify.com",
+        account_id: "smoke-test.myshopify.com",
         workspace_id: "00000000-0000-0000-0000-000000000000",
         brand_id: "00000000-0000-0000-0000-000000000000",
         api_version: Some("2026-04"),
-        webhook_id: "smoke-test",
-        triggered_at: None,
+        delivery_id: "smoke-test",
+        occurred_at: None,
         event_id: None,
         headers: &headers,
         body: SMOKE_BODY,
@@ -94,12 +99,14 @@ pub async fn push(
     name: &str,
     component: Vec<u8>,
 ) -> Result<Pushed, RegistryError> {
-    let (component, digest) = validate(runtime, name, component).await?;
+    let (component, digest, world) = validate(runtime, name, component).await?;
     store.put_transform(&digest, name, &component).await?;
+    store.set_transform_world(&digest, world.as_str()).await?;
     Ok(Pushed {
         digest,
         name: name.to_string(),
         size: component.len(),
+        world,
     })
 }
 
@@ -140,7 +147,7 @@ pub async fn push_for_workspace(
             return Err(over(usage));
         }
     }
-    let (component, digest) = validate(runtime, name, component).await?;
+    let (component, digest, world) = validate(runtime, name, component).await?;
     match store
         .put_owned_transform(
             &digest,
@@ -152,22 +159,26 @@ pub async fn push_for_workspace(
         )
         .await?
     {
-        OwnedPut::Stored => Ok(Pushed {
-            digest,
-            name: name.to_string(),
-            size,
-        }),
+        OwnedPut::Stored => {
+            store.set_transform_world(&digest, world.as_str()).await?;
+            Ok(Pushed {
+                digest,
+                name: name.to_string(),
+                size,
+                world,
+            })
+        }
         OwnedPut::OverQuota(usage) => Err(over(usage)),
     }
 }
 
 /// Compiles, checks the world and smoke-calls a component; answers it back
-/// with its digest.
+/// with its digest and world.
 async fn validate(
     runtime: &Runtime,
     name: &str,
     component: Vec<u8>,
-) -> Result<(Vec<u8>, String), RegistryError> {
+) -> Result<(Vec<u8>, String, World), RegistryError> {
     if !valid_name(name) {
         return Err(RegistryError::InvalidName(name.to_string()));
     }
@@ -176,7 +187,7 @@ async fn validate(
     tokio::task::spawn_blocking(move || {
         let t = runtime.load(&owned_name, &component)?;
         smoke(&t).map_err(RegistryError::Smoke)?;
-        Ok::<_, RegistryError>((component, t.digest().to_string()))
+        Ok::<_, RegistryError>((component, t.digest().to_string(), t.world()))
     })
     .await
     .map_err(|e| RegistryError::Task(e.to_string()))?

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use crate::pipeline::provider::Provider;
 
+pub mod outbound;
 pub mod shopify;
+pub mod tiktok_shop;
+pub mod woocommerce;
 
 /// Every platform the gateway takes webhooks from, for `server` to hand to
 /// the pipeline.

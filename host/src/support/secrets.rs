@@ -16,63 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::pipeline::connection;
+pub use crate::store::secrets::{SECRET_COLUMNS, SecretColumn};
 use crate::store::{Store, StoreError};
 use crate::support::vault::{Binding, Vault};
-
-/// One encrypted column: where it lives and what its ciphertexts are bound
-/// to (`purpose`, and the row's `id_column` as row id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecretColumn {
-    pub table: &'static str,
-    pub id_column: &'static str,
-    pub column: &'static str,
-    pub purpose: &'static str,
-}
-
-impl SecretColumn {
-    pub const fn new(
-        table: &'static str,
-        id_column: &'static str,
-        column: &'static str,
-        purpose: &'static str,
-    ) -> Self {
-        Self {
-            table,
-            id_column,
-            column,
-            purpose,
-        }
-    }
-}
-
-/// Every column that holds vault ciphertexts. NULLs are skipped.
-pub const SECRET_COLUMNS: &[SecretColumn] = &[
-    SecretColumn::new(
-        "connections",
-        "id",
-        "webhook_secret",
-        connection::WEBHOOK_SECRET,
-    ),
-    SecretColumn::new(
-        "connections",
-        "id",
-        "previous_webhook_secret",
-        connection::PREVIOUS_WEBHOOK_SECRET,
-    ),
-    SecretColumn::new(
-        "connections",
-        "id",
-        "access_token",
-        connection::ACCESS_TOKEN,
-    ),
-    SecretColumn::new(
-        "connections",
-        "id",
-        "refresh_token",
-        connection::REFRESH_TOKEN,
-    ),
-];
 
 /// Rows read (and written) per batch; each batch's writes are one short
 /// transaction.

@@ -12,6 +12,7 @@ use crate::pipeline::route::RouteLimits;
 use crate::store::ceilings::UploadUsage;
 use crate::store::oauth::WebhookRegistrationRow;
 use crate::store::{DeadLetterRow, RouteChange, RouteRow};
+use crate::support::vault::Secret;
 
 /// Every error: a stable machine-readable `code` and a sentence for people.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -33,6 +34,10 @@ pub struct TransformItem {
     /// The component's size in bytes.
     pub size: i64,
     pub builtin: bool,
+    /// The version of the transform contract it implements, e.g.
+    /// `ionflux:transform@0.2.0`; null for a version stored without it.
+    #[serde(default)]
+    pub world: Option<String>,
     /// When it was uploaded (epoch ms); absent for built-ins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<i64>,
@@ -60,6 +65,10 @@ pub struct PushedTransform {
     pub name: String,
     /// The component's size in bytes.
     pub size: usize,
+    /// The version of the transform contract it implements, e.g.
+    /// `ionflux:transform@0.2.0`.
+    #[serde(default)]
+    pub world: Option<String>,
 }
 
 /// One version and the routes (that the caller may see) running it.
@@ -292,4 +301,115 @@ pub struct ConnectionWebhooks {
     pub shop_domain: String,
     /// One per topic, with how its subscription at Shopify stands.
     pub registrations: Vec<WebhookRegistrationRow>,
+}
+
+/// Connects a shop by hand with the app's webhook secret. Sent again for
+/// the same shop and brand, it rotates the secret (the replaced one keeps
+/// verifying for the window) and keeps the webhook URL.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddConnectionBody {
+    /// `NAME.myshopify.com`.
+    pub shop_domain: String,
+    /// A UUID. Default: the token's own workspace; an operator must give it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<String>,
+    /// A UUID. A brand belongs to the workspace that connected it first.
+    pub brand_id: String,
+    /// The app's webhook signing secret: stored encrypted, never answered
+    /// or logged.
+    #[schema(value_type = String, format = Password, write_only)]
+    pub webhook_secret: WebhookSecret,
+    /// When this rotates a secret: how long the replaced one keeps
+    /// verifying, in seconds. Default: the gateway's
+    /// `connections.previous_secret_window`; a workspace token may shorten
+    /// it, not lengthen it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_window_secs: Option<u64>,
+}
+
+/// A webhook secret in a request body. Debug shows `[redacted]`, and a
+/// value that is not a string is refused without being quoted back.
+#[derive(Debug, Clone)]
+pub struct WebhookSecret(pub Secret);
+
+impl Serialize for WebhookSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0.expose()) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => Err(serde::ser::Error::custom("the webhook secret is not UTF-8")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // serde's own type errors quote the value they got.
+        String::deserialize(d)
+            .map(|s| WebhookSecret(Secret::from(s)))
+            .map_err(|_| serde::de::Error::custom("webhook_secret must be a string"))
+    }
+}
+
+/// The connection as saved. Its secret is never part of an answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AddedConnection {
+    pub connection_id: String,
+    pub secure_path_identifier: String,
+    /// Where Shopify must send this connection's webhooks.
+    pub webhook_path: String,
+    /// The same on this gateway's public base URL, when it knows it
+    /// (`shopify.public_base_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    /// False when the connection existed and its secret was rotated.
+    pub created: bool,
+}
+
+// ---- shadow runs -----------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShadowQuery {
+    /// Also the newest differing outputs (at most `limit`).
+    #[serde(default)]
+    pub samples: bool,
+    /// How many samples at most, 1-1000 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// The counters of one (transform, shadow) pair, by digest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShadowCounters {
+    pub primary_transform: String,
+    pub shadow_transform: String,
+    pub runs: i64,
+    pub differences: i64,
+    /// Epoch ms.
+    pub updated_at: i64,
+}
+
+/// One webhook on which the shadow's output differed.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShadowDifference {
+    pub id: i64,
+    pub primary_transform: String,
+    pub shadow_transform: String,
+    pub inbox_id: i64,
+    pub topic: String,
+    pub primary_output: String,
+    pub shadow_output: String,
+    /// Epoch ms.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShadowReport {
+    /// Most recently updated first.
+    pub stats: Vec<ShadowCounters>,
+    /// Newest first; empty unless asked for.
+    pub samples: Vec<ShadowDifference>,
 }

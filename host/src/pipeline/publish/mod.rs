@@ -3,44 +3,13 @@
 
 pub mod kafka;
 
-/// One record to produce. `event_id` is carried for correlation only; the
-/// record's identity on the wire is the payload's own `event_id` field.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub event_id: uuid::Uuid,
-    pub topic: String,
-    pub key: String,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
+// Kept in the store, whose event log appends them; named here too, where
+// producing them is the subject.
+pub use crate::store::{Delivery, Record};
 
 /// The W3C trace context header a record carries, so that a consumer can
 /// continue the webhook's trace.
 pub const TRACEPARENT: &str = "traceparent";
-
-impl Record {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Replaces the header `name`, or adds it.
-    pub fn set_header(&mut self, name: &str, value: &str) {
-        match self.headers.iter_mut().find(|(n, _)| n == name) {
-            Some((_, v)) => value.clone_into(v),
-            None => self.headers.push((name.to_owned(), value.to_owned())),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Delivery {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError, PoolingAllocationConfig,
     ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
@@ -20,20 +20,8 @@ use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{Event, Input, Limits, LoadError, Payload, RuntimeConfig, TransformError, output};
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "transform",
-        // Lets the host lend the webhook body to the guest without first
-        // copying it into an owned `Vec`.
-        ownership: Borrowing { duplicate_if_necessary: true },
-    });
-}
-
-use bindings::ionflux::transform::host::{self as host_api, Level};
-use bindings::ionflux::transform::types as wit;
+use super::world::{self, Level, World};
+use super::{Event, Input, Limits, LoadError, RuntimeConfig, TransformError, output};
 
 /// Enough for a panic message and a few lines of context; the guest gets a
 /// closed stream after that, not a trap.
@@ -100,7 +88,8 @@ pub struct Transform {
 struct TransformInner {
     name: Arc<str>,
     digest: Arc<str>,
-    pre: bindings::TransformPre<CallState>,
+    /// Through the bindings of the world the component implements.
+    pre: world::Pre,
     from_cache: bool,
     log_buckets: Arc<LogBuckets>,
     // Keeps the ticker running (and the pool alive) while this transform is
@@ -207,7 +196,8 @@ impl Runtime {
     }
 
     /// Compiles `bytes` (or loads the compiled artifact from the cache),
-    /// checks it against the `transform` world and prepares instantiation.
+    /// reads which `transform` world it implements, checks it against that
+    /// world and prepares instantiation.
     /// Slow on a cache miss (tens of milliseconds to seconds): call it from
     /// a blocking context.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Transform, LoadError> {
@@ -217,12 +207,14 @@ impl Runtime {
 
         let (component, from_cache) = rt.compile(&digest, bytes)?;
 
+        // The world first: a component of an unknown version would fail to
+        // link too, but its export names say why.
+        let world = World::of(&rt.engine, &component)?;
         let instance_pre = rt
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::TransformPre::new(instance_pre)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = world::Pre::new(world, instance_pre)?;
         let inner = TransformInner {
             name: name.into(),
             digest: digest.into(),
@@ -233,7 +225,8 @@ impl Runtime {
         };
         rt.trial_instantiate(&inner)?;
 
-        tracing::debug!(transform = name, digest = %inner.digest, from_cache, "transform loaded");
+        tracing::debug!(transform = name, digest = %inner.digest, from_cache, %world,
+            "transform loaded");
         Ok(Transform {
             inner: Arc::new(inner),
         })
@@ -299,9 +292,9 @@ impl RuntimeInner {
     /// (or a rejected upload).
     fn instantiate(
         &self,
-        pre: &bindings::TransformPre<CallState>,
+        pre: &world::Pre,
         mut new_store: impl FnMut() -> Store<CallState>,
-    ) -> (Store<CallState>, wasmtime::Result<bindings::Transform>) {
+    ) -> (Store<CallState>, wasmtime::Result<world::Instance>) {
         let mut wait = Duration::from_micros(50);
         for _ in 1..POOL_BUSY_TRIES {
             let mut store = new_store();
@@ -471,7 +464,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
         },
     )?;
     linker.allow_shadowing(false);
-    host_api::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
+    world::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -566,6 +559,11 @@ impl Transform {
         &self.inner.digest
     }
 
+    /// The version of the contract the component implements.
+    pub fn world(&self) -> World {
+        self.inner.pre.world()
+    }
+
     /// Whether the compiled code came from the disk cache.
     pub fn from_cache(&self) -> bool {
         self.inner.from_cache
@@ -594,26 +592,8 @@ impl Transform {
         });
 
         let result = instance.map_err(|e| (e, true)).and_then(|instance| {
-            let headers = input
-                .headers
-                .iter()
-                .map(|(name, value)| wit::Header { name, value })
-                .collect::<Vec<_>>();
-            let webhook = wit::Webhook {
-                provider: input.provider,
-                topic: input.topic,
-                shop_domain: input.shop_domain,
-                workspace_id: input.workspace_id,
-                brand_id: input.brand_id,
-                api_version: input.api_version,
-                webhook_id: input.webhook_id,
-                triggered_at: input.triggered_at,
-                event_id: input.event_id,
-                headers: &headers,
-                body: input.body,
-            };
             instance
-                .call_transform(&mut store, webhook)
+                .transform(&mut store, input)
                 .map_err(|e| (e, false))
         });
 
@@ -624,17 +604,15 @@ impl Transform {
         drop(slot);
 
         match result {
-            Ok(Ok(events)) => {
-                let events = events.into_iter().map(from_wit).collect();
-                output::validate(events, limits, input.body.len())
-            }
+            Ok(Ok(events)) => output::validate(events, limits, input.body.len()),
             // The reason ends up in a dead-letter record: keep it bounded.
-            Ok(Err(wit::TransformError::InvalidInput(why))) => {
+            Ok(Err(TransformError::InvalidInput(why))) => {
                 Err(TransformError::InvalidInput(truncate(why, REASON_MAX)))
             }
-            Ok(Err(wit::TransformError::Failed(why))) => {
+            Ok(Err(TransformError::Failed(why))) => {
                 Err(TransformError::Failed(truncate(why, REASON_MAX)))
             }
+            Ok(Err(other)) => Err(other),
             Err((error, instantiating)) => Err(classify(
                 &error,
                 instantiating,
@@ -643,17 +621,6 @@ impl Transform {
                 &stderr,
             )),
         }
-    }
-}
-
-fn from_wit(event: wit::Event) -> Event {
-    Event {
-        kind: event.kind,
-        schema_version: event.schema_version,
-        payload: match event.payload {
-            wit::Payload::Unchanged => Payload::Unchanged,
-            wit::Payload::Json(bytes) => Payload::Json(bytes),
-        },
     }
 }
 
@@ -704,7 +671,7 @@ fn classify(
 
 /// Everything one call's store holds. Dropped with the store at the end of
 /// the call.
-struct CallState {
+pub(super) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
@@ -908,12 +875,14 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     end
 }
 
-impl host_api::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
-        self.log.emit(level, &message);
+/// What the host imports of every world do (`world` maps each world's
+/// types onto these).
+impl CallState {
+    pub(super) fn guest_log(&mut self, level: Level, message: &str) {
+        self.log.emit(level, message);
     }
 
-    fn config(&mut self) -> String {
+    pub(super) fn route_config(&self) -> String {
         self.config.clone()
     }
 }

@@ -1,16 +1,19 @@
 //! What event does a webhook become?
 //!
 //! A transform is a WebAssembly component implementing the `transform` world
-//! of `wit/transform.wit`. This module loads such components and runs one
+//! of `wit/transform.wit` (`ionflux:transform@0.2.0`) or of the older
+//! `wit/transform-0.1.0.wit`. This module loads such components and runs one
 //! webhook through one of them, under hard limits, returning validated
 //! events or a [`TransformError`] that says why the webhook must go to the
 //! dead letters.
 //!
-//! The module has two halves that do not know about each other's concerns:
+//! The module has three parts that do not know about each other's concerns:
 //!
 //! * `engine` is the wasmtime embedding: the engine with its pooling
 //!   allocator and epoch ticker, the compiled-code cache, the linker with the
 //!   host imports and a locked-down WASI, and the per-call store.
+//! * `world` tells the versions of the contract apart and calls each
+//!   through its own bindings, so the rest never asks which one it runs;
 //! * `output` is plain application logic: what a guest is allowed to
 //!   return.
 //!
@@ -26,11 +29,13 @@ mod engine;
 pub(crate) mod output;
 #[cfg(test)]
 mod tests;
+mod world;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use engine::{Runtime, Transform};
+pub use world::World;
 
 /// The identity of a transform version: lowercase hex sha256 of its bytes.
 pub fn digest(component: &[u8]) -> String {
@@ -104,17 +109,25 @@ impl Default for RuntimeConfig {
 }
 
 /// One verified webhook, borrowed from the inbox row so a call copies the
-/// body only once: into the guest's memory.
+/// body only once: into the guest's memory. Provider-neutral, as the 0.2.0
+/// world; a 0.1.0 guest gets the same values under Shopify's names.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     pub provider: &'a str,
     pub topic: &'a str,
-    pub shop_domain: &'a str,
+    /// The account the webhook is about (Shopify's shop domain, a site, a
+    /// seller); 0.1.0's `shop-domain`.
+    pub account_id: &'a str,
     pub workspace_id: &'a str,
     pub brand_id: &'a str,
     pub api_version: Option<&'a str>,
-    pub webhook_id: &'a str,
-    pub triggered_at: Option<&'a str>,
+    /// The provider's id of the delivery; 0.1.0's `webhook-id`.
+    pub delivery_id: &'a str,
+    /// When the event happened, as the provider sent it; 0.1.0's
+    /// `triggered-at`.
+    pub occurred_at: Option<&'a str>,
+    /// Shopify's `X-Shopify-Event-Id`, for 0.1.0's `event-id` field only:
+    /// 0.2.0 guests read it among the headers.
     pub event_id: Option<&'a str>,
     /// Selected headers, names in lower case.
     pub headers: &'a [(String, String)],

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::pipeline::transform::World;
 
 fn guest(file: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,12 +36,12 @@ fn input<'a>(topic: &'a str, body: &'a [u8]) -> Input<'a> {
     Input {
         provider: "shopify",
         topic,
-        shop_domain: "example.myshopify.com",
+        account_id: "example.myshopify.com",
         workspace_id: "w1",
         brand_id: "b1",
         api_version: Some("2024-01"),
-        webhook_id: "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
-        triggered_at: Some("2024-01-01T00:00:00Z"),
+        delivery_id: "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        occurred_at: Some("2024-01-01T00:00:00Z"),
         event_id: Some("98880550-7158-44d4-b7cd-2c97c8a091b5"),
         headers: &[],
         body,
@@ -633,4 +634,213 @@ fn the_memory_cap_covers_all_of_a_components_memories_together() {
     );
     // With room for both, the same call succeeds: the cap refused it.
     assert_eq!(call(48 << 20).unwrap(), vec![]);
+}
+
+/// A guest binary checked in under `tests/fixtures/guests/` (how each was
+/// built: the README there).
+fn fixture_guest(file: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/guests")
+        .join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A component that exports one empty instance under `name`, and nothing
+/// else.
+fn exporting_instance(name: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentExportKind, ComponentExportSection, ComponentInstanceSection,
+    };
+    let mut component = Component::new();
+    let mut instances = ComponentInstanceSection::new();
+    instances.export_items(Vec::<(&str, ComponentExportKind, u32)>::new());
+    component.section(&instances);
+    let mut exports = ComponentExportSection::new();
+    exports.export(name, ComponentExportKind::Instance, 0, None);
+    component.section(&exports);
+    component.finish()
+}
+
+#[test]
+fn the_world_is_read_off_the_components_exports() {
+    let rt = runtime();
+    for (name, bytes, world) in [
+        ("shopify-default", guest("shopify_default"), World::V0_2),
+        ("redact-pii", guest("redact_pii"), World::V0_2),
+        ("echo-0.1.0", fixture_guest("echo-0.1.0.wasm"), World::V0_1),
+        ("echo-0.2.0", fixture_guest("echo-0.2.0.wasm"), World::V0_2),
+    ] {
+        let t = rt.load(name, &bytes).unwrap();
+        assert_eq!(t.world(), world, "{name}");
+    }
+    assert_eq!(World::LATEST, World::V0_2, "the SDK's, and the built-ins'");
+    for w in World::ALL {
+        assert_eq!(World::parse(w.as_str()), Some(w));
+    }
+    assert_eq!(World::V0_1.as_str(), "ionflux:transform@0.1.0");
+    assert_eq!(World::V0_2.to_string(), "ionflux:transform@0.2.0");
+}
+
+#[test]
+fn an_unknown_version_or_a_lookalike_is_refused_by_name() {
+    let rt = runtime();
+    let future = exporting_instance("ionflux:transform/transformer@0.3.0");
+    match rt.load("future", &future) {
+        Err(LoadError::WrongWorld(why)) => assert!(
+            why.contains("ionflux:transform/transformer@0.3.0")
+                && why.contains("ionflux:transform@0.1.0")
+                && why.contains("ionflux:transform@0.2.0"),
+            "{why}"
+        ),
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("loaded a component of an unknown version"),
+    }
+    // The right name with the wrong contents: caught by the bindings' type
+    // check, not taken on the name's word.
+    let lookalike = exporting_instance("ionflux:transform/transformer@0.2.0");
+    match rt.load("lookalike", &lookalike) {
+        Err(LoadError::WrongWorld(why)) => assert!(why.contains("0.2.0"), "{why}"),
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("loaded an empty instance as a transformer"),
+    }
+}
+
+/// The echo guests' payload for the `echo/input` topic: the input record
+/// as their world names it.
+fn echo(t: &Transform, input: &Input<'_>) -> serde_json::Value {
+    let events = t.call(input, "{}", &relaxed()).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "echo.input");
+    match &events[0].payload {
+        Payload::Json(bytes) => serde_json::from_slice(bytes).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn both_worlds_get_the_same_webhook_under_their_own_names() {
+    let rt = runtime();
+    let headers = vec![
+        ("x-shopify-topic".to_string(), "echo/input".to_string()),
+        (
+            "x-shopify-event-id".to_string(),
+            "98880550-7158-44d4-b7cd-2c97c8a091b5".to_string(),
+        ),
+    ];
+    let shopify = Input {
+        headers: &headers,
+        ..input("echo/input", ORDER)
+    };
+    let pairs = serde_json::json!([
+        ["x-shopify-topic", "echo/input"],
+        ["x-shopify-event-id", "98880550-7158-44d4-b7cd-2c97c8a091b5"],
+    ]);
+    let body = std::str::from_utf8(ORDER).unwrap();
+
+    let old = rt
+        .load("echo-0.1.0", &fixture_guest("echo-0.1.0.wasm"))
+        .unwrap();
+    assert_eq!(
+        echo(&old, &shopify),
+        serde_json::json!({
+            "world": "0.1.0",
+            "provider": "shopify",
+            "topic": "echo/input",
+            "shop_domain": "example.myshopify.com",
+            "workspace_id": "w1",
+            "brand_id": "b1",
+            "api_version": "2024-01",
+            "webhook_id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+            "triggered_at": "2024-01-01T00:00:00Z",
+            "event_id": "98880550-7158-44d4-b7cd-2c97c8a091b5",
+            "headers": pairs,
+            "body": body,
+        })
+    );
+
+    let new = rt
+        .load("echo-0.2.0", &fixture_guest("echo-0.2.0.wasm"))
+        .unwrap();
+    assert_eq!(
+        echo(&new, &shopify),
+        serde_json::json!({
+            "world": "0.2.0",
+            "provider": "shopify",
+            "topic": "echo/input",
+            "account_id": "example.myshopify.com",
+            "workspace_id": "w1",
+            "brand_id": "b1",
+            "api_version": "2024-01",
+            "delivery_id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+            "occurred_at": "2024-01-01T00:00:00Z",
+            "event_id": "98880550-7158-44d4-b7cd-2c97c8a091b5",
+            "headers": pairs,
+            "body": body,
+        })
+    );
+
+    // Another provider's webhook reaches a 0.1.0 guest too, its account and
+    // delivery under Shopify's names.
+    let woo = Input {
+        provider: "woocommerce",
+        account_id: "https://shop.example.com/",
+        delivery_id: "54",
+        api_version: None,
+        occurred_at: None,
+        event_id: None,
+        headers: &[],
+        ..input("echo/input", b"{}")
+    };
+    let seen = echo(&old, &woo);
+    assert_eq!(
+        (
+            &seen["provider"],
+            &seen["shop_domain"],
+            &seen["webhook_id"],
+            &seen["event_id"]
+        ),
+        (
+            &serde_json::json!("woocommerce"),
+            &serde_json::json!("https://shop.example.com/"),
+            &serde_json::json!("54"),
+            &serde_json::Value::Null
+        )
+    );
+}
+
+/// The frozen 0.1.0 guest, the frozen 0.2.0 one and the built-in make the
+/// same events of the same webhooks.
+#[test]
+fn a_0_1_0_guest_makes_the_events_the_built_in_makes() {
+    let rt = runtime();
+    let builtin = rt
+        .load("shopify-default", &guest("shopify_default"))
+        .unwrap();
+    let old = rt
+        .load("echo-0.1.0", &fixture_guest("echo-0.1.0.wasm"))
+        .unwrap();
+    let new = rt
+        .load("echo-0.2.0", &fixture_guest("echo-0.2.0.wasm"))
+        .unwrap();
+    for (topic, api_version) in [
+        ("orders/create", Some("2024-01")),
+        ("products/update", None),
+        ("app/uninstalled", Some("2026-04")),
+    ] {
+        let webhook = Input {
+            api_version,
+            ..input(topic, ORDER)
+        };
+        let expected = builtin.call(&webhook, "{}", &relaxed()).unwrap();
+        assert_eq!(
+            old.call(&webhook, "{}", &relaxed()).unwrap(),
+            expected,
+            "{topic}"
+        );
+        assert_eq!(
+            new.call(&webhook, "{}", &relaxed()).unwrap(),
+            expected,
+            "{topic}"
+        );
+    }
 }

@@ -7,9 +7,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use ionflux_gateway::api::admin::body::{PromoteBody, ReplayBody, RouteBody};
+use ionflux_gateway::api::admin::body::{
+    AddConnectionBody, PromoteBody, ReplayBody, RouteBody, ShadowQuery, WebhookSecret,
+};
 use ionflux_gateway::api::admin_client::{AdminClient, ClientError};
 use ionflux_gateway::store::LoggedEvent;
 use ionflux_gateway::support::vault::Secret;
@@ -166,10 +168,15 @@ async fn routes(client: &AdminClient, cmd: &RoutesCommand) -> Result<()> {
         RoutesCommand::History { limit } => {
             print_lines(client.route_history(*limit).await?.history)
         }
-        RoutesCommand::Shadow { .. } => bail!(
-            "`routes shadow` reads the shadow counters from the database; the admin API does \
-             not serve them yet: run it without --admin-url"
-        ),
+        RoutesCommand::Shadow { samples } => {
+            let query = ShadowQuery {
+                samples: *samples,
+                limit: None,
+            };
+            let report = client.shadow_runs(&query).await?;
+            print_lines(report.stats)?;
+            print_lines(report.samples)
+        }
     }
 }
 
@@ -230,7 +237,7 @@ fn print(events: Vec<ionflux_gateway::api::admin::body::EventItem>, json: bool) 
             created_at: 0,
         })
         .collect();
-    crate::print_events(events, json).map(drop)
+    super::events::print_events(events, json).map(drop)
 }
 
 async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<()> {
@@ -242,10 +249,22 @@ async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<(
                 .await?
                 .registrations,
         ),
-        ConnectionsCommand::Add { .. } => bail!(
-            "`connections add` stores a webhook secret encrypted with the master key; the \
-             admin API does not take secrets yet: run it without --admin-url, on the \
-             database's host"
-        ),
+        ConnectionsCommand::Add {
+            shop,
+            workspace,
+            brand,
+            previous_secret_window,
+        } => {
+            // The secret goes to the gateway, which encrypts it with its
+            // master key: this side needs none.
+            let body = AddConnectionBody {
+                shop_domain: shop.clone(),
+                workspace_id: workspace.clone(),
+                brand_id: brand.clone(),
+                webhook_secret: WebhookSecret(super::connections::read_webhook_secret()?),
+                previous_secret_window_secs: previous_secret_window.map(|w| w.as_secs()),
+            };
+            print_lines([client.add_connection(&body).await?])
+        }
     }
 }

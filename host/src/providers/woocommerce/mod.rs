@@ -1,0 +1,3 @@
+//! WooCommerce.
+
+pub mod api;
