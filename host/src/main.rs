@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ionflux_gateway::config::{self, SecretValue, Settings};
 use ionflux_gateway::store::{Open, Store, StoreError};
-use ionflux_gateway::telemetry::{self, LogFormat};
-use ionflux_gateway::vault::{CommandKeys, InlineKeys, KeySource, Vault};
+use ionflux_gateway::support::telemetry::{self, LogFormat};
+use ionflux_gateway::support::vault::{CommandKeys, InlineKeys, KeySource, Vault};
 
 mod cli;
 
@@ -306,7 +306,7 @@ enum SecretsCommand {
         #[arg(long)]
         check: bool,
         /// Rows per batch (one short write transaction each).
-        #[arg(long, default_value_t = ionflux_gateway::secrets::DEFAULT_BATCH)]
+        #[arg(long, default_value_t = ionflux_gateway::support::secrets::DEFAULT_BATCH)]
         batch: i64,
     },
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::api::admin::{self, TokenKind};
 use ionflux_tests::{Conn, Gateway, Hook, Options, broken_wasm, hostile_wasm, sha256_hex};
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -333,7 +333,7 @@ async fn connections_are_added_and_shadows_read_through_the_admin_api() {
         "{path}"
     );
     let conn = Conn {
-        created: ionflux_gateway::connection::Created {
+        created: ionflux_gateway::pipeline::connection::Created {
             connection_id: added["connection_id"].as_str().unwrap().into(),
             secure_path_identifier: added["secure_path_identifier"].as_str().unwrap().into(),
             webhook_path: path.into(),

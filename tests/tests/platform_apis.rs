@@ -8,7 +8,7 @@ use ionflux_gateway::providers::tiktok_shop::auth::{TikTokAuth, TikTokAuthError}
 use ionflux_gateway::providers::woocommerce::api::{
     DEFAULT_TOPICS, Site, WooCommerceApi, WooCommerceError,
 };
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::support::vault::Secret;
 use ionflux_tests::fake_tiktok::{self, FakeTikTok, TikTokFailure};
 use ionflux_tests::fake_woocommerce::FakeWooCommerce;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ionflux_gateway::config::{self, Settings};
 use ionflux_gateway::store::StoreError;
-use ionflux_gateway::vault::Vault;
+use ionflux_gateway::support::vault::Vault;
 
 use crate::given_key_source;
 
@@ -73,7 +73,7 @@ pub(crate) async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()
             None => Ok("not configured: events go to the embedded event log".into()),
             Some(kafka) => {
                 let brokers = kafka.brokers.clone();
-                match ionflux_gateway::publish::kafka::KafkaSink::new(kafka) {
+                match ionflux_gateway::pipeline::publish::kafka::KafkaSink::new(kafka) {
                     Err(e) => Err(format!("{brokers}: {e}")),
                     Ok(sink) if sink.ready(timeout).await => Ok(format!("{brokers} answers")),
                     Ok(_) => Err(format!(

@@ -3,11 +3,11 @@
 use std::io::Read;
 
 use anyhow::{Context, Result};
-use ionflux_gateway::admin;
+use ionflux_gateway::api::admin;
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::connection;
-use ionflux_gateway::oauth;
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::oauth;
+use ionflux_gateway::support::vault::Secret;
 
 use crate::{ConnectionsCommand, load_vault, open_store};
 

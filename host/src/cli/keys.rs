@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::vault::Vault;
+use ionflux_gateway::support::vault::Vault;
 
 use crate::{
     KeysCommand, SecretsCommand, WHERE_THE_DATA_IS, load_vault, master_key_file, open_store,
@@ -79,7 +79,7 @@ pub(crate) fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
 }
 
 pub(crate) async fn secrets(cfg: &Settings, cmd: &SecretsCommand) -> Result<()> {
-    use ionflux_gateway::secrets::{self, Options, SECRET_COLUMNS};
+    use ionflux_gateway::support::secrets::{self, Options, SECRET_COLUMNS};
     let SecretsCommand::Reencrypt { check, batch } = *cmd;
     let store = open_store(cfg).await?;
     let vault = load_vault(cfg)?;

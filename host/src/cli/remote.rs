@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ionflux_gateway::admin::body::{
+use ionflux_gateway::api::admin::body::{
     AddConnectionBody, PromoteBody, ReplayBody, RouteBody, ShadowQuery, WebhookSecret,
 };
-use ionflux_gateway::admin_client::{AdminClient, ClientError};
+use ionflux_gateway::api::admin_client::{AdminClient, ClientError};
 use ionflux_gateway::store::LoggedEvent;
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::support::vault::Secret;
 
 use crate::{
     Command, ConnectionsCommand, DeadLettersCommand, EventsCommand, RoutesCommand,
@@ -224,7 +224,7 @@ async fn tail_events(client: &AdminClient, limit: i64, json: bool, follow: bool)
 
 /// Printed exactly as `events tail` prints the local log (only the
 /// sequence number and the payload are shown).
-fn print(events: Vec<ionflux_gateway::admin::body::EventItem>, json: bool) -> Result<()> {
+fn print(events: Vec<ionflux_gateway::api::admin::body::EventItem>, json: bool) -> Result<()> {
     let events = events
         .into_iter()
         .map(|e| LoggedEvent {

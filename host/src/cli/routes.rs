@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::registry::{self, RouteSpec};
+use ionflux_gateway::pipeline::registry::{self, RouteSpec};
 
 use crate::{RoutesCommand, open_store};
 

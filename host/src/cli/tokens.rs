@@ -1,7 +1,7 @@
 //! `tokens`: the admin API's bearer tokens (stored hashed, shown once).
 
 use anyhow::{Result, bail};
-use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::api::admin::{self, TokenKind};
 use ionflux_gateway::config::Settings;
 
 use crate::{TokensCommand, open_store};

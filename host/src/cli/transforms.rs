@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::connection;
-use ionflux_gateway::dispatch;
-use ionflux_gateway::event::{self, Topics, TransformId};
-use ionflux_gateway::registry;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::pipeline::dispatch;
+use ionflux_gateway::pipeline::event::{self, Topics, TransformId};
+use ionflux_gateway::pipeline::registry;
+use ionflux_gateway::pipeline::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::store::InboxRow;
-use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 
 use crate::{TransformsCommand, open_store};
 

@@ -5,8 +5,8 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::connection;
-use ionflux_gateway::webhook;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::headers as webhook;
 
 use crate::{WebhooksCommand, load_vault, open_store};
 

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::providers::outbound::{self, clip};
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 pub const DEFAULT_AUTH_BASE: &str = "https://auth.tiktok-shops.com";
 

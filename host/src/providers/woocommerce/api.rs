@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 
 use crate::providers::outbound::{self, clip};
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 /// The topics a connection registers by default: orders, products and
 /// customers, each created, updated and deleted. Coupons and `*.restored`

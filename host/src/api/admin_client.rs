@@ -1,5 +1,5 @@
 //! The CLI's way to a running gateway: its admin API over HTTP, with the
-//! request and response bodies the handlers use ([`crate::admin::body`]).
+//! request and response bodies the handlers use ([`crate::api::admin::body`]).
 //! It needs no database and no master key, only the admin listener's URL
 //! and a bearer token; the token's scope (operator or one workspace) is
 //! enforced by the gateway.
@@ -7,13 +7,13 @@
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::admin::body::{
+use crate::api::admin::body::{
     AddConnectionBody, AddedConnection, ConnectionList, ConnectionWebhooks, DeadLetterList,
     ErrorBody, EventsPage, LimitQuery, PromoteBody, PushedTransform, ReplayBody, Replayed,
     RouteBody, RouteHistory, RouteList, ShadowQuery, ShadowReport, TransformDetail, TransformList,
 };
 use crate::store::RouteRow;
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

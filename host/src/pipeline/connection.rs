@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::providers::shopify::headers as webhook;
 use crate::store::{self, ConnectionRow, Store, StoreError};
-use crate::vault::{Binding, Secret, Vault, VaultError};
-use crate::webhook;
+use crate::support::vault::{Binding, Secret, Vault, VaultError};
 
 pub use crate::store::secrets::{PREVIOUS_WEBHOOK_SECRET, WEBHOOK_SECRET};
 pub const SHOPIFY: &str = "shopify";

@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::pipeline::transform::{Event, Payload, Transform, TransformError};
 use crate::store::{InboxRow, ShadowRun};
-use crate::transform::{Event, Payload, Transform, TransformError};
 
 /// Longest output kept in a sample, per side.
 const SAMPLE_MAX: usize = 64 * 1024;

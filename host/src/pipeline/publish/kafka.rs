@@ -73,8 +73,8 @@ impl KafkaConfig {
             topic_partitions: 3,
             replication_factor: 1,
             max_record_bytes: largest_record_bytes(
-                crate::http::DEFAULT_MAX_BODY_BYTES,
-                crate::ceilings::Ceilings::default().output_bytes,
+                crate::api::http::DEFAULT_MAX_BODY_BYTES,
+                crate::pipeline::ceilings::Ceilings::default().output_bytes,
             ),
             extra: Vec::new(),
         }
@@ -206,7 +206,7 @@ impl Inner {
                 continue;
             }
             let span = produce_span(record);
-            let traceparent = crate::telemetry::traceparent(&span);
+            let traceparent = crate::support::telemetry::traceparent(&span);
             match self
                 .enqueue(&producer, record, traceparent.as_deref())
                 .instrument(span.clone())
@@ -530,7 +530,7 @@ fn produce_span(record: &Record) -> Span {
         outcome = tracing::field::Empty);
     if let Some(parent) = record
         .header(TRACEPARENT)
-        .and_then(crate::telemetry::parse_traceparent)
+        .and_then(crate::support::telemetry::parse_traceparent)
     {
         let publish = Span::current();
         // Without the OpenTelemetry layer there is no trace to join.
@@ -873,7 +873,7 @@ mod tests {
         // librdkafka's default message.max.bytes of 1,000,000), with headers
         // at the most the envelope bound allows for them.
         let mut big = record("t", "a", 0);
-        big.payload = vec![b'x'; crate::http::DEFAULT_MAX_BODY_BYTES + 20 * 1024];
+        big.payload = vec![b'x'; crate::api::http::DEFAULT_MAX_BODY_BYTES + 20 * 1024];
         big.headers = (0..8).map(|i| (format!("h{i}"), "v".repeat(512))).collect();
         let results = sink.send(&[big]).await;
         assert!(results[0].is_ok(), "{:?}", results[0]);

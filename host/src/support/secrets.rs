@@ -18,7 +18,7 @@ use serde::Serialize;
 
 pub use crate::store::secrets::{SECRET_COLUMNS, SecretColumn};
 use crate::store::{Store, StoreError};
-use crate::vault::{Binding, Vault};
+use crate::support::vault::{Binding, Vault};
 
 /// Rows read (and written) per batch; each batch's writes are one short
 /// transaction.

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::ceilings::{CeilingOverrides, Ceilings, UploadQuota};
-use crate::route::RouteLimits;
+use crate::pipeline::ceilings::{CeilingOverrides, Ceilings, UploadQuota};
+use crate::pipeline::route::RouteLimits;
 use crate::store::ceilings::UploadUsage;
 use crate::store::oauth::WebhookRegistrationRow;
 use crate::store::{DeadLetterRow, RouteChange, RouteRow};
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 /// Every error: a stable machine-readable `code` and a sentence for people.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

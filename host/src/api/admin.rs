@@ -37,17 +37,17 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::builtin;
-use crate::ceilings::{CeilingOverrides, Ceilings, TenantPolicy};
-use crate::dispatch::{Dispatcher, input_of};
-use crate::event::{self, Topics, TransformId};
-use crate::http::{self, ApiError, AppState};
-use crate::registry::{self, RegistryError, RouteSpec};
-use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteLimits, RouteTable};
+use crate::api::http::{self, ApiError, AppState};
+use crate::pipeline::builtin;
+use crate::pipeline::ceilings::{CeilingOverrides, Ceilings, TenantPolicy};
+use crate::pipeline::dispatch::{Dispatcher, input_of};
+use crate::pipeline::event::{self, Topics, TransformId};
+use crate::pipeline::registry::{self, RegistryError, RouteSpec};
+use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteLimits, RouteTable};
+use crate::pipeline::transform::{self, Limits, LoadError, Runtime, Transform};
 use crate::store::ceilings::Deleted;
 use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, StoreError};
-use crate::transform::{self, Limits, LoadError, Runtime, Transform};
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 pub mod body;
 mod connections;
@@ -264,7 +264,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         ));
     }
     if let Some(configured) = &state.admin_token
-        && constant_time_eq(given.as_bytes(), configured.expose())
+        && crate::support::constant_time::eq(given.as_bytes(), configured.expose())
     {
         return Ok(Principal::Operator {
             actor: "admin-token".into(),
@@ -290,17 +290,6 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         };
     }
     Err(unauthorized("the bearer token is not valid"))
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    // Comparing digests keeps the time independent of where the inputs
-    // differ and of their lengths.
-    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 // ---- errors ----------------------------------------------------------------
@@ -812,7 +801,7 @@ async fn ceilings_of(state: &AppState, workspace: &str) -> Result<Ceilings, ApiE
     Ok(row.map_or(defaults, |r| CeilingOverrides::from_row(&r).over(&defaults)))
 }
 
-fn above_ceiling(workspace: &str, e: crate::ceilings::AboveCeiling) -> ApiError {
+fn above_ceiling(workspace: &str, e: crate::pipeline::ceilings::AboveCeiling) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "limit_above_ceiling",
@@ -1449,7 +1438,9 @@ async fn connection_webhooks(
         return Err(not_found("unknown_connection", "no connection has this id"));
     };
     principal.may_touch(&conn.workspace_id)?;
-    let registrations = crate::oauth::webhook_registrations(&state.store, &id)
+    let registrations = state
+        .store
+        .webhook_registrations(&id)
         .await
         .map_err(store_error)?;
     Ok(Json(ConnectionWebhooks {
@@ -1491,7 +1482,7 @@ pub async fn connections(
         }
         let tokens = store.connection_tokens(&c.id).await?;
         items.push(ConnectionItem {
-            webhook_path: crate::connection::webhook_path(&c.secure_path_identifier),
+            webhook_path: crate::pipeline::connection::webhook_path(&c.secure_path_identifier),
             auth_method: tokens.as_ref().map(|t| t.auth_method.clone()),
             has_tokens: tokens
                 .as_ref()

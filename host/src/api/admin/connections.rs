@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::body::{AddConnectionBody, AddedConnection, ErrorBody};
 use super::{Principal, bad_request, forbidden, internal, json_body, store_error};
-use crate::connection::{self, ConnectionError, SHOPIFY};
-use crate::http::{ApiError, AppState};
+use crate::api::http::{ApiError, AppState};
+use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
 
 /// Connects a shop by hand (or, for a shop and brand already connected,
 /// rotates its webhook secret). An operator names the workspace; a
@@ -110,9 +110,9 @@ pub(super) async fn add_connection(
     // 200 either way, as every answer of this API: `created` tells.
     Ok(Json(AddedConnection {
         webhook_url: state
-            .oauth
-            .as_ref()
-            .map(|o| o.webhook_address(&created.webhook_path)),
+            .public_base_url
+            .as_deref()
+            .map(|base| format!("{}{}", base.trim_end_matches('/'), created.webhook_path)),
         connection_id: created.connection_id,
         secure_path_identifier: created.secure_path_identifier,
         webhook_path: created.webhook_path,

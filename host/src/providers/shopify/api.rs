@@ -10,9 +10,29 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::vault::Secret;
+use crate::support::vault::Secret;
 
 pub const ACCESS_TOKEN_HEADER: &str = "X-Shopify-Access-Token";
+
+/// The topics subscribed after an install unless configured otherwise. The
+/// compliance topics (`customers/data_request`, `customers/redact`,
+/// `shop/redact`) are set in the app's configuration, not registered.
+pub const DEFAULT_TOPICS: &[&str] = &[
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/cancelled",
+    "orders/fulfilled",
+    "products/create",
+    "products/update",
+    "products/delete",
+    "customers/create",
+    "customers/update",
+    "app/uninstalled",
+];
+pub const DEFAULT_SCOPES: &str = "read_orders,read_products,read_customers";
+pub const DEFAULT_API_VERSION: &str = "2026-04";
+pub const DEFAULT_ADMIN_BASE_URL: &str = "https://{shop}";
 
 /// How much of an error body is kept in an error message.
 const ERROR_BODY_MAX: usize = 300;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::pipeline::transform::Limits;
 use crate::store::RouteRow;
-use crate::transform::Limits;
 
 pub const BUILTIN_PREFIX: &str = "builtin:";
 pub const DEFAULT_TRANSFORM: &str = "builtin:shopify-default";

@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 
 use super::body::{ErrorBody, ShadowCounters, ShadowDifference, ShadowQuery, ShadowReport};
 use super::{Principal, query, store_error};
-use crate::http::{ApiError, AppState};
+use crate::api::http::{ApiError, AppState};
 
 /// How many samples are read to find a workspace's own: the table keeps at
 /// most 50 per pair, so this covers twenty.

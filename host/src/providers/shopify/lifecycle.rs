@@ -47,7 +47,7 @@
 //! webhook and at every start. Failures are logged and never hold up
 //! delivery.
 
-use crate::connection::SECRETS_CACHED_FOR;
+use crate::pipeline::connection::SECRETS_CACHED_FOR;
 use crate::store::oauth::{LifecycleRow, LifecycleScope, SecretOwners};
 use crate::store::{InboxRow, Outcome, Store, StoreError};
 
@@ -83,9 +83,11 @@ pub fn accepts_webhook(status: &str, topic: &str) -> bool {
 /// lifecycle webhook, applies every effect due. Never fails; errors are
 /// logged and the effect stays due.
 pub async fn after_finish(store: &Store, finished: &[(&InboxRow, Outcome)]) {
-    let any = finished
-        .iter()
-        .any(|(row, o)| matches!(o, Outcome::Published(_)) && is_lifecycle_topic(&row.topic));
+    let any = finished.iter().any(|(row, o)| {
+        row.provider == super::ID
+            && matches!(o, Outcome::Published(_))
+            && is_lifecycle_topic(&row.topic)
+    });
     if !any {
         return;
     }

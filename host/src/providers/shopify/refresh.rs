@@ -57,13 +57,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::connection::{self, ACCESS_TOKEN, REFRESH_TOKEN};
-use crate::event::{self, EventParts, Topics, TransformId};
-use crate::publish::Sink;
-use crate::shopify_api::{ShopifyApi, ShopifyError, TokenResponse};
+use crate::pipeline::connection::{self, ACCESS_TOKEN, REFRESH_TOKEN};
+use crate::pipeline::event::{self, EventParts, Topics, TransformId};
+use crate::pipeline::publish::Sink;
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError, TokenResponse};
 use crate::store::oauth::{IntegrationErrorRow, LeaseClaim, RefreshFailure, RefreshRow, TokenSwap};
 use crate::store::{InboxRow, Store, StoreError, now_ms};
-use crate::vault::{Secret, Vault, VaultError};
+use crate::support::vault::{Secret, Vault, VaultError};
 
 /// The event type suffix of a connection that can no longer refresh.
 pub const INTEGRATION_ERROR_KIND: &str = "integration.error";
@@ -458,7 +458,7 @@ impl Refresher {
                 })
                 .await?;
             if swapped {
-                crate::metrics::token_refresh("refreshed");
+                crate::support::metrics::token_refresh("refreshed");
                 tracing::info!(connection = %row.id, shop = %row.shop_domain, "access token refreshed");
                 return Ok(Attempt::Token(tokens.access_token));
             }
@@ -480,7 +480,7 @@ impl Refresher {
                 _ => break,
             }
         }
-        crate::metrics::token_refresh("superseded");
+        crate::support::metrics::token_refresh("superseded");
         tracing::warn!(
             connection = %row.id,
             shop = %row.shop_domain,
@@ -518,7 +518,7 @@ impl Refresher {
                 now,
             })
             .await?;
-        crate::metrics::token_refresh(if is_permanent {
+        crate::support::metrics::token_refresh(if is_permanent {
             "permanent_failure"
         } else {
             "transient_failure"
@@ -593,7 +593,7 @@ impl Refresher {
 pub fn integration_error_record(
     row: &IntegrationErrorRow,
     topics: &Topics,
-) -> Result<crate::publish::Record, serde_json::Error> {
+) -> Result<crate::pipeline::publish::Record, serde_json::Error> {
     let payload = serde_json::to_vec(&serde_json::json!({
         "connection_id": row.id,
         "shop_domain": row.shop_domain,

@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, Span, debug, info, info_span, warn};
 
-use crate::builtin;
-use crate::ceilings::{CeilingTable, TenantPolicy};
-use crate::event::{self, Topics, TransformId};
-use crate::publish::{Delivery, PublishError, Record, Sink};
-use crate::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
-use crate::shadow;
+use crate::pipeline::builtin;
+use crate::pipeline::ceilings::{CeilingTable, TenantPolicy};
+use crate::pipeline::event::{self, Topics, TransformId};
+use crate::pipeline::provider::Providers;
+use crate::pipeline::publish::{Delivery, PublishError, Record, Sink};
+use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
+use crate::pipeline::shadow;
+use crate::pipeline::transform::{self, Limits, Runtime, Transform};
 use crate::store::{self, DeadLetter, InboxRow, Logged, Outcome, ShadowRun, Store};
-use crate::transform::{self, Limits, Runtime, Transform};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -99,6 +100,8 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     transforms: Mutex<HashMap<String, Transform>>,
     routes: RwLock<Routes>,
+    /// Each platform's default transform and after-publish work.
+    providers: Providers,
 }
 
 /// The routing table and the workspaces' ceilings in force, the version
@@ -170,7 +173,17 @@ impl Dispatcher {
                 version: -1,
                 checked: Instant::now() - Duration::from_secs(3600),
             }),
+            providers: Providers::default(),
         })
+    }
+
+    /// The registered platforms: their default transforms serve what no
+    /// route covers, and their after-publish work runs once a batch is
+    /// recorded. Without them every row falls back to
+    /// [`DEFAULT_TRANSFORM`] and no such work runs.
+    pub fn with_providers(mut self, providers: Providers) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Runs until `shutdown` turns true, then finishes the batch in hand.
@@ -318,8 +331,15 @@ impl Dispatcher {
                     None => self.cfg.limits.clone(),
                 };
                 Plan {
-                    reference: route
-                        .map_or_else(|| DEFAULT_TRANSFORM.to_string(), |r| r.transform.clone()),
+                    reference: route.map_or_else(
+                        || {
+                            self.providers
+                                .default_transform(&row.provider)
+                                .unwrap_or(DEFAULT_TRANSFORM)
+                                .to_string()
+                        },
+                        |r| r.transform.clone(),
+                    ),
                     shadow: route.and_then(|r| r.shadow.clone()),
                     config: route.map_or_else(|| Arc::from("{}"), |r| r.config.clone()),
                     limits: ceilings.for_workspace(&row.workspace_id).clamp(&limits),
@@ -357,7 +377,7 @@ impl Dispatcher {
                 let span = info_span!("dispatch.row", inbox_id = row.id, trace_id = %row.trace_id,
                     provider = %row.provider, topic = %row.topic, brand_id = %row.brand_id,
                     attempt = row.attempts, outcome = tracing::field::Empty);
-                crate::telemetry::continue_trace(&span, &row.trace_id);
+                crate::support::telemetry::continue_trace(&span, &row.trace_id);
                 span
             })
             .collect();
@@ -414,7 +434,11 @@ impl Dispatcher {
                 let input = input_of(&row);
                 let started = Instant::now();
                 let result = transform.call(&input, &config, &limits);
-                crate::metrics::transform_ran(transform.name(), result.is_ok(), started.elapsed());
+                crate::support::metrics::transform_ran(
+                    transform.name(),
+                    result.is_ok(),
+                    started.elapsed(),
+                );
                 span.record(
                     "outcome",
                     result.as_ref().map_or_else(|e| e.code(), |_| "ok"),
@@ -489,9 +513,9 @@ impl Dispatcher {
         // Kafka sink makes its produce span a child of it, and the event log
         // keeps it); otherwise the stand-in the record was built with.
         for (range, row_span) in spans.iter().zip(&row_spans) {
-            if let Some(parent) = crate::telemetry::traceparent(row_span) {
+            if let Some(parent) = crate::support::telemetry::traceparent(row_span) {
                 for record in &mut batch[range.clone()] {
-                    record.set_header(crate::publish::TRACEPARENT, &parent);
+                    record.set_header(crate::pipeline::publish::TRACEPARENT, &parent);
                 }
             }
         }
@@ -538,7 +562,7 @@ impl Dispatcher {
                             recorded = true;
                             deliveries.into_iter().map(Ok).collect()
                         }
-                        Err(e) => crate::publish::all_transient(&batch, e),
+                        Err(e) => crate::pipeline::publish::all_transient(&batch, e),
                     }
                 }
                 None => self.sink.send(&batch).instrument(publish).await,
@@ -555,7 +579,7 @@ impl Dispatcher {
                 .map(|(_, range)| acked(range.clone()))
                 .sum();
             let acked_all = acked(0..results.len());
-            crate::metrics::published(
+            crate::support::metrics::published(
                 self.sink.name(),
                 started.elapsed(),
                 acked_events,
@@ -639,14 +663,16 @@ impl Dispatcher {
             for (row, outcome) in &finished {
                 match outcome {
                     Outcome::Published(_) => {
-                        crate::metrics::end_to_end(&row.provider, row.received_at, now)
+                        crate::support::metrics::end_to_end(&row.provider, row.received_at, now)
                     }
                     Outcome::Dead { letter, .. } => {
-                        crate::metrics::dead_lettered(&letter.reason_code)
+                        crate::support::metrics::dead_lettered(&letter.reason_code)
                     }
                 }
             }
-            crate::lifecycle::after_finish(&self.store, &finished).await;
+            for provider in self.providers.iter() {
+                provider.after_publish(&self.store, &finished).await;
+            }
         }
         if let Some(error) = transient {
             let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(1);
@@ -654,7 +680,7 @@ impl Dispatcher {
             self.store
                 .release(&retry, store::now_ms() + delay.as_millis() as i64, &error)
                 .await?;
-            crate::metrics::publish_retried(self.sink.name(), retry.len() as u64);
+            crate::support::metrics::publish_retried(self.sink.name(), retry.len() as u64);
             return Err(StepError::Sink(error));
         }
         Ok(recorded)

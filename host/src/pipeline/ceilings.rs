@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::route::RouteLimits;
+use crate::pipeline::route::RouteLimits;
+use crate::pipeline::transform::Limits;
 use crate::store::CeilingRow;
-use crate::transform::Limits;
 
 /// The most one call of a workspace's webhooks may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

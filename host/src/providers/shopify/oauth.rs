@@ -45,40 +45,24 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
-use crate::http::{ApiError, AppState};
-use crate::refresh::{RefreshConfig, Refresher, TokenError};
-use crate::shopify_api::{ShopifyApi, ShopifyError, Webhook};
+use crate::error::ApiError;
+use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
+use crate::providers::shopify::headers as webhook;
+use crate::providers::shopify::refresh::{RefreshConfig, Refresher, TokenError};
 use crate::store::oauth::{
     EXPIRED_STATE_GRACE_MS, OAuthStateRow, RegistrationOutcome, STATE_SWEEP_BATCH, StateUse,
     WebhookRegistrationRow,
 };
 use crate::store::{Store, StoreError, now_ms};
-use crate::vault::{Secret, Vault};
-use crate::webhook;
+use crate::support::vault::{Secret, Vault};
 
 pub const INITIATE_PATH: &str = "/integrations/shopify/auth/initiate";
 pub const CALLBACK_PATH: &str = "/integrations/shopify/auth/callback";
 
-/// The topics subscribed after an install unless configured otherwise. The
-/// compliance topics (`customers/data_request`, `customers/redact`,
-/// `shop/redact`) are set in the app's configuration, not registered.
-pub const DEFAULT_TOPICS: &[&str] = &[
-    "orders/create",
-    "orders/updated",
-    "orders/paid",
-    "orders/cancelled",
-    "orders/fulfilled",
-    "products/create",
-    "products/update",
-    "products/delete",
-    "customers/create",
-    "customers/update",
-    "app/uninstalled",
-];
-pub const DEFAULT_SCOPES: &str = "read_orders,read_products,read_customers";
-pub const DEFAULT_API_VERSION: &str = "2026-04";
-pub const DEFAULT_ADMIN_BASE_URL: &str = "https://{shop}";
+// Defaults shared with the shop-details endpoint; they live with the API
+// client so that neither imports the other for them.
+pub use super::api::{DEFAULT_ADMIN_BASE_URL, DEFAULT_API_VERSION, DEFAULT_SCOPES, DEFAULT_TOPICS};
 pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
 type HmacSha256 = Hmac<Sha256>;
@@ -1010,7 +994,7 @@ impl OAuth {
             Presented::States(states)
                 if !states
                     .iter()
-                    .any(|s| crate::admin::constant_time_eq(s.as_bytes(), state.as_bytes())) =>
+                    .any(|s| crate::support::constant_time::eq(s.as_bytes(), state.as_bytes())) =>
             {
                 return Err(OAuthError::StateMismatch);
             }
@@ -1374,14 +1358,17 @@ pub async fn webhook_registrations(
 
 // ---- HTTP ------------------------------------------------------------------------
 
-pub fn router() -> Router<AppState> {
+/// The install's routes; without an app (`oauth` None) they answer 404
+/// `oauth_not_configured`.
+pub fn router(oauth: Option<Arc<OAuth>>) -> Router {
     Router::new()
         .route(INITIATE_PATH, get(initiate))
         .route(CALLBACK_PATH, get(callback))
+        .with_state(oauth)
 }
 
-fn configured(state: &AppState) -> Result<&Arc<OAuth>, ApiError> {
-    state.oauth.as_ref().ok_or_else(|| {
+fn configured(state: &Option<Arc<OAuth>>) -> Result<&Arc<OAuth>, ApiError> {
+    state.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "oauth_not_configured",
@@ -1402,7 +1389,7 @@ fn redirect(location: &str) -> Response {
 }
 
 async fn initiate(
-    State(state): State<AppState>,
+    State(state): State<Option<Arc<OAuth>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -1431,7 +1418,7 @@ fn set_cookie(response: &mut Response, value: &str) {
 }
 
 async fn callback(
-    State(state): State<AppState>,
+    State(state): State<Option<Arc<OAuth>>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {

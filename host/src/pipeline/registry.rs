@@ -6,12 +6,14 @@
 
 use serde::Serialize;
 
-use crate::builtin;
-use crate::ceilings::UploadQuota;
-use crate::route::{BUILTIN_PREFIX, RouteLimits, RouteTable};
+use crate::pipeline::builtin;
+use crate::pipeline::ceilings::UploadQuota;
+use crate::pipeline::route::{BUILTIN_PREFIX, RouteLimits, RouteTable};
+use crate::pipeline::transform::{
+    Input, Limits, LoadError, Runtime, Transform, TransformError, World,
+};
 use crate::store::ceilings::{OwnedPut, UploadUsage};
 use crate::store::{RouteRow, Store, StoreError};
-use crate::transform::{Input, Limits, LoadError, Runtime, Transform, TransformError, World};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -126,7 +128,7 @@ pub async fn push_for_workspace(
     let over = |usage: UploadUsage| RegistryError::QuotaExceeded { size, usage, quota };
     // Refused before compiling when plainly over: compiling is what costs.
     // The store checks again, atomically, when it records the upload.
-    let digest = crate::transform::digest(&component);
+    let digest = crate::pipeline::transform::digest(&component);
     let owned = store
         .transform_owners(&digest)
         .await?

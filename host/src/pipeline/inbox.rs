@@ -10,23 +10,33 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::connection;
+use crate::pipeline::connection;
+use crate::pipeline::provider::{Incoming, Keys, Provider, Providers, Rejected, Standing};
 use crate::store::{self, Blob, ConnectionRow, Inserted, NewWebhook, Store, StoreError};
-use crate::vault::{Secret, Vault, VaultError};
-use crate::webhook::{self, HeaderError, ShopifyHeaders};
+use crate::support::vault::{Secret, Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
+    /// The path's provider is not registered, or is not the connection's:
+    /// answered as a path that does not exist, which is what it is.
+    #[error("no such endpoint")]
+    NoSuchEndpoint,
     #[error("no connection has this webhook path")]
     UnknownConnection,
     #[error("the connection is {0}")]
     Inactive(String),
-    #[error("the HMAC signature is missing or does not match the body")]
-    InvalidHmac,
-    #[error(transparent)]
-    Header(#[from] HeaderError),
-    #[error("the webhook is for shop {got:?}, but this path belongs to another shop")]
-    ShopMismatch { got: String },
+    /// The provider refused the request; `codes` names the answer's code
+    /// where the platform has its own.
+    #[error("{why}")]
+    Rejected {
+        why: Rejected,
+        codes: crate::pipeline::provider::Codes,
+    },
+    #[error("the webhook is for account {got:?}, but this path belongs to another account")]
+    AccountMismatch {
+        got: String,
+        codes: crate::pipeline::provider::Codes,
+    },
     #[error("storing the webhook failed: {0}")]
     Store(#[from] StoreError),
     #[error("the connection's secret cannot be read: {0}")]
@@ -53,10 +63,27 @@ struct Known {
     generation: u64,
 }
 
-/// The connection a webhook's path names, found before its body is read.
-pub struct Recipient(Arc<Known>);
+/// The connection a webhook's path names, found before its body is read,
+/// and the provider that reads its webhooks.
+pub struct Recipient {
+    known: Arc<Known>,
+    provider: Arc<dyn Provider>,
+    standing: Standing,
+}
+
+/// What a connection's status lets in: None, nothing at all.
+fn standing(status: &str) -> Option<Standing> {
+    match status {
+        // A failed token refresh does not touch webhook secrets, so intake
+        // goes on.
+        "active" | "refresh_failed" => Some(Standing::Active),
+        "disconnected" | "redacted" => Some(Standing::Gone),
+        _ => None,
+    }
+}
 
 pub struct Inbox {
+    providers: Providers,
     store: Store,
     vault: Arc<Vault>,
     wake: Arc<Notify>,
@@ -77,8 +104,8 @@ struct Write {
     webhook_id: String,
     topic: String,
     api_version: Option<String>,
-    triggered_at: Option<String>,
-    shopify_event_id: Option<String>,
+    occurred_at: Option<String>,
+    event_id: Option<String>,
     trace_id: String,
     headers: Vec<(String, String)>,
     body: Blob,
@@ -100,8 +127,8 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Write>) {
                 webhook_id: &w.webhook_id,
                 topic: &w.topic,
                 api_version: w.api_version.as_deref(),
-                triggered_at: w.triggered_at.as_deref(),
-                shopify_event_id: w.shopify_event_id.as_deref(),
+                triggered_at: w.occurred_at.as_deref(),
+                shopify_event_id: w.event_id.as_deref(),
                 trace_id: &w.trace_id,
                 headers: &w.headers,
                 body: &w.body,
@@ -132,7 +159,7 @@ impl Inbox {
     /// Starts the group-commit writers (must run inside a tokio runtime):
     /// one on SQLite, which has one writer at a time anyway, a few on
     /// PostgreSQL, which commits in parallel.
-    pub fn new(store: Store, vault: Arc<Vault>, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Store, vault: Arc<Vault>, wake: Arc<Notify>, providers: Providers) -> Self {
         let writers = match store.backend() {
             store::Backend::Sqlite => 1,
             store::Backend::Postgres => 4,
@@ -145,6 +172,7 @@ impl Inbox {
             })
             .collect();
         Self {
+            providers,
             writers,
             next_writer: Default::default(),
             store,
@@ -163,80 +191,121 @@ impl Inbox {
     /// [`Inbox::accept_for`].
     pub async fn accept(
         &self,
+        provider: &str,
         identifier: &str,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Accepted, IntakeError> {
-        let recipient = self.recipient(identifier, headers).await?;
+    ) -> Result<Option<Accepted>, IntakeError> {
+        let recipient = self.recipient(provider, identifier, headers).await?;
         self.accept_for(recipient, headers, body).await
     }
 
     /// What can be decided from the path and the headers alone, before the
-    /// body is read: the connection the path names, and whether it takes
-    /// this topic.
+    /// body is read: the connection the path names, that `provider` (the
+    /// path's) is the connection's, and whether it takes this topic when
+    /// the headers say it.
     pub async fn recipient(
         &self,
+        provider: &str,
         identifier: &str,
         headers: &HeaderMap,
     ) -> Result<Recipient, IntakeError> {
+        // Not even a query for a provider that does not exist.
+        let provider = self
+            .providers
+            .get(provider)
+            .ok_or(IntakeError::NoSuchEndpoint)?
+            .clone();
         // Fields of the caller's span (`webhook.intake` in `http`), filled
         // in as they become known; the identifier itself is never one.
         let known = self.connection(identifier).await?;
-        tracing::Span::current().record("connection_id", known.row.id.as_str());
-        let topic = headers
-            .get(webhook::TOPIC_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !crate::lifecycle::accepts_webhook(&known.row.status, topic) {
-            return Err(IntakeError::Inactive(known.row.status.clone()));
+        if known.row.provider != provider.id() {
+            return Err(IntakeError::NoSuchEndpoint);
         }
-        Ok(Recipient(known))
+        tracing::Span::current().record("connection_id", known.row.id.as_str());
+        let inactive = || IntakeError::Inactive(known.row.status.clone());
+        let standing = standing(&known.row.status).ok_or_else(inactive)?;
+        if let Some(topic) = provider.topic_in_headers(headers)
+            && !provider.accepts(standing, &topic)
+        {
+            return Err(inactive());
+        }
+        Ok(Recipient {
+            known,
+            provider,
+            standing,
+        })
     }
 
     /// Verifies the webhook for the connection [`Inbox::recipient`] found,
     /// and stores it.
+    /// Answers None for a request the provider says is no webhook (a
+    /// ping): nothing is stored, and the caller answers 200.
     pub async fn accept_for(
         &self,
         recipient: Recipient,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Accepted, IntakeError> {
+    ) -> Result<Option<Accepted>, IntakeError> {
         let span = tracing::Span::current();
-        let known = recipient.0;
-        let signature = headers
-            .get(webhook::HMAC_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(IntakeError::InvalidHmac)?;
-        if !webhook::verify(known.secrets.iter().map(Secret::expose), body, signature) {
-            return Err(IntakeError::InvalidHmac);
+        let Recipient {
+            known,
+            provider,
+            standing,
+        } = recipient;
+        let codes = provider.codes();
+        let rejected = |why| IntakeError::Rejected { why, codes };
+        let req = Incoming {
+            headers,
+            body,
+            now: store::now_ms() / 1000,
+        };
+        if provider.is_ping(&req) {
+            return Ok(None);
         }
-        crate::metrics::webhook_verified(&known.row.provider);
-        let h = ShopifyHeaders::parse(headers)?;
-        span.record("topic", h.topic.as_str());
-        // The app secret is shared by every shop of the app, so a genuine
-        // webhook of shop A could be replayed at shop B's path: refuse it.
-        if h.shop_domain != known.row.shop_domain {
-            return Err(IntakeError::ShopMismatch { got: h.shop_domain });
+        let secrets: Vec<&[u8]> = known.secrets.iter().map(Secret::expose).collect();
+        let keys = Keys {
+            secrets: &secrets,
+            settings: &serde_json::Value::Null,
+        };
+        provider.verify(&req, &keys).map_err(rejected)?;
+        crate::support::metrics::webhook_verified(&known.row.provider);
+        let d = provider.describe(&req, &keys).map_err(rejected)?;
+        span.record("topic", d.topic.as_str());
+        // A platform's secret may be shared by every account of an app, so
+        // a genuine webhook of account A could be replayed at account B's
+        // path: refuse it.
+        if let Some(account) = &d.account
+            && !known.row.shop_domain.is_empty()
+            && *account != known.row.shop_domain
+        {
+            return Err(IntakeError::AccountMismatch {
+                got: account.clone(),
+                codes,
+            });
+        }
+        if !provider.accepts(standing, &d.topic) {
+            return Err(IntakeError::Inactive(known.row.status.clone()));
         }
         // Stored with the row: the dispatcher's spans carry it too, which is
         // how a trace is followed from this request to the broker's ack.
         // When spans are exported it is this request's own OTLP trace id,
         // so the collector shows the dispatch in the same trace.
-        let trace_id = crate::telemetry::current_trace_id();
+        let trace_id = crate::support::telemetry::current_trace_id();
         span.record("trace_id", trace_id.as_str());
         let (done, outcome) = oneshot::channel();
         let write = Write {
             connection: known.clone(),
-            webhook_id: h.webhook_id,
-            topic: h.topic.clone(),
-            api_version: h.api_version,
-            triggered_at: h.triggered_at,
-            shopify_event_id: h.event_id,
+            webhook_id: d.delivery_id,
+            topic: d.topic.clone(),
+            api_version: d.api_version,
+            occurred_at: d.occurred_at,
+            event_id: d.event_id,
             trace_id: trace_id.clone(),
-            headers: h.selected,
+            headers: d.headers,
             // Compressed here, on the request's own task: the group
             // commit's one writer then moves a fraction of the bytes.
-            body: Blob::encode(body),
+            body: Blob::encode(d.body.as_deref().unwrap_or(body)),
             received_at: store::now_ms(),
             done,
         };
@@ -251,12 +320,12 @@ impl Inbox {
         let inserted = outcome.await.map_err(|_| gone())??;
         let duplicate = matches!(inserted, Inserted::Duplicate(_));
         span.record("duplicate", duplicate);
-        crate::metrics::webhook_stored(&known.row.provider, &h.topic, duplicate);
-        Ok(match inserted {
+        crate::support::metrics::webhook_stored(&known.row.provider, &d.topic, duplicate);
+        Ok(Some(match inserted {
             Inserted::New(inbox_id) => {
                 span.record("inbox_id", inbox_id);
                 self.wake.notify_one();
-                tracing::debug!(inbox_id, trace_id, topic = %h.topic, "webhook stored");
+                tracing::debug!(inbox_id, trace_id, topic = %d.topic, "webhook stored");
                 Accepted {
                     inbox_id,
                     duplicate: false,
@@ -269,7 +338,7 @@ impl Inbox {
                     duplicate: true,
                 }
             }
-        })
+        }))
     }
 
     async fn connection(&self, identifier: &str) -> Result<Arc<Known>, IntakeError> {

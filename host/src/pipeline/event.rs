@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::publish::Record;
+use crate::pipeline::publish::Record;
 use crate::store::{DeadLetter, InboxRow};
 
 pub const SOURCE_SERVICE_NAME: &str = "ShopifyIntegrationService";
@@ -262,8 +262,8 @@ pub fn cloudevent_source(row: &InboxRow) -> String {
 /// telemetry); the dispatcher and the Kafka sink replace it with the
 /// exported span that really is the record's parent, when there is one.
 fn trace_headers(row: &InboxRow, event_id: Uuid) -> Option<(String, String)> {
-    crate::telemetry::stand_in_traceparent(&row.trace_id, &event_id)
-        .map(|parent| (crate::publish::TRACEPARENT.to_owned(), parent))
+    crate::support::telemetry::stand_in_traceparent(&row.trace_id, &event_id)
+        .map(|parent| (crate::pipeline::publish::TRACEPARENT.to_owned(), parent))
 }
 
 /// At most how many bytes one event's record holds beyond its payload: the
@@ -300,15 +300,15 @@ pub fn platform_records(
     row: &InboxRow,
     topics: &Topics,
     transform: &TransformId<'_>,
-    events: &[crate::transform::Event],
+    events: &[crate::pipeline::transform::Event],
 ) -> Result<Vec<Record>, (usize, serde_json::Error)> {
     events
         .iter()
         .enumerate()
         .map(|(index, e)| {
             let payload = match &e.payload {
-                crate::transform::Payload::Unchanged => row.body.as_slice(),
-                crate::transform::Payload::Json(bytes) => bytes.as_slice(),
+                crate::pipeline::transform::Payload::Unchanged => row.body.as_slice(),
+                crate::pipeline::transform::Payload::Json(bytes) => bytes.as_slice(),
             };
             let parts = EventParts {
                 kind: &e.kind,

@@ -34,12 +34,11 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::admin::constant_time_eq;
-use crate::connection::{self, ConnectionError, SHOPIFY};
-use crate::http::{ApiError, AppState};
-use crate::shopify_api::{ShopifyApi, ShopifyError};
+use crate::error::ApiError;
+use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError};
 use crate::store::{ConnectionRow, Store};
-use crate::vault::{Secret, Vault};
+use crate::support::vault::{Secret, Vault};
 
 pub const PATH: &str = "/integrations/shopify/brands/{brand_id}/shop-details";
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -64,8 +63,8 @@ pub struct ShopDetailsConfig {
 impl Default for ShopDetailsConfig {
     fn default() -> Self {
         Self {
-            admin_base_url: crate::oauth::DEFAULT_ADMIN_BASE_URL.into(),
-            api_version: crate::oauth::DEFAULT_API_VERSION.into(),
+            admin_base_url: super::api::DEFAULT_ADMIN_BASE_URL.into(),
+            api_version: super::api::DEFAULT_API_VERSION.into(),
             http_timeout: Duration::from_secs(10),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_entries: DEFAULT_CACHE_ENTRIES,
@@ -87,7 +86,7 @@ pub struct ShopDetails {
     /// With an OAuth app configured, tokens come through its refresher, so
     /// an access token that just expired is refreshed rather than reported
     /// as needing a reconnect.
-    oauth: Option<Arc<crate::oauth::OAuth>>,
+    oauth: Option<Arc<crate::providers::shopify::oauth::OAuth>>,
     api: ShopifyApi,
     service_token: Option<Secret>,
     ttl: Duration,
@@ -167,7 +166,7 @@ impl ShopDetails {
         cfg: ShopDetailsConfig,
         store: Store,
         vault: Arc<Vault>,
-        oauth: Option<Arc<crate::oauth::OAuth>>,
+        oauth: Option<Arc<crate::providers::shopify::oauth::OAuth>>,
     ) -> Result<Self, ShopifyError> {
         let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)?;
         Ok(Self {
@@ -203,7 +202,7 @@ impl ShopDetails {
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
-        if constant_time_eq(given.as_bytes(), configured.expose()) {
+        if crate::support::constant_time::eq(given.as_bytes(), configured.expose()) {
             Ok(())
         } else {
             Err(unauthorized("the service token is not valid"))
@@ -212,7 +211,7 @@ impl ShopDetails {
 
     /// A usable access token, refreshed first when it is about to expire.
     async fn token(&self, connection_id: &str) -> Result<Option<Secret>, ShopDetailsError> {
-        use crate::refresh::TokenError;
+        use crate::providers::shopify::refresh::TokenError;
         let Some(oauth) = &self.oauth else {
             return Ok(connection::access_token(&self.store, &self.vault, connection_id).await?);
         };
@@ -368,8 +367,10 @@ fn unauthorized(message: &str) -> ApiError {
 
 // ---- HTTP ----------------------------------------------------------------------
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(PATH, get(shop_details))
+pub fn router(details: Arc<ShopDetails>) -> Router {
+    Router::new()
+        .route(PATH, get(shop_details))
+        .with_state(details)
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,12 +380,11 @@ struct ShopQuery {
 }
 
 async fn shop_details(
-    State(state): State<AppState>,
+    State(details): State<Arc<ShopDetails>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ShopQuery>, QueryRejection>,
 ) -> Result<Json<Answer>, ApiError> {
-    let details = &state.shop_details;
     details.authorize(&headers)?;
     let Path(brand) =
         path.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text()))?;

@@ -1,14 +1,13 @@
-//! The HTTP surface: webhook intake, health, and the admin API (in [`admin`]).
+//! The HTTP surface: webhook intake, health, and the admin API (in
+//! [`super::admin`]).
 //! Handlers only translate between HTTP and the modules that decide; every
 //! error leaves as a status plus `{"code", "message"}`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -17,66 +16,45 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::admin::{self, AdminState};
-use crate::inbox::{Inbox, IntakeError};
-use crate::publish::Sink;
-use crate::store::Store;
-use crate::vault::{Secret, Vault};
-use crate::webhook::HeaderError;
+pub use super::AppState;
+pub use crate::error::{ApiError, body_error};
+
+use crate::api::admin;
+use crate::pipeline::inbox::IntakeError;
+use crate::pipeline::provider::{Providers, Rejected};
+use crate::pipeline::publish::Sink;
 
 mod conn;
 pub use conn::{HttpConfig, serve};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub inbox: Arc<Inbox>,
-    pub store: Store,
-    pub sink: Arc<Sink>,
-    /// An operator token for the admin API, beside the stored ones; see
-    /// [`admin`] for who may do what.
-    pub admin_token: Option<Secret>,
-    pub admin: AdminState,
-    /// The Shopify OAuth install; None: its routes answer 404
-    /// `oauth_not_configured`.
-    pub oauth: Option<Arc<crate::oauth::OAuth>>,
-    /// `GET /integrations/shopify/brands/{brand_id}/shop-details`, behind
-    /// the service token.
-    pub shop_details: Arc<crate::shop_details::ShopDetails>,
-    /// `/ready` fails while the oldest pending webhook is older than this.
-    pub max_backlog_age: Option<Duration>,
-    /// Encrypts the webhook secrets of connections added over the admin API.
-    pub vault: Arc<Vault>,
-    /// How long a secret replaced over the admin API keeps verifying
-    /// (`connections.previous_secret_window`).
-    pub previous_secret_window: Duration,
-}
+/// Where every provider's webhooks come in: the provider's URL segment and
+/// the connection's secret path identifier.
+pub const WEBHOOK_PATH: &str = "/integrations/{provider}/webhooks/{secure_path_identifier}";
 
-/// The provider of the only intake endpoint there is, as metrics label it.
-const SHOPIFY: &str = "shopify";
-
-/// The public listener: what Shopify, merchants' browsers and other services
-/// reach. Nothing here needs an operator, so nothing here can act as one.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The public listener: what the platforms, merchants' browsers and other
+/// services reach. Nothing here needs an operator, so nothing here can act
+/// as one. `providers` are the platforms' own routes (an OAuth install),
+/// finished, merged as they are.
+pub fn router(state: AppState, max_body_bytes: usize, providers: Router) -> Router {
+    let known = state.providers.clone();
     let webhooks = Router::new()
         .route(
-            "/integrations/shopify/webhooks/{secure_path_identifier}",
+            WEBHOOK_PATH,
             post(
-                move |state: State<AppState>, path: Path<String>, request: Request| {
-                    shopify_webhook(state, path, request, max_body_bytes)
+                move |state: State<AppState>, path: Path<(String, String)>, request: Request| {
+                    webhook(state, path, request, max_body_bytes)
                 },
             ),
         )
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(observe_webhook));
-    probes(
-        Router::new()
-            .merge(webhooks)
-            .merge(crate::oauth::router())
-            .merge(crate::shop_details::router()),
-    )
-    .with_state(state)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            observe_webhook(known.clone(), request, next)
+        }));
+    probes(Router::new().merge(webhooks))
+        .with_state(state)
+        .merge(providers)
 }
 
 /// The admin listener: the admin API and `/metrics`, apart from the public
@@ -99,81 +77,70 @@ fn probes(router: Router<AppState>) -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// An error as the API shows it.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(ErrorBody {
-            code: self.code,
-            message: &self.message,
-        });
-        (self.status, body).into_response()
-    }
-}
-
 impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> Self {
         let (status, code) = match &e {
+            IntakeError::NoSuchEndpoint => (StatusCode::NOT_FOUND, "not_found"),
             IntakeError::UnknownConnection => (StatusCode::FORBIDDEN, "unknown_connection"),
             IntakeError::Inactive(_) => (StatusCode::FORBIDDEN, "connection_inactive"),
-            IntakeError::ShopMismatch { .. } => (StatusCode::FORBIDDEN, "shop_mismatch"),
-            IntakeError::InvalidHmac => (StatusCode::UNAUTHORIZED, "invalid_hmac"),
-            IntakeError::Header(HeaderError::Missing(_)) => {
-                (StatusCode::BAD_REQUEST, "missing_header")
+            IntakeError::AccountMismatch { codes, .. } => {
+                (StatusCode::FORBIDDEN, codes.account_mismatch)
             }
-            IntakeError::Header(HeaderError::Invalid(..)) => {
-                (StatusCode::BAD_REQUEST, "invalid_header")
-            }
-            // Shopify retries anything but 2xx, so "try later" is honest here.
+            IntakeError::Rejected { why, codes } => match why {
+                Rejected::Signature | Rejected::Stale => {
+                    (StatusCode::UNAUTHORIZED, codes.signature)
+                }
+                Rejected::MissingHeader(_) => (StatusCode::BAD_REQUEST, "missing_header"),
+                Rejected::InvalidHeader(..) => (StatusCode::BAD_REQUEST, "invalid_header"),
+                Rejected::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+            },
+            // Platforms retry anything but 2xx, so "try later" is honest here.
             IntakeError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             IntakeError::Vault(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "webhook intake failed");
         }
-        ApiError::new(status, code, e.to_string())
+        let message = match e {
+            // Never a hint that the path exists for another provider.
+            IntakeError::NoSuchEndpoint => "no such endpoint".to_string(),
+            e => e.to_string(),
+        };
+        ApiError::new(status, code, message)
     }
 }
 
 #[derive(Serialize)]
 struct AcceptedBody {
     status: &'static str,
-    inbox_id: i64,
+    /// None for a ping, which is answered and never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbox_id: Option<i64>,
+}
+
+/// The provider a webhook path names, as metrics label it: only registered
+/// ones, so that made-up paths cannot grow the label set.
+fn provider_label(providers: &Providers, path: &str) -> &'static str {
+    let segment = path
+        .strip_prefix("/integrations/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    providers.get(segment).map_or("unknown", |p| p.id())
 }
 
 /// Times and traces one webhook request from the moment it comes in, before
-/// its body is read (a slow upload is part of what Shopify waits for), to
-/// the answer. The span's fields are filled in by [`Inbox::accept`] as it
-/// learns them; the path identifier is never one of them, since knowing it
-/// is half of what it takes to post webhooks.
-async fn observe_webhook(request: Request, next: Next) -> Response {
+/// its body is read (a slow upload is part of what the platform waits for),
+/// to the answer. The span's fields are filled in by
+/// [`crate::pipeline::inbox::Inbox::accept`] as it learns them; the path
+/// identifier is never one of them, since knowing it is half of what it
+/// takes to post webhooks.
+async fn observe_webhook(providers: Providers, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    crate::metrics::webhook_received(SHOPIFY);
+    let provider = provider_label(&providers, request.uri().path());
+    crate::support::metrics::webhook_received(provider);
     let span = tracing::info_span!(
         "webhook.intake",
-        provider = SHOPIFY,
+        provider,
         connection_id = tracing::field::Empty,
         topic = tracing::field::Empty,
         trace_id = tracing::field::Empty,
@@ -184,24 +151,26 @@ async fn observe_webhook(request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     if response.status().is_success() {
-        crate::metrics::webhook_acked(SHOPIFY, started.elapsed());
+        crate::support::metrics::webhook_acked(provider, started.elapsed());
     }
     response
 }
 
-async fn shopify_webhook(
+async fn webhook(
     State(state): State<AppState>,
-    Path(identifier): Path<String>,
+    Path((provider, identifier)): Path<(String, String)>,
     request: Request,
     max_body_bytes: usize,
 ) -> Result<Json<AcceptedBody>, ApiError> {
-    intake(&state, &identifier, request, max_body_bytes)
+    let label = provider_label(&state.providers, request.uri().path());
+    intake(&state, &provider, &identifier, request, max_body_bytes)
         .await
-        .inspect_err(|e| crate::metrics::webhook_rejected(SHOPIFY, e.code))
+        .inspect_err(|e| crate::support::metrics::webhook_rejected(label, e.code))
 }
 
 async fn intake(
     state: &AppState,
+    provider: &str,
     identifier: &str,
     request: Request,
     max_body_bytes: usize,
@@ -210,7 +179,10 @@ async fn intake(
     // posting megabytes to a made-up path is refused on its headers, and
     // cannot make us take in (or wait for) the body first. The lookup is
     // the inbox's cached one, so a genuine webhook pays nothing for it.
-    let recipient = state.inbox.recipient(identifier, request.headers()).await?;
+    let recipient = state
+        .inbox
+        .recipient(provider, identifier, request.headers())
+        .await?;
     // A body announced as too large is refused before it is read, too
     // (`DefaultBodyLimit` alone only notices once the limit is crossed).
     let declared = request
@@ -233,26 +205,20 @@ async fn intake(
     let body = Bytes::from_request(Request::from_parts(parts, body), state)
         .await
         .map_err(|r| body_error(r, "the body is over the size limit"))?;
-    let accepted = state.inbox.accept_for(recipient, &headers, &body).await?;
+    let Some(accepted) = state.inbox.accept_for(recipient, &headers, &body).await? else {
+        return Ok(Json(AcceptedBody {
+            status: "ping",
+            inbox_id: None,
+        }));
+    };
     Ok(Json(AcceptedBody {
         status: if accepted.duplicate {
             "duplicate"
         } else {
             "accepted"
         },
-        inbox_id: accepted.inbox_id,
+        inbox_id: Some(accepted.inbox_id),
     }))
-}
-
-/// A body that could not be read: 413 with `too_large` when it was over the
-/// limit, else the extractor's own status.
-pub fn body_error(rejection: BytesRejection, too_large: impl Into<String>) -> ApiError {
-    let status = rejection.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "payload_too_large", too_large)
-    } else {
-        ApiError::new(status, "bad_body", rejection.body_text())
-    }
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -264,7 +230,7 @@ async fn health() -> Json<serde_json::Value> {
 /// topic, reason, transform, sink and outcome only). Where the counts
 /// themselves are sensitive, keep `/metrics` off the public edge.
 async fn metrics() -> Response {
-    match crate::metrics::render() {
+    match crate::support::metrics::render() {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

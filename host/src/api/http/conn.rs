@@ -145,7 +145,7 @@ pub async fn serve(
             // elsewhere, and leaves no TIME_WAIT behind on our side.
             let _ = stream.set_zero_linger();
             drop(stream);
-            crate::metrics::connection_closed("at_capacity");
+            crate::support::metrics::connection_closed("at_capacity");
             refused_warning();
             continue;
         };
@@ -232,7 +232,7 @@ async fn serve_one(
         // Gone before saying anything: its own business.
         Ok(Err(_)) => return,
         Err(_) => {
-            crate::metrics::connection_closed("handshake_timeout");
+            crate::support::metrics::connection_closed("handshake_timeout");
             return;
         }
     };
@@ -297,7 +297,7 @@ async fn serve_one(
                 if now_due.is_none_or(|d| d > Instant::now()) {
                     continue;
                 }
-                crate::metrics::connection_closed(why);
+                crate::support::metrics::connection_closed(why);
                 if protocol == Protocol::Http2 && closing.is_none() {
                     // GOAWAY first, so that a well-behaved client does not
                     // send a request into a closing connection.
