@@ -6,7 +6,9 @@
 pub mod wit {
     wit_bindgen::generate!({
         world: "transform",
-        path: "../wit",
+        // The current contract, ionflux:transform@0.2.0; the host still
+        // runs components built for 0.1.0 (`wit/transform-0.1.0.wit`).
+        path: "../wit/transform.wit",
         // The export macro is invoked from the transform crate through
         // `export_transform!`, which therefore needs it public, and it must
         // find the bindings and the runtime through this crate, because
@@ -49,13 +51,12 @@ pub fn call<R: IntoEvents>(
     let input = Webhook::from_parts(
         input.provider,
         input.topic,
-        input.shop_domain,
+        input.account_id,
         input.workspace_id,
         input.brand_id,
+        input.delivery_id,
+        input.occurred_at,
         input.api_version,
-        input.webhook_id,
-        input.triggered_at,
-        input.event_id,
         input
             .headers
             .into_iter()

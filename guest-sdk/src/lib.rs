@@ -5,9 +5,12 @@
 //! * [`export_transform!`] exports a `fn(Webhook) -> Result<R>` where `R` is
 //!   anything [`IntoEvents`]: `Vec<Event>`, `Event`, `Option<Event>`, arrays,
 //!   `()`.
-//! * [`Webhook`] is the input, with [`Webhook::order`],
-//!   [`Webhook::product`], [`Webhook::customer`], [`Webhook::json`],
-//!   [`Webhook::json_value`] and [`Webhook::header`].
+//! * [`Webhook`] is the input, the `ionflux:transform@0.2.0` record: any
+//!   provider's webhook (`provider`, `topic`, `account_id`, `delivery_id`,
+//!   `occurred_at`, `api_version`, headers, body), with
+//!   [`Webhook::order`], [`Webhook::product`], [`Webhook::customer`]
+//!   (Shopify's), [`Webhook::json`], [`Webhook::json_value`] and
+//!   [`Webhook::header`].
 //! * [`Event`] is built with [`Event::new`] and chained setters.
 //!   [`Event::unchanged`] republishes the body without the guest copying it
 //!   back out: pass-through transforms should not even parse it.
@@ -18,7 +21,10 @@
 //! * [`config`] / [`config_raw`] read the route's JSON settings.
 //! * [`shopify`] holds the typed views ([`shopify::Order`],
 //!   [`shopify::Product`], [`shopify::Customer`], [`shopify::Money`]) and the
-//!   Shopify naming conventions used by the stock transforms.
+//!   Shopify naming conventions used by the stock transforms;
+//!   [`woocommerce`] ([`woocommerce::Order`]) and [`tiktok_shop`] (the
+//!   notification envelope and its order notifications) those of other
+//!   providers.
 //! * [`testing`] (native only) builds webhooks, sets config, captures logs
 //!   and loads fixtures. Put tests under
 //!   `#[cfg(all(test, not(target_arch = "wasm32")))]`.
@@ -77,11 +83,14 @@ extern crate self as ionflux_guest;
 mod error;
 mod event;
 mod host;
+mod view;
 mod webhook;
 
 pub mod shopify;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod tiktok_shop;
+pub mod woocommerce;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -107,6 +116,9 @@ pub mod __private {
     pub use crate::bindings::call;
     #[cfg(target_arch = "wasm32")]
     pub use crate::bindings::wit as bindings;
+    /// The exported `transformer` interface: its `Guest` trait and types.
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::bindings::wit::exports::ionflux::transform::transformer as exports;
     #[cfg(target_arch = "wasm32")]
     pub use wit_bindgen;
 
@@ -139,12 +151,12 @@ macro_rules! export_transform {
         const _: () = {
             struct IonfluxTransform;
 
-            impl $crate::__private::bindings::Guest for IonfluxTransform {
+            impl $crate::__private::exports::Guest for IonfluxTransform {
                 fn transform(
-                    input: $crate::__private::bindings::Webhook,
+                    input: $crate::__private::exports::Webhook,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::__private::bindings::Event>,
-                    $crate::__private::bindings::TransformError,
+                    ::std::vec::Vec<$crate::__private::exports::Event>,
+                    $crate::__private::exports::TransformError,
                 > {
                     $crate::__private::call(input, $f)
                 }

@@ -75,6 +75,14 @@ pub fn event(webhook: &Webhook) -> Event {
         .schema_version(schema_version(webhook.api_version.as_deref()))
 }
 
+/// Shopify's `X-Shopify-Event-Id`: the same for every subscription's
+/// delivery of one event (the delivery id differs), so it deduplicates
+/// across subscriptions. A header, not a field, since 0.2.0 of the
+/// contract names no platform.
+pub fn event_id(webhook: &Webhook) -> Option<&str> {
+    webhook.header("x-shopify-event-id")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,10 +68,9 @@ pub fn webhook(topic: &str, body: impl Into<Vec<u8>>) -> Webhook {
         SHOP_DOMAIN.to_owned(),
         WORKSPACE_ID.to_owned(),
         BRAND_ID.to_owned(),
-        Some(API_VERSION.to_owned()),
         WEBHOOK_ID.to_owned(),
         Some(TRIGGERED_AT.to_owned()),
-        Some(EVENT_ID.to_owned()),
+        Some(API_VERSION.to_owned()),
         vec![
             h("x-shopify-topic", topic),
             h("x-shopify-shop-domain", SHOP_DOMAIN),
@@ -80,6 +79,37 @@ pub fn webhook(topic: &str, body: impl Into<Vec<u8>>) -> Webhook {
             h("x-shopify-triggered-at", TRIGGERED_AT),
             h("x-shopify-event-id", EVENT_ID),
         ],
+        body.into(),
+    )
+}
+
+/// Default account and delivery of [`provider_webhook`].
+pub const ACCOUNT_ID: &str = "account_test";
+pub const DELIVERY_ID: &str = "delivery_test";
+
+/// Any provider's webhook as the host would hand it over: no headers, no
+/// API version, no occurred-at, the account and delivery ids above. Add
+/// what the provider sends with the `Webhook::with_*` setters:
+///
+/// ```
+/// use ionflux_guest::testing;
+/// let w = testing::provider_webhook("woocommerce", "order.created", r#"{"id":727}"#)
+///     .with_account_id("https://shop.example.com")
+///     .with_header("X-WC-Webhook-Resource", Some("order"));
+/// assert_eq!(w.header("x-wc-webhook-resource"), Some("order"));
+/// assert_eq!(w.account_id, "https://shop.example.com");
+/// ```
+pub fn provider_webhook(provider: &str, topic: &str, body: impl Into<Vec<u8>>) -> Webhook {
+    Webhook::from_parts(
+        provider.to_owned(),
+        topic.to_owned(),
+        ACCOUNT_ID.to_owned(),
+        WORKSPACE_ID.to_owned(),
+        BRAND_ID.to_owned(),
+        DELIVERY_ID.to_owned(),
+        None,
+        None,
+        Vec::new(),
         body.into(),
     )
 }
@@ -196,6 +226,15 @@ mod tests {
         assert_eq!(w.api_version, None);
         assert_eq!(w.header("x-shopify-api-version"), None);
         assert_eq!(w.header("x-custom"), Some("v"));
+        assert_eq!(crate::shopify::event_id(&w), Some(EVENT_ID));
+        let w = w
+            .with_account_id("other.myshopify.com")
+            .with_occurred_at(None);
+        assert_eq!(
+            w.header("x-shopify-shop-domain"),
+            Some("other.myshopify.com")
+        );
+        assert_eq!(w.header("x-shopify-triggered-at"), None);
         assert_eq!(w.json_value().unwrap()["id"], 7);
         #[derive(serde::Deserialize)]
         struct O {
@@ -204,6 +243,20 @@ mod tests {
         assert_eq!(w.json::<O>().unwrap().id, 7);
         let bad = webhook("orders/create", "nope");
         assert!(matches!(bad.json_value(), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn other_providers_headers_are_left_alone() {
+        let w = provider_webhook("woocommerce", "order.created", "{}")
+            .with_account_id("https://shop.example.com")
+            .with_delivery_id("54")
+            .with_api_version(Some("wc/v3"));
+        assert!(w.headers.is_empty(), "{:?}", w.headers);
+        assert_eq!(
+            (w.delivery_id.as_str(), w.api_version.as_deref()),
+            ("54", Some("wc/v3"))
+        );
+        assert_eq!(crate::shopify::event_id(&w), None);
     }
 
     #[test]

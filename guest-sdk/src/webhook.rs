@@ -9,33 +9,44 @@ pub struct Header {
     pub value: String,
 }
 
-/// A verified webhook, exactly as the platform sent it.
+/// A verified webhook, from any provider (the `ionflux:transform@0.2.0`
+/// record).
+///
+/// The fields name no platform: Shopify's shop domain is `account_id`, its
+/// `X-Shopify-Webhook-Id` the `delivery_id`, its `X-Shopify-Triggered-At`
+/// `occurred_at`, and what only Shopify sends (the `X-Shopify-Event-Id`,
+/// [`shopify::event_id`](crate::shopify::event_id)) is among the headers.
 ///
 /// Fields are public for reading; the struct is `#[non_exhaustive]` so new
 /// fields in the contract do not break transforms. Build one in tests with
-/// [`testing::webhook`](crate::testing::webhook).
+/// [`testing::webhook`](crate::testing::webhook) (Shopify) or
+/// [`testing::provider_webhook`](crate::testing::provider_webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Webhook {
-    /// `"shopify"`.
+    /// `"shopify"`, `"woocommerce"`, `"tiktok-shop"`, `"wix"`, ...
     pub provider: String,
-    /// Platform topic, e.g. `"orders/create"`.
+    /// The platform's topic as it names it, e.g. `"orders/create"`.
     pub topic: String,
-    /// e.g. `"example.myshopify.com"`.
-    pub shop_domain: String,
+    /// The account the webhook is about: a shop domain
+    /// (`"example.myshopify.com"`), a site, a seller.
+    pub account_id: String,
     pub workspace_id: String,
     pub brand_id: String,
-    /// `X-Shopify-API-Version`, e.g. `"2024-01"`.
+    /// The provider's id of this delivery, the same across its retries
+    /// (`X-Shopify-Webhook-Id`, ...).
+    pub delivery_id: String,
+    /// When the event happened, as the provider sent it
+    /// (`X-Shopify-Triggered-At`, ...).
+    pub occurred_at: Option<String>,
+    /// The API version the body follows, when the provider sends one
+    /// (`X-Shopify-API-Version`, e.g. `"2024-01"`).
     pub api_version: Option<String>,
-    /// `X-Shopify-Webhook-Id`.
-    pub webhook_id: String,
-    /// `X-Shopify-Triggered-At`, as sent.
-    pub triggered_at: Option<String>,
-    /// `X-Shopify-Event-Id`.
-    pub event_id: Option<String>,
-    /// Selected headers (the `X-Shopify-*` family).
+    /// The provider's headers the host keeps (for Shopify the
+    /// `X-Shopify-*` family), names in lower case.
     pub headers: Vec<Header>,
-    /// The raw request body, byte for byte.
+    /// The body as stored: the request body byte for byte, or the decoded
+    /// JSON where the platform wraps it (Wix).
     pub body: Vec<u8>,
 }
 
@@ -84,44 +95,39 @@ impl Webhook {
             .map(|h| h.value.as_str())
     }
 
-    /// Builder-style setters, mostly for tests. Each one also rewrites the
-    /// matching `x-shopify-*` header so the record and the headers agree.
+    /// Builder-style setters, mostly for tests. On a Shopify webhook each
+    /// one also rewrites the matching `x-shopify-*` header, so the record
+    /// and the headers agree.
     pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
         self.topic = topic.into();
         let v = self.topic.clone();
-        self.set_header("x-shopify-topic", Some(v));
+        self.set_shopify_header("x-shopify-topic", Some(v));
         self
     }
 
-    pub fn with_shop_domain(mut self, shop: impl Into<String>) -> Self {
-        self.shop_domain = shop.into();
-        let v = self.shop_domain.clone();
-        self.set_header("x-shopify-shop-domain", Some(v));
+    pub fn with_account_id(mut self, account: impl Into<String>) -> Self {
+        self.account_id = account.into();
+        let v = self.account_id.clone();
+        self.set_shopify_header("x-shopify-shop-domain", Some(v));
         self
     }
 
     pub fn with_api_version(mut self, version: Option<&str>) -> Self {
         self.api_version = version.map(str::to_owned);
-        self.set_header("x-shopify-api-version", self.api_version.clone());
+        self.set_shopify_header("x-shopify-api-version", self.api_version.clone());
         self
     }
 
-    pub fn with_webhook_id(mut self, id: impl Into<String>) -> Self {
-        self.webhook_id = id.into();
-        let v = self.webhook_id.clone();
-        self.set_header("x-shopify-webhook-id", Some(v));
+    pub fn with_delivery_id(mut self, id: impl Into<String>) -> Self {
+        self.delivery_id = id.into();
+        let v = self.delivery_id.clone();
+        self.set_shopify_header("x-shopify-webhook-id", Some(v));
         self
     }
 
-    pub fn with_triggered_at(mut self, at: Option<&str>) -> Self {
-        self.triggered_at = at.map(str::to_owned);
-        self.set_header("x-shopify-triggered-at", self.triggered_at.clone());
-        self
-    }
-
-    pub fn with_event_id(mut self, id: Option<&str>) -> Self {
-        self.event_id = id.map(str::to_owned);
-        self.set_header("x-shopify-event-id", self.event_id.clone());
+    pub fn with_occurred_at(mut self, at: Option<&str>) -> Self {
+        self.occurred_at = at.map(str::to_owned);
+        self.set_shopify_header("x-shopify-triggered-at", self.occurred_at.clone());
         self
     }
 
@@ -152,6 +158,12 @@ impl Webhook {
         self
     }
 
+    fn set_shopify_header(&mut self, name: &str, value: Option<String>) {
+        if self.provider == "shopify" {
+            self.set_header(name, value);
+        }
+    }
+
     fn set_header(&mut self, name: &str, value: Option<String>) {
         let name = name.to_ascii_lowercase();
         self.headers.retain(|h| h.name != name);
@@ -161,32 +173,30 @@ impl Webhook {
     }
 
     /// The constructor is crate-private: on wasm only the host makes
-    /// webhooks, and natively [`testing::webhook`](crate::testing::webhook)
-    /// fills in realistic defaults.
+    /// webhooks, and natively [`testing`](crate::testing) fills in
+    /// realistic defaults.
     #[allow(clippy::too_many_arguments, dead_code)]
     pub(crate) fn from_parts(
         provider: String,
         topic: String,
-        shop_domain: String,
+        account_id: String,
         workspace_id: String,
         brand_id: String,
+        delivery_id: String,
+        occurred_at: Option<String>,
         api_version: Option<String>,
-        webhook_id: String,
-        triggered_at: Option<String>,
-        event_id: Option<String>,
         headers: Vec<Header>,
         body: Vec<u8>,
     ) -> Self {
         Webhook {
             provider,
             topic,
-            shop_domain,
+            account_id,
             workspace_id,
             brand_id,
+            delivery_id,
+            occurred_at,
             api_version,
-            webhook_id,
-            triggered_at,
-            event_id,
             headers,
             body,
         }

@@ -7,8 +7,8 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ionflux_gateway::event::{self, Topics, TransformId};
-use ionflux_gateway::transform::{Event, Payload};
+use ionflux_gateway::pipeline::event::{self, Topics, TransformId};
+use ionflux_gateway::pipeline::transform::{Event, Payload};
 
 fn platform_records(c: &mut Criterion) {
     let topics = Topics::default();

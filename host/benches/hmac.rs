@@ -4,7 +4,7 @@
 mod common;
 
 use criterion::{Throughput, criterion_group, criterion_main};
-use ionflux_gateway::webhook;
+use ionflux_gateway::providers::shopify::headers as webhook;
 use std::hint::black_box;
 
 fn hmac(c: &mut criterion::Criterion) {

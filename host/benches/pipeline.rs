@@ -12,12 +12,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ionflux_gateway::builtin;
-use ionflux_gateway::dispatch::input_of;
-use ionflux_gateway::event::{self, Topics, TransformId};
-use ionflux_gateway::publish::Sink;
+use ionflux_gateway::pipeline::builtin;
+use ionflux_gateway::pipeline::dispatch::input_of;
+use ionflux_gateway::pipeline::event::{self, Topics, TransformId};
+use ionflux_gateway::pipeline::publish::Sink;
+use ionflux_gateway::pipeline::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::store::{Blob, ConnectionRow, Outcome, Store};
-use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 
 struct Path {
     store: Store,

@@ -21,10 +21,10 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ionflux_gateway::builtin;
-use ionflux_gateway::dispatch::input_of;
+use ionflux_gateway::pipeline::builtin;
+use ionflux_gateway::pipeline::dispatch::input_of;
+use ionflux_gateway::pipeline::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_gateway::store::InboxRow;
-use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
 use ionflux_guest::{Event, Webhook, shopify, testing};
 
 fn load(runtime: &Runtime, name: &str) -> Transform {

@@ -18,16 +18,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ceilings::{Ceilings, TenantPolicy, UploadQuota};
-use crate::dispatch::DispatchConfig;
-use crate::event::Topics;
-use crate::http::HttpConfig;
-use crate::oauth::ShopifyConfig;
-use crate::publish::kafka::KafkaConfig;
+use crate::api::http::HttpConfig;
+use crate::pipeline::ceilings::{Ceilings, TenantPolicy, UploadQuota};
+use crate::pipeline::dispatch::DispatchConfig;
+use crate::pipeline::event::Topics;
+use crate::pipeline::publish::kafka::KafkaConfig;
+use crate::pipeline::transform::{Limits, RuntimeConfig};
+use crate::providers::shopify::oauth::ShopifyConfig;
 use crate::server;
-use crate::telemetry::{LogFormat, TelemetryConfig};
-use crate::transform::{Limits, RuntimeConfig};
-use crate::vault::{Secret, Vault};
+use crate::support::telemetry::{LogFormat, TelemetryConfig};
+use crate::support::vault::{Secret, Vault};
 
 /// The documented defaults, the base layer of every configuration.
 pub const DEFAULT_TOML: &str = include_str!("../config.default.toml");
@@ -317,7 +317,7 @@ impl Settings {
 
     /// The OpenTelemetry SDK's variables, over the file and under our own
     /// variables and flags (applied after this).
-    pub fn apply_otel_env(&mut self, env: &crate::telemetry::OtelEnv) {
+    pub fn apply_otel_env(&mut self, env: &crate::support::telemetry::OtelEnv) {
         if let Some(url) = &env.traces_endpoint {
             self.otlp_endpoint = url.clone();
             self.otlp_endpoint_is_traces_url = true;
@@ -552,7 +552,7 @@ impl Settings {
         let brokers = non_empty(&k.brokers)?;
         Some(KafkaConfig {
             message_timeout: k.message_timeout,
-            max_record_bytes: crate::publish::kafka::largest_record_bytes(
+            max_record_bytes: crate::pipeline::publish::kafka::largest_record_bytes(
                 self.max_body_bytes,
                 self.ceilings.output_bytes,
             ),
@@ -658,7 +658,7 @@ impl Settings {
                     if self.otlp_endpoint_is_traces_url {
                         url.to_owned()
                     } else {
-                        crate::telemetry::traces_url(url)
+                        crate::support::telemetry::traces_url(url)
                     }
                 }),
             service_name: self.otlp_service_name.clone(),
@@ -684,6 +684,7 @@ impl Settings {
             service_token: self.service_token.to_secret(),
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
+            previous_secret_window: self.connections.previous_secret_window,
         })
     }
 }
@@ -884,7 +885,7 @@ mod tests {
         with_kafka.kafka.brokers = "b:9092".into();
         let from_file = with_kafka.kafka().expect("brokers are set");
         assert_eq!(from_file.max_record_bytes, k.max_record_bytes);
-        assert_eq!(s.max_body_bytes, crate::http::DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(s.max_body_bytes, crate::api::http::DEFAULT_MAX_BODY_BYTES);
         let h = HttpConfig::default();
         assert_eq!(s.http().max_connections, h.max_connections);
         assert_eq!(s.http().handshake_timeout, h.handshake_timeout);
@@ -903,8 +904,14 @@ mod tests {
             s.http().http2_max_concurrent_streams,
             h.http2_max_concurrent_streams
         );
-        assert_eq!(s.topic_template, crate::event::DEFAULT_TOPIC_TEMPLATE);
-        assert_eq!(s.dlq_topic_template, crate::event::DEFAULT_DLQ_TEMPLATE);
+        assert_eq!(
+            s.topic_template,
+            crate::pipeline::event::DEFAULT_TOPIC_TEMPLATE
+        );
+        assert_eq!(
+            s.dlq_topic_template,
+            crate::pipeline::event::DEFAULT_DLQ_TEMPLATE
+        );
         let shop = ShopifyConfig::new("id", Secret::from("x".to_string()), "u", "p");
         assert_eq!(s.shopify.scopes, shop.scopes);
         assert_eq!(s.shopify.api_version, shop.api_version);
@@ -918,7 +925,7 @@ mod tests {
         assert_eq!(s.shopify.refresh_max_failures, shop.refresh.max_failures);
         assert_eq!(
             s.connections.previous_secret_window,
-            crate::connection::DEFAULT_PREVIOUS_SECRET_WINDOW
+            crate::pipeline::connection::DEFAULT_PREVIOUS_SECRET_WINDOW
         );
         assert_eq!(s.shopify.jwt_audience_check, shop.jwt.audience_check);
     }

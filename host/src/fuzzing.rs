@@ -13,10 +13,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::oauth::{canonical_query, normalize_shop, parse_query, sign_query, verify_query};
-use crate::transform::output::validate;
-use crate::transform::{Event, Limits, Payload, TransformError};
-use crate::webhook::{self, HeaderError, ShopifyHeaders};
+use crate::pipeline::transform::output::validate;
+use crate::pipeline::transform::{Event, Limits, Payload, TransformError};
+use crate::providers::shopify::headers::{self as webhook, HeaderError, ShopifyHeaders};
+use crate::providers::shopify::oauth::{
+    canonical_query, normalize_shop, parse_query, sign_query, verify_query,
+};
 
 /// Choices a property makes about an input (which byte to flip, which pair to
 /// tamper with) are derived from the input itself, so that a crash

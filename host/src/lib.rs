@@ -1,38 +1,34 @@
 //! ionflux gateway: platform webhooks in, sandboxed transforms, events out.
 //!
-//! Data flows one way: [`http`] → [`webhook`] (is it genuine?) → [`inbox`]
-//! (is it safely kept?) → [`dispatch`] → [`route`] and [`transform`] (what
-//! event does it become?) → [`event`] → [`publish`] (has the sink got it?).
-//! [`server`] wires them together. See ARCHITECTURE.md.
+//! # Layout
+//!
+//! Grouped by layer; imports point down only (api → providers → pipeline →
+//! store and support), and [`server`] wires the layers together:
+//!
+//! - [`api`]: HTTP in and out (the public and admin routers, the admin
+//!   client). Translates only.
+//! - [`providers`]: one folder per platform (how its webhooks are verified
+//!   and read, how it is connected, its lifecycle), registered in
+//!   [`providers::all`].
+//! - [`pipeline`]: what every webhook goes through, whichever platform sent
+//!   it: [`pipeline::inbox`] (is it safely kept?) → [`pipeline::dispatch`] →
+//!   [`pipeline::route`] and [`pipeline::transform`] (what event does it
+//!   become?) → [`pipeline::event`] → [`pipeline::publish`] (has the sink got
+//!   it?). Platforms plug in through [`pipeline::provider::Provider`].
+//! - [`store`]: every query.
+//! - [`support`]: what every layer leans on (the vault, metrics, telemetry).
+//! - [`config`], [`server`]: the composition root; [`bench`] and
+//!   [`fuzzing`] are tools nothing else imports.
+//!
+//! See ARCHITECTURE.md.
 
-pub mod admin;
-pub mod admin_client;
+pub mod api;
 pub mod bench;
-pub mod builtin;
-pub mod ceilings;
 pub mod config;
-pub mod connection;
-pub mod dispatch;
-pub mod event;
+pub mod error;
 pub mod fuzzing;
-pub mod http;
-pub mod inbox;
-pub mod lifecycle;
-pub mod metrics;
-pub mod oauth;
 pub mod pipeline;
 pub mod providers;
-pub mod publish;
-pub mod refresh;
-pub mod registry;
-pub mod route;
-pub mod secrets;
 pub mod server;
-pub mod shadow;
-pub mod shop_details;
-pub mod shopify_api;
 pub mod store;
-pub mod telemetry;
-pub mod transform;
-pub mod vault;
-pub mod webhook;
+pub mod support;

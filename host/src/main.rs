@@ -1,30 +1,20 @@
-//! `ionflux-gateway`: the binary's edge. Parses the command line, sets up
-//! logging, and hands over to the library; errors become `anyhow` only here.
+//! `ionflux-gateway`: the binary's edge. Defines and parses the command
+//! line, sets up logging, and hands each command to its module in [`cli`];
+//! errors become `anyhow` only in the binary.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use ionflux_gateway::admin::{self, TokenKind};
 use ionflux_gateway::config::{self, SecretValue, Settings};
-use ionflux_gateway::dispatch;
-use ionflux_gateway::event::{self, Topics, TransformId};
-use ionflux_gateway::oauth;
-use ionflux_gateway::registry::{self, RouteSpec};
-use ionflux_gateway::server;
-use ionflux_gateway::store::InboxRow;
-use ionflux_gateway::store::{LoggedEvent, Open, Store, StoreError};
-use ionflux_gateway::telemetry::{self, LogFormat};
-use ionflux_gateway::transform::{Limits, Runtime, RuntimeConfig, Transform};
-use ionflux_gateway::vault::{Secret, Vault};
-use ionflux_gateway::{connection, webhook};
+use ionflux_gateway::store::{Open, Store, StoreError};
+use ionflux_gateway::support::telemetry::{self, LogFormat};
+use ionflux_gateway::support::vault::{CommandKeys, InlineKeys, KeySource, Vault};
 
-mod remote;
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -93,7 +83,7 @@ struct Cli {
     log_filter: Option<String>,
 
     #[command(flatten)]
-    remote: remote::RemoteArgs,
+    remote: cli::remote::RemoteArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -316,7 +306,7 @@ enum SecretsCommand {
         #[arg(long)]
         check: bool,
         /// Rows per batch (one short write transaction each).
-        #[arg(long, default_value_t = ionflux_gateway::secrets::DEFAULT_BATCH)]
+        #[arg(long, default_value_t = ionflux_gateway::support::secrets::DEFAULT_BATCH)]
         batch: i64,
     },
 }
@@ -897,8 +887,10 @@ enum ConnectionsCommand {
     Add {
         #[arg(long)]
         shop: String,
+        /// Required, but with --admin-url and a workspace token, whose
+        /// workspace is the default.
         #[arg(long)]
-        workspace: String,
+        workspace: Option<String>,
         #[arg(long)]
         brand: String,
         /// How long the replaced secret keeps verifying, when this rotates
@@ -967,7 +959,7 @@ fn main() -> Result<()> {
             );
             return Ok(());
         }
-        Command::Man { dir } => return man(dir.as_deref()),
+        Command::Man { dir } => return cli::docs::man(dir.as_deref()),
         _ => {}
     }
     let mut settings = cli.settings()?;
@@ -989,30 +981,6 @@ fn main() -> Result<()> {
     result
 }
 
-async fn healthcheck(cfg: &Settings, args: &HealthcheckArgs) -> Result<()> {
-    let mut addr = args.listen.unwrap_or(cfg.listen);
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let url = format!("http://{addr}{}", args.path);
-    let status = reqwest::Client::builder()
-        .timeout(args.timeout)
-        .no_proxy()
-        .build()?
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?
-        .status();
-    if status != reqwest::StatusCode::OK {
-        bail!("GET {url}: {status}");
-    }
-    Ok(())
-}
-
 /// Rust ignores SIGPIPE, so `ionflux-gateway events tail | head` would end in
 /// a "broken pipe" panic. The one-shot commands take the default (exit
 /// quietly when the reader goes away); `serve` keeps ignoring it, as a
@@ -1029,12 +997,12 @@ fn restore_default_sigpipe() {
 async fn run(cli: Cli, settings: Settings) -> Result<()> {
     let cfg = &settings;
     if let Some(client) = cli.remote.client()?
-        && let Some(done) = remote::run(&client, &cli.command).await
+        && let Some(done) = cli::remote::run(&client, &cli.command).await
     {
         return done;
     }
     match cli.command {
-        Command::Serve(_) => serve(cfg).await,
+        Command::Serve(_) => cli::serve::serve(cfg).await,
         Command::Config(ConfigCommand::Show(_)) => {
             print!("{}", cfg.to_redacted_toml());
             Ok(())
@@ -1043,711 +1011,35 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
             print!("{}", config::DEFAULT_TOML);
             Ok(())
         }
-        Command::Config(ConfigCommand::Check(ref args)) => config_check(cfg, args.timeout).await,
+        Command::Config(ConfigCommand::Check(ref args)) => {
+            cli::config::config_check(cfg, args.timeout).await
+        }
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before"),
-        Command::Connections(ConnectionsCommand::Add {
-            ref shop,
-            ref workspace,
-            ref brand,
-            previous_secret_window,
-        }) => {
-            let store = open_store(cfg).await?;
-            let vault = load_vault(cfg)?;
-            let mut secret = String::new();
-            std::io::stdin()
-                .read_to_string(&mut secret)
-                .context("reading the webhook secret from stdin")?;
-            let secret = Secret::from(secret.trim().to_string());
-            let window = previous_secret_window.unwrap_or(cfg.connections.previous_secret_window);
-            let created = connection::add_with_window(
-                &store, &vault, shop, workspace, brand, &secret, window,
-            )
-            .await?;
-            println!("{}", serde_json::to_string(&created)?);
-            Ok(())
-        }
-        Command::Connections(ConnectionsCommand::Webhooks { ref connection_id }) => {
-            let store = open_store(cfg).await?;
-            for r in oauth::webhook_registrations(&store, connection_id).await? {
-                println!("{}", serde_json::to_string(&r)?);
-            }
-            Ok(())
-        }
-        Command::Connections(ConnectionsCommand::List) => {
-            let store = open_store(cfg).await?;
-            for c in admin::connections(&store, None).await? {
-                println!("{}", serde_json::to_string(&c)?);
-            }
-            Ok(())
-        }
+        Command::Connections(ref cmd) => cli::connections::connections(cfg, cmd).await,
         Command::Events(EventsCommand::Tail {
             limit,
             json,
             follow,
         }) => {
             let store = open_store(cfg).await?;
-            tail_events(&store, limit, json, follow).await
+            cli::events::tail_events(&store, limit, json, follow).await
         }
-        Command::Webhooks(ref cmd) => send_webhook(cfg, cmd).await,
-        Command::Transforms(ref cmd) => transforms(cfg, cmd).await,
-        Command::Routes(ref cmd) => routes(cfg, cmd).await,
-        Command::Tokens(ref cmd) => tokens(cfg, cmd).await,
-        Command::Keys(ref cmd) => keys(cfg, cmd),
-        Command::Secrets(ref cmd) => secrets(cfg, cmd).await,
-        Command::Bench(ref args) => bench(cfg, args, cli.database_url.as_deref()).await,
-        Command::Healthcheck(ref args) => healthcheck(cfg, args).await,
-        Command::DeadLetters(DeadLettersCommand::Replay { ref id, all }) => {
-            let store = open_store(cfg).await?;
-            let ids = (!all).then_some(id.as_slice());
-            let replayed = store.replay_dead_letters(ids, None).await?.replayed;
-            println!("{}", serde_json::json!({ "replayed": replayed }));
-            Ok(())
-        }
-        Command::DeadLetters(DeadLettersCommand::List { limit, json }) => {
-            let store = open_store(cfg).await?;
-            let mut out = std::io::stdout().lock();
-            for d in store.dead_letters(limit).await? {
-                if json {
-                    writeln!(out, "{}", serde_json::to_string(&d)?)?;
-                } else {
-                    writeln!(
-                        out,
-                        "#{} inbox={} topic={} webhook={} {}: {}",
-                        d.id, d.inbox_id, d.topic, d.webhook_id, d.reason_code, d.reason
-                    )?;
-                }
-            }
-            Ok(())
-        }
+        Command::Webhooks(ref cmd) => cli::webhooks::send_webhook(cfg, cmd).await,
+        Command::Transforms(ref cmd) => cli::transforms::transforms(cfg, cmd).await,
+        Command::Routes(ref cmd) => cli::routes::routes(cfg, cmd).await,
+        Command::Tokens(ref cmd) => cli::tokens::tokens(cfg, cmd).await,
+        Command::Keys(ref cmd) => cli::keys::keys(cfg, cmd),
+        Command::Secrets(ref cmd) => cli::keys::secrets(cfg, cmd).await,
+        Command::Bench(ref args) => cli::bench::bench(cfg, args, cli.database_url.as_deref()).await,
+        Command::Healthcheck(ref args) => cli::serve::healthcheck(cfg, args).await,
+        Command::DeadLetters(ref cmd) => cli::dead_letters::dead_letters(cfg, cmd).await,
     }
-}
-
-fn runtime_for(cfg: &Settings) -> Result<Runtime> {
-    Ok(Runtime::new(RuntimeConfig {
-        pool_instances: 4,
-        ..cfg.runtime()
-    })?)
-}
-
-/// The template's files, embedded so that the binary alone can scaffold.
-const TEMPLATE: &[(&str, &str)] = &[
-    (
-        "Cargo.toml",
-        include_str!("../../guest-sdk/template/Cargo.toml"),
-    ),
-    (
-        "README.md",
-        include_str!("../../guest-sdk/template/README.md"),
-    ),
-    (
-        ".gitignore",
-        include_str!("../../guest-sdk/template/.gitignore"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../../guest-sdk/template/src/lib.rs"),
-    ),
-];
-
-fn new_transform(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<PathBuf> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !valid {
-        bail!("{name:?} is not a good crate name: use lower-case letters, digits, - and _");
-    }
-    let sdk = match sdk {
-        Some(p) => p.to_path_buf(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
-    };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "the guest SDK is not at {}; pass --sdk PATH to your checkout's guest-sdk",
-            sdk.display()
-        )
-    })?;
-    let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
-    if dir.exists() && dir.read_dir()?.next().is_some() {
-        bail!("{} exists and is not empty", dir.display());
-    }
-    let sdk_path = sdk.display().to_string().replace('\\', "/");
-    for (file, text) in TEMPLATE {
-        let text = text
-            .replace("\"my-transform\"", &format!("{name:?}"))
-            .replace("# my-transform", &format!("# {name}"))
-            .replace("my_transform", &name.replace('-', "_"))
-            .replace(
-                "ionflux-guest = { path = \"../guest-sdk\" }",
-                &format!("ionflux-guest = {{ path = {sdk_path:?} }}"),
-            );
-        let path = dir.join(file);
-        std::fs::create_dir_all(path.parent().expect("template files are in a folder"))?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(dir)
-}
-
-async fn transforms(cfg: &Settings, cmd: &TransformsCommand) -> Result<()> {
-    match cmd {
-        TransformsCommand::New { name, dir, sdk } => {
-            let dir = new_transform(name, dir.as_deref(), sdk.as_deref())?;
-            let wasm = format!(
-                "{}/target/wasm32-wasip2/release/{}.wasm",
-                dir.display(),
-                name.replace('-', "_")
-            );
-            println!(
-                "{}",
-                serde_json::json!({
-                    "dir": dir,
-                    "test": format!("cd {} && cargo test", dir.display()),
-                    "build": format!(
-                        "cd {} && cargo build --release --target wasm32-wasip2",
-                        dir.display()
-                    ),
-                    "component": wasm,
-                })
-            );
-        }
-        TransformsCommand::Push { file, name } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let store = open_store(cfg).await?;
-            let pushed = registry::push(&store, &runtime_for(cfg)?, name, bytes).await?;
-            println!("{}", serde_json::to_string(&pushed)?);
-        }
-        TransformsCommand::List => {
-            for t in open_store(cfg).await?.transforms().await? {
-                println!("{}", serde_json::to_string(&t)?);
-            }
-        }
-        TransformsCommand::Show { digest } => {
-            let store = open_store(cfg).await?;
-            let Some(t) = store
-                .transforms()
-                .await?
-                .into_iter()
-                .find(|t| t.digest.starts_with(&digest.to_ascii_lowercase()))
-            else {
-                bail!("no stored transform {digest}");
-            };
-            let routes: Vec<_> = store
-                .routes()
-                .await?
-                .into_iter()
-                .filter(|r| r.transform == t.digest)
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({ "transform": t, "routes": routes })
-            );
-        }
-        TransformsCommand::Test {
-            file,
-            fixture,
-            topic,
-            config,
-            api_version,
-            shop,
-        } => {
-            let component =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let body =
-                std::fs::read(fixture).with_context(|| format!("reading {}", fixture.display()))?;
-            let runtime = Runtime::new(RuntimeConfig {
-                pool_instances: 1,
-                ..RuntimeConfig::default()
-            })?;
-            let name = file
-                .file_stem()
-                .map_or("transform".into(), |s| s.to_string_lossy().into_owned());
-            let t = runtime.load(&name, &component)?;
-            for line in dry_run(&t, topic, api_version, shop, config, &cfg.limits(), body)? {
-                println!("{line}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Runs one webhook through a transform as the dispatcher would, returning
-/// the PlatformEvents (JSON) it would publish. Ids are placeholders.
-fn dry_run(
-    t: &Transform,
-    topic: &str,
-    api_version: &str,
-    shop: &str,
-    config: &str,
-    limits: &Limits,
-    body: Vec<u8>,
-) -> Result<Vec<String>> {
-    let nil = uuid::Uuid::nil().to_string();
-    let row = InboxRow {
-        id: 0,
-        connection_id: nil.clone(),
-        provider: connection::SHOPIFY.into(),
-        workspace_id: nil.clone(),
-        brand_id: nil,
-        webhook_id: "dry-run".into(),
-        topic: topic.into(),
-        shop_domain: shop.into(),
-        api_version: Some(api_version.into()),
-        triggered_at: None,
-        shopify_event_id: None,
-        trace_id: "dry-run".into(),
-        headers: vec![
-            ("x-shopify-topic".into(), topic.into()),
-            ("x-shopify-api-version".into(), api_version.into()),
-        ],
-        body,
-        received_at: chrono::Utc::now().timestamp_millis(),
-        attempts: 0,
-    };
-    let events = t
-        .call(&dispatch::input_of(&row), config, limits)
-        .map_err(|e| anyhow::anyhow!("{} ({})", e, e.code()))?;
-    let id = TransformId {
-        name: t.name(),
-        digest: t.digest(),
-    };
-    event::platform_records(&row, &Topics::default(), &id, &events)
-        .map_err(|(index, e)| anyhow::anyhow!("event {index}: {e}"))?
-        .into_iter()
-        .map(|r| Ok(String::from_utf8(r.payload)?))
-        .collect()
-}
-
-async fn tokens(cfg: &Settings, cmd: &TokensCommand) -> Result<()> {
-    let store = open_store(cfg).await?;
-    match cmd {
-        TokensCommand::Create {
-            name,
-            operator,
-            workspace,
-        } => {
-            let kind = if *operator {
-                TokenKind::Operator
-            } else {
-                TokenKind::Workspace
-            };
-            let created = admin::create_token(&store, kind, workspace.as_deref(), name).await?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "id": created.id,
-                    "name": created.name,
-                    "kind": kind.as_str(),
-                    "workspace_id": created.workspace_id,
-                    // The only time the token is shown: only its hash is kept.
-                    "token": String::from_utf8_lossy(created.token.expose()),
-                })
-            );
-        }
-        TokensCommand::List => {
-            for t in admin::list_tokens(&store).await? {
-                println!("{}", serde_json::to_string(&t)?);
-            }
-        }
-        TokensCommand::Revoke { id } => {
-            if !admin::revoke_token(&store, id).await? {
-                bail!("no live token with id {id}");
-            }
-            println!("{}", serde_json::json!({ "revoked": id }));
-        }
-    }
-    Ok(())
 }
 
 /// The key file `load_vault` reads when no `IONFLUX_MASTER_KEYS` is given.
 fn master_key_file(cfg: &Settings) -> Result<PathBuf> {
     cfg.master_key_file()
         .context("set --master-key-file for this database")
-}
-
-fn keys(cfg: &Settings, cmd: &KeysCommand) -> Result<()> {
-    match cmd {
-        KeysCommand::List => {
-            let vault = load_vault(cfg)?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "keys": vault.key_ids(),
-                    "active": vault.active_key_id(),
-                    "key_file": vault.key_file(),
-                })
-            );
-        }
-        KeysCommand::Rotate => {
-            if cfg.master_keys.is_empty() && !cfg.master_key_command.trim().is_empty() {
-                bail!(
-                    "the master keys come from master_key_command, which this command cannot \
-                     change. To rotate: add a key (`openssl rand -base64 32`) as a new last \
-                     `id:base64key` line where that command reads them (keep the old lines: \
-                     the last one is active), restart every gateway, then run \
-                     `ionflux-gateway secrets reencrypt`."
-                );
-            }
-            if !cfg.master_keys.is_empty() {
-                let ids = Vault::from_spec(cfg.master_keys.expose())
-                    .map(|v| v.key_ids())
-                    .unwrap_or_default();
-                let next = (1..)
-                    .map(|n| format!("k{}", ids.len() + n))
-                    .find(|id| !ids.contains(id))
-                    .expect("an unused id");
-                bail!(
-                    "the master keys come from IONFLUX_MASTER_KEYS (or --master-keys, or \
-                     master_keys in the config file), which this command cannot change. \
-                     To rotate: generate a key (`openssl rand -base64 32`), append \
-                     `,{next}:<that key>` to the master keys (keep the old entries: the last \
-                     one is active), restart every gateway with it, then run \
-                     `ionflux-gateway secrets reencrypt` with the same master keys."
-                );
-            }
-            let path = master_key_file(cfg)?;
-            if !path.exists() {
-                bail!(
-                    "no master key file at {} (nothing to rotate): {WHERE_THE_DATA_IS}",
-                    std::path::absolute(&path).unwrap_or(path).display()
-                );
-            }
-            let id = Vault::append_new_key(&path)
-                .with_context(|| format!("master key file {}", path.display()))?;
-            let vault = Vault::from_file(&path)?;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "key_id": id,
-                    "active": vault.active_key_id(),
-                    "keys": vault.key_ids(),
-                    "key_file": path,
-                })
-            );
-            eprintln!(
-                "new writes now use key {id}; gateways reading {} take it up within \
-                 seconds. Back the file up, then run `ionflux-gateway secrets reencrypt`; \
-                 once `secrets reencrypt --check` passes, older keys may be removed.",
-                path.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn secrets(cfg: &Settings, cmd: &SecretsCommand) -> Result<()> {
-    use ionflux_gateway::secrets::{self, Options, SECRET_COLUMNS};
-    let SecretsCommand::Reencrypt { check, batch } = *cmd;
-    let store = open_store(cfg).await?;
-    let vault = load_vault(cfg)?;
-    let report = secrets::run(
-        &store,
-        &vault,
-        SECRET_COLUMNS,
-        Options {
-            batch,
-            check_only: check,
-        },
-    )
-    .await?;
-    println!("{}", serde_json::to_string(&report)?);
-    if report.failed > 0 {
-        bail!(
-            "{} stored secret(s) cannot be decrypted (see `failures`)",
-            report.failed
-        );
-    }
-    if check && !report.all_current() {
-        bail!(
-            "{} stored secret(s) are not under the active key {}; run `secrets reencrypt`",
-            report.on_old_keys,
-            report.active_key
-        );
-    }
-    if !report.all_current() {
-        bail!(
-            "{} stored secret(s) are still under an older key (changed meanwhile); run again",
-            report.on_old_keys
-        );
-    }
-    Ok(())
-}
-
-async fn routes(cfg: &Settings, cmd: &RoutesCommand) -> Result<()> {
-    let store = open_store(cfg).await?;
-    match cmd {
-        RoutesCommand::Set {
-            topic,
-            transform,
-            workspace,
-            brand,
-            config,
-            limits,
-            shadow,
-            actor,
-        } => {
-            let spec = RouteSpec {
-                workspace_id: workspace.clone(),
-                brand_id: brand.clone(),
-                topic_pattern: topic.clone(),
-                transform: transform.clone(),
-                config: config.clone(),
-                limits: limits.clone(),
-                shadow: shadow.clone(),
-            };
-            let row = registry::set_route(&store, &spec, actor).await?;
-            println!("{}", serde_json::to_string(&row)?);
-        }
-        RoutesCommand::Promote {
-            topic,
-            workspace,
-            brand,
-            actor,
-        } => {
-            let row =
-                registry::promote(&store, workspace.as_deref(), brand.as_deref(), topic, actor)
-                    .await?;
-            println!("{}", serde_json::to_string(&row)?);
-        }
-        RoutesCommand::Shadow { samples } => {
-            for s in store.shadow_stats().await? {
-                println!("{}", serde_json::to_string(&s)?);
-            }
-            if *samples {
-                for s in store.shadow_samples(100).await? {
-                    println!("{}", serde_json::to_string(&s)?);
-                }
-            }
-        }
-        RoutesCommand::List => {
-            for r in store.routes().await? {
-                println!("{}", serde_json::to_string(&r)?);
-            }
-        }
-        RoutesCommand::History { limit } => {
-            for c in store.route_history(*limit).await? {
-                println!("{}", serde_json::to_string(&c)?);
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Result<()> {
-    let WebhooksCommand::Send {
-        shop,
-        brand,
-        topic,
-        file,
-        api_version,
-        webhook_id,
-        gateway_url,
-    } = cmd;
-    let store = open_store(cfg).await?;
-    let vault = load_vault(cfg)?;
-    let shop = shop.to_ascii_lowercase();
-    let mut matches: Vec<_> = store
-        .list_connections()
-        .await?
-        .into_iter()
-        .filter(|c| c.shop_domain == shop && brand.as_ref().is_none_or(|b| &c.brand_id == b))
-        .collect();
-    let conn = match matches.len() {
-        0 => bail!("no connection for {shop}; add one with `connections add`"),
-        1 => matches.remove(0),
-        _ => bail!("{shop} is connected to several brands; pick one with --brand"),
-    };
-    let sample = SAMPLE_PAYLOADS.iter().find(|s| s.topic == topic);
-    let body = match file {
-        Some(file) if file.as_os_str() == "-" => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf)?;
-            buf
-        }
-        Some(file) => std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
-        None => match sample {
-            Some(s) => s.body.to_vec(),
-            None => bail!(
-                "no built-in sample for {topic}; give the body with --file (samples: {})",
-                SAMPLE_PAYLOADS
-                    .iter()
-                    .map(|s| s.topic)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
-    };
-    let api_version = match (api_version, file, sample) {
-        (Some(v), _, _) => v.as_str(),
-        (None, None, Some(s)) => s.api_version,
-        _ => "2026-04",
-    };
-    let secret = connection::webhook_secrets(&vault, &conn)?.remove(0);
-    let url = format!(
-        "{}{}",
-        gateway_url.trim_end_matches('/'),
-        connection::webhook_path(&conn.secure_path_identifier)
-    );
-    let webhook_id = webhook_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let response = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header(webhook::TOPIC_HEADER, topic.as_str())
-        .header(webhook::SHOP_HEADER, shop.as_str())
-        .header(webhook::WEBHOOK_ID_HEADER, webhook_id.as_str())
-        .header(webhook::API_VERSION_HEADER, api_version)
-        .header(
-            webhook::TRIGGERED_AT_HEADER,
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
-        .header(webhook::EVENT_ID_HEADER, uuid::Uuid::new_v4().to_string())
-        .header(webhook::HMAC_HEADER, webhook::sign(secret.expose(), &body))
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    println!("{} {}", status.as_u16(), response.text().await?);
-    if !status.is_success() {
-        bail!("the gateway refused the webhook");
-    }
-    Ok(())
-}
-
-async fn bench(cfg: &Settings, args: &BenchArgs, database_url: Option<&str>) -> Result<()> {
-    use ionflux_gateway::bench::{self, Target};
-    let gateway = if args.bare {
-        None
-    } else if let Some(url) = &args.target {
-        Some(Target::Url {
-            url: url.clone(),
-            store: open_store(cfg).await?,
-            vault: Arc::new(load_vault(cfg)?),
-            topics: cfg.topics(),
-            database: config::redact_url_password(&cfg.database_url),
-        })
-    } else if args.spawn {
-        Some(Target::Spawn {
-            settings: Box::new(cfg.clone()),
-            database_url: database_url.map(str::to_owned),
-        })
-    } else {
-        bail!("say what to load: --spawn, --target URL, or --bare");
-    };
-    let report = bench::run(bench::Options {
-        gateway,
-        bare: args.bare || args.compare_bare,
-        brands: args.brands,
-        payloads_dir: args.payloads.clone(),
-        payload_size: args.payload_size,
-        rate: args.rate,
-        connections: args.connections,
-        duration: args.duration,
-        warmup: args.warmup,
-        kafka_brokers: args.kafka_brokers.clone(),
-        gateway_pid: args.gateway_pid,
-        lag: !args.no_lag,
-        drain_timeout: args.drain_timeout,
-        request_timeout: args.request_timeout,
-        client_threads: args.client_threads,
-        max_body_bytes: cfg.max_body_bytes,
-    })
-    .await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.human());
-    }
-    Ok(())
-}
-
-async fn serve(cfg: &Settings) -> Result<()> {
-    let dir = cfg.data_dir();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
-    let vault = Arc::new(serve_vault(cfg)?);
-    let config = cfg.server_config(vault)?;
-    let running = server::start(config).await?;
-    eprintln!("ionflux-gateway listening on http://{}", running.addr);
-    match running.admin_addr {
-        Some(admin) => eprintln!("admin API and /metrics on http://{admin}"),
-        None => eprintln!("admin listener off"),
-    }
-    if let Some(token) = &running.bootstrap_token {
-        // Straight to the terminal, once: not through the log pipeline,
-        // which may be shipped elsewhere.
-        eprintln!(
-            "\nNo operator token existed, so one was made (shown this once):\n\n    {}\n\n\
-             Use it as `Authorization: Bearer <token>` on the admin listener. Make named \
-             tokens with `ionflux-gateway tokens create`, then revoke this one \
-             (`tokens list`, `tokens revoke ID`).\n",
-            String::from_utf8_lossy(token.expose())
-        );
-    }
-    shutdown_signal().await;
-    tracing::info!("shutting down: intake stops, work in hand finishes");
-    running.stop().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
-async fn tail_events(store: &Store, limit: i64, json: bool, follow: bool) -> Result<()> {
-    let mut last = print_events(store.events_tail(limit.max(0)).await?, json)?;
-    if !follow {
-        return Ok(());
-    }
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        last = print_events(store.events_after(last, 1000).await?, json)?.max(last);
-    }
-}
-
-/// Prints events and returns the last sequence number printed (0 if none).
-fn print_events(events: Vec<LoggedEvent>, json: bool) -> Result<i64> {
-    let mut last = 0;
-    let mut out = std::io::stdout().lock();
-    for e in events {
-        last = e.seq;
-        if json {
-            writeln!(out, "{}", one_line(&e.payload))?;
-        } else {
-            let v: serde_json::Value = serde_json::from_str(&e.payload)?;
-            writeln!(
-                out,
-                "#{} {} {} {}",
-                e.seq,
-                v["event_timestamp"].as_str().unwrap_or(""),
-                v["event_type"].as_str().unwrap_or(""),
-                v["event_id"].as_str().unwrap_or("")
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(last)
 }
 
 /// What a command that finds no database or key file is told.
@@ -1770,19 +1062,24 @@ async fn open_store(cfg: &Settings) -> Result<Store> {
     }
 }
 
+/// Where the master keys come from when they are given directly
+/// (`master_keys`) or by a command (`master_key_command`); None when they
+/// come from a key file.
+fn given_key_source(cfg: &Settings) -> Option<Box<dyn KeySource + '_>> {
+    if !cfg.master_keys.is_empty() {
+        return Some(Box::new(InlineKeys::new(cfg.master_keys.expose())));
+    }
+    let command = cfg.master_key_command.trim();
+    (!command.is_empty()).then(|| Box::new(CommandKeys::new(command)) as Box<dyn KeySource>)
+}
+
+fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
+    given_key_source(cfg).map(|source| Vault::from_source(source.as_ref()).map_err(Into::into))
+}
+
 /// The master keys, for the commands other than `serve`: a key file that
 /// does not exist is an error, never a new key (which would encrypt with a
 /// key the gateway does not have).
-/// The master keys given directly (`master_keys`) or by a command
-/// (`master_key_command`); None when they come from a key file.
-fn given_keys(cfg: &Settings) -> Option<Result<Vault>> {
-    if !cfg.master_keys.is_empty() {
-        return Some(Vault::from_spec(cfg.master_keys.expose()).map_err(Into::into));
-    }
-    let command = cfg.master_key_command.trim();
-    (!command.is_empty()).then(|| Vault::from_command(command).map_err(Into::into))
-}
-
 fn load_vault(cfg: &Settings) -> Result<Vault> {
     if let Some(given) = given_keys(cfg) {
         return given;
@@ -1901,167 +1198,6 @@ fn default_text(flag: &str, value: &toml::Value) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn man(dir: Option<&Path>) -> Result<()> {
-    let cmd = cli_command();
-    match dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            clap_mangen::generate_to(cmd, dir)
-                .with_context(|| format!("writing man pages into {}", dir.display()))?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(cmd).render(&mut out)?;
-            out.flush()?;
-        }
-    }
-    Ok(())
-}
-
-/// `config check`: one line per check, `ok`, `absent` (not there yet;
-/// `serve` creates it) or `FAILED`, then an error when one failed.
-async fn config_check(cfg: &Settings, timeout: Duration) -> Result<()> {
-    let mut failed = Vec::new();
-    let mut report = |name: &'static str, outcome: Result<String, String>| {
-        let (status, detail) = match outcome {
-            Ok(detail) => match detail.strip_prefix("absent: ") {
-                Some(rest) => ("absent", rest.to_owned()),
-                None => ("ok", detail),
-            },
-            Err(detail) => {
-                failed.push(name);
-                ("FAILED", detail)
-            }
-        };
-        println!("{status:<7}{name:<11}{detail}");
-    };
-    report("settings", Ok("valid".into()));
-
-    let shown = config::redact_url_password(&cfg.database_url);
-    let probe = tokio::time::timeout(timeout, ionflux_gateway::store::probe(&cfg.database_url));
-    report(
-        "database",
-        match probe.await {
-            Ok(Ok(_)) => Ok(format!("{shown} answers")),
-            Ok(Err(StoreError::NoDatabase(path))) => Ok(format!(
-                "absent: no database file at {} yet; `serve` creates it",
-                path.display()
-            )),
-            Ok(Err(e)) => Err(format!("{shown}: {e}")),
-            Err(_) => Err(format!("{shown}: no answer within {timeout:?}")),
-        },
-    );
-
-    report(
-        "master key",
-        if let Some(given) = given_keys(cfg) {
-            let from = if cfg.master_keys.is_empty() {
-                "master_key_command"
-            } else {
-                "master_keys"
-            };
-            given
-                .map(|v| format!("{from}: active key {}", v.active_key_id()))
-                .map_err(|e| format!("{from}: {e}"))
-        } else {
-            match cfg.master_key_file() {
-                None => Err(
-                    "set master_key_file, master_key_command or master_keys for this database"
-                        .into(),
-                ),
-                Some(path) if !path.exists() => Ok(format!(
-                    "absent: no key file at {} yet; `serve` creates it",
-                    path.display()
-                )),
-                Some(path) => Vault::from_file(&path)
-                    .map(|v| format!("{}: active key {}", path.display(), v.active_key_id()))
-                    .map_err(|e| format!("{}: {e}", path.display())),
-            }
-        },
-    );
-
-    report(
-        "kafka",
-        match cfg.kafka() {
-            None => Ok("not configured: events go to the embedded event log".into()),
-            Some(kafka) => {
-                let brokers = kafka.brokers.clone();
-                match ionflux_gateway::publish::kafka::KafkaSink::new(kafka) {
-                    Err(e) => Err(format!("{brokers}: {e}")),
-                    Ok(sink) if sink.ready(timeout).await => Ok(format!("{brokers} answers")),
-                    Ok(_) => Err(format!(
-                        "{brokers}: no broker answered a metadata request within {timeout:?}"
-                    )),
-                }
-            }
-        },
-    );
-
-    report(
-        "shopify",
-        match cfg.shopify() {
-            Ok(None) => Ok("not configured: OAuth install off".into()),
-            Ok(Some(s)) => Ok(format!("app {}", s.client_id)),
-            Err(e) => Err(e.to_string()),
-        },
-    );
-
-    if !failed.is_empty() {
-        bail!("failed: {}", failed.join(", "));
-    }
-    Ok(())
-}
-
-/// An event as one line of JSON. A payload passed through unchanged keeps
-/// the webhook body's own layout, line breaks included. JSON cannot hold a
-/// raw line break inside a string, so every one (with the indentation after
-/// it) is layout between tokens, and dropping it keeps the document.
-fn one_line(json: &str) -> std::borrow::Cow<'_, str> {
-    if !json.contains(['\n', '\r']) {
-        return json.into();
-    }
-    let mut out = String::with_capacity(json.len());
-    let mut rest = json;
-    while let Some(i) = rest.find(['\n', '\r']) {
-        out.push_str(&rest[..i]);
-        rest = rest[i..].trim_start_matches(['\n', '\r', ' ', '\t']);
-    }
-    out.push_str(rest);
-    out.into()
-}
-
-/// A body `webhooks send` sends when given no --file.
-struct Sample {
-    topic: &'static str,
-    api_version: &'static str,
-    body: &'static [u8],
-}
-
-/// `examples/payloads/shopify` (see its SOURCES.md), compiled in so that
-/// the binary alone can send a realistic webhook.
-const SAMPLE_PAYLOADS: &[Sample] = &[
-    Sample {
-        topic: "orders/create",
-        api_version: "2026-04",
-        body: include_bytes!("../../examples/payloads/shopify/orders__create.json"),
-    },
-    Sample {
-        topic: "products/update",
-        api_version: "2024-07",
-        body: include_bytes!("../../examples/payloads/shopify/products__update.json"),
-    },
-    Sample {
-        topic: "app/uninstalled",
-        api_version: "2026-04",
-        body: include_bytes!("../../examples/payloads/shopify/app__uninstalled.json"),
-    },
-    Sample {
-        topic: "shop/redact",
-        api_version: "2026-04",
-        body: include_bytes!("../../examples/payloads/shopify/shop__redact.json"),
-    },
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2128,17 +1264,5 @@ mod tests {
         );
         // Shown, not applied: clap has no default to put over a config file.
         assert!(listen.get_default_values().is_empty());
-    }
-
-    #[test]
-    fn one_line_keeps_the_document() {
-        let body =
-            "{\n  \"id\": 1,\r\n  \"note\": \"a  b\\nc\",\n\t\"l\": [\n    1,\n    2\n  ]\n}";
-        let line = one_line(body);
-        assert!(!line.contains(['\n', '\r']), "{line}");
-        let a: serde_json::Value = serde_json::from_str(body).unwrap();
-        let b: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(one_line("{\"a\":1}"), "{\"a\":1}");
     }
 }

@@ -9,16 +9,18 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::admin::AdminState;
-use crate::dispatch::{DispatchConfig, DispatchError, Dispatcher};
-use crate::event::Topics;
-use crate::http::{self, AppState};
-use crate::inbox::Inbox;
-use crate::publish::kafka::{KafkaConfig, KafkaSink};
-use crate::publish::{PublishError, Sink};
+use crate::api::AppState;
+use crate::api::admin::AdminState;
+use crate::api::http;
+use crate::pipeline::dispatch::{DispatchConfig, DispatchError, Dispatcher};
+use crate::pipeline::event::Topics;
+use crate::pipeline::inbox::Inbox;
+use crate::pipeline::provider::Providers;
+use crate::pipeline::publish::kafka::{KafkaConfig, KafkaSink};
+use crate::pipeline::publish::{PublishError, Sink};
+use crate::pipeline::transform::{LoadError, Runtime, RuntimeConfig};
 use crate::store::{Store, StoreError};
-use crate::transform::{LoadError, Runtime, RuntimeConfig};
-use crate::vault::{Secret, Vault};
+use crate::support::vault::{Secret, Vault};
 
 pub struct Config {
     pub database_url: String,
@@ -37,7 +39,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub runtime: RuntimeConfig,
     /// The Shopify app for the OAuth install; None: no install flow.
-    pub shopify: Option<crate::oauth::ShopifyConfig>,
+    pub shopify: Option<crate::providers::shopify::oauth::ShopifyConfig>,
     /// The bearer token other services present to the shop-details
     /// endpoint; None: it refuses everyone.
     pub service_token: Option<Secret>,
@@ -46,6 +48,8 @@ pub struct Config {
     pub max_backlog_age: Option<std::time::Duration>,
     /// Connections in the database pool.
     pub database_max_connections: u32,
+    /// How long a webhook secret replaced over the admin API keeps verifying.
+    pub previous_secret_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +63,13 @@ pub enum StartError {
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
     #[error(transparent)]
-    OAuth(#[from] crate::oauth::OAuthConfigError),
+    OAuth(#[from] crate::providers::shopify::oauth::OAuthConfigError),
     #[error("shop details: {0}")]
-    ShopDetails(#[from] crate::shopify_api::ShopifyError),
+    ShopDetails(#[from] crate::providers::shopify::api::ShopifyError),
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("making the bootstrap operator token: {0}")]
-    Bootstrap(#[from] crate::admin::AdminError),
+    Bootstrap(#[from] crate::api::admin::AdminError),
 }
 
 /// A gateway that is serving. Drop does not stop it; call [`Running::stop`].
@@ -99,7 +103,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     // First, so that nothing counted during start-up is lost. A process that
     // already installed another recorder still serves; /metrics says why it
     // has nothing.
-    if let Err(e) = crate::metrics::install() {
+    if let Err(e) = crate::support::metrics::install() {
         tracing::warn!(error = %e, "metrics not available");
     }
     let store = Store::connect_with(&cfg.database_url, cfg.database_max_connections).await?;
@@ -125,7 +129,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     };
     let mut dispatch = cfg.dispatch;
     if dispatch.replica.is_empty() {
-        dispatch.replica = crate::dispatch::default_replica_name(Some(addr.port()));
+        dispatch.replica = crate::pipeline::dispatch::default_replica_name(Some(addr.port()));
     }
     tracing::info!(replica = %dispatch.replica, backend = ?store.backend(), "store ready");
     let sink = Arc::new(match cfg.kafka {
@@ -133,9 +137,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         None => Sink::Log(store.clone()),
     });
     // Lifecycle effects (uninstall, redaction) a crash cut off.
-    if let Err(e) = crate::lifecycle::apply_due(&store).await {
+    if let Err(e) = crate::providers::shopify::lifecycle::apply_due(&store).await {
         tracing::warn!(error = %e, "lifecycle effects not applied at start");
     }
+    let providers = Providers::new(crate::providers::all());
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();
@@ -145,18 +150,21 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     // one): what it stores waits for a replica that publishes, and route
     // changes reach those by their polling.
     let dispatcher = if dispatch.enabled {
-        Some(Arc::new(Dispatcher::new(
-            store.clone(),
-            sink.clone(),
-            runtime.clone(),
-            cfg.topics.clone(),
-            dispatch,
-            wake.clone(),
-        )?))
+        Some(Arc::new(
+            Dispatcher::new(
+                store.clone(),
+                sink.clone(),
+                runtime.clone(),
+                cfg.topics.clone(),
+                dispatch,
+                wake.clone(),
+            )?
+            .with_providers(providers.clone()),
+        ))
     } else {
         None
     };
-    let mut shop_details = crate::shop_details::ShopDetailsConfig {
+    let mut shop_details = crate::providers::shopify::shop_details::ShopDetailsConfig {
         service_token: cfg.service_token,
         ..Default::default()
     };
@@ -165,21 +173,28 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         shop_details.api_version = shopify.api_version.clone();
         shop_details.http_timeout = shopify.http_timeout;
     }
+    let public_base_url = cfg.shopify.as_ref().map(|s| s.public_base_url.clone());
     let oauth = match cfg.shopify {
-        Some(shopify) => Some(Arc::new(crate::oauth::OAuth::new(
+        Some(shopify) => Some(Arc::new(crate::providers::shopify::oauth::OAuth::new(
             shopify,
             store.clone(),
             cfg.vault.clone(),
         )?)),
         None => None,
     };
-    let shop_details = Arc::new(crate::shop_details::ShopDetails::new(
+    let shop_details = Arc::new(crate::providers::shopify::shop_details::ShopDetails::new(
         shop_details,
         store.clone(),
         cfg.vault.clone(),
         oauth.clone(),
     )?);
-    let inbox = Arc::new(Inbox::new(store.clone(), cfg.vault, wake));
+    let inbox = Arc::new(Inbox::new(
+        store.clone(),
+        cfg.vault.clone(),
+        wake,
+        providers.clone(),
+    ));
+    let provider_routes = crate::providers::shopify::routes(oauth.clone(), shop_details);
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -192,16 +207,18 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             tenants,
             dispatcher.clone(),
         ),
-        oauth: oauth.clone(),
-        shop_details,
+        providers,
         max_backlog_age: cfg.max_backlog_age,
+        vault: cfg.vault,
+        previous_secret_window: cfg.previous_secret_window,
+        public_base_url,
     };
     let (shutdown, rx) = watch::channel(false);
 
     let admin_server = admin_listener
         .as_ref()
         .map(|_| http::admin_router(state.clone()));
-    let app = http::router(state, cfg.max_body_bytes);
+    let app = http::router(state, cfg.max_body_bytes, provider_routes);
     let server = tokio::spawn(http::serve(listener, app, cfg.http.clone(), rx.clone()));
     let (admin_server, admin_addr) = match (admin_listener, admin_server) {
         (Some((listener, bound)), Some(app)) => (
@@ -252,13 +269,13 @@ async fn bootstrap_operator_token(store: &Store) -> Result<Option<Secret>, Start
     if store
         .any_live_operator_token()
         .await
-        .map_err(crate::admin::AdminError::from)?
+        .map_err(crate::api::admin::AdminError::from)?
     {
         return Ok(None);
     }
-    let created = crate::admin::create_token(
+    let created = crate::api::admin::create_token(
         store,
-        crate::admin::TokenKind::Operator,
+        crate::api::admin::TokenKind::Operator,
         None,
         BOOTSTRAP_TOKEN_NAME,
     )
@@ -278,11 +295,11 @@ async fn sample_backlog(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         match store.backlog().await {
             Ok((depth, oldest)) => {
-                crate::metrics::inbox_backlog(depth, oldest, crate::store::now_ms())
+                crate::support::metrics::inbox_backlog(depth, oldest, crate::store::now_ms())
             }
             Err(e) => tracing::debug!(error = %e, "inbox backlog not sampled"),
         }
-        crate::metrics::upkeep();
+        crate::support::metrics::upkeep();
         tokio::select! {
             _ = tokio::time::sleep(BACKLOG_SAMPLE_EVERY) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::vault::Vault;
-use ionflux_gateway::webhook;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::support::vault::Vault;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ionflux-gateway");
 
@@ -203,7 +203,7 @@ fn transforms_and_routes_from_the_command_line() {
     let wasm = dir.path().join("my-redactor.wasm");
     std::fs::write(
         &wasm,
-        ionflux_gateway::builtin::component("redact-pii").unwrap(),
+        ionflux_gateway::pipeline::builtin::component("redact-pii").unwrap(),
     )
     .unwrap();
     let junk = dir.path().join("junk.wasm");

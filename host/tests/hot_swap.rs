@@ -9,10 +9,11 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::registry::{self, RouteSpec};
+use ionflux_gateway::pipeline::registry::{self, RouteSpec};
+use ionflux_gateway::pipeline::{builtin, transform};
+use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::store::Store;
-use ionflux_gateway::vault::Vault;
-use ionflux_gateway::{builtin, transform, webhook};
+use ionflux_gateway::support::vault::Vault;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ionflux-gateway");
 const SECRET: &[u8] = b"shpss_swap_secret";

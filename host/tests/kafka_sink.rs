@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use ionflux_gateway::publish::kafka::{KafkaConfig, KafkaSink};
-use ionflux_gateway::publish::{PublishError, Record};
+use ionflux_gateway::pipeline::publish::kafka::{KafkaConfig, KafkaSink};
+use ionflux_gateway::pipeline::publish::{PublishError, Record};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};

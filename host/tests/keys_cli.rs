@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::store::Store;
-use ionflux_gateway::vault::Vault;
-use ionflux_gateway::webhook;
+use ionflux_gateway::support::vault::Vault;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ionflux-gateway");
 
@@ -217,7 +217,7 @@ async fn rotate_and_reencrypt_while_serving() {
         if let Some(prev) = &row.previous_webhook_secret {
             assert!(prev.starts_with("v1.k2."));
         }
-        ionflux_gateway::connection::webhook_secrets(&only_k2, row).unwrap();
+        ionflux_gateway::pipeline::connection::webhook_secrets(&only_k2, row).unwrap();
     }
     let listed = ok(&gateway(dir).args(["connections", "list"]).output().unwrap());
     assert_eq!(listed.lines().count(), 2);

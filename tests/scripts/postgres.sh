@@ -13,13 +13,19 @@
 # loopback connections without a password and listens on 127.0.0.1 only.
 # It has ssl = on with a certificate for 127.0.0.1 and localhost signed by a
 # CA of its own (DATA/tls/ca.pem, beside `SHOW ssl_cert_file`), made on the
-# first start by certs.sh; plain connections are still accepted.
+# first start by certs.sh; plain connections are still accepted, except
+# for the role ionflux_tls (password ionflux_tls), which pg_hba.conf admits
+# over TLS only, as a managed PostgreSQL does (postgres_tls.rs). `start`
+# adds that role and its pg_hba.conf lines to an existing or running server
+# too (reloading it, never restarting it).
 set -euo pipefail
 
 PORT="${PG_PORT:-15432}"
 DIR="${PG_DIR:-/tmp/ionflux-pg}"
 DATA="$DIR/data"
 LOG="$DIR/postgres.log"
+TLS_ROLE=ionflux_tls
+HBA_MARK="# ionflux: $TLS_ROLE is admitted over TLS only (added by postgres.sh)"
 
 bindir() {
     local d
@@ -51,6 +57,35 @@ cmd_install() {
     bindir >/dev/null
 }
 
+# Puts the TLS-only lines first in pg_hba.conf (the first matching line
+# decides): plain TCP and the Unix socket are refused for the role before
+# the trust lines initdb wrote could admit it. Succeeds when it changed the
+# file, so that a running server is reloaded.
+tls_only_hba() {
+    local hba="$DATA/pg_hba.conf" lines
+    grep -qxF "$HBA_MARK" "$hba" && return 1
+    lines="$HBA_MARK
+local      all  $TLS_ROLE                 reject
+hostnossl  all  $TLS_ROLE  0.0.0.0/0      reject
+hostnossl  all  $TLS_ROLE  ::/0           reject
+hostssl    all  $TLS_ROLE  127.0.0.0/8    scram-sha-256
+hostssl    all  $TLS_ROLE  ::1/128        scram-sha-256
+"
+    # Rewritten in place, so the file keeps its owner and mode.
+    { printf '%s' "$lines"; cat "$hba"; } >"$hba.ionflux-tmp"
+    cat "$hba.ionflux-tmp" >"$hba"
+    rm -f "$hba.ionflux-tmp"
+}
+
+tls_role() {
+    as_pg "$1/psql" -h "$DIR" -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 -c "
+        DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$TLS_ROLE') THEN
+                CREATE ROLE $TLS_ROLE LOGIN PASSWORD '$TLS_ROLE';
+            END IF;
+        END \$\$;" >/dev/null
+}
+
 cmd_start() {
     cmd_install
     local bin
@@ -60,7 +95,11 @@ cmd_start() {
     if [[ ! -f "$DATA/PG_VERSION" ]]; then
         as_pg "$bin/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 >/dev/null
     fi
+    local hba_changed=0
+    tls_only_hba && hba_changed=1
     if as_pg "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+        ((hba_changed)) && as_pg "$bin/pg_ctl" -D "$DATA" reload >/dev/null
+        tls_role "$bin"
         echo "postgres already running on 127.0.0.1:$PORT"
         return 0
     fi
@@ -73,6 +112,7 @@ cmd_start() {
     # processes, not the machine, so it costs little.
     as_pg "$bin/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
         -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c ssl=on -c ssl_cert_file=$tls/server.pem -c ssl_key_file=$tls/server.key" start >/dev/null
+    tls_role "$bin"
     echo "postgres running on 127.0.0.1:$PORT"
 }
 

@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ionflux_gateway::connection;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::store::Store;
-use ionflux_gateway::vault::{Secret, Vault};
-use ionflux_gateway::webhook;
+use ionflux_gateway::support::vault::{Secret, Vault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;

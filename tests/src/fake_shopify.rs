@@ -389,7 +389,10 @@ async fn authorize(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let hmac = ionflux_gateway::oauth::sign_query(inner.client_secret.as_bytes(), &pairs);
+    let hmac = ionflux_gateway::providers::shopify::oauth::sign_query(
+        inner.client_secret.as_bytes(),
+        &pairs,
+    );
     back.query_pairs_mut()
         .extend_pairs(&pairs)
         .append_pair("hmac", &hmac);
@@ -779,8 +782,9 @@ pub fn state_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .filter_map(|v| v.split(';').next())
         .map(str::trim)
         .find(|pair| {
-            pair.split_once('=')
-                .is_some_and(|(name, _)| name == ionflux_gateway::oauth::STATE_COOKIE)
+            pair.split_once('=').is_some_and(|(name, _)| {
+                name == ionflux_gateway::providers::shopify::oauth::STATE_COOKIE
+            })
         })
         .map(str::to_string)
 }
@@ -794,17 +798,22 @@ pub fn app_config(
     client: (&str, &str),
     public_base: &str,
     jwt_secret: &str,
-) -> ionflux_gateway::oauth::ShopifyConfig {
-    use ionflux_gateway::oauth::{JwtConfig, RegistrationConfig, ShopifyConfig};
-    use ionflux_gateway::refresh::RefreshConfig;
-    use ionflux_gateway::vault::Secret;
+) -> ionflux_gateway::providers::shopify::oauth::ShopifyConfig {
+    use ionflux_gateway::providers::shopify::oauth::{
+        JwtConfig, RegistrationConfig, ShopifyConfig,
+    };
+    use ionflux_gateway::providers::shopify::refresh::RefreshConfig;
+    use ionflux_gateway::support::vault::Secret;
     use std::time::Duration;
 
     let (client_id, client_secret) = client;
     let mut cfg = ShopifyConfig::new(
         client_id,
         Secret::from(client_secret.to_string()),
-        format!("{public_base}{}", ionflux_gateway::oauth::CALLBACK_PATH),
+        format!(
+            "{public_base}{}",
+            ionflux_gateway::providers::shopify::oauth::CALLBACK_PATH
+        ),
         public_base,
     );
     cfg.admin_base_url = fake.base_url_template();
@@ -836,13 +845,13 @@ pub fn app_config(
 /// webhook path).
 pub async fn install_with_issued_tokens(
     store: &ionflux_gateway::store::Store,
-    vault: &ionflux_gateway::vault::Vault,
+    vault: &ionflux_gateway::support::vault::Vault,
     fake: &FakeShopify,
     shop: &str,
     client_secret: &str,
 ) -> (String, String) {
-    use ionflux_gateway::connection::{self, InstallTarget, OAuthInstall, OAuthTokens};
-    use ionflux_gateway::vault::Secret;
+    use ionflux_gateway::pipeline::connection::{self, InstallTarget, OAuthInstall, OAuthTokens};
+    use ionflux_gateway::support::vault::Secret;
 
     let (access, refresh, expires_in) = fake.issue_tokens(shop);
     let now = ionflux_gateway::store::now_ms();

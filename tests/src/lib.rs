@@ -10,22 +10,24 @@
 
 pub mod chaos;
 pub mod fake_shopify;
+pub mod fake_tiktok;
+pub mod fake_woocommerce;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::ceilings::{Ceilings, TenantPolicy};
-use ionflux_gateway::connection::{self, Created};
-use ionflux_gateway::dispatch::DispatchConfig;
-use ionflux_gateway::event::Topics;
-use ionflux_gateway::http::DEFAULT_MAX_BODY_BYTES;
-use ionflux_gateway::publish::kafka::KafkaConfig;
+use ionflux_gateway::api::http::DEFAULT_MAX_BODY_BYTES;
+use ionflux_gateway::pipeline::ceilings::{Ceilings, TenantPolicy};
+use ionflux_gateway::pipeline::connection::{self, Created};
+use ionflux_gateway::pipeline::dispatch::DispatchConfig;
+use ionflux_gateway::pipeline::event::Topics;
+use ionflux_gateway::pipeline::publish::kafka::KafkaConfig;
+use ionflux_gateway::pipeline::transform::{Limits, RuntimeConfig};
+use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::server::{self, Config, Running};
 use ionflux_gateway::store::{RouteRow, Store};
-use ionflux_gateway::transform::{Limits, RuntimeConfig};
-use ionflux_gateway::vault::{Secret, Vault};
-use ionflux_gateway::webhook;
+use ionflux_gateway::support::vault::{Secret, Vault};
 use serde_json::Value;
 
 /// How long a test waits for something that should happen, before failing.
@@ -82,9 +84,9 @@ pub fn shopify_fixtures() -> Vec<Fixture> {
         })
         .collect();
     let rank = |topic: &str| match topic {
-        ionflux_gateway::lifecycle::APP_UNINSTALLED => 1,
-        ionflux_gateway::lifecycle::SHOP_REDACT => 3,
-        t if ionflux_gateway::lifecycle::is_lifecycle_topic(t) => 2,
+        ionflux_gateway::providers::shopify::lifecycle::APP_UNINSTALLED => 1,
+        ionflux_gateway::providers::shopify::lifecycle::SHOP_REDACT => 3,
+        t if ionflux_gateway::providers::shopify::lifecycle::is_lifecycle_topic(t) => 2,
         _ => 0,
     };
     let mut fixtures = fixtures;
@@ -143,7 +145,7 @@ pub struct Options {
     /// The configured operator token (`IONFLUX_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
     /// The Shopify app for the OAuth install (see [`fake_shopify`]).
-    pub shopify: Option<ionflux_gateway::oauth::ShopifyConfig>,
+    pub shopify: Option<ionflux_gateway::providers::shopify::oauth::ShopifyConfig>,
     /// The service token of the shop-details endpoint
     /// (`IONFLUX_SERVICE_TOKEN`).
     pub service_token: Option<String>,
@@ -159,7 +161,7 @@ pub struct Options {
     /// library's, with the tests' CPU budget; see [`test_tenants`]).
     pub tenants: Option<TenantPolicy>,
     /// Connection limits and timeouts (`[http]`); None: production's.
-    pub http: Option<ionflux_gateway::http::HttpConfig>,
+    pub http: Option<ionflux_gateway::api::http::HttpConfig>,
 }
 
 /// The library's tenant policy, with a CPU ceiling that admits the tests'
@@ -351,6 +353,8 @@ impl Gateway {
             service_token: opts.service_token.map(Secret::from),
             max_backlog_age: opts.max_backlog_age,
             database_max_connections: 16,
+            previous_secret_window:
+                ionflux_gateway::pipeline::connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {
@@ -773,9 +777,9 @@ impl Drop for OwnBroker {
 /// A workspace token for `workspace` (plaintext, as `tokens create` shows it
 /// once).
 pub async fn workspace_token(store: &Store, workspace: &str, name: &str) -> String {
-    let created = ionflux_gateway::admin::create_token(
+    let created = ionflux_gateway::api::admin::create_token(
         store,
-        ionflux_gateway::admin::TokenKind::Workspace,
+        ionflux_gateway::api::admin::TokenKind::Workspace,
         Some(workspace),
         name,
     )

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use ionflux_gateway::admin::{self, TokenKind};
+use ionflux_gateway::api::admin::{self, TokenKind};
 use ionflux_tests::{Conn, Gateway, Hook, Options, broken_wasm, hostile_wasm, sha256_hex};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -175,11 +175,13 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
         ("PUT", "/admin/v1/routes"),
         ("POST", "/admin/v1/routes/promote"),
         ("GET", "/admin/v1/routes/history"),
+        ("GET", "/admin/v1/routes/shadow"),
         ("GET", "/admin/v1/dead-letters"),
         ("POST", "/admin/v1/dead-letters/replay"),
         ("GET", "/admin/v1/events"),
         ("POST", "/admin/v1/webhooks/{inbox_id}/dry-run"),
         ("GET", "/admin/v1/connections"),
+        ("POST", "/admin/v1/connections"),
         ("GET", "/admin/v1/connections/{connection_id}/webhooks"),
     ]
     .into_iter()
@@ -248,6 +250,7 @@ fn every_family() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"topic_pattern": "*"})),
         ),
         (Method::GET, "/admin/v1/routes/history", None),
+        (Method::GET, "/admin/v1/routes/shadow?samples=true", None),
         (Method::GET, "/admin/v1/dead-letters", None),
         (
             Method::POST,
@@ -255,6 +258,12 @@ fn every_family() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"all": true})),
         ),
         (Method::GET, "/admin/v1/events", None),
+        (
+            Method::POST,
+            "/admin/v1/connections",
+            Some(json!({"shop_domain": "s.myshopify.com", "brand_id": "b",
+                        "webhook_secret": "s"})),
+        ),
         (
             Method::POST,
             "/admin/v1/webhooks/1/dry-run",
@@ -848,5 +857,132 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
     assert_eq!((status, &deleted["deleted"]), (200, &pushed["digest"]));
     let (status, _) = admin_json(&gw, Method::DELETE, &path, t, None).await;
     assert_eq!(status, 404);
+    gw.stop().await;
+}
+
+/// `POST /admin/v1/connections` and `GET /admin/v1/routes/shadow` answer as
+/// documented: created, rotated, refused; the secret is never in an answer.
+#[tokio::test]
+async fn connections_added_and_shadow_runs_answer_as_documented() {
+    let gw = gateway().await;
+    let a = gw.connect("doc-team-a.myshopify.com").await;
+    let b = gw.connect("doc-team-b.myshopify.com").await;
+    let ta = workspace_token(&gw, &a, "team-a").await;
+    let (ta, op) = (Some(ta.as_str()), Some(OPERATOR));
+    let brand = uuid::Uuid::new_v4().to_string();
+    let secret = "shpss_documented-secret";
+    let body = |shop: &str, brand: &str, extra: Value| {
+        let mut v = json!({"shop_domain": shop, "brand_id": brand, "webhook_secret": secret});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Some(v)
+    };
+    let post = |token, body| admin_json(&gw, Method::POST, "/admin/v1/connections", token, body);
+
+    let (status, added) = post(ta, body("doc-new.myshopify.com", &brand, json!({}))).await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["created"], true);
+    assert_eq!(added["workspace_id"], a.created.workspace_id);
+    assert!(
+        added.get("webhook_url").is_none(),
+        "no public base URL here"
+    );
+    let (status, rotated) = post(ta, body("doc-new.myshopify.com", &brand, json!({}))).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["created"], false);
+    assert_eq!(rotated["connection_id"], added["connection_id"]);
+
+    let other = uuid::Uuid::new_v4().to_string();
+    let ws_b = json!({"workspace_id": b.created.workspace_id});
+    for (token, body, status, code) in [
+        (
+            ta,
+            body("doc-x.myshopify.com", &other, ws_b.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            op,
+            body("doc-y.myshopify.com", &brand, ws_b.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            ta,
+            body(
+                "doc-new.myshopify.com",
+                &brand,
+                json!({"previous_secret_window_secs": 999_999_999}),
+            ),
+            403,
+            "forbidden",
+        ),
+        (
+            op,
+            body("doc-z.myshopify.com", &other, json!({})),
+            400,
+            "bad_request",
+        ),
+        (
+            ta,
+            body("not a shop", &other, json!({})),
+            400,
+            "bad_request",
+        ),
+        (
+            ta,
+            body("doc-w.myshopify.com", "not-a-uuid", json!({})),
+            400,
+            "bad_request",
+        ),
+        (
+            ta,
+            body("doc-w.myshopify.com", &other, json!({"webhook_secret": ""})),
+            400,
+            "bad_request",
+        ),
+        (
+            ta,
+            body(
+                "doc-w.myshopify.com",
+                &other,
+                json!({"webhook_secret": 12345}),
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            ta,
+            body("doc-w.myshopify.com", &other, json!({"unknown": 1})),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let (got, err) = post(token, body.clone()).await;
+        assert_eq!(
+            (got, err["code"].as_str()),
+            (status, Some(code)),
+            "{body:?}: {err}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains(secret) && !text.contains("12345"), "{text}");
+    }
+    for answer in [&added, &rotated] {
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    let (status, _) = post(op, body("doc-op.myshopify.com", &other, ws_b)).await;
+    assert_eq!(status, 200);
+
+    for (path, token) in [
+        ("/admin/v1/routes/shadow", op),
+        ("/admin/v1/routes/shadow?samples=true&limit=5", ta),
+    ] {
+        let (status, report) = get(&gw, path, token).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report, json!({"stats": [], "samples": []}));
+    }
+    let (status, _) = get(&gw, "/admin/v1/routes/shadow?samples=maybe", op).await;
+    assert_eq!(status, 400);
     gw.stop().await;
 }

@@ -31,15 +31,35 @@ impl Run {
 /// Runs the binary in `dir` with an empty environment but for the admin
 /// URL and, when given, the token.
 async fn cli(gw: &Gateway, dir: &Path, token: Option<&str>, args: &[&str]) -> Run {
+    cli_with_stdin(gw, dir, token, args, "").await
+}
+
+/// [`cli`], with `stdin` as the command's standard input.
+async fn cli_with_stdin(
+    gw: &Gateway,
+    dir: &Path,
+    token: Option<&str>,
+    args: &[&str],
+    stdin: &str,
+) -> Run {
+    use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(gateway_bin());
     cmd.env_clear()
         .current_dir(dir)
         .env("IONFLUX_ADMIN_URL", gw.admin_url(""))
-        .args(args);
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     if let Some(token) = token {
         cmd.env("IONFLUX_TOKEN", token);
     }
-    let out = cmd.output().await.expect("the binary runs");
+    let mut child = cmd.spawn().expect("the binary runs");
+    let mut input = child.stdin.take().unwrap();
+    // A command that reads nothing may exit before the write: not an error.
+    let _ = input.write_all(stdin.as_bytes()).await;
+    drop(input);
+    let out = child.wait_with_output().await.expect("the binary runs");
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -49,6 +69,21 @@ async fn cli(gw: &Gateway, dir: &Path, token: Option<&str>, args: &[&str]) -> Ru
 
 async fn workspace_token(gw: &Gateway, conn: &Conn, name: &str) -> String {
     ionflux_tests::workspace_token(gw.store(), &conn.created.workspace_id, name).await
+}
+
+/// `connections add` with `secret` on stdin.
+async fn add(
+    gw: &Gateway,
+    dir: &Path,
+    token: Option<&str>,
+    shop: &str,
+    brand: String,
+    extra: &[&str],
+    secret: &str,
+) -> Run {
+    let mut args = vec!["connections", "add", "--shop", shop, "--brand", &brand];
+    args.extend(extra);
+    cli_with_stdin(gw, dir, token, &args, secret).await
 }
 
 async fn deliver(gw: &Gateway, conn: &Conn, topic: &str) {
@@ -245,27 +280,261 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
         "{}",
         none.stderr
     );
-    // What the API cannot do yet is said, not done on a database.
-    let add = cli(
+    // No database and no key were made where the CLI ran.
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("hostile.wasm")]);
+    gw.stop().await;
+}
+
+/// `connections add` and `routes shadow`, the two commands that needed the
+/// database, through the API: the secret goes to the gateway on stdin and
+/// in the request body, never back; a workspace token adds only to its own
+/// workspace, and only brands no other workspace holds.
+#[tokio::test]
+async fn connections_are_added_and_shadows_read_through_the_admin_api() {
+    let gw = Gateway::start(Options {
+        admin_token: Some(OPERATOR.into()),
+        ..Options::default()
+    })
+    .await;
+    let a = gw.connect("add-team-a.myshopify.com").await;
+    let b = gw.connect("add-team-b.myshopify.com").await;
+    let (ws_a, ws_b) = (&a.created.workspace_id, &b.created.workspace_id);
+    let ta = workspace_token(&gw, &a, "team-a").await;
+    let tb = workspace_token(&gw, &b, "team-b").await;
+    let (ta, tb, op) = (Some(ta.as_str()), Some(tb.as_str()), Some(OPERATOR));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secret = "shpss_added-over-the-api";
+    let brand = uuid::Uuid::new_v4().to_string();
+    // Team A connects a new shop: its own workspace, no --workspace needed.
+    let added = add(
         &gw,
         d,
-        op,
-        &[
-            "connections",
-            "add",
-            "--shop",
-            "x.myshopify.com",
-            "--workspace",
-            "w",
-            "--brand",
-            "b",
-        ],
+        ta,
+        "new-shop.myshopify.com",
+        brand.clone(),
+        &[],
+        secret,
+    )
+    .await
+    .lines();
+    assert_eq!(added.len(), 1);
+    let added = &added[0];
+    assert_eq!(added["workspace_id"], *ws_a);
+    assert_eq!(added["brand_id"], brand.as_str());
+    assert_eq!(added["created"], true);
+    let path = added["webhook_path"].as_str().unwrap();
+    assert!(
+        path.starts_with("/integrations/shopify/webhooks/"),
+        "{path}"
+    );
+    let conn = Conn {
+        created: ionflux_gateway::pipeline::connection::Created {
+            connection_id: added["connection_id"].as_str().unwrap().into(),
+            secure_path_identifier: added["secure_path_identifier"].as_str().unwrap().into(),
+            webhook_path: path.into(),
+            shop_domain: "new-shop.myshopify.com".into(),
+            workspace_id: ws_a.clone(),
+            brand_id: brand.clone(),
+            created: true,
+        },
+        secret: secret.into(),
+    };
+    // The gateway stored the secret it was sent: a webhook it signs is taken.
+    let (status, body) = gw
+        .send(&Hook::shopify(
+            &conn,
+            "orders/create",
+            "2024-01",
+            br#"{"id":7}"#,
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Again for the same shop and brand: the secret is rotated, same URL.
+    let rotated = add(
+        &gw,
+        d,
+        ta,
+        "new-shop.myshopify.com",
+        brand.clone(),
+        &[],
+        "shpss_second",
+    )
+    .await
+    .lines();
+    assert_eq!(rotated[0]["created"], false);
+    assert_eq!(rotated[0]["connection_id"], added["connection_id"]);
+
+    // Workspace scoping: A cannot add into B's workspace, B cannot take A's
+    // brand, and B's token does not get to rotate A's connection.
+    let into_b = add(
+        &gw,
+        d,
+        ta,
+        "x.myshopify.com",
+        uuid::Uuid::new_v4().to_string(),
+        &["--workspace", ws_b.as_str()],
+        secret,
+    )
+    .await;
+    let take_brand = add(&gw, d, tb, "y.myshopify.com", brand.clone(), &[], secret).await;
+    let rotate_a = add(
+        &gw,
+        d,
+        tb,
+        "new-shop.myshopify.com",
+        brand.clone(),
+        &[],
+        secret,
+    )
+    .await;
+    for refused in [&into_b, &take_brand, &rotate_a] {
+        assert!(!refused.ok && refused.stdout.is_empty());
+        assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+        assert!(refused.stderr.contains("forbidden"), "{}", refused.stderr);
+        assert!(!refused.stderr.contains(secret), "{}", refused.stderr);
+    }
+    // A workspace may not keep a replaced secret alive longer than the
+    // gateway allows; an operator names the workspace.
+    let long = add(
+        &gw,
+        d,
+        ta,
+        "new-shop.myshopify.com",
+        brand.clone(),
+        &["--previous-secret-window", "30d"],
+        secret,
     )
     .await;
     assert!(
-        !add.ok && add.stderr.contains("without --admin-url"),
+        !long.ok && long.stderr.contains("forbidden"),
         "{}",
-        add.stderr
+        long.stderr
+    );
+    let nameless = add(
+        &gw,
+        d,
+        op,
+        "z.myshopify.com",
+        uuid::Uuid::new_v4().to_string(),
+        &[],
+        secret,
+    )
+    .await;
+    assert!(
+        !nameless.ok && nameless.stderr.contains("workspace_id is required"),
+        "{}",
+        nameless.stderr
+    );
+    let by_operator = add(
+        &gw,
+        d,
+        op,
+        "z.myshopify.com",
+        uuid::Uuid::new_v4().to_string(),
+        &["--workspace", ws_b.as_str()],
+        secret,
+    )
+    .await
+    .lines();
+    assert_eq!(by_operator[0]["workspace_id"], *ws_b);
+    let empty = add(
+        &gw,
+        d,
+        ta,
+        "w.myshopify.com",
+        uuid::Uuid::new_v4().to_string(),
+        &[],
+        "",
+    )
+    .await;
+    assert!(
+        !empty.ok && empty.stderr.contains("empty"),
+        "{}",
+        empty.stderr
+    );
+    let b_sees: Vec<Value> = cli(&gw, d, tb, &["connections", "list"]).await.lines();
+    assert_eq!(b_sees.len(), 2, "B's own and the operator's: {b_sees:?}");
+
+    // A shadow of A's own upload beside the built-in, on a webhook where
+    // they differ (the route's config has the hostile guest fan out; the
+    // built-in makes one event).
+    let wasm = d.join("hostile.wasm");
+    std::fs::write(&wasm, hostile_wasm()).unwrap();
+    let pushed = cli(
+        &gw,
+        d,
+        ta,
+        &[
+            "transforms",
+            "push",
+            wasm.to_str().unwrap(),
+            "--name",
+            "hostile",
+        ],
+    )
+    .await
+    .lines();
+    let digest = pushed[0]["digest"].as_str().unwrap().to_string();
+    cli(
+        &gw,
+        d,
+        ta,
+        &[
+            "routes",
+            "set",
+            "--topic",
+            "*",
+            "--transform",
+            "builtin:shopify-default",
+            "--shadow",
+            &digest,
+            "--config",
+            r#"{"fan_out":2}"#,
+        ],
+    )
+    .await
+    .lines();
+    let (status, body) = gw
+        .send(&Hook::shopify(
+            &a,
+            "orders/create",
+            "2024-01",
+            br#"{"id":1}"#,
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    gw.settle().await;
+    let seen = cli(&gw, d, ta, &["routes", "shadow", "--samples"])
+        .await
+        .lines();
+    let (stats, samples): (Vec<_>, Vec<_>) = seen.iter().partition(|l| l.get("runs").is_some());
+    assert_eq!(stats.len(), 1, "{seen:?}");
+    assert_eq!(stats[0]["shadow_transform"], digest.as_str());
+    assert_eq!(stats[0]["runs"], 1);
+    assert_eq!(stats[0]["differences"], 1);
+    assert_eq!(samples.len(), 1, "{seen:?}");
+    assert_eq!(samples[0]["topic"], "orders/create");
+    let counters_only = cli(&gw, d, ta, &["routes", "shadow"]).await.lines();
+    assert_eq!(counters_only.len(), 1, "{counters_only:?}");
+    assert!(
+        cli(&gw, d, tb, &["routes", "shadow", "--samples"])
+            .await
+            .lines()
+            .is_empty(),
+        "B sees none of A's shadow runs"
+    );
+    assert_eq!(
+        cli(&gw, d, op, &["routes", "shadow", "--samples"])
+            .await
+            .lines()
+            .len(),
+        2
     );
 
     // No database and no key were made where the CLI ran.

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::config::DEFAULT_TOML;
-use ionflux_gateway::connection::Created;
+use ionflux_gateway::pipeline::connection::Created;
 use ionflux_tests::{Conn, Hook, PATIENCE, TestDatabase, fresh_database, gateway_bin, on_postgres};
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlLoader};

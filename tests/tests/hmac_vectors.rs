@@ -1,7 +1,7 @@
 //! Shopify's published webhook HMAC vectors verify, and any change to the
 //! body, the secret or the signature fails.
 
-use ionflux_gateway::webhook;
+use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_tests::shared_dir;
 use serde_json::Value;
 

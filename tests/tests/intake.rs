@@ -358,3 +358,29 @@ async fn an_intake_only_replica_acknowledges_and_leaves_publishing_to_another() 
     publisher.stop().await;
     intake.stop().await;
 }
+
+/// Issue 18: intake is `/integrations/{provider}/webhooks/{id}`. A genuine
+/// webhook posted under another provider's segment, or one that does not
+/// exist, is answered as an unknown path (404 `not_found`, no hint that
+/// the identifier exists) and stores nothing; Shopify's own path goes on.
+#[tokio::test]
+async fn the_path_names_the_connections_provider_or_nothing() {
+    let gw = Gateway::start(Options::default()).await;
+    let conn = gw.connect("provider-path.myshopify.com").await;
+    let id = &conn.created.secure_path_identifier;
+    for provider in ["woocommerce", "nosuchplatform", "Shopify"] {
+        let mut hook = Hook::shopify(&conn, "orders/create", "2024-01", ORDER);
+        hook.path = format!("/integrations/{provider}/webhooks/{id}");
+        let (status, body) = gw.send(&hook).await;
+        assert_eq!(status, 404, "{provider}: {body}");
+        assert_eq!(body["code"], "not_found", "{provider}");
+        assert_eq!(body["message"], "no such endpoint", "{provider}");
+    }
+    let hook = Hook::shopify(&conn, "orders/create", "2024-01", ORDER);
+    assert_eq!(hook.path, format!("/integrations/shopify/webhooks/{id}"));
+    let (status, body) = gw.send(&hook).await;
+    assert_eq!(status, 200, "{body}");
+    gw.settle().await;
+    assert_eq!(gw.logged_events().await.len(), 1);
+    gw.stop().await;
+}

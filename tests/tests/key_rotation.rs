@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ionflux_gateway::connection::{self, WEBHOOK_SECRET};
-use ionflux_gateway::secrets::{self, Options as RunOptions, SECRET_COLUMNS};
+use ionflux_gateway::pipeline::connection::{self, WEBHOOK_SECRET};
 use ionflux_gateway::store::Store;
-use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::support::secrets::{self, Options as RunOptions, SECRET_COLUMNS};
+use ionflux_gateway::support::vault::{Secret, Vault};
 use ionflux_tests::{Conn, Gateway, Hook, Options};
 
 const ORDER: &[u8] = br#"{"id": 450789469, "total_price": "598.94"}"#;

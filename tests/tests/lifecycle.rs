@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::oauth::ShopifyConfig;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth::ShopifyConfig;
 use ionflux_gateway::store::Store;
 use ionflux_gateway::store::oauth::RefreshRow;
-use ionflux_gateway::webhook;
 use ionflux_tests::fake_shopify::{FakeShopify, app_config, install_with_issued_tokens};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use serde_json::Value;

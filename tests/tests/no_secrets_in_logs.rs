@@ -17,11 +17,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection::Created;
-use ionflux_gateway::oauth;
-use ionflux_gateway::secrets;
-use ionflux_gateway::vault::{Secret, Vault};
-use ionflux_gateway::webhook;
+use ionflux_gateway::pipeline::connection::Created;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth;
+use ionflux_gateway::support::secrets;
+use ionflux_gateway::support::vault::{Secret, Vault};
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, ShopMode, app_config, state_cookie};
 use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE, broken_wasm};
 use jsonwebtoken::{EncodingKey, Header};
@@ -293,7 +293,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
         secret: CLIENT_SECRET.to_string(),
     };
     let manual = Conn {
-        created: ionflux_gateway::connection::add(
+        created: ionflux_gateway::pipeline::connection::add(
             gw.store(),
             &gw.vault,
             "logs-manual.myshopify.com",

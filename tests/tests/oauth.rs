@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection;
-use ionflux_gateway::oauth::{self, JwtConfig, ShopifyConfig};
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth::{self, JwtConfig, ShopifyConfig};
 use ionflux_gateway::store::oauth::OAuthStateRow;
-use ionflux_gateway::webhook;
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config, state_cookie};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use jsonwebtoken::{EncodingKey, Header};

@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection;
-use ionflux_gateway::oauth;
-use ionflux_gateway::webhook;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth;
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config};
 use ionflux_tests::{Gateway, Options, PATIENCE, free_loopback_addr, shared_dir};
 use jsonwebtoken::{EncodingKey, Header};

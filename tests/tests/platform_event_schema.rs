@@ -4,7 +4,7 @@
 //! must not be handed. Every other test checks the events it reads through
 //! the harness (`logged_events`, `consume`) against the same schema.
 
-use ionflux_gateway::event::{EventParts, Topics, TransformId, platform_record};
+use ionflux_gateway::pipeline::event::{EventParts, Topics, TransformId, platform_record};
 use ionflux_gateway::store::InboxRow;
 use ionflux_tests::{assert_platform_event, platform_event_schema};
 use serde_json::{Value, json};

@@ -2,19 +2,33 @@
 //!
 //! Against tests/scripts/postgres.sh's server (IONFLUX_TEST_POSTGRES), which
 //! has ssl = on with a certificate for 127.0.0.1 and localhost signed by a
-//! CA of its own, kept beside `ssl_cert_file`. To reach the same server by
-//! a name the certificate lacks, the test relays 127.0.0.2 to it.
+//! CA of its own, kept beside `ssl_cert_file`. Like a managed PostgreSQL, it
+//! admits one role, `ionflux_tls`, over TLS only (pg_hba.conf refuses it in
+//! plain text), and these tests connect as that role. To reach the same
+//! server by a name the certificate lacks, a test relays 127.0.0.2 to it.
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ionflux_tests::{Gateway, Hook, Options, fresh_database, shopify_fixtures};
+use ionflux_tests::{Gateway, Hook, Options, shopify_fixtures};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Executor, Row};
 
-/// The admin URL and the server's CA, or None when this run is not on
-/// PostgreSQL (the SQLite pass of test.sh).
-async fn server() -> Option<(String, PathBuf)> {
+/// The role postgres.sh admits over TLS only, and its password.
+const TLS_ROLE: &str = "ionflux_tls";
+
+struct Server {
+    /// The suite's admin URL (plain text allowed).
+    admin: String,
+    /// The same server's `postgres` database as [`TLS_ROLE`], no sslmode.
+    tls_only: String,
+    /// The CA that signed the server's certificate.
+    ca: PathBuf,
+}
+
+/// The server, or None when this run is not on PostgreSQL (the SQLite pass
+/// of test.sh).
+async fn server() -> Option<Server> {
     let admin = std::env::var("IONFLUX_TEST_POSTGRES")
         .ok()
         .filter(|v| !v.is_empty())?;
@@ -24,12 +38,18 @@ async fn server() -> Option<(String, PathBuf)> {
         .await
         .unwrap()
         .get(0);
-    if ssl != "on" {
+    let role: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(TLS_ROLE)
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+    if ssl != "on" || role.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "the test PostgreSQL has ssl off; start it with tests/scripts/postgres.sh"
+            "the test PostgreSQL has ssl off or no {TLS_ROLE} role; start it with \
+             tests/scripts/postgres.sh"
         );
-        eprintln!("{admin} has ssl off (an older postgres.sh started it): skipping");
+        eprintln!("{admin}: ssl {ssl}, role {TLS_ROLE} {role:?}: run postgres.sh start; skipping");
         return None;
     }
     let cert: String = sqlx::query("SHOW ssl_cert_file")
@@ -39,7 +59,28 @@ async fn server() -> Option<(String, PathBuf)> {
         .get(0);
     let ca = PathBuf::from(cert).with_file_name("ca.pem");
     assert!(ca.exists(), "{} (made by certs.sh)", ca.display());
-    Some((admin, ca))
+    let opts = PgConnectOptions::from_str(&admin).unwrap();
+    let tls_only = format!(
+        "postgres://{TLS_ROLE}:{TLS_ROLE}@{}:{}/postgres",
+        opts.get_host(),
+        opts.get_port()
+    );
+    Some(Server {
+        admin,
+        tls_only,
+        ca,
+    })
+}
+
+/// A fresh database owned by [`TLS_ROLE`], and its URL as that role.
+async fn tls_only_database(server: &Server) -> String {
+    let name = format!("t_tls_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&server.admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name} OWNER {TLS_ROLE}").as_str())
+        .await
+        .unwrap();
+    let base = server.tls_only.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
 }
 
 /// `url` with `params` added to its query.
@@ -105,30 +146,38 @@ async fn relay_from_127_0_0_2(admin: &str) -> u16 {
 }
 
 #[tokio::test]
-async fn every_sslmode_connects_and_plain_loopback_still_works() {
-    let Some((admin, ca)) = server().await else {
+async fn the_tls_only_role_connects_with_every_sslmode_and_never_in_plain_text() {
+    let Some(server) = server().await else {
         return;
     };
-    let ca = ca.display();
+    let (url, ca) = (&server.tls_only, server.ca.display());
+    // Refused in plain text by pg_hba.conf, as a managed PostgreSQL does.
+    let err = encrypted(&with_params(url, "sslmode=disable"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err}").contains("no encryption"),
+        "pg_hba.conf refuses plain text: {err}"
+    );
     // require: encrypted, the certificate not checked (no root given).
     assert!(
-        encrypted(&with_params(&admin, "sslmode=require"))
+        encrypted(&with_params(url, "sslmode=require"))
             .await
             .unwrap()
     );
-    let verify_ca = with_params(&admin, &format!("sslmode=verify-ca&sslrootcert={ca}"));
+    let verify_ca = with_params(url, &format!("sslmode=verify-ca&sslrootcert={ca}"));
     assert!(encrypted(&verify_ca).await.unwrap());
-    let verify_full = with_params(&admin, &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let verify_full = with_params(url, &format!("sslmode=verify-full&sslrootcert={ca}"));
     assert!(encrypted(&verify_full).await.unwrap());
-    let port = PgConnectOptions::from_str(&admin).unwrap().get_port();
+    let port = PgConnectOptions::from_str(url).unwrap().get_port();
     let by_name = with_params(
-        &via(&admin, "localhost", port),
+        &via(url, "localhost", port),
         &format!("sslmode=verify-full&sslrootcert={ca}"),
     );
     assert!(encrypted(&by_name).await.unwrap());
-    // The rest of the suite connects without TLS settings.
+    // The rest of the suite connects as postgres without TLS settings.
     assert!(
-        !encrypted(&with_params(&admin, "sslmode=disable"))
+        !encrypted(&with_params(&server.admin, "sslmode=disable"))
             .await
             .unwrap()
     );
@@ -136,12 +185,12 @@ async fn every_sslmode_connects_and_plain_loopback_still_works() {
 
 #[tokio::test]
 async fn verify_full_refuses_a_name_the_certificate_lacks() {
-    let Some((admin, ca)) = server().await else {
+    let Some(server) = server().await else {
         return;
     };
-    let port = relay_from_127_0_0_2(&admin).await;
-    let relayed = via(&admin, "127.0.0.2", port);
-    let ca = ca.display();
+    let port = relay_from_127_0_0_2(&server.tls_only).await;
+    let relayed = via(&server.tls_only, "127.0.0.2", port);
+    let ca = server.ca.display();
     // The relay reaches the server: without verification it connects.
     assert!(
         encrypted(&with_params(&relayed, "sslmode=require"))
@@ -163,14 +212,14 @@ async fn verify_full_refuses_a_name_the_certificate_lacks() {
 
 #[tokio::test]
 async fn verify_ca_refuses_an_unknown_ca() {
-    let Some((admin, _)) = server().await else {
+    let Some(server) = server().await else {
         return;
     };
     let other = other_ca();
     let other = other.path().join("ca.pem");
     for mode in ["verify-ca", "verify-full"] {
         let url = with_params(
-            &admin,
+            &server.tls_only,
             &format!("sslmode={mode}&sslrootcert={}", other.display()),
         );
         let err = encrypted(&url).await.unwrap_err();
@@ -181,18 +230,27 @@ async fn verify_ca_refuses_an_unknown_ca() {
     }
 }
 
+/// The gateway's store over a connection only TLS admits: migrations run
+/// as the TLS-only role, a webhook is written to the inbox, and the
+/// dispatcher reads it back and publishes it.
 #[tokio::test]
-async fn a_gateway_stores_and_publishes_over_verify_full() {
-    let Some((admin, ca)) = server().await else {
+async fn a_gateway_stores_and_publishes_over_verify_full_as_a_tls_only_role() {
+    let Some(server) = server().await else {
         return;
     };
-    let db = fresh_database().await;
+    let db = tls_only_database(&server).await;
     let url = with_params(
-        &db.url,
-        &format!("sslmode=verify-full&sslrootcert={}", ca.display()),
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={}", server.ca.display()),
+    );
+    // The same database in plain text: refused before the gateway starts.
+    assert!(
+        encrypted(&with_params(&db, "sslmode=disable"))
+            .await
+            .is_err()
     );
     let gw = Gateway::start(Options {
-        database_url: Some(url),
+        database_url: Some(url.clone()),
         ..Options::default()
     })
     .await;
@@ -209,9 +267,20 @@ async fn a_gateway_stores_and_publishes_over_verify_full() {
         hook.header("x-shopify-webhook-id").unwrap()
     );
 
+    // The schema is the role's own: the migrations ran over TLS as it.
+    let mut own = PgConnection::connect(&url).await.unwrap();
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .fetch_all(&mut own)
+    .await
+    .unwrap();
+    assert_eq!(owners, [TLS_ROLE], "every table was made by {TLS_ROLE}");
+    own.close().await.unwrap();
+
     // Every session the gateway holds on its database is encrypted.
-    let name = db.url.rsplit('/').next().unwrap().to_string();
-    let mut check = PgConnection::connect(&admin).await.unwrap();
+    let name = db.rsplit('/').next().unwrap().to_string();
+    let mut check = PgConnection::connect(&server.admin).await.unwrap();
     let row = sqlx::query(
         "SELECT count(*) FILTER (WHERE s.ssl), count(*) \
          FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1",

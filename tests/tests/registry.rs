@@ -1,8 +1,8 @@
 //! Transform operations: validated uploads, routing precedence, and replay
 //! of dead letters after the transform is fixed.
 
-use ionflux_gateway::registry::{self, RegistryError, RouteSpec};
-use ionflux_gateway::transform::{LoadError, Runtime, RuntimeConfig};
+use ionflux_gateway::pipeline::registry::{self, RegistryError, RouteSpec};
+use ionflux_gateway::pipeline::transform::{LoadError, Runtime, RuntimeConfig};
 use ionflux_tests::{Gateway, Hook, Options, broken_wasm, hostile_wasm};
 
 fn runtime() -> Runtime {

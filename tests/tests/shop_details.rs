@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use ionflux_gateway::oauth::{self, JwtConfig, ShopifyConfig};
+use ionflux_gateway::providers::shopify::oauth::{self, JwtConfig, ShopifyConfig};
 use ionflux_gateway::store::{self, ConnectionRow};
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::support::vault::Secret;
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, ShopMode, shop_object, state_cookie};
 use ionflux_tests::{Gateway, Options};
 use jsonwebtoken::{EncodingKey, Header};
@@ -263,7 +263,7 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
 
     // A connection made by hand has no access token: only an install gives one.
     let brand = uuid();
-    ionflux_gateway::connection::add(
+    ionflux_gateway::pipeline::connection::add(
         env.gw.store(),
         &env.gw.vault,
         "manual.myshopify.com",
@@ -288,9 +288,9 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
         .insert_connection(&ConnectionRow {
             webhook_secret: env.gw.vault.encrypt(
                 b"shpss_gone",
-                ionflux_gateway::connection::binding(
+                ionflux_gateway::pipeline::connection::binding(
                     &id,
-                    ionflux_gateway::connection::WEBHOOK_SECRET,
+                    ionflux_gateway::pipeline::connection::WEBHOOK_SECRET,
                 ),
             ),
             id,

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use ionflux_gateway::connection;
-use ionflux_gateway::publish::{Delivery, Record, Sink};
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::pipeline::publish::{Delivery, Record, Sink};
 use ionflux_gateway::store::{
     Blob, ConnectionRow, DeadLetter, InboxRow, Inserted, Logged, NewWebhook, Outcome, Store, blob,
 };
-use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::support::vault::{Secret, Vault};
 use ionflux_tests::{TestDatabase, fresh_database};
 
 async fn store_with_connection() -> (TestDatabase, Store, ConnectionRow) {

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection;
-use ionflux_gateway::oauth::{OAuth, ShopifyConfig};
-use ionflux_gateway::shopify_api::ShopifyApi;
+use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::providers::shopify::api::ShopifyApi;
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth::{OAuth, ShopifyConfig};
 use ionflux_gateway::store::oauth::RefreshRow;
 use ionflux_gateway::store::{Store, now_ms};
-use ionflux_gateway::vault::Secret;
-use ionflux_gateway::webhook;
+use ionflux_gateway::support::vault::Secret;
 use ionflux_tests::fake_shopify::{FakeShopify, app_config, install_with_issued_tokens};
 use ionflux_tests::{Gateway, Options, PATIENCE};
 use serde_json::Value;

@@ -18,15 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::Money;
 use crate::Error;
 
-/// A missing field and an explicit `null` mean the same to a reader, and
-/// Shopify sends `null` for many fields a view exposes as plain values.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
+// A missing field and an explicit `null` mean the same to a reader, and
+// Shopify sends `null` for many fields a view exposes as plain values.
+use crate::view::nullable;
 
 /// REST payloads send tags as one comma-separated string
 /// (`"tag1, tag2"`), newer event-style payloads as a list; both end up as
@@ -65,16 +59,7 @@ fn from_value<T: DeserializeOwned>(value: &serde_json::Value, what: &str) -> Res
 /// Parses straight from the bytes: no intermediate `Value`, which would
 /// cost the guest time and memory for every field the view ignores.
 pub(crate) fn from_body<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Error> {
-    let first = body
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
-        return Err(Error::invalid_input(format!(
-            "not a Shopify {what}: the body is not a JSON object"
-        )));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| Error::invalid_input(format!("not a Shopify {what}: {e}")))
+    crate::view::from_body(body, &format!("Shopify {what}"))
 }
 
 /// An order, as in `orders/create`, `orders/paid`, `orders/updated`,

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::Criterion;
-use ionflux_gateway::connection;
+use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::store::{Blob, ConnectionRow, InboxRow, NewWebhook, Store};
-use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::support::vault::{Secret, Vault};
 
 /// Short measurements: these benches are for ratios and regressions, and
 /// the machine is shared.

@@ -16,7 +16,7 @@ use axum::routing::post;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::webhook;
+use crate::providers::shopify::headers as webhook;
 
 pub struct Bare {
     pub addr: SocketAddr,
@@ -54,7 +54,7 @@ impl Bare {
     pub async fn start(secret: &[u8], max_body_bytes: usize) -> std::io::Result<Self> {
         let app = Router::new()
             .route(
-                &crate::connection::webhook_path("{identifier}"),
+                &crate::pipeline::connection::webhook_path("{identifier}"),
                 post(handle),
             )
             .layer(DefaultBodyLimit::max(max_body_bytes))

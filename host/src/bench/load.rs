@@ -24,7 +24,7 @@ use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
 use super::payloads::Payload;
-use crate::webhook;
+use crate::providers::shopify::headers as webhook;
 
 /// Requests per second, or as fast as the connections go.
 #[derive(Debug, Clone, Copy, PartialEq)]

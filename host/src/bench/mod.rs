@@ -29,11 +29,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::config::{self, Settings};
-use crate::connection;
-use crate::event::Topics;
+use crate::pipeline::connection;
+use crate::pipeline::event::Topics;
+use crate::providers::shopify::headers as webhook;
 use crate::store::{Store, StoreError};
-use crate::vault::{Secret, Vault};
-use crate::webhook;
+use crate::support::vault::{Secret, Vault};
 pub use load::Rate;
 pub use payloads::SizeRange;
 pub use report::Report;
@@ -48,7 +48,7 @@ pub enum BenchError {
     #[error("connecting the bench brands: {0}")]
     Connection(#[from] connection::ConnectionError),
     #[error(transparent)]
-    Vault(#[from] crate::vault::VaultError),
+    Vault(#[from] crate::support::vault::VaultError),
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
     #[error("starting the gateway: {0}")]

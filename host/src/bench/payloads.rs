@@ -127,7 +127,7 @@ pub fn load(dir: &Path, size: Option<SizeRange>) -> Result<Loaded, BenchError> {
         skipped_size: 0,
     };
     for (file, topic) in listed {
-        if crate::lifecycle::is_lifecycle_topic(&topic) {
+        if crate::providers::shopify::lifecycle::is_lifecycle_topic(&topic) {
             loaded.skipped_lifecycle += 1;
             continue;
         }

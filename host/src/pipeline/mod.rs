@@ -2,4 +2,15 @@
 //! platform sent it. Nothing here names a platform; platforms plug in
 //! through [`provider::Provider`].
 
+pub mod builtin;
+pub mod ceilings;
+pub mod connection;
+pub mod dispatch;
+pub mod event;
+pub mod inbox;
 pub mod provider;
+pub mod publish;
+pub mod registry;
+pub mod route;
+pub mod shadow;
+pub mod transform;

@@ -5,8 +5,14 @@
 //! path (`/integrations/{provider}/webhooks/{identifier}`) to verify and
 //! describe the request, and stores what it describes.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
 use serde_json::Value;
+
+use crate::store::{InboxRow, Outcome, Store};
 
 /// A request as received, before anything in it is trusted.
 #[derive(Clone, Copy)]
@@ -69,7 +75,37 @@ pub enum Rejected {
     /// 400. The message names the field, never a secret.
     #[error("{0}")]
     Malformed(String),
+    /// A header the provider needs is absent: 400 `missing_header`.
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    /// A header is there but not in the platform's shape: 400
+    /// `invalid_header`; the second part says why.
+    #[error("header {0} is not valid: {1}")]
+    InvalidHeader(&'static str, &'static str),
 }
+
+/// The JSON codes of the refusals whose names differ by platform: the
+/// ones its operators' dashboards and runbooks already know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codes {
+    /// [`Rejected::Signature`] and [`Rejected::Stale`].
+    pub signature: &'static str,
+    /// The webhook speaks for another account than the connection's.
+    pub account_mismatch: &'static str,
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Self {
+            signature: "invalid_signature",
+            account_mismatch: "account_mismatch",
+        }
+    }
+}
+
+/// What [`Provider::after_publish`] returns: work that never fails (its
+/// errors are logged and the work stays due).
+pub type AfterPublish<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// What a connection's status lets through (see [`Provider::accepts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +119,7 @@ pub enum Standing {
 
 /// One platform. Implementations live in `providers/<name>/`.
 pub trait Provider: Send + Sync + 'static {
-    /// The URL segment and the `provider` column: `shopify`, `woocommerce`.
+    /// The URL segment and the `provider` column: `woocommerce`, `wix`.
     fn id(&self) -> &'static str;
 
     /// A request the platform sends that is no webhook (WooCommerce's
@@ -112,4 +148,54 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The transform a webhook runs when no route names one.
     fn default_transform(&self) -> &'static str;
+
+    /// The topic, when the headers alone say it: a connection that is gone
+    /// then refuses what it no longer takes before the body is read. None:
+    /// decided after [`Provider::describe`].
+    fn topic_in_headers(&self, _headers: &HeaderMap) -> Option<String> {
+        None
+    }
+
+    /// See [`Codes`].
+    fn codes(&self) -> Codes {
+        Codes::default()
+    }
+
+    /// Work the platform does once a batch's rows are finished (a platform
+    /// that applies an uninstall only after its event is published). Called by
+    /// the dispatcher with every row it finished, whichever provider's:
+    /// an implementation looks at its own (`row.provider`).
+    fn after_publish<'a>(
+        &'a self,
+        _store: &'a Store,
+        _finished: &'a [(&'a InboxRow, Outcome)],
+    ) -> AfterPublish<'a> {
+        Box::pin(async {})
+    }
+}
+
+/// The registered providers, looked up by the `provider` column or the
+/// URL segment.
+#[derive(Clone, Default)]
+pub struct Providers(Arc<[Arc<dyn Provider>]>);
+
+impl Providers {
+    pub fn new(list: Vec<Arc<dyn Provider>>) -> Self {
+        Self(list.into())
+    }
+
+    /// The provider called `id`, if registered.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Provider>> {
+        self.0.iter().find(|p| p.id() == id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.0.iter()
+    }
+
+    /// The transform a provider's webhooks run when no route names one;
+    /// None for a provider not registered.
+    pub fn default_transform(&self, id: &str) -> Option<&'static str> {
+        self.get(id).map(|p| p.default_transform())
+    }
 }

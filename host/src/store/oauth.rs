@@ -526,7 +526,7 @@ pub struct LifecycleRow {
 }
 
 /// The secrets of the connection a lifecycle webhook arrived at, as far as
-/// [`crate::lifecycle::scope`] needs them: whose they are and since when.
+/// `lifecycle::scope` needs them: whose they are and since when.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SecretOwners {
     /// `app` (the app's client secret) or `tenant`.
@@ -538,7 +538,7 @@ pub struct SecretOwners {
     pub previous_webhook_secret_expires_at: Option<i64>,
 }
 
-/// The connections a lifecycle webhook changes (see [`crate::lifecycle`]).
+/// The connections a lifecycle webhook changes (see `lifecycle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleScope {
     /// Only the connection it arrived at.

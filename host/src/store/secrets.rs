@@ -1,11 +1,55 @@
-//! Re-encryption of every stored secret under the active master key: the
-//! SQL behind [`crate::secrets`]. Table and column names come from
-//! [`crate::secrets::SECRET_COLUMNS`] (compile-time constants) and are
-//! checked to be plain identifiers before they are put into a statement;
-//! every value is bound.
+//! Where the vault's ciphertexts are stored, and the SQL that re-encrypts
+//! them under the active master key (for the crate's `secrets`, the
+//! rotation). Table and column names come from [`SECRET_COLUMNS`]
+//! (compile-time constants) and are checked to be plain identifiers before
+//! they are put into a statement; every value is bound.
 
 use super::{Result, Store, StoreError};
-use crate::secrets::SecretColumn;
+
+// The purposes ciphertexts are bound to (with the row id), one per column.
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
+pub const PREVIOUS_WEBHOOK_SECRET: &str = "previous_webhook_secret";
+pub const ACCESS_TOKEN: &str = "access_token";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+
+/// One encrypted column: where it lives and what its ciphertexts are bound
+/// to (`purpose`, and the row's `id_column` as row id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretColumn {
+    pub table: &'static str,
+    pub id_column: &'static str,
+    pub column: &'static str,
+    pub purpose: &'static str,
+}
+
+impl SecretColumn {
+    pub const fn new(
+        table: &'static str,
+        id_column: &'static str,
+        column: &'static str,
+        purpose: &'static str,
+    ) -> Self {
+        Self {
+            table,
+            id_column,
+            column,
+            purpose,
+        }
+    }
+}
+
+/// Every column that holds vault ciphertexts. NULLs are skipped.
+pub const SECRET_COLUMNS: &[SecretColumn] = &[
+    SecretColumn::new("connections", "id", "webhook_secret", WEBHOOK_SECRET),
+    SecretColumn::new(
+        "connections",
+        "id",
+        "previous_webhook_secret",
+        PREVIOUS_WEBHOOK_SECRET,
+    ),
+    SecretColumn::new("connections", "id", "access_token", ACCESS_TOKEN),
+    SecretColumn::new("connections", "id", "refresh_token", REFRESH_TOKEN),
+];
 
 /// The identifiers of `col`, checked.
 fn idents(col: &SecretColumn) -> Result<(&'static str, &'static str, &'static str)> {

@@ -30,9 +30,10 @@ use std::sync::{Arc, mpsc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
+use super::events::LogRecords;
 use super::{
-    Backend, DeadLetter, Delivery, InboxRow, Inserted, LogRecords, Logged, NewWebhook, Outcome,
-    Result, StoreError, WriteTurn,
+    Backend, DeadLetter, Delivery, InboxRow, Inserted, Logged, NewWebhook, Outcome, Result,
+    StoreError, WriteTurn,
 };
 
 /// Where the intake's group commits and the dispatcher's transactions go on
@@ -278,7 +279,7 @@ fn claim_ids(conn: &mut Connection, turn: &WriteTurn, c: &Claim) -> Result<Vec<i
 
 fn claim_in(conn: &mut Connection, c: &Claim) -> Result<Vec<i64>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(super::CLAIM_BRANDS_SQL)?
+    tx.prepare_cached(super::inbox::CLAIM_BRANDS_SQL)?
         .execute(rusqlite::params![
             c.owner,
             c.until,
@@ -286,14 +287,15 @@ fn claim_in(conn: &mut Connection, c: &Claim) -> Result<Vec<i64>> {
             c.limit.saturating_mul(4)
         ])?;
     let candidates = tx
-        .prepare_cached(super::CLAIM_CANDIDATES_SQL)?
+        .prepare_cached(super::inbox::CLAIM_CANDIDATES_SQL)?
         .query_map(rusqlite::params![c.owner, c.now, c.limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()?;
-    let ids = super::claimable(candidates, c.now);
+    let ids = super::inbox::claimable(candidates, c.now);
     for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
-        let mut stmt = tx.prepare_cached(&super::claim_rows_sql(Backend::Sqlite, chunk.len()))?;
+        let mut stmt =
+            tx.prepare_cached(&super::inbox::claim_rows_sql(Backend::Sqlite, chunk.len()))?;
         let params = std::iter::once(Value::Integer(c.until))
             .chain(chunk.iter().map(|id| Value::Integer(*id)));
         stmt.execute(params_from_iter(params))?;
@@ -310,7 +312,7 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rec.events.len());
     for (chunk, n) in pow2_chunks(&rec.events) {
-        let mut stmt = tx.prepare_cached(&super::append_events_sql(Backend::Sqlite, n))?;
+        let mut stmt = tx.prepare_cached(&super::events::append_events_sql(Backend::Sqlite, n))?;
         let mut returned = stmt.query(params_from_iter(chunk.iter().flatten()))?;
         while let Some(r) = returned.next()? {
             seqs.insert(r.get(1)?, r.get(0)?);
@@ -318,7 +320,7 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
     }
     let mut out = Vec::with_capacity(rec.events.len());
     {
-        let mut lookup = tx.prepare_cached(super::LOGGED_SEQ_SQL)?;
+        let mut lookup = tx.prepare_cached(super::events::LOGGED_SEQ_SQL)?;
         for event in &rec.events {
             let id = text(&event[0]);
             out.push(match seqs.get(id) {
@@ -350,11 +352,14 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
         .collect();
     for (chunk, n) in pow2_chunks(&published) {
         let now = Value::Integer(rec.now);
-        tx.prepare_cached(&super::resolve_dead_letters_sql(Backend::Sqlite, n))?
-            .execute(params_from_iter(
-                std::iter::once(now.clone()).chain(chunk.iter().map(|(id, _)| Value::Integer(*id))),
-            ))?;
-        tx.prepare_cached(&super::finish_published_sql(Backend::Sqlite, n))?
+        tx.prepare_cached(&super::dead_letters::resolve_dead_letters_sql(
+            Backend::Sqlite,
+            n,
+        ))?
+        .execute(params_from_iter(
+            std::iter::once(now.clone()).chain(chunk.iter().map(|(id, _)| Value::Integer(*id))),
+        ))?;
+        tx.prepare_cached(&super::inbox::finish_published_sql(Backend::Sqlite, n))?
             .execute(params_from_iter(
                 std::iter::once(now).chain(
                     chunk
@@ -365,13 +370,13 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
     }
     for f in &rec.finish {
         let Some(dead) = &f.dead else { continue };
-        tx.prepare_cached(super::DEAD_LETTER_SQL)?
+        tx.prepare_cached(super::dead_letters::DEAD_LETTER_SQL)?
             .execute(params_from_iter(dead))?;
-        tx.prepare_cached(super::FINISH_DEAD_SQL)?
+        tx.prepare_cached(super::inbox::FINISH_DEAD_SQL)?
             .execute(rusqlite::params![rec.now, deliveries(f), f.id])?;
     }
     if let Some(owner) = &rec.release {
-        tx.prepare_cached(super::RELEASE_LEASES_SQL)?
+        tx.prepare_cached(super::inbox::RELEASE_LEASES_SQL)?
             .execute([owner])?;
     }
     tx.commit()?;
@@ -481,16 +486,17 @@ fn write(conn: &mut Connection, turn: &Arc<WriteTurn>, rows: &[Row]) -> Result<V
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut ids: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
     for (chunk, n) in pow2_chunks(rows) {
-        let mut stmt = tx.prepare_cached(super::insert_webhooks_sql(Backend::Sqlite, n, false))?;
+        let mut stmt =
+            tx.prepare_cached(super::inbox::insert_webhooks_sql(Backend::Sqlite, n, false))?;
         let mut returned = stmt.query(params_from_iter(chunk.iter().flat_map(|r| &r.0)))?;
         while let Some(r) = returned.next()? {
             ids.insert((r.get(1)?, r.get(2)?), r.get(0)?);
         }
     }
-    let matched = super::match_inserted(rows.iter().map(Row::key), &ids);
+    let matched = super::inbox::match_inserted(rows.iter().map(Row::key), &ids);
     let mut out = Vec::with_capacity(rows.len());
     {
-        let mut lookup = tx.prepare_cached(super::STORED_WEBHOOK_ID_SQL)?;
+        let mut lookup = tx.prepare_cached(super::inbox::STORED_WEBHOOK_ID_SQL)?;
         for (row, m) in rows.iter().zip(matched) {
             out.push(match m {
                 Some(inserted) => inserted,

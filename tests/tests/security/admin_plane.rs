@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::admin;
+use ionflux_gateway::api::admin;
 use ionflux_tests::{
     Gateway, Hook, Options, admin_json, free_loopback_addr, gateway_bin, hostile_wasm,
     workspace_token,

@@ -8,12 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::connection::{self, SECRETS_CACHED_FOR};
-use ionflux_gateway::oauth::ShopifyConfig;
+use ionflux_gateway::pipeline::connection::{self, SECRETS_CACHED_FOR};
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth::ShopifyConfig;
 use ionflux_gateway::store::Store;
 use ionflux_gateway::store::oauth::RefreshRow;
-use ionflux_gateway::vault::Secret;
-use ionflux_gateway::webhook;
+use ionflux_gateway::support::vault::Secret;
 use ionflux_tests::fake_shopify::{FakeShopify, app_config, install_with_issued_tokens};
 use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE};
 use serde_json::Value;

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::ceilings::{TenantPolicy, UploadQuota};
-use ionflux_gateway::connection;
+use ionflux_gateway::pipeline::ceilings::{TenantPolicy, UploadQuota};
+use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::store::Store;
 use ionflux_gateway::store::ceilings::OwnedPut;
-use ionflux_gateway::vault::{Secret, Vault};
+use ionflux_gateway::support::vault::{Secret, Vault};
 use ionflux_tests::{
     Conn, Gateway, Hook, Options, PATIENCE, admin_json, admin_upload, free_loopback_addr,
     fresh_database, gateway_bin, hostile_wasm, sha256_hex, test_tenants, workspace_token,
@@ -663,7 +663,8 @@ async fn uploads_are_held_to_a_quota_and_only_their_workspace_deletes_them_unuse
 /// that starts with the fake one.
 #[tokio::test]
 async fn guest_text_cannot_forge_log_lines() {
-    const FORGED: &str = "2026-11-23T10:00:00.000000Z  WARN ionflux_gateway::admin: forged line";
+    const FORGED: &str =
+        "2026-11-23T10:00:00.000000Z  WARN ionflux_gateway::api::admin: forged line";
     let db = fresh_database().await;
     let key = format!("k1:{}", Vault::generate_key());
     let vault = Vault::from_spec(&key).unwrap();

@@ -10,8 +10,8 @@
 //!   (and so cannot read the shop details of) a brand that workspace B
 //!   connected, nor a brand their token's brand claims do not name.
 
-use ionflux_gateway::oauth::{self, STATE_COOKIE};
-use ionflux_gateway::vault::Secret;
+use ionflux_gateway::providers::shopify::oauth::{self, STATE_COOKIE};
+use ionflux_gateway::support::vault::Secret;
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config, state_cookie};
 use ionflux_tests::{Gateway, Options, free_loopback_addr};
 use jsonwebtoken::{EncodingKey, Header};
@@ -435,7 +435,7 @@ async fn a_brand_connected_in_another_workspace_cannot_be_joined_or_read() {
 
     // A connection of A's under B's brand, newer than B's (made before
     // installs checked brands, or by hand): shop details still answer B's.
-    ionflux_gateway::connection::add(
+    ionflux_gateway::pipeline::connection::add(
         env.gw.store(),
         &env.gw.vault,
         "attacker-legacy.myshopify.com",

@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ionflux_gateway::oauth::{self, ShopifyConfig};
+use ionflux_gateway::providers::shopify::headers as webhook;
+use ionflux_gateway::providers::shopify::oauth::{self, ShopifyConfig};
 use ionflux_gateway::store::oauth::WebhookRegistrationRow;
-use ionflux_gateway::webhook;
 use ionflux_tests::fake_shopify::{FakeShopify, JWT_AUDIENCE, app_config, state_cookie};
 use ionflux_tests::{Gateway, Options, PATIENCE, free_loopback_addr};
 use jsonwebtoken::{EncodingKey, Header};

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ionflux_gateway::http::HttpConfig;
+use ionflux_gateway::api::http::HttpConfig;
 use ionflux_tests::{Gateway, Hook, Options};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -130,5 +130,7 @@ fn read_envelope(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> 
     }
 }
 
+pub mod auth;
+
 #[cfg(test)]
 mod tests;

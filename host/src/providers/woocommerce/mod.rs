@@ -84,5 +84,7 @@ impl Provider for WooCommerce {
     }
 }
 
+pub mod api;
+
 #[cfg(test)]
 mod tests;

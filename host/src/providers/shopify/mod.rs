@@ -1,0 +1,112 @@
+//! Shopify: webhook signatures and headers, the OAuth install, token
+//! refresh, the lifecycle webhooks and the shop-details endpoint.
+//!
+//! [`Shopify`] is what the pipeline sees of it: `X-Shopify-Hmac-Sha256`
+//! over the raw body with the connection's current and previous secrets,
+//! the `X-Shopify-*` headers for topic, delivery id and shop, the
+//! compliance topics still taken once uninstalled, and
+//! `builtin:shopify-default`. Its own HTTP routes (install, callback, shop
+//! details) come back from [`routes`] as a finished router.
+
+pub mod api;
+pub mod headers;
+pub mod lifecycle;
+pub mod oauth;
+pub mod refresh;
+pub mod shop_details;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+
+use crate::pipeline::provider::{
+    AfterPublish, Codes, Described, Incoming, Keys, Provider, Rejected,
+};
+use crate::store::{InboxRow, Outcome, Store};
+use headers::{HeaderError, ShopifyHeaders};
+
+/// The `provider` column and URL segment.
+pub const ID: &str = "shopify";
+
+/// Shopify as the pipeline sees it.
+pub struct Shopify;
+
+impl Provider for Shopify {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected> {
+        let signature = req
+            .headers
+            .get(headers::HMAC_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(Rejected::Signature)?;
+        if headers::verify(keys.secrets.iter().copied(), req.body, signature) {
+            Ok(())
+        } else {
+            Err(Rejected::Signature)
+        }
+    }
+
+    fn describe(&self, req: &Incoming<'_>, _keys: &Keys<'_>) -> Result<Described, Rejected> {
+        let h = ShopifyHeaders::parse(req.headers).map_err(|e| match e {
+            HeaderError::Missing(name) => Rejected::MissingHeader(name),
+            HeaderError::Invalid(name, why) => Rejected::InvalidHeader(name, why),
+        })?;
+        Ok(Described {
+            topic: h.topic,
+            delivery_id: h.webhook_id,
+            account: Some(h.shop_domain),
+            api_version: h.api_version,
+            occurred_at: h.triggered_at,
+            event_id: h.event_id,
+            headers: h.selected,
+            body: None,
+        })
+    }
+
+    fn topic_in_headers(&self, headers: &HeaderMap) -> Option<String> {
+        // An absent topic is an empty one: a gone connection refuses it on
+        // its headers, as it always has, before the body is read.
+        Some(
+            headers
+                .get(headers::TOPIC_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        )
+    }
+
+    /// Once uninstalled, only the compliance topics: Shopify sends them
+    /// after an uninstall (`shop/redact` 48 hours later) and requires a 200.
+    fn lifecycle_topic(&self, topic: &str) -> bool {
+        lifecycle::COMPLIANCE_TOPICS.contains(&topic)
+    }
+
+    fn default_transform(&self) -> &'static str {
+        "builtin:shopify-default"
+    }
+
+    fn codes(&self) -> Codes {
+        Codes {
+            signature: "invalid_hmac",
+            account_mismatch: "shop_mismatch",
+        }
+    }
+
+    fn after_publish<'a>(
+        &'a self,
+        store: &'a Store,
+        finished: &'a [(&'a InboxRow, Outcome)],
+    ) -> AfterPublish<'a> {
+        Box::pin(lifecycle::after_finish(store, finished))
+    }
+}
+
+/// Shopify's own routes, finished: the OAuth install and callback (404
+/// `oauth_not_configured` without an app) and the shop-details endpoint.
+pub fn routes(oauth: Option<Arc<oauth::OAuth>>, details: Arc<shop_details::ShopDetails>) -> Router {
+    oauth::router(oauth).merge(shop_details::router(details))
+}

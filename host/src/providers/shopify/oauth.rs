@@ -1,0 +1,1693 @@
+//! Who may connect a shop, and how: the Shopify OAuth install and the webhook
+//! subscriptions made after it.
+//!
+//! - `GET /integrations/shopify/auth/initiate?workspace_id&brand_id&shop`:
+//!   the caller proves who they are with a JWT from the user service
+//!   (`Authorization: Bearer`, HS256 with a shared secret or RS256 with a
+//!   public key, `aud` checked). The user is `sub`; the workspace must be
+//!   granted by the `workspaces` claim (an array of ids) or the
+//!   `workspace_id` claim (one id); the brand, by the `brands` / `brand_ids`
+//!   / `brand_id` claims when the token has any, and in any case it must not
+//!   belong to another workspace (a brand belongs to the workspace of its
+//!   oldest connection). A 256-bit single-use state bound to (workspace,
+//!   brand, user, shop) is stored as its sha256 for ten minutes, the same
+//!   state goes into a signed cookie scoped to the callback, and the browser
+//!   is sent to Shopify's authorize page.
+//! - `GET /integrations/shopify/auth/callback`: Shopify's signed query is
+//!   verified (HMAC, timestamp window, shop), the state must be the one in
+//!   the browser's state cookie (else the state is spent and the callback
+//!   refused: an install finishes only in the browser that started it), the
+//!   code is exchanged for tokens, and the connection is created or updated
+//!   with the tokens encrypted by the vault and a fresh webhook URL.
+//! - Afterwards the registrar subscribes the connection to the configured
+//!   topics at Shopify, listing first so that a reconnect duplicates nothing,
+//!   and records how each (connection, topic) stands.
+//!
+//! No state, code, token or secret is ever logged or put in an error.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use cookie::{Cookie, CookieJar, SameSite};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
+use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
+use crate::providers::shopify::headers as webhook;
+use crate::providers::shopify::refresh::{RefreshConfig, Refresher, TokenError};
+use crate::store::oauth::{
+    EXPIRED_STATE_GRACE_MS, OAuthStateRow, RegistrationOutcome, STATE_SWEEP_BATCH, StateUse,
+    WebhookRegistrationRow,
+};
+use crate::store::{Store, StoreError, now_ms};
+use crate::support::vault::{Secret, Vault};
+
+pub const INITIATE_PATH: &str = "/integrations/shopify/auth/initiate";
+pub const CALLBACK_PATH: &str = "/integrations/shopify/auth/callback";
+
+// Defaults shared with the shop-details endpoint; they live with the API
+// client so that neither imports the other for them.
+pub use super::api::{DEFAULT_ADMIN_BASE_URL, DEFAULT_API_VERSION, DEFAULT_SCOPES, DEFAULT_TOPICS};
+pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+
+type HmacSha256 = Hmac<Sha256>;
+
+// ---- configuration -----------------------------------------------------------
+
+/// How initiate requests are authenticated: JWTs of the user service.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// Accept HS256 tokens signed with this shared secret.
+    pub hs256_secret: Option<Secret>,
+    /// Accept RS256 tokens signed by the key whose public half this is
+    /// (PEM, `BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
+    pub rs256_public_key_pem: Option<String>,
+    /// When set, `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, `aud` must contain it.
+    pub audience: Option<String>,
+    /// Refuse to start without an `audience`: a token the user service
+    /// minted for another of its services must not open installs here.
+    /// Off only when the operator says so.
+    pub audience_check: bool,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            rs256_public_key_pem: None,
+            issuer: None,
+            audience: None,
+            audience_check: true,
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How hard the registrar tries.
+#[derive(Debug, Clone)]
+pub struct RegistrationConfig {
+    /// Tries of one call to Shopify within one run.
+    pub attempts_per_run: u32,
+    /// Backoff between those tries (doubling, capped at `max_backoff`).
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// After a failed run, a topic is due again after this (doubling with its
+    /// failed attempts, capped at `max_retry_after`).
+    pub retry_after: Duration,
+    pub max_retry_after: Duration,
+    /// How often the registrar looks for due work when nobody wakes it.
+    pub poll_interval: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            attempts_per_run: 3,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+            retry_after: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(3600),
+            poll_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The Shopify app this gateway installs as.
+#[derive(Debug, Clone)]
+pub struct ShopifyConfig {
+    pub client_id: String,
+    /// The app's client secret: signs the callback query and the webhooks.
+    pub client_secret: Secret,
+    /// Comma-separated access scopes requested at install.
+    pub scopes: String,
+    /// This gateway's callback URL as registered in the app
+    /// (`https://…/integrations/shopify/auth/callback`).
+    pub redirect_uri: String,
+    /// The gateway's public base URL; webhook addresses are this plus the
+    /// connection's webhook path.
+    pub public_base_url: String,
+    /// Where the Admin API of a shop is: `{shop}` is replaced by the shop's
+    /// domain. `https://{shop}` in production; a local fake in tests.
+    pub admin_base_url: String,
+    /// Where the browser is sent to authorize: `{shop}` replaced, then
+    /// `/admin/oauth/authorize` appended. `https://{shop}`.
+    pub authorize_base_url: String,
+    pub api_version: String,
+    /// Ask for an expiring offline token (`expiring: 1`) with a refresh token.
+    pub expiring_tokens: bool,
+    /// When set, a successful callback redirects here with
+    /// `?status=connected&connection_id=…` instead of answering JSON.
+    pub frontend_redirect: Option<String>,
+    /// How far the callback's `timestamp` may be from now, either way.
+    pub timestamp_window: Duration,
+    pub state_ttl: Duration,
+    pub webhook_topics: Vec<String>,
+    /// Timeout of each call to Shopify.
+    pub http_timeout: Duration,
+    pub registration: RegistrationConfig,
+    /// When expiring tokens are refreshed (see `refresh`).
+    pub refresh: RefreshConfig,
+    pub jwt: JwtConfig,
+}
+
+impl ShopifyConfig {
+    /// The defaults for everything but what only the operator knows.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        redirect_uri: impl Into<String>,
+        public_base_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret,
+            scopes: DEFAULT_SCOPES.into(),
+            redirect_uri: redirect_uri.into(),
+            public_base_url: public_base_url.into(),
+            admin_base_url: DEFAULT_ADMIN_BASE_URL.into(),
+            authorize_base_url: DEFAULT_ADMIN_BASE_URL.into(),
+            api_version: DEFAULT_API_VERSION.into(),
+            expiring_tokens: true,
+            frontend_redirect: None,
+            timestamp_window: Duration::from_secs(5 * 60),
+            state_ttl: STATE_TTL,
+            webhook_topics: DEFAULT_TOPICS.iter().map(|t| t.to_string()).collect(),
+            http_timeout: Duration::from_secs(15),
+            registration: RegistrationConfig::default(),
+            refresh: RefreshConfig::default(),
+            jwt: JwtConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthConfigError {
+    #[error("shopify oauth: {0}")]
+    Invalid(String),
+}
+
+// ---- errors ------------------------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0:?} is not a shop domain (expected NAME.myshopify.com)")]
+    InvalidShop(String),
+    #[error("the hmac of the query is missing or does not match")]
+    InvalidHmac,
+    #[error("the request's timestamp is missing or outside the accepted window")]
+    StaleRequest,
+    #[error("the state is missing or unknown")]
+    InvalidState,
+    #[error("the state was already used")]
+    StateUsed,
+    #[error("the state has expired; start the install again")]
+    StateExpired,
+    #[error(
+        "the browser did not present the install's state cookie; finish the install in the \
+         browser that started it"
+    )]
+    StateCookieMissing,
+    #[error(
+        "the state does not match the browser's state cookie; finish the install in the \
+         browser that started it"
+    )]
+    StateMismatch,
+    #[error("this brand belongs to another workspace")]
+    BrandInAnotherWorkspace,
+    #[error("the shop is not the one the install was started for")]
+    ShopMismatch,
+    #[error("this shop and brand are connected under another workspace")]
+    WorkspaceConflict,
+    #[error("exchanging the code failed: {0}")]
+    ExchangeFailed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl OAuthError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::Unauthorized(_) | OAuthError::InvalidHmac => StatusCode::UNAUTHORIZED,
+            OAuthError::Forbidden(_)
+            | OAuthError::ShopMismatch
+            | OAuthError::StateCookieMissing
+            | OAuthError::StateMismatch
+            | OAuthError::BrandInAnotherWorkspace => StatusCode::FORBIDDEN,
+            OAuthError::InvalidRequest(_)
+            | OAuthError::InvalidShop(_)
+            | OAuthError::StaleRequest
+            | OAuthError::InvalidState
+            | OAuthError::StateExpired => StatusCode::BAD_REQUEST,
+            OAuthError::StateUsed | OAuthError::WorkspaceConflict => StatusCode::CONFLICT,
+            OAuthError::ExchangeFailed(_) => StatusCode::BAD_GATEWAY,
+            OAuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::Unauthorized(_) => "unauthorized",
+            OAuthError::Forbidden(_) => "forbidden",
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidShop(_) => "invalid_shop",
+            OAuthError::InvalidHmac => "invalid_hmac",
+            OAuthError::StaleRequest => "stale_request",
+            OAuthError::InvalidState => "invalid_state",
+            OAuthError::StateUsed => "state_used",
+            OAuthError::StateExpired => "state_expired",
+            OAuthError::StateCookieMissing => "state_cookie_missing",
+            OAuthError::StateMismatch => "state_mismatch",
+            OAuthError::BrandInAnotherWorkspace => "brand_in_another_workspace",
+            OAuthError::ShopMismatch => "shop_mismatch",
+            OAuthError::WorkspaceConflict => "workspace_conflict",
+            OAuthError::ExchangeFailed(_) => "exchange_failed",
+            OAuthError::Store(_) => "store_unavailable",
+            OAuthError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        let status = e.status();
+        if status.is_server_error() {
+            tracing::error!(error = %e, "oauth request failed");
+        } else {
+            tracing::info!(code = e.code(), "oauth request refused");
+        }
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+// ---- the query HMAC ------------------------------------------------------------
+
+/// Parses a raw query string (`a=1&b=2`, form-encoded) into decoded pairs, in
+/// order.
+pub fn parse_query(raw: &str) -> Vec<(String, String)> {
+    match reqwest::Url::parse(&format!("http://q/?{raw}")) {
+        Ok(url) => url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn escape_value(s: &str) -> String {
+    s.replace('%', "%25").replace('&', "%26")
+}
+
+fn escape_key(s: &str) -> String {
+    escape_value(s).replace('=', "%3D")
+}
+
+/// Shopify's canonical form of a signed query: `hmac` and `signature` left
+/// out; `%` → `%25` and `&` → `%26` in keys and values, `=` → `%3D` in keys;
+/// array parameters (`ids[]=2&ids[]=1`) become `ids=["2", "1"]`; the
+/// `key=value` pairs sorted and joined with `&`.
+pub fn canonical_query(pairs: &[(String, String)]) -> String {
+    let mut plain: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut arrays: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, v) in pairs {
+        if k == "hmac" || k == "signature" {
+            continue;
+        }
+        match k.strip_suffix("[]") {
+            Some(base) => arrays.entry(base).or_default().push(v),
+            None => {
+                plain.insert(k, v);
+            }
+        }
+    }
+    let mut encoded: Vec<String> = plain
+        .into_iter()
+        .map(|(k, v)| format!("{}={}", escape_key(k), escape_value(v)))
+        .collect();
+    for (k, vs) in arrays {
+        let items: Vec<String> = vs
+            .iter()
+            .map(|v| serde_json::to_string(v).expect("a string serialises"))
+            .collect();
+        let value = format!("[{}]", items.join(", "));
+        encoded.push(format!("{}={}", escape_key(k), escape_value(&value)));
+    }
+    encoded.sort();
+    encoded.join("&")
+}
+
+/// Lowercase hex HMAC-SHA256 of `message`.
+pub fn hmac_hex(secret: &[u8], message: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `hmac` Shopify would put on these parameters.
+pub fn sign_query(secret: &[u8], pairs: &[(String, String)]) -> String {
+    hmac_hex(secret, &canonical_query(pairs))
+}
+
+/// True when the query's `hmac` matches its other parameters under `secret`,
+/// compared in constant time.
+pub fn verify_query(secret: &[u8], pairs: &[(String, String)]) -> bool {
+    let Some((_, given)) = pairs.iter().rev().find(|(k, _)| k == "hmac") else {
+        return false;
+    };
+    let Ok(given) = hex::decode(given.trim()) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(canonical_query(pairs).as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+// ---- shops -------------------------------------------------------------------
+
+/// A shop as a user may give it: `NAME.myshopify.com`, with or without
+/// `https://` and a trailing slash, or the admin URL
+/// `admin.shopify.com/store/NAME` (→ `NAME.myshopify.com`). None when it is
+/// not a valid shop by Shopify's rule.
+pub fn normalize_shop(input: &str) -> Option<String> {
+    let mut s = input.trim().to_ascii_lowercase();
+    for scheme in ["https://", "http://"] {
+        if let Some(rest) = s.strip_prefix(scheme) {
+            s = rest.to_string();
+        }
+    }
+    let s = s.trim_end_matches('/');
+    let shop = match s.strip_prefix("admin.shopify.com/store/") {
+        Some(store) => format!("{}.myshopify.com", store.split('/').next().unwrap_or("")),
+        None => s.to_string(),
+    };
+    webhook::is_shop_domain(&shop).then_some(shop)
+}
+
+// ---- JWTs --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    workspaces: Option<Vec<String>>,
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    brands: Option<Vec<String>>,
+    #[serde(default)]
+    brand_ids: Option<Vec<String>>,
+    #[serde(default)]
+    brand_id: Option<String>,
+}
+
+/// A caller proven by a user-service JWT.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    workspaces: Vec<String>,
+    /// None when the token says nothing about brands; then the store decides
+    /// (see [`OAuth::initiate`]).
+    brands: Option<Vec<String>>,
+}
+
+/// Ids compared as UUIDs when they are UUIDs, so case and hyphenation do not
+/// matter.
+fn same_id(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        Uuid::parse_str(s.trim())
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| s.trim().to_string())
+    };
+    norm(a) == norm(b)
+}
+
+impl User {
+    /// Whether the token granted this workspace.
+    pub fn may_use(&self, workspace: &str) -> bool {
+        self.workspaces.iter().any(|w| same_id(w, workspace))
+    }
+
+    /// Whether the token's brand claims, when it has any, name this brand.
+    pub fn may_use_brand(&self, brand: &str) -> bool {
+        self.brands
+            .as_ref()
+            .is_none_or(|brands| brands.iter().any(|b| same_id(b, brand)))
+    }
+}
+
+struct JwtVerifier {
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+    cfg: JwtConfig,
+}
+
+impl JwtVerifier {
+    fn new(cfg: &JwtConfig) -> Result<Self, OAuthConfigError> {
+        let hs256 = cfg
+            .hs256_secret
+            .as_ref()
+            .map(|s| {
+                if s.expose().is_empty() {
+                    return Err(OAuthConfigError::Invalid(
+                        "the HS256 secret is empty".into(),
+                    ));
+                }
+                Ok(DecodingKey::from_secret(s.expose()))
+            })
+            .transpose()?;
+        let rs256 = cfg
+            .rs256_public_key_pem
+            .as_ref()
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                    OAuthConfigError::Invalid(format!(
+                        "the RS256 public key is not a PEM RSA key: {e}"
+                    ))
+                })
+            })
+            .transpose()?;
+        if hs256.is_none() && rs256.is_none() {
+            return Err(OAuthConfigError::Invalid(
+                "a JWT key is needed (an HS256 secret or an RS256 public key)".into(),
+            ));
+        }
+        let has_audience = cfg
+            .audience
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty());
+        if cfg.audience_check && !has_audience {
+            return Err(OAuthConfigError::Invalid(
+                "the JWT audience is not set: set --jwt-audience (IONFLUX_JWT_AUDIENCE, \
+                 shopify.jwt_audience) to the `aud` the user service puts in tokens for this \
+                 gateway, or accept tokens for any audience with --jwt-audience-check=false"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            hs256,
+            rs256,
+            cfg: cfg.clone(),
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<User, OAuthError> {
+        let bad = || OAuthError::Unauthorized("the bearer token is not valid".into());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad())?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            OAuthError::Unauthorized(format!(
+                "tokens signed with {:?} are not accepted",
+                header.alg
+            ))
+        })?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.cfg.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        match &self.cfg.audience {
+            Some(aud) => {
+                // jsonwebtoken checks `aud` only when the token has one: a
+                // token without it must not pass as meant for us.
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "sub"]);
+                validation.validate_aud = false;
+            }
+        }
+        if let Some(iss) = &self.cfg.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    OAuthError::Unauthorized("the bearer token has expired".into())
+                }
+                ErrorKind::ImmatureSignature => {
+                    OAuthError::Unauthorized("the bearer token is not valid yet".into())
+                }
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => OAuthError::Unauthorized(
+                    "the bearer token was not issued for this service".into(),
+                ),
+                _ => bad(),
+            }
+        })?;
+        let claims = data.claims;
+        if claims.sub.trim().is_empty() {
+            return Err(bad());
+        }
+        let mut workspaces = claims.workspaces.unwrap_or_default();
+        workspaces.extend(claims.workspace_id);
+        let brands = match (claims.brands, claims.brand_ids, claims.brand_id) {
+            (None, None, None) => None,
+            (a, b, one) => Some(
+                a.into_iter()
+                    .flatten()
+                    .chain(b.into_iter().flatten())
+                    .chain(one)
+                    .collect(),
+            ),
+        };
+        Ok(User {
+            id: claims.sub,
+            workspaces,
+            brands,
+        })
+    }
+}
+
+// ---- the state cookie ------------------------------------------------------------
+
+/// The cookie that binds an install to the browser that started it.
+pub const STATE_COOKIE: &str = "ionflux_oauth_state";
+/// HKDF `info` of the cookie's signing key: the client secret also signs
+/// Shopify's queries and webhooks, so the cookie gets a key of its own.
+const STATE_COOKIE_KEY_INFO: &[u8] = b"ionflux-gateway oauth state cookie v1";
+
+/// Issues and checks the state cookie, as Shopify's own app libraries do
+/// (`shopify_app_state`): initiate puts the state in a signed cookie, and
+/// the callback is accepted only from a browser that presents it. Without
+/// this, whoever starts an install can hand the authorize URL to a merchant
+/// and have the merchant's shop join the starter's workspace.
+struct StateCookie {
+    key: cookie::Key,
+    /// The callback's path as the browser sees it (the redirect URI's), so
+    /// that the cookie goes nowhere else.
+    path: String,
+    /// Set when the callback is https; a plain-http callback (local trials)
+    /// could not get the cookie back otherwise.
+    secure: bool,
+    max_age: Duration,
+}
+
+/// What the callback's request carries.
+enum Presented {
+    /// No state cookie at all.
+    Nothing,
+    /// The states of the state cookies whose signature verifies (none when
+    /// every one was forged or tampered with).
+    States(Vec<String>),
+}
+
+impl StateCookie {
+    fn new(cfg: &ShopifyConfig) -> Result<Self, OAuthConfigError> {
+        let redirect = reqwest::Url::parse(&cfg.redirect_uri)
+            .map_err(|e| OAuthConfigError::Invalid(format!("redirect_uri is not a URL: {e}")))?;
+        let mut okm = [0u8; 64];
+        Hkdf::<Sha256>::new(None, cfg.client_secret.expose())
+            .expand(STATE_COOKIE_KEY_INFO, &mut okm)
+            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
+        let key = cookie::Key::try_from(&okm[..])
+            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
+        Ok(Self {
+            key,
+            path: redirect.path().to_string(),
+            secure: redirect.scheme() == "https",
+            max_age: cfg.state_ttl,
+        })
+    }
+
+    fn cookie(&self, value: String) -> Cookie<'static> {
+        Cookie::build((STATE_COOKIE, value))
+            .path(self.path.clone())
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure)
+            .build()
+    }
+
+    /// The `Set-Cookie` value that hands `state` to the browser, signed.
+    fn issue(&self, state: &str) -> String {
+        let mut c = self.cookie(state.to_string());
+        c.set_max_age(cookie::time::Duration::seconds(
+            self.max_age.as_secs().min(i64::MAX as u64) as i64,
+        ));
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.key).add(c);
+        jar.get(STATE_COOKIE)
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The `Set-Cookie` value that removes the cookie.
+    fn clear(&self) -> String {
+        let mut c = self.cookie(String::new());
+        c.make_removal();
+        c.to_string()
+    }
+
+    /// The states the request's state cookies carry. Every `Cookie` header
+    /// and every cookie of that name is read: a browser may hold several
+    /// (another path or domain), and one good one is enough.
+    fn presented(&self, headers: &HeaderMap) -> Presented {
+        let jar = CookieJar::new();
+        let signed = jar.signed(&self.key);
+        let mut any = false;
+        let mut states = Vec::new();
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for cookie in Cookie::split_parse(value).flatten() {
+                if cookie.name() != STATE_COOKIE {
+                    continue;
+                }
+                any = true;
+                if let Some(verified) = signed.verify(cookie.into_owned()) {
+                    states.push(verified.value().to_string());
+                }
+            }
+        }
+        if any {
+            Presented::States(states)
+        } else {
+            Presented::Nothing
+        }
+    }
+}
+
+/// What initiate hands the browser.
+pub struct Started {
+    /// Shopify's authorize page for this install.
+    pub authorize_url: String,
+    /// The `Set-Cookie` header value of the state cookie.
+    pub set_cookie: String,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Both carry the state.
+        f.write_str("Started { .. }")
+    }
+}
+
+// ---- the install flow ----------------------------------------------------------
+
+/// The answer to a successful callback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connected {
+    pub connection_id: String,
+    pub shop_domain: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub status: &'static str,
+    pub webhook_path: String,
+}
+
+/// The install flow and the registrar, with what they need.
+pub struct OAuth {
+    cfg: ShopifyConfig,
+    api: ShopifyApi,
+    jwt: JwtVerifier,
+    store: Store,
+    vault: Arc<Vault>,
+    wake: Notify,
+    refresher: Arc<Refresher>,
+    state_cookie: StateCookie,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("client_id", &self.cfg.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_url(name: &str, value: &str) -> Result<(), OAuthConfigError> {
+    let probe = value.replace("{shop}", "shop.myshopify.com");
+    match reqwest::Url::parse(&probe) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(OAuthConfigError::Invalid(format!(
+            "{name} {value:?} is not an http(s) URL"
+        ))),
+    }
+}
+
+impl OAuth {
+    pub fn new(
+        cfg: ShopifyConfig,
+        store: Store,
+        vault: Arc<Vault>,
+    ) -> Result<Self, OAuthConfigError> {
+        if cfg.client_id.trim().is_empty() {
+            return Err(OAuthConfigError::Invalid("the client id is empty".into()));
+        }
+        if cfg.client_secret.expose().is_empty() {
+            return Err(OAuthConfigError::Invalid(
+                "the client secret is empty".into(),
+            ));
+        }
+        check_url("redirect_uri", &cfg.redirect_uri)?;
+        check_url("public_base_url", &cfg.public_base_url)?;
+        check_url("admin_base_url", &cfg.admin_base_url)?;
+        check_url("authorize_base_url", &cfg.authorize_base_url)?;
+        if let Some(f) = &cfg.frontend_redirect {
+            check_url("frontend_redirect", f)?;
+        }
+        let jwt = JwtVerifier::new(&cfg.jwt)?;
+        let state_cookie = StateCookie::new(&cfg)?;
+        let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)
+            .map_err(|e| OAuthConfigError::Invalid(e.to_string()))?;
+        let refresher = Arc::new(Refresher::new(
+            store.clone(),
+            vault.clone(),
+            api.clone(),
+            cfg.client_id.clone(),
+            cfg.client_secret.clone(),
+            cfg.refresh.clone(),
+            cfg.http_timeout,
+        ));
+        Ok(Self {
+            cfg,
+            api,
+            jwt,
+            store,
+            vault,
+            wake: Notify::new(),
+            refresher,
+            state_cookie,
+        })
+    }
+
+    /// The token refresher of this app's connections (its job is started by
+    /// `server::start`).
+    pub fn refresher(&self) -> &Arc<Refresher> {
+        &self.refresher
+    }
+
+    /// A usable access token of the connection, refreshed inline (under the
+    /// connection's refresh lease) when it is about to expire. For every
+    /// caller of the Admin API.
+    pub async fn access_token_for(&self, connection_id: &str) -> Result<Secret, TokenError> {
+        self.refresher.access_token_for(connection_id).await
+    }
+
+    pub fn config(&self) -> &ShopifyConfig {
+        &self.cfg
+    }
+
+    /// The URL Shopify posts this connection's webhooks to.
+    pub fn webhook_address(&self, webhook_path: &str) -> String {
+        format!(
+            "{}{webhook_path}",
+            self.cfg.public_base_url.trim_end_matches('/')
+        )
+    }
+
+    /// Checks the caller and the request, stores a fresh state and answers
+    /// the URL of Shopify's authorize page with the state cookie for the
+    /// browser.
+    pub async fn initiate(
+        &self,
+        bearer: Option<&str>,
+        params: &HashMap<String, String>,
+    ) -> Result<Started, OAuthError> {
+        let token = bearer
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                OAuthError::Unauthorized("a user-service bearer token is required".into())
+            })?;
+        let user = self.jwt.verify(token)?;
+        let id_param = |name: &str| -> Result<String, OAuthError> {
+            let raw = params
+                .get(name)
+                .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))?;
+            Uuid::parse_str(raw.trim())
+                .map(|u| u.to_string())
+                .map_err(|_| OAuthError::InvalidRequest(format!("{name} must be a UUID")))
+        };
+        let workspace = id_param("workspace_id")?;
+        if !user.may_use(&workspace) {
+            return Err(OAuthError::Forbidden(
+                "the token does not grant this workspace".into(),
+            ));
+        }
+        let brand = id_param("brand_id")?;
+        if !user.may_use_brand(&brand) {
+            return Err(OAuthError::Forbidden(
+                "the token does not grant this brand".into(),
+            ));
+        }
+        self.check_brand_owner(&workspace, &brand).await?;
+        let shop_raw = params
+            .get("shop")
+            .ok_or_else(|| OAuthError::InvalidRequest("shop is required".into()))?;
+        let shop =
+            normalize_shop(shop_raw).ok_or_else(|| OAuthError::InvalidShop(shop_raw.clone()))?;
+
+        let state =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let now = now_ms();
+        // Abandoned installs leave states behind; a batch goes with every new one.
+        if let Err(e) = self
+            .store
+            .sweep_oauth_states(now - EXPIRED_STATE_GRACE_MS, STATE_SWEEP_BATCH)
+            .await
+        {
+            tracing::warn!(error = %e, "sweeping expired oauth states failed");
+        }
+        self.store
+            .insert_oauth_state(&OAuthStateRow {
+                state_hash: hash_state(&state),
+                provider: SHOPIFY.into(),
+                workspace_id: workspace.clone(),
+                brand_id: brand.clone(),
+                user_id: user.id.clone(),
+                shop_domain: shop.clone(),
+                created_at: now,
+                expires_at: now + self.cfg.state_ttl.as_millis() as i64,
+                used_at: None,
+            })
+            .await?;
+        let authorize = format!(
+            "{}/admin/oauth/authorize",
+            self.cfg
+                .authorize_base_url
+                .replace("{shop}", &shop)
+                .trim_end_matches('/')
+        );
+        let url = reqwest::Url::parse_with_params(
+            &authorize,
+            [
+                ("client_id", self.cfg.client_id.as_str()),
+                ("scope", self.cfg.scopes.as_str()),
+                ("redirect_uri", self.cfg.redirect_uri.as_str()),
+                ("state", state.as_str()),
+            ],
+        )
+        .map_err(|e| OAuthError::Internal(format!("building the authorize URL: {e}")))?;
+        tracing::info!(%shop, %workspace, %brand, user = %user.id, "oauth install started");
+        Ok(Started {
+            authorize_url: url.into(),
+            set_cookie: self.state_cookie.issue(&state),
+        })
+    }
+
+    /// A brand belongs to the workspace of its oldest connection (the one
+    /// that connected it first); no other workspace may connect it, so that
+    /// nothing keyed by brand alone (shop details) can reach another
+    /// tenant's shop. A brand nobody connected yet is free.
+    async fn check_brand_owner(&self, workspace: &str, brand: &str) -> Result<(), OAuthError> {
+        match self.store.brand_owner(SHOPIFY, brand).await? {
+            Some(owner) if !same_id(&owner, workspace) => Err(OAuthError::BrandInAnotherWorkspace),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `Set-Cookie` value that removes the state cookie (every callback
+    /// answer carries it: the state is spent either way).
+    pub fn clear_state_cookie(&self) -> String {
+        self.state_cookie.clear()
+    }
+
+    /// Verifies Shopify's callback (and that `browser`, the request's
+    /// headers, carries the install's state cookie), exchanges the code and
+    /// stores the connection; then wakes the registrar.
+    pub async fn callback(
+        &self,
+        raw_query: &str,
+        browser: &HeaderMap,
+    ) -> Result<Connected, OAuthError> {
+        let pairs = parse_query(raw_query);
+        if !verify_query(self.cfg.client_secret.expose(), &pairs) {
+            return Err(OAuthError::InvalidHmac);
+        }
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let timestamp: i64 = get("timestamp")
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or(OAuthError::StaleRequest)?;
+        let now = now_ms();
+        // abs_diff: a signed timestamp of i64::MIN must be refused, not
+        // overflow.
+        if (now / 1000).abs_diff(timestamp) > self.cfg.timestamp_window.as_secs() {
+            return Err(OAuthError::StaleRequest);
+        }
+        let shop_raw = get("shop").unwrap_or("");
+        let shop = shop_raw.trim().to_ascii_lowercase();
+        if !webhook::is_shop_domain(&shop) {
+            return Err(OAuthError::InvalidShop(shop_raw.to_string()));
+        }
+        let code = get("code")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?
+            .to_string();
+        let state = get("state")
+            .filter(|s| !s.is_empty())
+            .ok_or(OAuthError::InvalidState)?;
+        let bound = match self
+            .store
+            .consume_oauth_state(&hash_state(state), now)
+            .await?
+        {
+            StateUse::Consumed(row) => row,
+            StateUse::Unknown => return Err(OAuthError::InvalidState),
+            StateUse::AlreadyUsed => return Err(OAuthError::StateUsed),
+            StateUse::Expired => return Err(OAuthError::StateExpired),
+        };
+        // Checked after the state is consumed, so another browser's callback
+        // spends it: otherwise whoever started the install could replay the
+        // merchant's callback URL (it is in the merchant's address bar and
+        // history) with their own cookie. Shopify's signature was checked
+        // first, so nobody spends a state without a callback Shopify signed.
+        match self.state_cookie.presented(browser) {
+            Presented::Nothing => return Err(OAuthError::StateCookieMissing),
+            Presented::States(states)
+                if !states
+                    .iter()
+                    .any(|s| crate::support::constant_time::eq(s.as_bytes(), state.as_bytes())) =>
+            {
+                return Err(OAuthError::StateMismatch);
+            }
+            Presented::States(_) => {}
+        }
+        if bound.shop_domain != shop {
+            return Err(OAuthError::ShopMismatch);
+        }
+        // Another workspace may have connected the brand since initiate.
+        self.check_brand_owner(&bound.workspace_id, &bound.brand_id)
+            .await?;
+
+        let tokens = self
+            .api
+            .exchange_code(
+                &shop,
+                &self.cfg.client_id,
+                &self.cfg.client_secret,
+                &code,
+                self.cfg.expiring_tokens,
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(%shop, error = %e, "oauth code exchange failed");
+                OAuthError::ExchangeFailed(match e.status() {
+                    Some(s) => format!("shopify answered {s}"),
+                    None => e.to_string(),
+                })
+            })?;
+        let received = now_ms();
+        let expiry = |secs: Option<i64>| secs.map(|s| received + s.saturating_mul(1000));
+        let tokens = OAuthTokens {
+            access_token_expires_at: expiry(tokens.expires_in),
+            refresh_token_expires_at: expiry(tokens.refresh_token_expires_in),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            scopes: tokens.scope,
+        };
+        let created = match connection::install_oauth(
+            &self.store,
+            &self.vault,
+            &connection::InstallTarget {
+                shop: &shop,
+                workspace: &bound.workspace_id,
+                brand: &bound.brand_id,
+                installed_by: &bound.user_id,
+            },
+            &self.cfg.client_secret,
+            &tokens,
+        )
+        .await
+        {
+            Ok(OAuthInstall::Installed(c)) => c,
+            Ok(OAuthInstall::WorkspaceConflict) => return Err(OAuthError::WorkspaceConflict),
+            Err(connection::ConnectionError::Store(e)) => return Err(OAuthError::Store(e)),
+            Err(e) => return Err(OAuthError::Internal(e.to_string())),
+        };
+        self.store
+            .reset_webhook_registrations(
+                &created.connection_id,
+                &self.cfg.webhook_topics,
+                &self.webhook_address(&created.webhook_path),
+            )
+            .await?;
+        self.wake.notify_one();
+        tracing::info!(
+            connection = %created.connection_id,
+            %shop,
+            new = created.created,
+            "oauth install completed"
+        );
+        Ok(Connected {
+            connection_id: created.connection_id,
+            shop_domain: created.shop_domain,
+            workspace_id: created.workspace_id,
+            brand_id: created.brand_id,
+            status: "connected",
+            webhook_path: created.webhook_path,
+        })
+    }
+
+    // ---- webhook registration ------------------------------------------------
+
+    /// Wakes the registrar now rather than at its next poll.
+    pub fn wake_registrar(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs the registrar until `shutdown` turns true.
+    pub async fn run_registrar(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.register_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(topics = n, "webhook registration pass"),
+                Err(e) => tracing::warn!(error = %e, "webhook registration pass failed"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.registration.poll_interval) => {}
+                r = shutdown.wait_for(|stop| *stop) => {
+                    if r.is_err() { return; }
+                }
+            }
+        }
+    }
+
+    /// One pass: every due registration, grouped by connection. Answers how
+    /// many topics it worked on.
+    pub async fn register_due(&self) -> Result<usize, StoreError> {
+        let due = self.store.due_webhook_registrations(now_ms(), 1000).await?;
+        let count = due.len();
+        let mut by_connection: BTreeMap<String, Vec<WebhookRegistrationRow>> = BTreeMap::new();
+        for row in due {
+            by_connection
+                .entry(row.connection_id.clone())
+                .or_default()
+                .push(row);
+        }
+        for (connection_id, rows) in by_connection {
+            self.register_connection(&connection_id, rows).await?;
+        }
+        Ok(count)
+    }
+
+    fn retry_at(&self, attempts_so_far: i64) -> i64 {
+        let r = &self.cfg.registration;
+        let exp = attempts_so_far.clamp(0, 20) as u32;
+        let delay = r
+            .retry_after
+            .saturating_mul(1u32 << exp.min(16))
+            .min(r.max_retry_after);
+        now_ms() + delay.as_millis() as i64
+    }
+
+    async fn fail_all(
+        &self,
+        rows: &[WebhookRegistrationRow],
+        tries: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        for row in rows {
+            let outcome = RegistrationOutcome::Failed {
+                error: error.to_string(),
+                retry_at: self.retry_at(row.attempts + tries),
+            };
+            self.store
+                .record_webhook_registration(
+                    &row.connection_id,
+                    &row.topic,
+                    &row.address,
+                    tries,
+                    &outcome,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn register_connection(
+        &self,
+        connection_id: &str,
+        rows: Vec<WebhookRegistrationRow>,
+    ) -> Result<(), StoreError> {
+        let Some(conn) = self.store.connection_tokens(connection_id).await? else {
+            return Ok(());
+        };
+        if conn.status != "active" {
+            return self
+                .fail_all(&rows, 0, "the connection is not active")
+                .await;
+        }
+        // Fresh: refreshed first (under the lease) when about to expire.
+        let token = match self.refresher.access_token_for(&conn.id).await {
+            Ok(t) => t,
+            Err(TokenError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "no access token for registration");
+                return self.fail_all(&rows, 0, &format!("access token: {e}")).await;
+            }
+        };
+        let shop = conn.shop_domain.as_str();
+        let (listed, tries) = self
+            .with_retries(|| self.api.list_webhooks(shop, &token))
+            .await;
+        let mut existing = match listed {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "listing webhooks failed");
+                return self
+                    .fail_all(&rows, tries, &format!("listing webhooks: {e}"))
+                    .await;
+            }
+        };
+        let own: HashSet<String> = self
+            .store
+            .webhook_addresses(&conn.id)
+            .await?
+            .into_iter()
+            .collect();
+        for row in rows {
+            let (result, tries) = self
+                .reconcile(shop, &token, &row, &own, &mut existing)
+                .await;
+            let outcome = match result {
+                Ok(id) => RegistrationOutcome::Registered {
+                    shopify_webhook_id: id.to_string(),
+                },
+                Err(e) => {
+                    tracing::warn!(connection = %conn.id, topic = %row.topic, error = %e, "webhook registration failed");
+                    RegistrationOutcome::Failed {
+                        error: e.to_string(),
+                        retry_at: self.retry_at(row.attempts + tries),
+                    }
+                }
+            };
+            self.store
+                .record_webhook_registration(
+                    &row.connection_id,
+                    &row.topic,
+                    &row.address,
+                    tries,
+                    &outcome,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes Shopify hold exactly one subscription of this connection for
+    /// the topic, at the row's address: adopts one already there, moves one
+    /// at an older address of the connection's, or creates one. Extra copies
+    /// at the connection's addresses are deleted.
+    ///
+    /// Shopify lists every subscription the app has in the shop, whichever
+    /// connection made it: another brand that connected the same shop has
+    /// its own, at its own address, under our URL prefix too. Only the
+    /// addresses in `own` (every address this connection has had) are ours
+    /// to touch.
+    async fn reconcile(
+        &self,
+        shop: &str,
+        token: &Secret,
+        row: &WebhookRegistrationRow,
+        own: &HashSet<String>,
+        existing: &mut Vec<Webhook>,
+    ) -> (Result<u64, ShopifyError>, i64) {
+        let ours: Vec<Webhook> = existing
+            .iter()
+            .filter(|w| {
+                w.topic == row.topic && (w.address == row.address || own.contains(&w.address))
+            })
+            .cloned()
+            .collect();
+        let mut tries = 0;
+        let keep = if let Some(w) = ours.iter().find(|w| w.address == row.address) {
+            w.id
+        } else if let Some(w) = ours.first() {
+            let (r, t) = self
+                .with_retries(|| {
+                    self.api
+                        .update_webhook_address(shop, token, w.id, &row.address)
+                })
+                .await;
+            tries += t;
+            match r {
+                Ok(updated) => {
+                    if let Some(e) = existing.iter_mut().find(|e| e.id == w.id) {
+                        e.address = updated.address.clone();
+                    }
+                    updated.id
+                }
+                Err(e) => return (Err(e), tries),
+            }
+        } else {
+            let (r, t) = self
+                .with_retries(|| {
+                    self.api
+                        .create_webhook(shop, token, &row.topic, &row.address)
+                })
+                .await;
+            tries += t;
+            match r {
+                Ok(created) => {
+                    existing.push(created.clone());
+                    created.id
+                }
+                // 422: "address for this topic has already been taken", by a
+                // subscription made since we listed: adopt it.
+                Err(e) if e.status() == Some(422) => {
+                    let (listed, t) = self
+                        .with_retries(|| self.api.list_webhooks(shop, token))
+                        .await;
+                    tries += t;
+                    match listed.map(|l| {
+                        l.into_iter()
+                            .find(|w| w.topic == row.topic && w.address == row.address)
+                    }) {
+                        Ok(Some(w)) => w.id,
+                        Ok(None) => return (Err(e), tries),
+                        Err(e) => return (Err(e), tries),
+                    }
+                }
+                Err(e) => return (Err(e), tries),
+            }
+        };
+        for extra in ours.iter().filter(|w| w.id != keep) {
+            let (r, t) = self
+                .with_retries(|| self.api.delete_webhook(shop, token, extra.id))
+                .await;
+            tries += t;
+            match r {
+                Ok(()) => existing.retain(|e| e.id != extra.id),
+                Err(e) => {
+                    tracing::warn!(topic = %row.topic, error = %e, "deleting a duplicate webhook failed")
+                }
+            }
+        }
+        (Ok(keep), tries.max(1))
+    }
+
+    /// Calls `f` until it succeeds, fails for good, or the tries of one run
+    /// are spent; answers the last result and how many tries were made.
+    async fn with_retries<T, F, Fut>(&self, mut f: F) -> (Result<T, ShopifyError>, i64)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ShopifyError>>,
+    {
+        let r = &self.cfg.registration;
+        let attempts = r.attempts_per_run.max(1);
+        let mut backoff = r.min_backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match f().await {
+                Ok(v) => return (Ok(v), tries),
+                Err(e) if e.is_transient() && tries < attempts as i64 => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(r.max_backoff);
+                }
+                Err(e) => return (Err(e), tries),
+            }
+        }
+    }
+}
+
+fn hash_state(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+/// Every webhook registration of a connection and how it stands (for the
+/// CLI and the admin API).
+pub async fn webhook_registrations(
+    store: &Store,
+    connection_id: &str,
+) -> Result<Vec<WebhookRegistrationRow>, StoreError> {
+    store.webhook_registrations(connection_id).await
+}
+
+// ---- HTTP ------------------------------------------------------------------------
+
+/// The install's routes; without an app (`oauth` None) they answer 404
+/// `oauth_not_configured`.
+pub fn router(oauth: Option<Arc<OAuth>>) -> Router {
+    Router::new()
+        .route(INITIATE_PATH, get(initiate))
+        .route(CALLBACK_PATH, get(callback))
+        .with_state(oauth)
+}
+
+fn configured(state: &Option<Arc<OAuth>>) -> Result<&Arc<OAuth>, ApiError> {
+    state.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "oauth_not_configured",
+            "this gateway has no Shopify app configured",
+        )
+    })
+}
+
+fn redirect(location: &str) -> Response {
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+async fn initiate(
+    State(state): State<Option<Arc<OAuth>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let oauth = configured(&state)?;
+    let params: HashMap<String, String> = parse_query(query.as_deref().unwrap_or(""))
+        .into_iter()
+        .collect();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let started = oauth.initiate(bearer, &params).await?;
+    let mut response = redirect(&started.authorize_url);
+    set_cookie(&mut response, &started.set_cookie);
+    Ok(response)
+}
+
+fn set_cookie(response: &mut Response, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        // Names, paths and base64 only: cannot happen, and the value is
+        // not logged (it carries the state).
+        Err(_) => tracing::error!("the state cookie is not a valid header value"),
+    }
+}
+
+async fn callback(
+    State(state): State<Option<Arc<OAuth>>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let oauth = configured(&state)?;
+    let answer = finish(oauth, query.as_deref().unwrap_or(""), &headers).await;
+    let mut response = match answer {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    set_cookie(&mut response, &oauth.clear_state_cookie());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn finish(oauth: &OAuth, query: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let connected = oauth.callback(query, headers).await?;
+    match &oauth.cfg.frontend_redirect {
+        Some(frontend) => {
+            let mut url = reqwest::Url::parse(frontend).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+            url.query_pairs_mut()
+                .append_pair("status", "connected")
+                .append_pair("connection_id", &connected.connection_id);
+            Ok(redirect(url.as_str()))
+        }
+        None => Ok(Json(connected).into_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vectors() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/vectors/shopify-hmac.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_oauth_query_vector_passes() {
+        let doc = vectors();
+        let list = doc["oauth_query"].as_array().unwrap();
+        assert!(!list.is_empty());
+        for (i, v) in list.iter().enumerate() {
+            let secret = v["secret"].as_str().unwrap().as_bytes();
+            let canonical = v["canonical"].as_str().unwrap();
+            let expected = v["hmac_hex"].as_str().unwrap();
+            assert_eq!(
+                hmac_hex(secret, canonical),
+                expected,
+                "vector {i}: hmac of canonical"
+            );
+            // The parameters the canonical form came from: given as a raw
+            // query, as decoded params, or (plain vectors) the canonical
+            // string itself read as a query.
+            let params: Vec<(String, String)> = if let Some(q) = v["query"].as_str() {
+                parse_query(q)
+            } else if let Some(p) = v["params"].as_object() {
+                p.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect()
+            } else {
+                parse_query(canonical)
+            };
+            assert_eq!(
+                canonical_query(&params),
+                canonical,
+                "vector {i}: canonical form"
+            );
+            assert_eq!(
+                sign_query(secret, &params),
+                expected,
+                "vector {i}: signature"
+            );
+            let mut signed = params.clone();
+            signed.push(("hmac".into(), expected.into()));
+            assert!(verify_query(secret, &signed), "vector {i}: verifies");
+            // Upper-case hex is the same MAC.
+            let mut upper = params.clone();
+            upper.push(("hmac".into(), expected.to_uppercase()));
+            assert!(verify_query(secret, &upper), "vector {i}: upper-case hex");
+            // Any change breaks it.
+            let mut tampered = signed.clone();
+            tampered[0].1.push('x');
+            assert!(!verify_query(secret, &tampered), "vector {i}: tampered");
+            assert!(!verify_query(b"other", &signed), "vector {i}: other secret");
+        }
+    }
+
+    #[test]
+    fn hmac_and_signature_are_left_out_and_missing_hmac_fails() {
+        let p = pairs(&[
+            ("shop", "a.myshopify.com"),
+            ("signature", "x"),
+            ("hmac", "y"),
+        ]);
+        assert_eq!(canonical_query(&p), "shop=a.myshopify.com");
+        assert!(!verify_query(b"s", &pairs(&[("shop", "a.myshopify.com")])));
+        assert!(!verify_query(
+            b"s",
+            &pairs(&[("shop", "a.myshopify.com"), ("hmac", "zz")])
+        ));
+    }
+
+    #[test]
+    fn a_full_query_string_round_trips() {
+        let q = "code=abc&hmac=HMAC&host=YWRtaW4&shop=s.myshopify.com&state=st%26ate&timestamp=1";
+        let mut p = parse_query(q);
+        let sig = sign_query(b"hush", &p);
+        for (k, v) in p.iter_mut() {
+            if k == "hmac" {
+                *v = sig.clone();
+            }
+        }
+        assert!(verify_query(b"hush", &p));
+        assert_eq!(
+            canonical_query(&p),
+            "code=abc&host=YWRtaW4&shop=s.myshopify.com&state=st%26ate&timestamp=1"
+        );
+    }
+
+    #[test]
+    fn shops_are_normalised() {
+        for (input, want) in [
+            ("shop.myshopify.com", Some("shop.myshopify.com")),
+            ("  Shop.MyShopify.com ", Some("shop.myshopify.com")),
+            ("https://shop.myshopify.com/", Some("shop.myshopify.com")),
+            (
+                "admin.shopify.com/store/my-shop",
+                Some("my-shop.myshopify.com"),
+            ),
+            (
+                "https://admin.shopify.com/store/my-shop/orders",
+                Some("my-shop.myshopify.com"),
+            ),
+            ("admin.shopify.com/store/", None),
+            ("evil.com", None),
+            ("shop.myshopify.com.evil.com", None),
+            ("-shop.myshopify.com", None),
+            ("a/b.myshopify.com", None),
+            ("", None),
+        ] {
+            assert_eq!(normalize_shop(input).as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn workspaces_compare_as_uuids() {
+        let u = User {
+            id: "u".into(),
+            workspaces: vec!["7D1C6AB4-5A8E-4D3E-9A38-0C1F2B3D4E5F".into()],
+            brands: None,
+        };
+        assert!(u.may_use("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
+        assert!(!u.may_use("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        // No brand claims: the token restricts no brand (the store does).
+        assert!(u.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        let restricted = User {
+            brands: Some(vec!["0B5F3F5E1C2D4E6F8A9B1C2D3E4F5A6B".into()]),
+            ..u.clone()
+        };
+        assert!(restricted.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+        assert!(!restricted.may_use_brand("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
+        let none = User {
+            brands: Some(Vec::new()),
+            ..u
+        };
+        assert!(!none.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
+    }
+
+    fn jwt_config(audience: Option<&str>, check: bool) -> JwtConfig {
+        JwtConfig {
+            hs256_secret: Some(Secret::from("s".to_string())),
+            audience: audience.map(str::to_owned),
+            audience_check: check,
+            ..JwtConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_audience_is_required_unless_the_check_is_off() {
+        let err = JwtVerifier::new(&jwt_config(None, true))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("--jwt-audience"), "{err}");
+        assert!(err.contains("--jwt-audience-check=false"), "{err}");
+        assert!(JwtVerifier::new(&jwt_config(Some(" "), true)).is_err());
+        assert!(JwtVerifier::new(&jwt_config(Some("ionflux-gateway"), true)).is_ok());
+        assert!(JwtVerifier::new(&jwt_config(None, false)).is_ok());
+    }
+
+    fn cookie_config(redirect_uri: &str, secret: &str) -> ShopifyConfig {
+        ShopifyConfig::new(
+            "id",
+            Secret::from(secret.to_string()),
+            redirect_uri,
+            "https://gw.example.test",
+        )
+    }
+
+    fn cookie_header(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap().to_string();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, pair.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_state_cookie_is_signed_scoped_and_lax() {
+        let c = StateCookie::new(&cookie_config(
+            "https://gw.example.test/x/integrations/shopify/auth/callback",
+            "client-secret",
+        ))
+        .unwrap();
+        let set = c.issue("the-state");
+        let parsed = Cookie::parse(set.clone()).unwrap();
+        assert_eq!(parsed.name(), STATE_COOKIE);
+        assert_ne!(parsed.value(), "the-state", "signed, not bare");
+        assert_eq!(parsed.path(), Some("/x/integrations/shopify/auth/callback"));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.secure(), Some(true));
+        assert_eq!(parsed.same_site(), Some(SameSite::Lax));
+        assert_eq!(
+            parsed.max_age(),
+            Some(cookie::time::Duration::seconds(STATE_TTL.as_secs() as i64))
+        );
+        let Presented::States(states) = c.presented(&cookie_header(&set)) else {
+            panic!("the cookie is presented")
+        };
+        assert_eq!(states, vec!["the-state".to_string()]);
+        // Tampered, or signed under another app's secret: not a state.
+        let tampered = set.replacen("the-state", "the-stat3", 1);
+        assert!(matches!(
+            c.presented(&cookie_header(&tampered)),
+            Presented::States(s) if s.is_empty()
+        ));
+        let other = StateCookie::new(&cookie_config(
+            "https://gw.example.test/x/integrations/shopify/auth/callback",
+            "another-secret",
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.presented(&cookie_header(&other.issue("the-state"))),
+            Presented::States(s) if s.is_empty()
+        ));
+        assert!(matches!(c.presented(&HeaderMap::new()), Presented::Nothing));
+        // A plain-http callback (local trials) cannot use a Secure cookie.
+        let local = StateCookie::new(&cookie_config(
+            "http://127.0.0.1:8080/integrations/shopify/auth/callback",
+            "client-secret",
+        ))
+        .unwrap();
+        let parsed = Cookie::parse(local.issue("s")).unwrap();
+        assert_ne!(parsed.secure(), Some(true));
+        let cleared = Cookie::parse(local.clear()).unwrap();
+        assert_eq!(cleared.max_age(), Some(cookie::time::Duration::ZERO));
+    }
+}
