@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -52,4 +52,27 @@ pub fn body_error(rejection: BytesRejection, too_large: impl Into<String>) -> Ap
     } else {
         ApiError::new(status, "bad_body", rejection.body_text())
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, or 401
+/// `unauthorized`: `missing` when there is no header, a fixed message when
+/// it is not a bearer token. The one reader of bearer tokens, so every
+/// plane refuses the same malformed headers the same way.
+pub fn bearer_token<'a>(headers: &'a HeaderMap, missing: &str) -> Result<&'a str, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized(missing))?;
+    let given = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    if given.is_empty() {
+        return Err(unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(given)
 }

@@ -249,20 +249,7 @@ impl FromRequestParts<AppState> for Principal {
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     // No anonymous operator, not even from loopback: behind a reverse
     // proxy, a tunnel or a sidecar every caller arrives from 127.0.0.1.
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("an admin bearer token is required"));
-    };
-    let given = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    if given.is_empty() {
-        return Err(unauthorized(
-            "the Authorization header must be `Bearer <token>`",
-        ));
-    }
+    let given = crate::error::bearer_token(headers, "an admin bearer token is required")?;
     if let Some(configured) = &state.admin_token
         && crate::support::constant_time::eq(given.as_bytes(), configured.expose())
     {

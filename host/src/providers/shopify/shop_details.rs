@@ -29,7 +29,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -188,20 +188,7 @@ impl ShopDetails {
                 "this gateway has no service token configured (IONFLUX_SERVICE_TOKEN)",
             ));
         };
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized("a service bearer token is required"));
-        };
-        let given = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
-        if given.is_empty() {
-            return Err(unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-            ));
-        }
+        let given = crate::error::bearer_token(headers, "a service bearer token is required")?;
         if crate::support::constant_time::eq(given.as_bytes(), configured.expose()) {
             Ok(())
         } else {
@@ -440,7 +427,7 @@ mod tests {
         let (_dir, d) = details(3, Duration::from_secs(60)).await;
         let with = |v: &str| {
             let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
             h
         };
         assert!(d.authorize(&with("Bearer svc-token")).is_ok());
