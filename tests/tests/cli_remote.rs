@@ -86,6 +86,21 @@ async fn add(
     cli_with_stdin(gw, dir, token, &args, secret).await
 }
 
+/// A gateway with an operator token and two workspaces, A and B, each with
+/// a connected shop and a workspace token of its own.
+async fn two_teams(prefix: &str) -> (Gateway, Conn, Conn, String, String) {
+    let gw = Gateway::start(Options {
+        admin_token: Some(OPERATOR.into()),
+        ..Options::default()
+    })
+    .await;
+    let a = gw.connect(&format!("{prefix}-team-a.myshopify.com")).await;
+    let b = gw.connect(&format!("{prefix}-team-b.myshopify.com")).await;
+    let ta = workspace_token(&gw, &a, "team-a").await;
+    let tb = workspace_token(&gw, &b, "team-b").await;
+    (gw, a, b, ta, tb)
+}
+
 async fn deliver(gw: &Gateway, conn: &Conn, topic: &str) {
     let (status, body) = gw
         .send(&Hook::shopify(conn, topic, "2024-01", br#"{"id":1}"#))
@@ -96,16 +111,8 @@ async fn deliver(gw: &Gateway, conn: &Conn, topic: &str) {
 
 #[tokio::test]
 async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
-    let gw = Gateway::start(Options {
-        admin_token: Some(OPERATOR.into()),
-        ..Options::default()
-    })
-    .await;
-    let a = gw.connect("cli-team-a.myshopify.com").await;
-    let b = gw.connect("cli-team-b.myshopify.com").await;
+    let (gw, a, b, ta, tb) = two_teams("cli").await;
     let (ws_a, ws_b) = (&a.created.workspace_id, &b.created.workspace_id);
-    let ta = workspace_token(&gw, &a, "team-a").await;
-    let tb = workspace_token(&gw, &b, "team-b").await;
     let (ta, tb, op) = (Some(ta.as_str()), Some(tb.as_str()), Some(OPERATOR));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -295,16 +302,8 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
 /// workspace, and only brands no other workspace holds.
 #[tokio::test]
 async fn connections_are_added_and_shadows_read_through_the_admin_api() {
-    let gw = Gateway::start(Options {
-        admin_token: Some(OPERATOR.into()),
-        ..Options::default()
-    })
-    .await;
-    let a = gw.connect("add-team-a.myshopify.com").await;
-    let b = gw.connect("add-team-b.myshopify.com").await;
+    let (gw, a, b, ta, tb) = two_teams("add").await;
     let (ws_a, ws_b) = (&a.created.workspace_id, &b.created.workspace_id);
-    let ta = workspace_token(&gw, &a, "team-a").await;
-    let tb = workspace_token(&gw, &b, "team-b").await;
     let (ta, tb, op) = (Some(ta.as_str()), Some(tb.as_str()), Some(OPERATOR));
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
