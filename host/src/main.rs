@@ -882,11 +882,20 @@ struct CheckArgs {
 
 #[derive(Subcommand)]
 enum ConnectionsCommand {
-    /// Connect a shop by hand; reads the app's webhook secret from stdin.
-    /// Run again for the same shop and brand, it rotates the secret.
+    /// Connect an account by hand; reads the secret its webhooks are signed
+    /// with from stdin (Wix: the app's public key, PEM; Standard Webhooks:
+    /// `whsec_…`). Run again for the same account and brand, it rotates the
+    /// secret and takes the new settings.
     Add {
-        #[arg(long)]
-        shop: String,
+        /// The platform: shopify, woocommerce, tiktok_shop, wix,
+        /// standard_webhooks or hmac.
+        #[arg(long, default_value = "shopify")]
+        provider: String,
+        /// Shopify: NAME.myshopify.com; WooCommerce: the site's URL; TikTok
+        /// Shop: the shop id; Wix: the app instance id; Standard Webhooks
+        /// and HMAC senders: a name of your choice.
+        #[arg(long, visible_alias = "shop")]
+        account: String,
         /// Required, but with --admin-url and a workspace token, whose
         /// workspace is the default.
         #[arg(long)]
@@ -897,6 +906,14 @@ enum ConnectionsCommand {
         /// one (`connections.previous_secret_window`, default 24h).
         #[arg(long, env = "IONFLUX_PREVIOUS_SECRET_WINDOW", value_parser = humantime::parse_duration)]
         previous_secret_window: Option<Duration>,
+        /// The provider's settings, JSON: TikTok Shop `{"app_key":"…"}`, an
+        /// HMAC sender's declared scheme.
+        #[arg(long, value_parser = parse_json_object)]
+        settings: Option<serde_json::Value>,
+        /// An HMAC sender's preset (`github`, `stripe`): the same as
+        /// `--settings '{"preset":"NAME"}'`.
+        #[arg(long, conflicts_with = "settings")]
+        preset: Option<String>,
     },
     /// One JSON object per connection: status, `auth_method` (`manual` or
     /// `oauth`) and `has_tokens`; secrets are never shown.
@@ -904,6 +921,28 @@ enum ConnectionsCommand {
     /// The webhook registrations of a connection made by OAuth, one JSON
     /// object per topic with its status.
     Webhooks { connection_id: String },
+}
+
+fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+impl ConnectionsCommand {
+    /// `--settings`, or what `--preset` stands for.
+    fn settings(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Add {
+                settings, preset, ..
+            } => settings
+                .clone()
+                .or_else(|| preset.as_ref().map(|p| serde_json::json!({ "preset": p }))),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -99,21 +99,10 @@ fn the_pipeline_and_the_store_name_no_platform() {
         "names shopify",
         |text| text.to_ascii_lowercase().contains("shopify"),
         &[
-            (
-                "pipeline/connection.rs",
-                "manual connections take a shop domain; to move behind the provider's connection set-up",
-            ),
-            (
-                "pipeline/dispatch.rs",
-                "InboxRow::shopify_event_id (store18 renames it) and test rows",
-            ),
+            ("pipeline/dispatch.rs", "test rows"),
             (
                 "pipeline/event.rs",
-                "the default topic templates and source name (issue 18 §5) and test rows",
-            ),
-            (
-                "pipeline/inbox.rs",
-                "NewWebhook::shopify_event_id (store18 renames it)",
+                "the default topic templates, Shopify's metadata names kept for its consumers, and test rows",
             ),
             (
                 "pipeline/registry.rs",
@@ -151,7 +140,6 @@ fn the_pipeline_and_the_store_name_no_platform() {
             ),
             ("store/mod.rs", "comments and tests"),
             ("store/oauth.rs", "Shopify's install and lifecycle rows"),
-            ("store/writer.rs", "comments and tests"),
         ],
     );
 }
@@ -175,15 +163,9 @@ fn the_pipeline_imports_no_provider_and_no_api() {
         &["pipeline"],
         "the pipeline imports a provider or the API",
         |text| text.contains("crate::providers") || text.contains("crate::api"),
-        &[
-            (
-                "pipeline/connection.rs",
-                "the shop-domain check of manual connections",
-            ),
-            (
-                "pipeline/publish/kafka.rs",
-                "api::http::DEFAULT_MAX_BODY_BYTES sizes the producer's messages",
-            ),
-        ],
+        &[(
+            "pipeline/publish/kafka.rs",
+            "api::http::DEFAULT_MAX_BODY_BYTES sizes the producer's messages",
+        )],
     );
 }

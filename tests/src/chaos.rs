@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::store::Store;
 use ionflux_gateway::support::vault::{Secret, Vault};
@@ -270,7 +269,7 @@ impl World {
         for i in 0..plan.brands {
             let shop = format!("chaos-{i}-{}.myshopify.com", &workspace[..8]);
             let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
-            let created = connection::add(
+            let created = ionflux_gateway::providers::shopify::add_connection(
                 &store,
                 &vault,
                 &shop,

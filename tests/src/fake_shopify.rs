@@ -858,8 +858,9 @@ pub async fn install_with_issued_tokens(
     let installed = connection::install_oauth(
         store,
         vault,
+        &ionflux_gateway::providers::shopify::Shopify,
         &InstallTarget {
-            shop,
+            account: shop,
             workspace: &uuid::Uuid::new_v4().to_string(),
             brand: &uuid::Uuid::new_v4().to_string(),
             installed_by: "user-1",
@@ -872,6 +873,7 @@ pub async fn install_with_issued_tokens(
             refresh_token_expires_at: Some(now + 90 * 24 * 3600 * 1000),
             scopes: "read_orders".into(),
         },
+        &serde_json::Value::Null,
     )
     .await
     .expect("installed");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ionflux_gateway::api::http::DEFAULT_MAX_BODY_BYTES;
 use ionflux_gateway::pipeline::ceilings::{Ceilings, TenantPolicy};
-use ionflux_gateway::pipeline::connection::{self, Created};
+use ionflux_gateway::pipeline::connection::Created;
 use ionflux_gateway::pipeline::dispatch::DispatchConfig;
 use ionflux_gateway::pipeline::event::Topics;
 use ionflux_gateway::pipeline::publish::kafka::KafkaConfig;
@@ -388,7 +388,7 @@ impl Gateway {
 
     pub async fn connect(&self, shop: &str) -> Conn {
         let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
-        let created = connection::add(
+        let created = ionflux_gateway::providers::shopify::add_connection(
             self.store(),
             &self.vault,
             shop,
@@ -518,7 +518,7 @@ impl<'a> Hook<'a> {
             path: conn.created.webhook_path.clone(),
             headers: vec![
                 ("x-shopify-topic", topic.to_string()),
-                ("x-shopify-shop-domain", conn.created.shop_domain.clone()),
+                ("x-shopify-shop-domain", conn.created.account.clone()),
                 ("x-shopify-webhook-id", webhook_id),
                 ("x-shopify-api-version", api_version.to_string()),
                 (
@@ -674,7 +674,7 @@ pub fn check_event_record(headers: &[(String, String)], event: &Value) {
         format!(
             "/{}/{}",
             event["metadata"]["provider"].as_str().unwrap(),
-            event["metadata"]["shop_domain"].as_str().unwrap()
+            event["metadata"]["account"].as_str().unwrap()
         )
     );
     assert_eq!(header("content-type"), "application/json");

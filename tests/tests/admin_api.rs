@@ -795,7 +795,7 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
     assert_eq!(status, 200);
     let list = list["connections"].as_array().unwrap();
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0]["shop_domain"], "documented.myshopify.com");
+    assert_eq!(list[0]["account"], "documented.myshopify.com");
     assert!(list[0].get("webhook_secret").is_none());
     let id = list[0]["connection_id"].as_str().unwrap();
     let (status, hooks) = get(&gw, &format!("/admin/v1/connections/{id}/webhooks"), t).await;

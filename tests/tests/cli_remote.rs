@@ -255,7 +255,7 @@ async fn the_cli_operates_a_running_gateway_through_its_admin_api() {
     // Connections and their webhook registrations: each team its own.
     let conns = cli(&gw, d, ta, &["connections", "list"]).await.lines();
     assert_eq!(conns.len(), 1);
-    assert_eq!(conns[0]["shop_domain"], "cli-team-a.myshopify.com");
+    assert_eq!(conns[0]["account"], "cli-team-a.myshopify.com");
     let a_id = conns[0]["connection_id"].as_str().unwrap().to_string();
     assert_eq!(
         cli(&gw, d, op, &["connections", "list"])
@@ -336,7 +336,8 @@ async fn connections_are_added_and_shadows_read_through_the_admin_api() {
             connection_id: added["connection_id"].as_str().unwrap().into(),
             secure_path_identifier: added["secure_path_identifier"].as_str().unwrap().into(),
             webhook_path: path.into(),
-            shop_domain: "new-shop.myshopify.com".into(),
+            provider: "shopify".into(),
+            account: "new-shop.myshopify.com".into(),
             workspace_id: ws_a.clone(),
             brand_id: brand.clone(),
             created: true,

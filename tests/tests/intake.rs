@@ -35,6 +35,7 @@ async fn a_signed_webhook_becomes_one_platform_event() {
     assert_eq!(e["event_timestamp"], "2026-11-23T10:00:00.000Z");
     assert_eq!(e["metadata"]["topic"], "orders/create");
     assert_eq!(e["metadata"]["shop_domain"], "intake-shop.myshopify.com");
+    assert_eq!(e["metadata"]["account"], "intake-shop.myshopify.com");
     assert_eq!(
         e["metadata"]["webhook_id"],
         hook.header("x-shopify-webhook-id").unwrap()

@@ -23,7 +23,7 @@ fn uuid() -> String {
 /// gateway of an earlier key generation would have written it).
 async fn connect(store: &Store, vault: &Vault, shop: &str) -> Conn {
     let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
-    let created = connection::add(
+    let created = ionflux_gateway::providers::shopify::add_connection(
         store,
         vault,
         shop,
@@ -41,10 +41,10 @@ async fn connect(store: &Store, vault: &Vault, shop: &str) -> Conn {
 async fn rotate_secret(store: &Store, vault: &Vault, conn: &Conn) -> Conn {
     let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
     let c = &conn.created;
-    let created = connection::add(
+    let created = ionflux_gateway::providers::shopify::add_connection(
         store,
         vault,
-        &c.shop_domain,
+        &c.account,
         &c.workspace_id,
         &c.brand_id,
         &Secret::from(secret.clone()),

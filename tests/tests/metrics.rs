@@ -232,7 +232,7 @@ async fn metrics_count_intake_processing_and_publishing() {
     // path that webhooks are posted to.
     let c = &conn.created;
     for private in [
-        c.shop_domain.as_str(),
+        c.account.as_str(),
         c.brand_id.as_str(),
         c.workspace_id.as_str(),
         c.webhook_path.rsplit('/').next().unwrap(),

@@ -285,7 +285,8 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
             connection_id: connection_id.clone(),
             secure_path_identifier: String::new(),
             webhook_path: connected["webhook_path"].as_str().unwrap().to_string(),
-            shop_domain: shop.to_string(),
+            provider: "shopify".into(),
+            account: shop.to_string(),
             workspace_id: ws.clone(),
             brand_id: brand.clone(),
             created: true,
@@ -293,7 +294,7 @@ async fn a_whole_run_logs_no_token_code_or_secret() {
         secret: CLIENT_SECRET.to_string(),
     };
     let manual = Conn {
-        created: ionflux_gateway::pipeline::connection::add(
+        created: ionflux_gateway::providers::shopify::add_connection(
             gw.store(),
             &gw.vault,
             "logs-manual.myshopify.com",

@@ -263,7 +263,7 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
 
     // A connection made by hand has no access token: only an install gives one.
     let brand = uuid();
-    ionflux_gateway::pipeline::connection::add(
+    ionflux_gateway::providers::shopify::add_connection(
         env.gw.store(),
         &env.gw.vault,
         "manual.myshopify.com",
@@ -295,7 +295,7 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
             ),
             id,
             provider: "shopify".into(),
-            shop_domain: "gone.myshopify.com".into(),
+            account: "gone.myshopify.com".into(),
             workspace_id: uuid(),
             brand_id: brand.clone(),
             secure_path_identifier: store::new_path_identifier(),
@@ -303,6 +303,7 @@ async fn unknown_inactive_and_tokenless_connections_are_told_apart() {
             previous_webhook_secret_expires_at: None,
             status: "disconnected".into(),
             created_at: store::now_ms(),
+            settings: None,
         })
         .await
         .unwrap();

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::pipeline::publish::{Delivery, Record, Sink};
 use ionflux_gateway::store::{
     Blob, ConnectionRow, DeadLetter, InboxRow, Inserted, Logged, NewWebhook, Outcome, Store, blob,
@@ -19,7 +18,7 @@ async fn store_with_connection() -> (TestDatabase, Store, ConnectionRow) {
     let db = fresh_database().await;
     let store = Store::connect(&db.url).await.unwrap();
     let vault = Vault::from_spec(&format!("k1:{}", Vault::generate_key())).unwrap();
-    let created = connection::add(
+    let created = ionflux_gateway::providers::shopify::add_connection(
         &store,
         &vault,
         "batches.myshopify.com",
@@ -64,8 +63,8 @@ fn webhook<'a>(
         webhook_id: id,
         topic: "orders/create",
         api_version: Some("2026-04"),
-        triggered_at: None,
-        shopify_event_id: None,
+        occurred_at: None,
+        event_id: None,
         trace_id: "0123456789abcdef0123456789abcdef",
         headers,
         body,

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::Criterion;
-use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::store::{Blob, ConnectionRow, InboxRow, NewWebhook, Store};
 use ionflux_gateway::support::vault::{Secret, Vault};
 
@@ -89,7 +88,7 @@ pub async fn temp_store(dir: &Path) -> (Store, ConnectionRow) {
 pub async fn add_connection(store: &Store) -> ConnectionRow {
     let vault = Vault::from_spec(&format!("k1:{}", Vault::generate_key())).expect("vault");
     let tag = uuid::Uuid::new_v4().simple().to_string();
-    let created = connection::add(
+    let created = ionflux_gateway::providers::shopify::add_connection(
         store,
         &vault,
         &format!("bench-{}.myshopify.com", &tag[..12]),
@@ -133,8 +132,8 @@ pub fn new_webhook<'a>(
         webhook_id,
         topic: sample.topic,
         api_version: Some(sample.api_version),
-        triggered_at: Some("2026-11-23T12:00:00.000Z"),
-        shopify_event_id: None,
+        occurred_at: Some("2026-11-23T12:00:00.000Z"),
+        event_id: None,
         trace_id: "0123456789abcdef0123456789abcdef",
         headers,
         body,
@@ -148,15 +147,15 @@ pub fn row(sample: &Sample) -> InboxRow {
     InboxRow {
         id: 42,
         connection_id: id.clone(),
-        provider: connection::SHOPIFY.into(),
+        provider: ionflux_gateway::providers::shopify::ID.into(),
         workspace_id: uuid::Uuid::new_v4().to_string(),
         brand_id: uuid::Uuid::new_v4().to_string(),
         webhook_id: "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043".into(),
         topic: sample.topic.into(),
-        shop_domain: "bench.myshopify.com".into(),
+        account: "bench.myshopify.com".into(),
         api_version: Some(sample.api_version.into()),
-        triggered_at: Some("2026-11-23T12:00:00.000Z".into()),
-        shopify_event_id: Some("98880550-7158-44d4-b7cd-2c97c8a091b5".into()),
+        occurred_at: Some("2026-11-23T12:00:00.000Z".into()),
+        event_id: Some("98880550-7158-44d4-b7cd-2c97c8a091b5".into()),
         trace_id: "0123456789abcdef0123456789abcdef".into(),
         headers: headers(sample, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
         body: sample.body.clone(),

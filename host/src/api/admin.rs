@@ -1432,7 +1432,7 @@ async fn connection_webhooks(
         .map_err(store_error)?;
     Ok(Json(ConnectionWebhooks {
         connection_id: conn.id,
-        shop_domain: conn.shop_domain,
+        account: conn.account,
         registrations,
     }))
 }
@@ -1469,13 +1469,17 @@ pub async fn connections(
         }
         let tokens = store.connection_tokens(&c.id).await?;
         items.push(ConnectionItem {
-            webhook_path: crate::pipeline::connection::webhook_path(&c.secure_path_identifier),
+            webhook_path: crate::pipeline::connection::webhook_path(
+                &c.provider,
+                &c.secure_path_identifier,
+            ),
             auth_method: tokens.as_ref().map(|t| t.auth_method.clone()),
             has_tokens: tokens
                 .as_ref()
                 .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some()),
             connection_id: c.id,
-            shop_domain: c.shop_domain,
+            provider: c.provider,
+            account: c.account,
             workspace_id: c.workspace_id,
             brand_id: c.brand_id,
             secure_path_identifier: c.secure_path_identifier,

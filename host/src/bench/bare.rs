@@ -54,7 +54,10 @@ impl Bare {
     pub async fn start(secret: &[u8], max_body_bytes: usize) -> std::io::Result<Self> {
         let app = Router::new()
             .route(
-                &crate::pipeline::connection::webhook_path("{identifier}"),
+                &crate::pipeline::connection::webhook_path(
+                    crate::providers::shopify::ID,
+                    "{identifier}",
+                ),
                 post(handle),
             )
             .layer(DefaultBodyLimit::max(max_body_bytes))

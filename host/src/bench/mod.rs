@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::config::{self, Settings};
 use crate::pipeline::connection;
 use crate::pipeline::event::Topics;
-use crate::providers::shopify::headers as webhook;
+use crate::providers::shopify::{self, headers as webhook};
 use crate::store::{Store, StoreError};
 use crate::support::vault::{Secret, Vault};
 pub use load::Rate;
@@ -172,7 +172,7 @@ async fn connect_brands(
         let brand = uuid::Uuid::new_v4().to_string();
         let shop = format!("bench-{tag}-{i}.myshopify.com");
         let secret = hex::encode(rand::random::<[u8; 32]>());
-        let created = connection::add(
+        let created = shopify::add_connection(
             store,
             vault,
             &shop,
@@ -218,7 +218,7 @@ fn event_topics(topics: &Topics, brands: &Brands) -> Vec<String> {
         .map(|b| {
             topics
                 .events
-                .replace("{provider}", connection::SHOPIFY)
+                .replace("{provider}", shopify::ID)
                 .replace("{workspace_id}", &brands.workspace)
                 .replace("{brand_id}", b)
         })
@@ -356,7 +356,7 @@ async fn run_bare(opts: &Options, loaded: &payloads::Loaded) -> Result<RunReport
     let endpoints = (0..opts.brands.max(1))
         .map(|i| {
             endpoint(
-                connection::webhook_path(&format!("bare{i}")),
+                connection::webhook_path(shopify::ID, &format!("bare{i}")),
                 &format!("bench-{tag}-{i}.myshopify.com"),
                 secret.as_bytes(),
                 loaded,

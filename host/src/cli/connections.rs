@@ -1,4 +1,4 @@
-//! `connections`: shops connected by hand, their webhook registrations.
+//! `connections`: accounts connected by hand, their webhook registrations.
 
 use std::io::Read;
 
@@ -24,22 +24,38 @@ pub(crate) fn read_webhook_secret() -> Result<Secret> {
 pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Result<()> {
     match cmd {
         ConnectionsCommand::Add {
-            shop,
+            provider,
+            account,
             workspace,
             brand,
             previous_secret_window,
+            ..
         } => {
             let workspace = workspace
                 .as_deref()
                 .context("--workspace is required without --admin-url")?;
+            let providers = ionflux_gateway::providers::all();
+            let Some(provider) = providers.iter().find(|p| p.id() == provider) else {
+                let known: Vec<_> = providers.iter().map(|p| p.id()).collect();
+                anyhow::bail!(
+                    "no provider is called {provider:?} (known: {})",
+                    known.join(", ")
+                );
+            };
             let store = open_store(cfg).await?;
             let vault = load_vault(cfg)?;
             let secret = read_webhook_secret()?;
-            let window = previous_secret_window.unwrap_or(cfg.connections.previous_secret_window);
-            let created = connection::add_with_window(
-                &store, &vault, shop, workspace, brand, &secret, window,
-            )
-            .await?;
+            let settings = cmd.settings().unwrap_or_default();
+            let new = connection::NewConnection {
+                account,
+                workspace,
+                brand,
+                secret: &secret,
+                settings: &settings,
+                previous_window: previous_secret_window
+                    .unwrap_or(cfg.connections.previous_secret_window),
+            };
+            let created = connection::add(&store, &vault, provider.as_ref(), &new).await?;
             println!("{}", serde_json::to_string(&created)?);
             Ok(())
         }

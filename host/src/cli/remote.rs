@@ -250,15 +250,19 @@ async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<(
                 .registrations,
         ),
         ConnectionsCommand::Add {
-            shop,
+            provider,
+            account,
             workspace,
             brand,
             previous_secret_window,
+            ..
         } => {
             // The secret goes to the gateway, which encrypts it with its
             // master key: this side needs none.
             let body = AddConnectionBody {
-                shop_domain: shop.clone(),
+                provider: provider.clone(),
+                account: account.clone(),
+                settings: cmd.settings(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
                 webhook_secret: WebhookSecret(super::connections::read_webhook_secret()?),

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use ionflux_gateway::config::Settings;
-use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::pipeline::dispatch;
 use ionflux_gateway::pipeline::event::{self, Topics, TransformId};
 use ionflux_gateway::pipeline::registry;
@@ -180,15 +179,15 @@ fn dry_run(
     let row = InboxRow {
         id: 0,
         connection_id: nil.clone(),
-        provider: connection::SHOPIFY.into(),
+        provider: ionflux_gateway::providers::shopify::ID.into(),
         workspace_id: nil.clone(),
         brand_id: nil,
         webhook_id: "dry-run".into(),
         topic: topic.into(),
-        shop_domain: shop.into(),
+        account: shop.into(),
         api_version: Some(api_version.into()),
-        triggered_at: None,
-        shopify_event_id: None,
+        occurred_at: None,
+        event_id: None,
         trace_id: "dry-run".into(),
         headers: vec![
             ("x-shopify-topic".into(), topic.into()),

@@ -27,7 +27,7 @@ pub(crate) async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Resul
         .list_connections()
         .await?
         .into_iter()
-        .filter(|c| c.shop_domain == shop && brand.as_ref().is_none_or(|b| &c.brand_id == b))
+        .filter(|c| c.account == shop && brand.as_ref().is_none_or(|b| &c.brand_id == b))
         .collect();
     let conn = match matches.len() {
         0 => bail!("no connection for {shop}; add one with `connections add`"),
@@ -63,7 +63,7 @@ pub(crate) async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Resul
     let url = format!(
         "{}{}",
         gateway_url.trim_end_matches('/'),
-        connection::webhook_path(&conn.secure_path_identifier)
+        connection::webhook_path(&conn.provider, &conn.secure_path_identifier)
     );
     let webhook_id = webhook_id
         .clone()

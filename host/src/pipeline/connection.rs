@@ -1,23 +1,26 @@
-//! Connections: one shop linked to one workspace and brand, with the secret
-//! that signs its webhooks. Secrets go through the vault on the way in and
-//! out; nothing else in the host sees them in the clear.
+//! Connections: one account of a platform (a shop, a site, a seller, a
+//! sender) linked to one workspace and brand, with the secret that signs its
+//! webhooks and the provider's settings. Secrets go through the vault on the
+//! way in and out; nothing else in the host sees them in the clear. What an
+//! account, a secret or the settings must look like is the provider's to say
+//! ([`Provider::check_connection`]): this module names no platform.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::providers::shopify::headers as webhook;
+use crate::pipeline::provider::{Proposed, Provider};
 use crate::store::{self, ConnectionRow, Store, StoreError};
 use crate::support::vault::{Binding, Secret, Vault, VaultError};
 
 pub use crate::store::secrets::{PREVIOUS_WEBHOOK_SECRET, WEBHOOK_SECRET};
-pub const SHOPIFY: &str = "shopify";
 
 /// How long a secret replaced by `connections add` keeps verifying
-/// (`connections.previous_secret_window`): long enough for Shopify's retries
-/// of webhooks signed before the rotation, short enough that a leaked or
-/// retired secret does not speak for the connection for good.
+/// (`connections.previous_secret_window`): long enough for a platform's
+/// retries of webhooks signed before the rotation, short enough that a
+/// leaked or retired secret does not speak for the connection for good.
 pub const DEFAULT_PREVIOUS_SECRET_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// How long the intake may go on verifying with secrets it read before they
@@ -27,8 +30,10 @@ pub const SECRETS_CACHED_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("{0:?} is not a valid shop domain (expected NAME.myshopify.com)")]
-    InvalidShop(String),
+    /// The provider refused the account, the settings or the secret; the
+    /// message names the field and never holds the secret.
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0} must be a UUID")]
     InvalidId(&'static str),
     #[error("the webhook secret is empty")]
@@ -42,68 +47,69 @@ pub enum ConnectionError {
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
     pub connection_id: String,
+    pub provider: String,
     pub secure_path_identifier: String,
     pub webhook_path: String,
-    pub shop_domain: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     /// False when the connection existed and its secret was rotated.
     pub created: bool,
 }
 
-pub fn webhook_path(identifier: &str) -> String {
-    format!("/integrations/shopify/webhooks/{identifier}")
+/// Where a connection's webhooks are sent, below the public base URL.
+pub fn webhook_path(provider: &str, identifier: &str) -> String {
+    format!("/integrations/{provider}/webhooks/{identifier}")
 }
 
-/// Creates the connection, or, when this shop and brand are already
+/// A connection made by hand: an account, the secret its webhooks are signed
+/// with and the provider's settings, as its creator states them.
+#[derive(Debug, Clone, Copy)]
+pub struct NewConnection<'a> {
+    pub account: &'a str,
+    pub workspace: &'a str,
+    pub brand: &'a str,
+    pub secret: &'a Secret,
+    /// The provider's settings; `Value::Null` when it takes none.
+    pub settings: &'a Value,
+    /// How long a secret this replaces keeps verifying.
+    pub previous_window: Duration,
+}
+
+fn canonical_uuid(what: &'static str, value: &str) -> Result<String, ConnectionError> {
+    Uuid::parse_str(value.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| ConnectionError::InvalidId(what))
+}
+
+/// Creates the connection, or, when this account and brand are already
 /// connected, rotates its secret (the old one keeps verifying for
-/// [`DEFAULT_PREVIOUS_SECRET_WINDOW`], for webhooks already in flight) and
-/// keeps its URL.
+/// `previous_window`, for webhooks already in flight), takes the new
+/// settings and keeps its URL.
 pub async fn add(
     store: &Store,
     vault: &Vault,
-    shop: &str,
-    workspace: &str,
-    brand: &str,
-    secret: &Secret,
+    provider: &dyn Provider,
+    new: &NewConnection<'_>,
 ) -> Result<Created, ConnectionError> {
-    add_with_window(
-        store,
-        vault,
-        shop,
-        workspace,
-        brand,
-        secret,
-        DEFAULT_PREVIOUS_SECRET_WINDOW,
-    )
-    .await
-}
-
-/// [`add`], with the time a replaced secret keeps verifying.
-pub async fn add_with_window(
-    store: &Store,
-    vault: &Vault,
-    shop: &str,
-    workspace: &str,
-    brand: &str,
-    secret: &Secret,
-    previous_window: Duration,
-) -> Result<Created, ConnectionError> {
-    let shop = shop.trim().to_ascii_lowercase();
-    if !webhook::is_shop_domain(&shop) {
-        return Err(ConnectionError::InvalidShop(shop));
-    }
-    let workspace = Uuid::parse_str(workspace)
-        .map_err(|_| ConnectionError::InvalidId("workspace"))?
-        .to_string();
-    let brand = Uuid::parse_str(brand)
-        .map_err(|_| ConnectionError::InvalidId("brand"))?
-        .to_string();
-    if secret.expose().is_empty() {
+    let workspace = canonical_uuid("workspace", new.workspace)?;
+    let brand = canonical_uuid("brand", new.brand)?;
+    if new.secret.expose().is_empty() {
         return Err(ConnectionError::EmptySecret);
     }
-    if let Some(existing) = store.connection_for_shop(SHOPIFY, &shop, &brand).await? {
-        let ciphertext = vault.encrypt(secret.expose(), binding(&existing.id, WEBHOOK_SECRET));
+    let checked = provider
+        .check_connection(&Proposed {
+            account: new.account,
+            settings: new.settings,
+            secret: new.secret.expose(),
+        })
+        .map_err(ConnectionError::Invalid)?;
+    let settings = checked.settings.as_ref().map(Value::to_string);
+    if let Some(existing) = store
+        .connection_for_shop(provider.id(), &checked.account, &brand)
+        .await?
+    {
+        let ciphertext = vault.encrypt(new.secret.expose(), binding(&existing.id, WEBHOOK_SECRET));
         // The current ciphertext becomes `previous`: re-bind it to that purpose.
         let current = vault.decrypt(
             &existing.webhook_secret,
@@ -114,18 +120,23 @@ pub async fn add_with_window(
             binding(&existing.id, PREVIOUS_WEBHOOK_SECRET),
         );
         let expires_at = store::now_ms()
-            .saturating_add(i64::try_from(previous_window.as_millis()).unwrap_or(i64::MAX));
+            .saturating_add(i64::try_from(new.previous_window.as_millis()).unwrap_or(i64::MAX));
         store
             .rotate_webhook_secret(&existing.id, &ciphertext, &previous, expires_at)
             .await?;
+        if existing.settings != settings {
+            store
+                .set_connection_settings(&existing.id, settings.as_deref())
+                .await?;
+        }
         return Ok(created(&existing, false));
     }
     let id = Uuid::now_v7().to_string();
     let row = ConnectionRow {
-        webhook_secret: vault.encrypt(secret.expose(), binding(&id, WEBHOOK_SECRET)),
+        webhook_secret: vault.encrypt(new.secret.expose(), binding(&id, WEBHOOK_SECRET)),
         id,
-        provider: SHOPIFY.into(),
-        shop_domain: shop,
+        provider: provider.id().into(),
+        account: checked.account,
         workspace_id: workspace,
         brand_id: brand,
         secure_path_identifier: store::new_path_identifier(),
@@ -133,6 +144,7 @@ pub async fn add_with_window(
         previous_webhook_secret_expires_at: None,
         status: "active".into(),
         created_at: store::now_ms(),
+        settings,
     };
     store.insert_connection(&row).await?;
     Ok(created(&row, true))
@@ -141,13 +153,24 @@ pub async fn add_with_window(
 fn created(row: &ConnectionRow, created: bool) -> Created {
     Created {
         connection_id: row.id.clone(),
-        webhook_path: webhook_path(&row.secure_path_identifier),
+        provider: row.provider.clone(),
+        webhook_path: webhook_path(&row.provider, &row.secure_path_identifier),
         secure_path_identifier: row.secure_path_identifier.clone(),
-        shop_domain: row.shop_domain.clone(),
+        account: row.account.clone(),
         workspace_id: row.workspace_id.clone(),
         brand_id: row.brand_id.clone(),
         created,
     }
+}
+
+/// A connection's settings as the provider reads them: `Value::Null` when
+/// it has none (or, never expected, when they no longer parse: the
+/// provider then refuses what it cannot check).
+pub fn settings(row: &ConnectionRow) -> Value {
+    row.settings
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null)
 }
 
 pub fn binding<'a>(row_id: &'a str, purpose: &'a str) -> Binding<'a> {
@@ -207,10 +230,11 @@ pub struct OAuthTokens {
     pub scopes: String,
 }
 
-/// Which shop is installed for whom.
+/// Which account is installed for whom.
 #[derive(Debug, Clone, Copy)]
 pub struct InstallTarget<'a> {
-    pub shop: &'a str,
+    /// The account the platform's install named (a shop domain, a seller).
+    pub account: &'a str,
     pub workspace: &'a str,
     pub brand: &'a str,
     /// The user who installed it (the JWT's `sub`).
@@ -220,12 +244,12 @@ pub struct InstallTarget<'a> {
 #[derive(Debug, Clone)]
 pub enum OAuthInstall {
     Installed(Created),
-    /// This shop and brand are connected under another workspace.
+    /// This account and brand are connected under another workspace.
     WorkspaceConflict,
 }
 
-/// Creates the connection of an OAuth install, or updates the one this shop
-/// and brand already have: new tokens, a fresh `secure_path_identifier`,
+/// Creates the connection of an OAuth install, or updates the one this
+/// account and brand already have: new tokens, a fresh `secure_path_identifier`,
 /// status `active`. Webhooks of an OAuth app are signed with the app's client
 /// secret, which becomes the webhook secret. Every secret is encrypted bound
 /// to the row.
@@ -237,27 +261,32 @@ pub enum OAuthInstall {
 pub async fn install_oauth(
     store: &Store,
     vault: &Vault,
+    provider: &dyn Provider,
     target: &InstallTarget<'_>,
     client_secret: &Secret,
     tokens: &OAuthTokens,
+    settings: &Value,
 ) -> Result<OAuthInstall, ConnectionError> {
-    let shop = target.shop.trim().to_ascii_lowercase();
-    if !webhook::is_shop_domain(&shop) {
-        return Err(ConnectionError::InvalidShop(shop));
-    }
-    let workspace = Uuid::parse_str(target.workspace)
-        .map_err(|_| ConnectionError::InvalidId("workspace"))?
-        .to_string();
-    let brand = Uuid::parse_str(target.brand)
-        .map_err(|_| ConnectionError::InvalidId("brand"))?
-        .to_string();
+    let workspace = canonical_uuid("workspace", target.workspace)?;
+    let brand = canonical_uuid("brand", target.brand)?;
     if client_secret.expose().is_empty() {
         return Err(ConnectionError::EmptySecret);
     }
+    let checked = provider
+        .check_connection(&Proposed {
+            account: target.account,
+            settings,
+            secret: client_secret.expose(),
+        })
+        .map_err(ConnectionError::Invalid)?;
+    let shop = checked.account;
+    let settings = checked.settings.as_ref().map(Value::to_string);
     // Three tries: a concurrent install of the same shop and brand may insert
     // first, and our ciphertexts are bound to the id we chose.
     for _ in 0..3 {
-        let existing = store.connection_for_shop(SHOPIFY, &shop, &brand).await?;
+        let existing = store
+            .connection_for_shop(provider.id(), &shop, &brand)
+            .await?;
         if let Some(e) = &existing
             && e.workspace_id != workspace
         {
@@ -271,13 +300,14 @@ pub async fn install_oauth(
             webhook_secret: vault.encrypt(client_secret.expose(), binding(&id, WEBHOOK_SECRET)),
             previous_webhook_secret: None,
             previous_webhook_secret_expires_at: None,
-            provider: SHOPIFY.into(),
-            shop_domain: shop.clone(),
+            provider: provider.id().into(),
+            account: shop.clone(),
             workspace_id: workspace.clone(),
             brand_id: brand.clone(),
             secure_path_identifier: store::new_path_identifier(),
             status: "active".into(),
             created_at,
+            settings: settings.clone(),
             id,
         };
         let write = store::oauth::OAuthConnectionWrite {

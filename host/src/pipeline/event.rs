@@ -11,6 +11,8 @@ use uuid::Uuid;
 use crate::pipeline::publish::Record;
 use crate::store::{DeadLetter, InboxRow};
 
+/// The `source_service_name` of Shopify's events (seed 000); every
+/// provider's follows the same rule, see [`source_service_name`].
 pub const SOURCE_SERVICE_NAME: &str = "ShopifyIntegrationService";
 pub const DEFAULT_TOPIC_TEMPLATE: &str = "ionflux.shopify.ws_{workspace_id}.events_raw";
 pub const DEFAULT_DLQ_TEMPLATE: &str = "ionflux.shopify.ws_{workspace_id}.dlq";
@@ -66,9 +68,28 @@ pub fn event_id(row: &InboxRow, index: usize) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(row.received_at.max(0) as u64, &bits).into_uuid()
 }
 
-/// `X-Shopify-Triggered-At` when it parses, else the receive time; RFC 3339 UTC.
+/// `{Provider}IntegrationService`, the provider's id in upper camel case:
+/// `shopify` → `ShopifyIntegrationService`, `tiktok_shop` →
+/// `TiktokShopIntegrationService`. A rule rather than a list, so a new
+/// provider needs no line here.
+pub fn source_service_name(provider: &str) -> String {
+    let mut name = String::with_capacity(provider.len() + 18);
+    for word in provider.split(['_', '-']).filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name.push_str("IntegrationService");
+    name
+}
+
+/// When the platform says the event happened (`X-Shopify-Triggered-At`, a
+/// TikTok envelope's `timestamp`, …) when it parses, else the receive time;
+/// RFC 3339 UTC.
 pub fn event_timestamp(row: &InboxRow) -> String {
-    row.triggered_at
+    row.occurred_at
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -92,7 +113,7 @@ struct PlatformEvent<'a> {
     event_id: Uuid,
     event_type: String,
     event_timestamp: String,
-    source_service_name: &'static str,
+    source_service_name: String,
     workspace_id: &'a str,
     brand_id: &'a str,
     payload_schema_version: &'a str,
@@ -104,9 +125,18 @@ struct PlatformEvent<'a> {
 struct Metadata<'a> {
     provider: &'a str,
     topic: &'a str,
-    shop_domain: &'a str,
+    /// The account the webhook speaks for: shop domain, site, seller.
+    account: &'a str,
     webhook_id: &'a str,
-    shopify_event_id: Option<&'a str>,
+    /// The platform's own event id, when it has one apart from the delivery.
+    platform_event_id: Option<&'a str>,
+    /// Shopify's names for `account` and `platform_event_id`, which its
+    /// consumers read before there was a second platform: kept on Shopify's
+    /// events only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shop_domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shopify_event_id: Option<Option<&'a str>>,
     api_version: Option<&'a str>,
     transform: &'a str,
     transform_digest: &'a str,
@@ -146,11 +176,14 @@ pub fn platform_record(
             "the payload is JSON but not an object",
         ));
     }
+    // Compared, not named elsewhere: the pipeline knows no platform, but
+    // keeps the envelope Shopify's consumers already read (see `Metadata`).
+    let shopify = row.provider == "shopify";
     let envelope = PlatformEvent {
         event_id,
         event_type,
         event_timestamp: event_timestamp(row),
-        source_service_name: SOURCE_SERVICE_NAME,
+        source_service_name: source_service_name(&row.provider),
         workspace_id: &row.workspace_id,
         brand_id: &row.brand_id,
         payload_schema_version: parts.schema_version,
@@ -158,9 +191,11 @@ pub fn platform_record(
         metadata: Metadata {
             provider: &row.provider,
             topic: &row.topic,
-            shop_domain: &row.shop_domain,
+            account: &row.account,
             webhook_id: &row.webhook_id,
-            shopify_event_id: row.shopify_event_id.as_deref(),
+            platform_event_id: row.event_id.as_deref(),
+            shop_domain: shopify.then_some(row.account.as_str()),
+            shopify_event_id: shopify.then_some(row.event_id.as_deref()),
             api_version: row.api_version.as_deref(),
             transform: transform.name,
             transform_digest: transform.digest,
@@ -253,7 +288,7 @@ pub fn cloudevent_source(row: &InboxRow) -> String {
     format!(
         "/{}/{}",
         enc(&row.provider, SEGMENT),
-        enc(&row.shop_domain, SEGMENT)
+        enc(&row.account, SEGMENT)
     )
 }
 
@@ -281,9 +316,9 @@ pub fn envelope_overhead(row: &InboxRow) -> usize {
         row.workspace_id.len(),
         row.brand_id.len(),
         row.topic.len(),
-        row.shop_domain.len(),
+        row.account.len(),
         row.webhook_id.len(),
-        row.shopify_event_id.as_deref().map_or(0, str::len),
+        row.event_id.as_deref().map_or(0, str::len),
         row.api_version.as_deref().map_or(0, str::len),
         row.trace_id.len(),
     ];
@@ -329,7 +364,7 @@ struct DeadLetterEnvelope<'a> {
     brand_id: &'a str,
     provider: &'a str,
     topic: &'a str,
-    shop_domain: &'a str,
+    account: &'a str,
     webhook_id: &'a str,
     reason_code: &'a str,
     reason: &'a str,
@@ -363,7 +398,7 @@ pub fn dead_letter_record(row: &InboxRow, topics: &Topics, letter: &DeadLetter) 
         brand_id: &row.brand_id,
         provider: &row.provider,
         topic: &row.topic,
-        shop_domain: &row.shop_domain,
+        account: &row.account,
         webhook_id: &row.webhook_id,
         reason_code: &letter.reason_code,
         reason: &letter.reason,
@@ -408,10 +443,10 @@ mod tests {
             brand_id: "b1".into(),
             webhook_id: "wh-1".into(),
             topic: "orders/create".into(),
-            shop_domain: "s.myshopify.com".into(),
+            account: "s.myshopify.com".into(),
             api_version: Some("2024-01".into()),
-            triggered_at: Some("2024-01-02T03:04:05.678+01:00".into()),
-            shopify_event_id: None,
+            occurred_at: Some("2024-01-02T03:04:05.678+01:00".into()),
+            event_id: None,
             trace_id: "t".into(),
             headers: vec![],
             body: br#"{"id": 12345678901234567890}"#.to_vec(),
@@ -432,10 +467,10 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_prefers_valid_triggered_at() {
+    fn timestamp_prefers_a_valid_occurred_at() {
         let mut r = row();
         assert_eq!(event_timestamp(&r), "2024-01-02T02:04:05.678Z");
-        r.triggered_at = Some("yesterday".into());
+        r.occurred_at = Some("yesterday".into());
         assert_eq!(event_timestamp(&r), "2023-11-14T22:13:20.000Z");
     }
 
@@ -477,7 +512,7 @@ mod tests {
         r.webhook_id = "w\"\\".repeat(20);
         r.trace_id = "0af7651916cd43dd8448eb211c80319c".into();
         // Escaped in the envelope and percent-encoded in `ce_source`.
-        r.shop_domain = "\u{1}é/".repeat(10);
+        r.account = "\u{1}é/".repeat(10);
         let kind = format!("a.{}", "b".repeat(126));
         let version = "v".repeat(64);
         let digest = "d".repeat(64);
@@ -542,5 +577,50 @@ mod tests {
         );
         assert_eq!(v["source_service_name"], SOURCE_SERVICE_NAME);
         assert_eq!(v["metadata"]["transform"], "shopify-default");
+    }
+
+    #[test]
+    fn every_provider_names_its_service_by_one_rule() {
+        assert_eq!(source_service_name("shopify"), SOURCE_SERVICE_NAME);
+        assert_eq!(
+            source_service_name("tiktok_shop"),
+            "TiktokShopIntegrationService"
+        );
+        assert_eq!(
+            source_service_name("standard_webhooks"),
+            "StandardWebhooksIntegrationService"
+        );
+        assert_eq!(source_service_name("hmac"), "HmacIntegrationService");
+    }
+
+    #[test]
+    fn metadata_names_the_account_on_every_platform_and_keeps_shopifys_names_for_shopify() {
+        let parts = EventParts {
+            kind: "order.created",
+            schema_version: "v1",
+            payload: b"{}",
+        };
+        let id = TransformId {
+            name: "t",
+            digest: "",
+        };
+        let metadata = |r: &InboxRow| {
+            let rec = platform_record(r, &Topics::default(), &id, 0, &parts).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+            v["metadata"].clone()
+        };
+        let mut r = row();
+        r.event_id = Some("e-1".into());
+        let m = metadata(&r);
+        assert_eq!(m["account"], "s.myshopify.com");
+        assert_eq!(m["shop_domain"], "s.myshopify.com");
+        assert_eq!(m["platform_event_id"], "e-1");
+        assert_eq!(m["shopify_event_id"], "e-1");
+        r.provider = "woocommerce".into();
+        r.account = "https://shop.example/".into();
+        let m = metadata(&r);
+        assert_eq!(m["account"], "https://shop.example/");
+        assert_eq!(m["platform_event_id"], "e-1");
+        assert!(m.get("shop_domain").is_none() && m.get("shopify_event_id").is_none());
     }
 }

@@ -54,6 +54,8 @@ pub struct Accepted {
 struct Known {
     row: ConnectionRow,
     secrets: Vec<Secret>,
+    /// The row's settings, parsed once.
+    settings: serde_json::Value,
     /// When `secrets` stops being right by itself: a previous secret in it
     /// expires (epoch ms).
     secrets_until: Option<i64>,
@@ -127,8 +129,8 @@ async fn write_groups(store: Store, mut queue: mpsc::Receiver<Write>) {
                 webhook_id: &w.webhook_id,
                 topic: &w.topic,
                 api_version: w.api_version.as_deref(),
-                triggered_at: w.occurred_at.as_deref(),
-                shopify_event_id: w.event_id.as_deref(),
+                occurred_at: w.occurred_at.as_deref(),
+                event_id: w.event_id.as_deref(),
                 trace_id: &w.trace_id,
                 headers: &w.headers,
                 body: &w.body,
@@ -266,7 +268,7 @@ impl Inbox {
         let secrets: Vec<&[u8]> = known.secrets.iter().map(Secret::expose).collect();
         let keys = Keys {
             secrets: &secrets,
-            settings: &serde_json::Value::Null,
+            settings: &known.settings,
         };
         provider.verify(&req, &keys).map_err(rejected)?;
         crate::support::metrics::webhook_verified(&known.row.provider);
@@ -276,8 +278,8 @@ impl Inbox {
         // a genuine webhook of account A could be replayed at account B's
         // path: refuse it.
         if let Some(account) = &d.account
-            && !known.row.shop_domain.is_empty()
-            && *account != known.row.shop_domain
+            && !known.row.account.is_empty()
+            && *account != known.row.account
         {
             return Err(IntakeError::AccountMismatch {
                 got: account.clone(),
@@ -362,6 +364,7 @@ impl Inbox {
             .ok_or(IntakeError::UnknownConnection)?;
         let secrets = connection::webhook_secrets_at(&self.vault, &row, store::now_ms())?;
         let known = Arc::new(Known {
+            settings: connection::settings(&row),
             row,
             secrets: secrets.secrets,
             secrets_until: secrets.valid_until,

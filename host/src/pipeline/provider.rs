@@ -62,6 +62,51 @@ pub struct Described {
     pub body: Option<Vec<u8>>,
 }
 
+/// A connection as its creator states it (by hand, or at the end of an
+/// install), before the provider checked it.
+#[derive(Clone, Copy)]
+pub struct Proposed<'a> {
+    /// The account: a shop domain, a site URL, a seller id, a sender's name.
+    pub account: &'a str,
+    /// The provider's settings, `Value::Null` when none were given.
+    pub settings: &'a Value,
+    /// The secret webhooks are signed with (or the key they are checked
+    /// with, for a platform that signs with a private key).
+    pub secret: &'a [u8],
+}
+
+/// What the provider makes of a [`Proposed`] connection: the account as it
+/// is stored and compared with what webhooks say, and the settings as kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub account: String,
+    /// None: the provider keeps no settings.
+    pub settings: Option<Value>,
+}
+
+impl Checked {
+    /// An account that is only a name the connection's creator chose (a
+    /// sender that says no account in its webhooks): trimmed, non-empty,
+    /// printable, at most 200 bytes.
+    pub fn label(account: &str, settings: Option<Value>) -> Result<Self, String> {
+        let account = account.trim();
+        if account.is_empty() || account.len() > 200 || account.chars().any(char::is_control) {
+            return Err(format!(
+                "{account:?} is not a valid account name (1 to 200 printable characters)"
+            ));
+        }
+        Ok(Self {
+            account: account.to_owned(),
+            settings,
+        })
+    }
+}
+
+/// Whether a provider that takes no settings was given none.
+pub fn no_settings(settings: &Value) -> bool {
+    settings.is_null() || settings.as_object().is_some_and(|o| o.is_empty())
+}
+
 /// Why a request is refused. Each maps to one documented status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
@@ -131,6 +176,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Whether the request is genuine. Pure and constant-time over the raw
     /// body, trying every one of `keys.secrets`.
     fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected>;
+
+    /// Checks a connection before it is stored: the account's shape (and
+    /// its canonical spelling, which webhooks' accounts are compared with),
+    /// the settings, that the secret is usable. The error names the field
+    /// and never quotes the secret.
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String>;
 
     /// Reads what the pipeline stores. Called only after [`Provider::verify`].
     fn describe(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<Described, Rejected>;

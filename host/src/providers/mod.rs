@@ -16,6 +16,8 @@ pub mod wix;
 pub mod woocommerce;
 
 #[cfg(test)]
+mod connection_checks;
+#[cfg(test)]
 mod testing;
 
 /// Every platform the gateway takes webhooks from, for `server` to hand to

@@ -10,7 +10,7 @@ use super::{Result, Store, now_ms};
 pub struct ConnectionRow {
     pub id: String,
     pub provider: String,
-    pub shop_domain: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     pub secure_path_identifier: String,
@@ -21,6 +21,8 @@ pub struct ConnectionRow {
     pub previous_webhook_secret_expires_at: Option<i64>,
     pub status: String,
     pub created_at: i64,
+    /// The provider's non-secret settings, JSON text; None: it needs none.
+    pub settings: Option<String>,
 }
 
 impl Store {
@@ -28,15 +30,15 @@ impl Store {
     /// passes here, so the ciphertext is bound to this row.
     pub async fn insert_connection(&self, row: &ConnectionRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
+            "INSERT INTO connections (id, provider, account, workspace_id, brand_id,
                 secure_path_identifier, webhook_secret, previous_webhook_secret,
                 previous_webhook_secret_expires_at, status, created_at, updated_at,
-                webhook_secret_owner, webhook_secret_since)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'tenant', $13)",
+                webhook_secret_owner, webhook_secret_since, settings)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'tenant', $13, $14)",
         )
         .bind(&row.id)
         .bind(&row.provider)
-        .bind(&row.shop_domain)
+        .bind(&row.account)
         .bind(&row.workspace_id)
         .bind(&row.brand_id)
         .bind(&row.secure_path_identifier)
@@ -47,6 +49,7 @@ impl Store {
         .bind(row.created_at)
         .bind(row.created_at)
         .bind(row.created_at)
+        .bind(&row.settings)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -85,9 +88,20 @@ impl Store {
         Ok(())
     }
 
-    pub(super) const CONNECTION_COLUMNS: &str = "id, provider, shop_domain, workspace_id, brand_id,
+    /// Replaces a connection's settings (JSON text; None: none).
+    pub async fn set_connection_settings(&self, id: &str, settings: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE connections SET settings = $1, updated_at = $2 WHERE id = $3")
+            .bind(settings)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) const CONNECTION_COLUMNS: &str = "id, provider, account, workspace_id, brand_id,
         secure_path_identifier, webhook_secret, previous_webhook_secret,
-        previous_webhook_secret_expires_at, status, created_at";
+        previous_webhook_secret_expires_at, status, created_at, settings";
 
     pub async fn connection_by_path(&self, identifier: &str) -> Result<Option<ConnectionRow>> {
         let sql = format!(
@@ -103,16 +117,16 @@ impl Store {
     pub async fn connection_for_shop(
         &self,
         provider: &str,
-        shop_domain: &str,
+        account: &str,
         brand_id: &str,
     ) -> Result<Option<ConnectionRow>> {
         let sql = format!(
-            "SELECT {} FROM connections WHERE provider = $1 AND shop_domain = $2 AND brand_id = $3",
+            "SELECT {} FROM connections WHERE provider = $1 AND account = $2 AND brand_id = $3",
             Self::CONNECTION_COLUMNS
         );
         Ok(sqlx::query_as(&sql)
             .bind(provider)
-            .bind(shop_domain)
+            .bind(account)
             .bind(brand_id)
             .fetch_optional(&self.pool)
             .await?)

@@ -20,8 +20,8 @@ pub struct NewWebhook<'a> {
     pub webhook_id: &'a str,
     pub topic: &'a str,
     pub api_version: Option<&'a str>,
-    pub triggered_at: Option<&'a str>,
-    pub shopify_event_id: Option<&'a str>,
+    pub occurred_at: Option<&'a str>,
+    pub event_id: Option<&'a str>,
     pub trace_id: &'a str,
     pub headers: &'a [(String, String)],
     /// Encoded by the caller (`Blob::encode`), before the write turn.
@@ -45,10 +45,10 @@ pub struct InboxRow {
     pub brand_id: String,
     pub webhook_id: String,
     pub topic: String,
-    pub shop_domain: String,
+    pub account: String,
     pub api_version: Option<String>,
-    pub triggered_at: Option<String>,
-    pub shopify_event_id: Option<String>,
+    pub occurred_at: Option<String>,
+    pub event_id: Option<String>,
     pub trace_id: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -174,10 +174,10 @@ impl Store {
                     .bind(&w.connection.brand_id)
                     .bind(w.webhook_id)
                     .bind(w.topic)
-                    .bind(&w.connection.shop_domain)
+                    .bind(&w.connection.account)
                     .bind(w.api_version)
-                    .bind(w.triggered_at)
-                    .bind(w.shopify_event_id)
+                    .bind(w.occurred_at)
+                    .bind(w.event_id)
                     .bind(w.trace_id)
                     .bind(serde_json::to_string(w.headers).expect("headers serialise"))
                     .bind(&w.body.bytes)
@@ -613,8 +613,8 @@ pub(super) fn insert_webhooks_sql(backend: Backend, n: usize, with_id: bool) -> 
             .map(|k| {
                 format!(
                     "INSERT INTO inbox ({id}connection_id, provider, workspace_id, brand_id, \
-                     webhook_id, topic, shop_domain, api_version, triggered_at, \
-                     shopify_event_id, trace_id, headers, body, body_encoding, received_at) \
+                     webhook_id, topic, account, api_version, occurred_at, \
+                     event_id, trace_id, headers, body, body_encoding, received_at) \
                      VALUES {} \
                      ON CONFLICT (connection_id, webhook_id) DO NOTHING \
                      RETURNING id, connection_id, webhook_id",
@@ -628,7 +628,7 @@ pub(super) fn insert_webhooks_sql(backend: Backend, n: usize, with_id: bool) -> 
 
 /// Every column `InboxRow` has, for `inbox_row_from`.
 const INBOX_COLUMNS: &str = "id, connection_id, provider, workspace_id, brand_id, webhook_id,
-    topic, shop_domain, api_version, triggered_at, shopify_event_id, trace_id, headers, body,
+    topic, account, api_version, occurred_at, event_id, trace_id, headers, body,
     body_encoding, received_at, attempts";
 
 /// An inbox row as the dispatcher sees it, from a query that selected
@@ -645,10 +645,10 @@ fn inbox_row_from(r: &AnyRow) -> Result<InboxRow> {
         brand_id: r.try_get("brand_id")?,
         webhook_id: r.try_get("webhook_id")?,
         topic: r.try_get("topic")?,
-        shop_domain: r.try_get("shop_domain")?,
+        account: r.try_get("account")?,
         api_version: r.try_get("api_version")?,
-        triggered_at: r.try_get("triggered_at")?,
-        shopify_event_id: r.try_get("shopify_event_id")?,
+        occurred_at: r.try_get("occurred_at")?,
+        event_id: r.try_get("event_id")?,
         trace_id: r.try_get("trace_id")?,
         headers,
         body: Blob::decode(

@@ -45,7 +45,7 @@ pub struct OAuthConnectionWrite {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ConnectionTokens {
     pub id: String,
-    pub shop_domain: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     pub secure_path_identifier: String,
@@ -146,13 +146,13 @@ impl Store {
     }
 
     /// The workspace a brand belongs to: that of its oldest connection (the
-    /// one that connected it first). None when the brand has none.
-    pub async fn brand_owner(&self, provider: &str, brand_id: &str) -> Result<Option<String>> {
+    /// one that connected it first), on whichever platform. None when the
+    /// brand has none.
+    pub async fn brand_owner(&self, brand_id: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = sqlx::query_as(
-            "SELECT workspace_id FROM connections WHERE provider = $1 AND brand_id = $2
+            "SELECT workspace_id FROM connections WHERE brand_id = $1
              ORDER BY created_at, id LIMIT 1",
         )
-        .bind(provider)
         .bind(brand_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -220,15 +220,16 @@ impl Store {
         let now = now_ms();
         let r = &w.row;
         let done = sqlx::query(
-            "INSERT INTO connections (id, provider, shop_domain, workspace_id, brand_id,
+            "INSERT INTO connections (id, provider, account, workspace_id, brand_id,
                 secure_path_identifier, webhook_secret, previous_webhook_secret,
                 previous_webhook_secret_expires_at, status,
                 created_at, updated_at, auth_method, access_token, access_token_expires_at,
                 refresh_token, refresh_token_expires_at, scopes, installed_by, installed_at,
-                webhook_secret_owner, webhook_secret_since, previous_webhook_secret_owner)
+                webhook_secret_owner, webhook_secret_since, previous_webhook_secret_owner,
+                settings)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'oauth', $13, $14, $15,
-                $16, $17, $18, $19, 'app', $20, NULL)
-             ON CONFLICT (provider, shop_domain, brand_id) DO UPDATE SET
+                $16, $17, $18, $19, 'app', $20, NULL, $21)
+             ON CONFLICT (provider, account, brand_id) DO UPDATE SET
                 workspace_id = excluded.workspace_id,
                 secure_path_identifier = excluded.secure_path_identifier,
                 webhook_secret = excluded.webhook_secret,
@@ -246,12 +247,13 @@ impl Store {
                 refresh_token_expires_at = excluded.refresh_token_expires_at,
                 scopes = excluded.scopes,
                 installed_by = excluded.installed_by,
-                installed_at = excluded.installed_at
+                installed_at = excluded.installed_at,
+                settings = excluded.settings
              WHERE connections.id = excluded.id",
         )
         .bind(&r.id)
         .bind(&r.provider)
-        .bind(&r.shop_domain)
+        .bind(&r.account)
         .bind(&r.workspace_id)
         .bind(&r.brand_id)
         .bind(&r.secure_path_identifier)
@@ -269,6 +271,7 @@ impl Store {
         .bind(&w.installed_by)
         .bind(now)
         .bind(now)
+        .bind(&r.settings)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -278,7 +281,7 @@ impl Store {
     /// The token columns of a connection (still ciphertexts).
     pub async fn connection_tokens(&self, id: &str) -> Result<Option<ConnectionTokens>> {
         Ok(sqlx::query_as(
-            "SELECT id, shop_domain, workspace_id, brand_id, secure_path_identifier, status,
+            "SELECT id, account, workspace_id, brand_id, secure_path_identifier, status,
                 auth_method, access_token, access_token_expires_at, refresh_token,
                 refresh_token_expires_at, scopes
              FROM connections WHERE id = $1",
@@ -422,7 +425,7 @@ impl Store {
 pub struct RefreshRow {
     pub id: String,
     pub provider: String,
-    pub shop_domain: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     pub status: String,
@@ -439,7 +442,7 @@ pub struct RefreshRow {
     pub next_refresh_at: Option<i64>,
 }
 
-const REFRESH_COLUMNS: &str = "id, provider, shop_domain, workspace_id, brand_id, status,
+const REFRESH_COLUMNS: &str = "id, provider, account, workspace_id, brand_id, status,
     access_token, access_token_expires_at, refresh_token, refresh_token_expires_at,
     refresh_failures, refresh_started_at, refresh_lease_until, last_refresh_error,
     refresh_failed_at, next_refresh_at";
@@ -499,7 +502,7 @@ pub struct FailureRecorded {
 pub struct IntegrationErrorRow {
     pub id: String,
     pub provider: String,
-    pub shop_domain: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     pub refresh_failed_at: i64,
@@ -520,7 +523,7 @@ pub struct LifecycleRow {
     pub id: i64,
     pub connection_id: String,
     pub provider: String,
-    pub shop_domain: String,
+    pub account: String,
     pub topic: String,
     pub received_at: i64,
 }
@@ -752,7 +755,7 @@ impl Store {
     /// Connections whose `integration.error` event is still to be published.
     pub async fn pending_integration_errors(&self) -> Result<Vec<IntegrationErrorRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, provider, shop_domain, workspace_id, brand_id, refresh_failed_at,
+            "SELECT id, provider, account, workspace_id, brand_id, refresh_failed_at,
                 refresh_failures, last_refresh_error
              FROM connections
              WHERE integration_error_pending = 1 AND refresh_failed_at IS NOT NULL",
@@ -780,7 +783,7 @@ impl Store {
     /// oldest first.
     pub async fn due_lifecycle_rows(&self, limit: i64) -> Result<Vec<LifecycleRow>> {
         let sql = format!(
-            "SELECT id, connection_id, provider, shop_domain, topic, received_at FROM inbox
+            "SELECT id, connection_id, provider, account, topic, received_at FROM inbox
              WHERE lifecycle_applied_at IS NULL AND status = 'published'
                AND topic IN {LIFECYCLE_TOPICS_SQL}
              ORDER BY id LIMIT $1"
@@ -830,7 +833,7 @@ impl Store {
         };
         Ok(sqlx::query_scalar(
             "SELECT id FROM connections
-             WHERE provider = $1 AND shop_domain = $2
+             WHERE provider = $1 AND account = $2
                AND ($3 OR (status NOT IN ('disconnected', 'redacted')
                     AND (installed_at IS NULL OR installed_at <= $4)))
                AND (id = $5 OR ($6 = 'app' AND (
@@ -840,7 +843,7 @@ impl Store {
              ORDER BY id",
         )
         .bind(&row.provider)
-        .bind(&row.shop_domain)
+        .bind(&row.account)
         .bind(!uninstall)
         .bind(row.received_at)
         .bind(&row.connection_id)

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::pipeline::connection::{self, SECRETS_CACHED_FOR};
-use ionflux_gateway::providers::shopify::headers as webhook;
 use ionflux_gateway::providers::shopify::oauth::ShopifyConfig;
+use ionflux_gateway::providers::shopify::{Shopify, headers as webhook};
 use ionflux_gateway::store::Store;
 use ionflux_gateway::store::oauth::RefreshRow;
 use ionflux_gateway::support::vault::Secret;
@@ -255,17 +255,18 @@ async fn rotate(gw: &Gateway, connection_id: &str, secret: &str, window: Duratio
         .await
         .unwrap()
         .unwrap();
-    let rotated = connection::add_with_window(
-        gw.store(),
-        &gw.vault,
-        &c.shop_domain,
-        &c.workspace_id,
-        &c.brand_id,
-        &Secret::from(secret.to_string()),
-        window,
-    )
-    .await
-    .expect("rotated");
+    let secret = Secret::from(secret.to_string());
+    let new = connection::NewConnection {
+        account: &c.account,
+        workspace: &c.workspace_id,
+        brand: &c.brand_id,
+        secret: &secret,
+        settings: &serde_json::Value::Null,
+        previous_window: window,
+    };
+    let rotated = connection::add(gw.store(), &gw.vault, &Shopify, &new)
+        .await
+        .expect("rotated");
     assert!(!rotated.created);
 }
 

@@ -16,7 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::pipeline::ceilings::{TenantPolicy, UploadQuota};
-use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::store::Store;
 use ionflux_gateway::store::ceilings::OwnedPut;
 use ionflux_gateway::support::vault::{Secret, Vault};
@@ -38,7 +37,7 @@ const MEMORY_BOUND: u64 = 1 << 30;
 
 async fn connect(store: &Store, vault: &Vault, shop: &str) -> Conn {
     let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
-    let created = connection::add(
+    let created = ionflux_gateway::providers::shopify::add_connection(
         store,
         vault,
         shop,

@@ -435,7 +435,7 @@ async fn a_brand_connected_in_another_workspace_cannot_be_joined_or_read() {
 
     // A connection of A's under B's brand, newer than B's (made before
     // installs checked brands, or by hand): shop details still answer B's.
-    ionflux_gateway::pipeline::connection::add(
+    ionflux_gateway::providers::shopify::add_connection(
         env.gw.store(),
         &env.gw.vault,
         "attacker-legacy.myshopify.com",

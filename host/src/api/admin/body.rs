@@ -277,16 +277,19 @@ pub struct DryRunResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionItem {
     pub connection_id: String,
-    pub shop_domain: String,
+    /// The platform: `shopify`, `woocommerce`, `tiktok_shop`, …
+    pub provider: String,
+    /// The account it speaks for: shop domain, site URL, seller, sender.
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     pub secure_path_identifier: String,
-    /// Where Shopify sends this connection's webhooks.
+    /// Where the platform sends this connection's webhooks.
     pub webhook_path: String,
     pub status: String,
     /// `manual` or `oauth`; null for a connection made before either.
     pub auth_method: Option<String>,
-    /// Whether it holds Shopify API tokens.
+    /// Whether it holds the platform's API tokens.
     pub has_tokens: bool,
 }
 
@@ -298,34 +301,51 @@ pub struct ConnectionList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionWebhooks {
     pub connection_id: String,
-    pub shop_domain: String,
-    /// One per topic, with how its subscription at Shopify stands.
+    pub account: String,
+    /// One per topic, with how its subscription at the platform stands.
     pub registrations: Vec<WebhookRegistrationRow>,
 }
 
-/// Connects a shop by hand with the app's webhook secret. Sent again for
-/// the same shop and brand, it rotates the secret (the replaced one keeps
-/// verifying for the window) and keeps the webhook URL.
+/// Connects an account by hand with the secret its webhooks are signed
+/// with. Sent again for the same account and brand, it rotates the secret
+/// (the replaced one keeps verifying for the window), takes the new
+/// settings and keeps the webhook URL.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddConnectionBody {
-    /// `NAME.myshopify.com`.
-    pub shop_domain: String,
+    /// The platform (`GET /admin/v1/providers` lists them). Default: `shopify`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Shopify: `NAME.myshopify.com`; WooCommerce: the site's URL; TikTok
+    /// Shop: the shop id; Wix: the app instance id; Standard Webhooks and
+    /// HMAC senders: a name of your choice. `shop_domain` is taken too.
+    #[serde(alias = "shop_domain")]
+    pub account: String,
     /// A UUID. Default: the token's own workspace; an operator must give it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     /// A UUID. A brand belongs to the workspace that connected it first.
     pub brand_id: String,
-    /// The app's webhook signing secret: stored encrypted, never answered
+    /// The secret the webhooks are signed with (Wix: the app's public key,
+    /// PEM; Standard Webhooks: `whsec_…`): stored encrypted, never answered
     /// or logged.
     #[schema(value_type = String, format = Password, write_only)]
     pub webhook_secret: WebhookSecret,
+    /// The provider's settings: TikTok Shop `{"app_key": …}`; HMAC senders
+    /// `{"preset": "github"}` or a declared scheme. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
     /// When this rotates a secret: how long the replaced one keeps
     /// verifying, in seconds. Default: the gateway's
     /// `connections.previous_secret_window`; a workspace token may shorten
     /// it, not lengthen it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_secret_window_secs: Option<u64>,
+}
+
+fn default_provider() -> String {
+    "shopify".into()
 }
 
 /// A webhook secret in a request body. Debug shows `[redacted]`, and a
@@ -356,13 +376,14 @@ impl<'de> Deserialize<'de> for WebhookSecret {
 pub struct AddedConnection {
     pub connection_id: String,
     pub secure_path_identifier: String,
-    /// Where Shopify must send this connection's webhooks.
+    /// Where the platform must send this connection's webhooks.
     pub webhook_path: String,
     /// The same on this gateway's public base URL, when it knows it
     /// (`shopify.public_base_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
-    pub shop_domain: String,
+    pub provider: String,
+    pub account: String,
     pub workspace_id: String,
     pub brand_id: String,
     /// False when the connection existed and its secret was rotated.

@@ -1,7 +1,8 @@
-//! `POST /admin/v1/connections`: a shop connected by hand over the API, as
-//! `connections add` does on the database's host, so the CLI needs no
-//! database URL and no master key for it. The secret is taken in the body,
-//! encrypted by the gateway's vault, and never answered or logged.
+//! `POST /admin/v1/connections`: an account of any registered platform
+//! connected by hand over the API, as `connections add` does on the
+//! database's host, so the CLI needs no database URL and no master key for
+//! it. The secret is taken in the body, encrypted by the gateway's vault,
+//! and never answered or logged.
 
 use std::time::Duration;
 
@@ -13,10 +14,11 @@ use uuid::Uuid;
 use super::body::{AddConnectionBody, AddedConnection, ErrorBody};
 use super::{Principal, bad_request, forbidden, internal, json_body, store_error};
 use crate::api::http::{ApiError, AppState};
-use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
+use crate::pipeline::connection::{self, ConnectionError, NewConnection};
+use crate::pipeline::provider::Proposed;
 
-/// Connects a shop by hand (or, for a shop and brand already connected,
-/// rotates its webhook secret). An operator names the workspace; a
+/// Connects an account by hand (or, for an account and brand already
+/// connected, rotates its webhook secret). An operator names the workspace; a
 /// workspace token adds to its own only.
 #[utoipa::path(
     post,
@@ -25,7 +27,7 @@ use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
     request_body = AddConnectionBody,
     responses(
         (status = 200, description = "Connected (`created`), or already connected and its secret rotated", body = AddedConnection),
-        (status = 400, description = "`bad_request`: not the body, an invalid shop domain or id, an empty secret", body = ErrorBody),
+        (status = 400, description = "`bad_request`: not the body, an unknown provider, an account, settings or secret the provider refuses, an invalid id, an empty secret", body = ErrorBody),
         (status = 403, description = "`forbidden`: another workspace, a brand or connection of another workspace, or a workspace's window longer than the gateway's", body = ErrorBody),
     ),
 )]
@@ -53,28 +55,37 @@ pub(super) async fn add_connection(
             ws
         }
     };
+    let provider = state
+        .providers
+        .get(&body.provider)
+        .ok_or_else(|| bad_request(format!("no provider is called {:?}", body.provider)))?
+        .clone();
     let brand = uuid("brand_id", &body.brand_id)?;
+    let settings = body.settings.clone().unwrap_or_default();
+    // The account as it is stored, to find an existing connection of it.
+    let checked = provider
+        .check_connection(&Proposed {
+            account: &body.account,
+            settings: &settings,
+            secret: body.webhook_secret.0.expose(),
+        })
+        .map_err(bad_request)?;
     // As for the OAuth install: nothing keyed by brand alone (shop details)
     // may reach another tenant's shop.
-    if let Some(owner) = state
-        .store
-        .brand_owner(SHOPIFY, &brand)
-        .await
-        .map_err(store_error)?
+    if let Some(owner) = state.store.brand_owner(&brand).await.map_err(store_error)?
         && !same_uuid(&owner, &workspace)
     {
         return Err(forbidden("this brand belongs to another workspace"));
     }
-    let shop = body.shop_domain.trim().to_ascii_lowercase();
     if let Some(existing) = state
         .store
-        .connection_for_shop(SHOPIFY, &shop, &brand)
+        .connection_for_shop(provider.id(), &checked.account, &brand)
         .await
         .map_err(store_error)?
         && !same_uuid(&existing.workspace_id, &workspace)
     {
         return Err(forbidden(
-            "this shop and brand are another workspace's connection",
+            "this account and brand are another workspace's connection",
         ));
     }
     let window = match body.previous_secret_window_secs.map(Duration::from_secs) {
@@ -87,24 +98,25 @@ pub(super) async fn add_connection(
         }
         Some(w) => w,
     };
-    let created = connection::add_with_window(
-        &state.store,
-        &state.vault,
-        &shop,
-        &workspace,
-        &brand,
-        &body.webhook_secret.0,
-        window,
-    )
-    .await
-    .map_err(|e| match e {
-        ConnectionError::InvalidShop(_)
-        | ConnectionError::InvalidId(_)
-        | ConnectionError::EmptySecret => bad_request(e.to_string()),
-        ConnectionError::Store(e) => store_error(e),
-        ConnectionError::Vault(e) => internal(e.to_string()),
-    })?;
-    tracing::info!(connection = %created.connection_id, shop = %created.shop_domain,
+    let new = NewConnection {
+        account: &body.account,
+        workspace: &workspace,
+        brand: &brand,
+        secret: &body.webhook_secret.0,
+        settings: &settings,
+        previous_window: window,
+    };
+    let created = connection::add(&state.store, &state.vault, provider.as_ref(), &new)
+        .await
+        .map_err(|e| match e {
+            ConnectionError::Invalid(_)
+            | ConnectionError::InvalidId(_)
+            | ConnectionError::EmptySecret => bad_request(e.to_string()),
+            ConnectionError::Store(e) => store_error(e),
+            ConnectionError::Vault(e) => internal(e.to_string()),
+        })?;
+    tracing::info!(connection = %created.connection_id, provider = %created.provider,
+        account = %created.account,
         workspace = %created.workspace_id, brand = %created.brand_id, created = created.created,
         actor = principal.actor(), "connection added over the admin API");
     // 200 either way, as every answer of this API: `created` tells.
@@ -116,7 +128,8 @@ pub(super) async fn add_connection(
         connection_id: created.connection_id,
         secure_path_identifier: created.secure_path_identifier,
         webhook_path: created.webhook_path,
-        shop_domain: created.shop_domain,
+        provider: created.provider,
+        account: created.account,
         workspace_id: created.workspace_id,
         brand_id: created.brand_id,
         created: created.created,

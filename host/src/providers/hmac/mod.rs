@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
+use crate::pipeline::provider::{Checked, Described, Incoming, Keys, Proposed, Provider, Rejected};
 use crate::providers::verify::{Scheme, field_text, header, presets, rfc3339, select_headers};
 
 /// Where a value is read from a request.
@@ -157,6 +157,14 @@ pub struct ConfiguredHmac;
 impl Provider for ConfiguredHmac {
     fn id(&self) -> &'static str {
         "hmac"
+    }
+
+    /// The account is a name for the sender; the settings declare how it
+    /// signs (a preset, a scheme, or both), and are refused here, at
+    /// connection time, rather than on every webhook.
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        source(proposed.settings).map_err(|e| e.to_string())?;
+        Checked::label(proposed.account, Some(proposed.settings.clone()))
     }
 
     fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected> {

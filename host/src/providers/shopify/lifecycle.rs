@@ -147,13 +147,13 @@ async fn apply(store: &Store, row: &LifecycleRow) -> Result<(), StoreError> {
         APP_UNINSTALLED => {
             let scope = scope_of(store.secret_owners(&row.connection_id).await?);
             let done = store.apply_uninstall(row, scope).await?;
-            tracing::info!(inbox_id = row.id, shop = %row.shop_domain, ?scope,
+            tracing::info!(inbox_id = row.id, shop = %row.account, ?scope,
                 connections = done.connections, "app uninstalled: tokens deleted, connection disconnected");
         }
         SHOP_REDACT => {
             let scope = scope_of(store.secret_owners(&row.connection_id).await?);
             let done = store.apply_shop_redact(row, scope).await?;
-            tracing::info!(inbox_id = row.id, shop = %row.shop_domain, ?scope,
+            tracing::info!(inbox_id = row.id, shop = %row.account, ?scope,
                 connections = done.connections, purged_webhooks = done.purged_webhooks,
                 "shop redacted: tokens deleted, stored webhooks purged");
         }

@@ -20,10 +20,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::HeaderMap;
 
+use crate::pipeline::connection::{self, ConnectionError, Created, NewConnection};
 use crate::pipeline::provider::{
-    AfterPublish, Codes, Described, Incoming, Keys, Provider, Rejected,
+    AfterPublish, Checked, Codes, Described, Incoming, Keys, Proposed, Provider, Rejected,
+    no_settings,
 };
 use crate::store::{InboxRow, Outcome, Store};
+use crate::support::vault::{Secret, Vault};
 use headers::{HeaderError, ShopifyHeaders};
 
 /// The `provider` column and URL segment.
@@ -31,6 +34,28 @@ pub const ID: &str = "shopify";
 
 /// Shopify as the pipeline sees it.
 pub struct Shopify;
+
+/// Connects a shop by hand with the webhook secret the merchant's custom app
+/// shows (or rotates it, for a shop and brand already connected), with the
+/// default window for the replaced secret.
+pub async fn add_connection(
+    store: &Store,
+    vault: &Vault,
+    shop: &str,
+    workspace: &str,
+    brand: &str,
+    secret: &Secret,
+) -> Result<Created, ConnectionError> {
+    let new = NewConnection {
+        account: shop,
+        workspace,
+        brand,
+        secret,
+        settings: &serde_json::Value::Null,
+        previous_window: connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
+    };
+    connection::add(store, vault, &Shopify, &new).await
+}
 
 impl Provider for Shopify {
     fn id(&self) -> &'static str {
@@ -48,6 +73,22 @@ impl Provider for Shopify {
         } else {
             Err(Rejected::Signature)
         }
+    }
+
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        let shop = proposed.account.trim().to_ascii_lowercase();
+        if !headers::is_shop_domain(&shop) {
+            return Err(format!(
+                "{shop:?} is not a valid shop domain (expected NAME.myshopify.com)"
+            ));
+        }
+        if !no_settings(proposed.settings) {
+            return Err("a Shopify connection takes no settings".into());
+        }
+        Ok(Checked {
+            account: shop,
+            settings: None,
+        })
     }
 
     fn describe(&self, req: &Incoming<'_>, _keys: &Keys<'_>) -> Result<Described, Rejected> {

@@ -45,8 +45,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
+use super::ID as SHOPIFY;
 use crate::error::ApiError;
-use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens, SHOPIFY};
+use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens};
 use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
 use crate::providers::shopify::headers as webhook;
 use crate::providers::shopify::refresh::{RefreshConfig, Refresher, TokenError};
@@ -922,7 +923,7 @@ impl OAuth {
     /// nothing keyed by brand alone (shop details) can reach another
     /// tenant's shop. A brand nobody connected yet is free.
     async fn check_brand_owner(&self, workspace: &str, brand: &str) -> Result<(), OAuthError> {
-        match self.store.brand_owner(SHOPIFY, brand).await? {
+        match self.store.brand_owner(brand).await? {
             Some(owner) if !same_id(&owner, workspace) => Err(OAuthError::BrandInAnotherWorkspace),
             _ => Ok(()),
         }
@@ -1036,14 +1037,16 @@ impl OAuth {
         let created = match connection::install_oauth(
             &self.store,
             &self.vault,
+            &super::Shopify,
             &connection::InstallTarget {
-                shop: &shop,
+                account: &shop,
                 workspace: &bound.workspace_id,
                 brand: &bound.brand_id,
                 installed_by: &bound.user_id,
             },
             &self.cfg.client_secret,
             &tokens,
+            &serde_json::Value::Null,
         )
         .await
         {
@@ -1068,7 +1071,7 @@ impl OAuth {
         );
         Ok(Connected {
             connection_id: created.connection_id,
-            shop_domain: created.shop_domain,
+            shop_domain: created.account,
             workspace_id: created.workspace_id,
             brand_id: created.brand_id,
             status: "connected",
@@ -1178,7 +1181,7 @@ impl OAuth {
                 return self.fail_all(&rows, 0, &format!("access token: {e}")).await;
             }
         };
-        let shop = conn.shop_domain.as_str();
+        let shop = conn.account.as_str();
         let (listed, tries) = self
             .with_retries(|| self.api.list_webhooks(shop, &token))
             .await;

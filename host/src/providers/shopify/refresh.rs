@@ -363,7 +363,7 @@ impl Refresher {
         if let Some(started) = row.refresh_started_at {
             tracing::warn!(
                 connection = %row.id,
-                shop = %row.shop_domain,
+                shop = %row.account,
                 started_at = started,
                 "a previous token refresh was cut off before its outcome was stored; \
                  if Shopify had rotated the refresh token, this refresh fails and the shop must be reconnected"
@@ -400,7 +400,7 @@ impl Refresher {
         let answer = self
             .api
             .refresh_token(
-                &row.shop_domain,
+                &row.account,
                 &self.client_id,
                 &self.client_secret,
                 &refresh_token,
@@ -459,7 +459,7 @@ impl Refresher {
                 .await?;
             if swapped {
                 crate::support::metrics::token_refresh("refreshed");
-                tracing::info!(connection = %row.id, shop = %row.shop_domain, "access token refreshed");
+                tracing::info!(connection = %row.id, shop = %row.account, "access token refreshed");
                 return Ok(Attempt::Token(tokens.access_token));
             }
             // Lost: either the same refresh token re-encrypted under a new
@@ -483,7 +483,7 @@ impl Refresher {
         crate::support::metrics::token_refresh("superseded");
         tracing::warn!(
             connection = %row.id,
-            shop = %row.shop_domain,
+            shop = %row.account,
             "refreshed tokens not stored: the connection changed meanwhile (reconnect, uninstall or redaction), which wins"
         );
         Ok(Attempt::Changed)
@@ -525,14 +525,14 @@ impl Refresher {
         });
         tracing::warn!(
             connection = %row.id,
-            shop = %row.shop_domain,
+            shop = %row.account,
             error = %reason,
             permanent = is_permanent,
             failures,
             "token refresh failed"
         );
         if recorded.is_some_and(|r| r.became_failed) {
-            tracing::error!(connection = %row.id, shop = %row.shop_domain,
+            tracing::error!(connection = %row.id, shop = %row.account,
                 "connection marked refresh_failed; publishing integration.error");
             self.publish_pending_errors().await;
         }
@@ -596,7 +596,7 @@ pub fn integration_error_record(
 ) -> Result<crate::pipeline::publish::Record, serde_json::Error> {
     let payload = serde_json::to_vec(&serde_json::json!({
         "connection_id": row.id,
-        "shop_domain": row.shop_domain,
+        "shop_domain": row.account,
         "status": "refresh_failed",
         "reason": row.last_refresh_error.as_deref().unwrap_or("token refresh failed"),
         "failures": row.refresh_failures,
@@ -609,10 +609,10 @@ pub fn integration_error_record(
         brand_id: row.brand_id.clone(),
         webhook_id: format!("{INTEGRATION_ERROR_KIND}:{}", row.refresh_failed_at),
         topic: "ionflux/integration_error".into(),
-        shop_domain: row.shop_domain.clone(),
+        account: row.account.clone(),
         api_version: None,
-        triggered_at: None,
-        shopify_event_id: None,
+        occurred_at: None,
+        event_id: None,
         trace_id: String::new(),
         headers: Vec::new(),
         body: Vec::new(),

@@ -34,8 +34,9 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::ID as SHOPIFY;
 use crate::error::ApiError;
-use crate::pipeline::connection::{self, ConnectionError, SHOPIFY};
+use crate::pipeline::connection::{self, ConnectionError};
 use crate::providers::shopify::api::{ShopifyApi, ShopifyError};
 use crate::store::{ConnectionRow, Store};
 use crate::support::vault::{Secret, Vault};
@@ -240,13 +241,13 @@ impl ShopDetails {
                 "the connection has no access token; connect the store through the OAuth install",
             ));
         };
-        let shop = match self.api.shop(&conn.shop_domain, &token).await {
+        let shop = match self.api.shop(&conn.account, &token).await {
             Ok(shop) => shop,
             Err(e) => {
                 self.forget(&conn.id);
                 tracing::warn!(
                     connection_id = %conn.id,
-                    shop = %conn.shop_domain,
+                    shop = %conn.account,
                     error = %e,
                     "shop.json failed"
                 );
@@ -262,12 +263,12 @@ impl ShopDetails {
                 });
             }
         };
-        self.remember(&conn.id, &conn.shop_domain, &shop);
+        self.remember(&conn.id, &conn.account, &shop);
         tracing::debug!(brand_id = %brand, connection_id = %conn.id, cached = false, "shop details");
         Ok(Answer {
             brand_id: brand,
             connection_id: conn.id,
-            shop_domain: conn.shop_domain,
+            shop_domain: conn.account,
             shop,
             cached: false,
         })
@@ -291,7 +292,7 @@ impl ShopDetails {
         let rows: Vec<ConnectionRow> = all
             .into_iter()
             .filter(|c| Some(&c.workspace_id) == owner.as_ref())
-            .filter(|c| shop.as_deref().is_none_or(|s| c.shop_domain == s))
+            .filter(|c| shop.as_deref().is_none_or(|s| c.account == s))
             .collect();
         if let Some(active) = rows.iter().find(|c| c.status == "active") {
             return Ok(active.clone());

@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
+use crate::pipeline::provider::{
+    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
+};
 use crate::providers::verify::{HmacSpec, header, presets, rfc3339, select_headers};
 
 static WEBHOOK: LazyLock<HmacSpec> = LazyLock::new(|| presets::standard_webhooks("webhook"));
@@ -37,6 +39,23 @@ impl Provider for StandardWebhooks {
 
     fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected> {
         family(req).1.verify(req, keys.secrets)
+    }
+
+    /// The account is a name for the sender (its webhooks say none); the
+    /// secret is the `whsec_` secret the sender shows.
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        use base64::Engine as _;
+        if !no_settings(proposed.settings) {
+            return Err("a Standard Webhooks connection takes no settings".into());
+        }
+        let key = proposed
+            .secret
+            .strip_prefix(b"whsec_")
+            .unwrap_or(proposed.secret);
+        match base64::engine::general_purpose::STANDARD.decode(key) {
+            Ok(key) if !key.is_empty() => Checked::label(proposed.account, None),
+            _ => Err("the secret is not a Standard Webhooks secret (whsec_ and base64)".into()),
+        }
     }
 
     fn describe(&self, req: &Incoming<'_>, _keys: &Keys<'_>) -> Result<Described, Rejected> {

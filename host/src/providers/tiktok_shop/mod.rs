@@ -16,7 +16,7 @@
 
 use serde_json::Value;
 
-use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
+use crate::pipeline::provider::{Checked, Described, Incoming, Keys, Proposed, Provider, Rejected};
 use crate::providers::verify::{
     Algorithm, header, invalid_envelope, mac_matches, rfc3339, sha256_hex,
 };
@@ -75,6 +75,32 @@ impl Provider for TikTokShop {
         } else {
             Err(Rejected::Signature)
         }
+    }
+
+    /// The account is the seller's shop id (the envelope's `shop_id`); the
+    /// settings name the app (`{"app_key": "…"}`), whose secret is the
+    /// connection's secret.
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        let shop = proposed.account.trim();
+        if shop.is_empty() || shop.len() > 64 || !shop.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "{shop:?} is not a TikTok Shop shop id (letters and digits)"
+            ));
+        }
+        let app_key = proposed
+            .settings
+            .get("app_key")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control))
+            .ok_or("a TikTok Shop connection needs the setting `app_key`, the app's key")?;
+        if proposed.settings.as_object().is_some_and(|o| o.len() > 1) {
+            return Err("a TikTok Shop connection takes only the setting `app_key`".into());
+        }
+        Ok(Checked {
+            account: shop.to_owned(),
+            settings: Some(serde_json::json!({ "app_key": app_key })),
+        })
     }
 
     fn describe(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<Described, Rejected> {

@@ -21,7 +21,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
+use crate::pipeline::provider::{
+    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
+};
 use crate::providers::verify::{INVALID_ENVELOPE, invalid_envelope, sha256_hex};
 
 /// Wix's clock and ours may differ a little; a minute either way.
@@ -100,6 +102,30 @@ impl Provider for Wix {
             return Err(Rejected::Stale);
         }
         Ok(())
+    }
+
+    /// The account is the app's instance on the site (the envelope's
+    /// `instanceId`); the secret is the app's public key, in PEM.
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        let instance = uuid::Uuid::parse_str(proposed.account.trim()).map_err(|_| {
+            format!(
+                "{:?} is not a Wix app instance id (a UUID)",
+                proposed.account
+            )
+        })?;
+        if !no_settings(proposed.settings) {
+            return Err("a Wix connection takes no settings".into());
+        }
+        if self.key(proposed.secret).is_none() {
+            return Err(
+                "the key is not an RSA public key in PEM (Dev Center → Webhooks → Public Key)"
+                    .into(),
+            );
+        }
+        Ok(Checked {
+            account: instance.to_string(),
+            settings: None,
+        })
     }
 
     fn describe(&self, req: &Incoming<'_>, _keys: &Keys<'_>) -> Result<Described, Rejected> {

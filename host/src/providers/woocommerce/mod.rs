@@ -16,7 +16,9 @@
 
 use std::sync::LazyLock;
 
-use crate::pipeline::provider::{Described, Incoming, Keys, Provider, Rejected};
+use crate::pipeline::provider::{
+    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
+};
 use crate::providers::verify::{HmacSpec, header, presets, select_headers, sha256_hex};
 
 static SPEC: LazyLock<HmacSpec> = LazyLock::new(presets::woocommerce);
@@ -27,6 +29,23 @@ const DELIVERY: &str = "x-wc-webhook-delivery-id";
 const SOURCE: &str = "x-wc-webhook-source";
 
 pub struct WooCommerce;
+
+/// A site's canonical address, as connections store it and as
+/// `X-WC-Webhook-Source` (WordPress's `home_url('/')`) is compared with it:
+/// lower-case scheme and host, no query, one trailing slash.
+pub fn site_url(site: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(site.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return None;
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Some(url.to_string())
+}
 
 impl Provider for WooCommerce {
     fn id(&self) -> &'static str {
@@ -53,6 +72,22 @@ impl Provider for WooCommerce {
         SPEC.verify(req, keys.secrets)
     }
 
+    fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
+        let account = site_url(proposed.account).ok_or_else(|| {
+            format!(
+                "{:?} is not a site URL (expected https://shop.example/)",
+                proposed.account
+            )
+        })?;
+        if !no_settings(proposed.settings) {
+            return Err("a WooCommerce connection takes no settings".into());
+        }
+        Ok(Checked {
+            account,
+            settings: None,
+        })
+    }
+
     fn describe(&self, req: &Incoming<'_>, _keys: &Keys<'_>) -> Result<Described, Rejected> {
         let topic = header(req, TOPIC)
             .filter(|t| !t.is_empty())
@@ -66,9 +101,11 @@ impl Provider for WooCommerce {
         Ok(Described {
             topic: topic.to_owned(),
             delivery_id,
+            // Compared with the connection's site: an address that does not
+            // parse is kept as sent, and so cannot match.
             account: header(req, SOURCE)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned),
+                .map(|s| site_url(s).unwrap_or_else(|| s.to_owned())),
             api_version: None,
             occurred_at: None,
             event_id: None,
