@@ -383,6 +383,9 @@ enum RoutesCommand {
     /// Create or replace the route for a scope and topic pattern. Running
     /// gateways pick it up within a second; rollback is another `set`.
     Set {
+        /// The platform whose webhooks the route serves.
+        #[arg(long, default_value = "shopify")]
+        provider: String,
         /// Topic or glob, e.g. `orders/create`, `orders/*`, `*`.
         #[arg(long)]
         topic: String,
@@ -410,6 +413,8 @@ enum RoutesCommand {
     },
     /// Make a route's shadow its transform.
     Promote {
+        #[arg(long, default_value = "shopify")]
+        provider: String,
         #[arg(long)]
         topic: String,
         #[arg(long)]

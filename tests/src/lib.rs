@@ -439,7 +439,7 @@ impl Gateway {
             .set_route(
                 &RouteRow {
                     id: 0,
-                    provider: "shopify".into(),
+                    provider: conn.created.provider.clone(),
                     workspace_id: String::new(),
                     brand_id: conn.created.brand_id.clone(),
                     topic_pattern: pattern.into(),

@@ -180,6 +180,7 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
         ("POST", "/admin/v1/dead-letters/replay"),
         ("GET", "/admin/v1/events"),
         ("POST", "/admin/v1/webhooks/{inbox_id}/dry-run"),
+        ("GET", "/admin/v1/providers"),
         ("GET", "/admin/v1/connections"),
         ("POST", "/admin/v1/connections"),
         ("GET", "/admin/v1/connections/{connection_id}/webhooks"),
@@ -258,6 +259,7 @@ fn every_family() -> Vec<(Method, &'static str, Option<Value>)> {
             Some(json!({"all": true})),
         ),
         (Method::GET, "/admin/v1/events", None),
+        (Method::GET, "/admin/v1/providers", None),
         (
             Method::POST,
             "/admin/v1/connections",
@@ -791,11 +793,24 @@ async fn ceilings_connections_promotion_newest_events_and_deletion_answer_as_doc
     let (status, _) = admin_json(&gw, Method::PUT, &ceilings, t, Some(json!({}))).await;
     assert_eq!(status, 403);
 
+    // Any token reads which platforms are taken and how each connects.
+    let (status, providers) = get(&gw, "/admin/v1/providers", t).await;
+    assert_eq!(status, 200, "{providers}");
+    let shopify = providers["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "shopify")
+        .expect("shopify is registered");
+    assert_eq!(shopify["default_transform"], "builtin:shopify-default");
+    assert_eq!(shopify["set_up"], json!(["oauth", "secret"]));
+
     let (status, list) = get(&gw, "/admin/v1/connections", t).await;
     assert_eq!(status, 200);
     let list = list["connections"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["account"], "documented.myshopify.com");
+    assert_eq!(list[0]["provider"], "shopify");
     assert!(list[0].get("webhook_secret").is_none());
     let id = list[0]["connection_id"].as_str().unwrap();
     let (status, hooks) = get(&gw, &format!("/admin/v1/connections/{id}/webhooks"), t).await;

@@ -74,6 +74,7 @@ async fn uploads_are_validated_with_clear_errors() {
         topic_pattern: "orders/*".into(),
         transform: transform.into(),
         config: config.map(str::to_string),
+        provider: "shopify".into(),
         ..RouteSpec::default()
     };
     for (t, c) in [
@@ -124,6 +125,7 @@ async fn the_most_specific_route_serves_each_webhook() {
         brand_id: brand.map(str::to_string),
         topic_pattern: topic.into(),
         transform: t.into(),
+        provider: "shopify".into(),
         ..RouteSpec::default()
     };
     let store = gw.store();
@@ -217,6 +219,7 @@ async fn a_shadow_runs_beside_the_primary_and_can_be_promoted() {
         topic_pattern: "*".into(),
         transform: "builtin:shopify-default".into(),
         shadow: shadow.map(str::to_string),
+        provider: "shopify".into(),
         ..RouteSpec::default()
     };
     registry::set_route(gw.store(), &route(Some("builtin:redact-pii")), "test")
@@ -258,7 +261,7 @@ async fn a_shadow_runs_beside_the_primary_and_can_be_promoted() {
     assert!(samples[0].primary_output.contains("jon@example.com"));
     assert!(!samples[0].shadow_output.contains("jon@example.com"));
 
-    let promoted = registry::promote(gw.store(), None, Some(&brand), "*", "test")
+    let promoted = registry::promote(gw.store(), "shopify", None, Some(&brand), "*", "test")
         .await
         .unwrap();
     assert_eq!(promoted.transform, "builtin:redact-pii");

@@ -56,9 +56,9 @@ mod shadow;
 use body::{
     ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
     DryRunBody, DryRunError, DryRunResult, DryRunTransform, ErrorBody, EventItem, EventsPage,
-    EventsQuery, LimitQuery, PromoteBody, PushQuery, PushedTransform, ReplayBody, Replayed,
-    RouteBody, RouteHistory, RouteList, TransformDetail, TransformItem, TransformList,
-    WorkspaceCeilings,
+    EventsQuery, LimitQuery, PromoteBody, ProviderItem, ProviderList, PushQuery, PushedTransform,
+    ReplayBody, Replayed, RouteBody, RouteHistory, RouteList, TransformDetail, TransformItem,
+    TransformList, WorkspaceCeilings,
 };
 
 /// Largest component accepted by `POST /admin/v1/transforms`.
@@ -402,6 +402,7 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(replay_dead_letters))
         .routes(routes!(list_events))
         .routes(routes!(dry_run))
+        .routes(routes!(list_providers))
         .routes(routes!(list_connections, connections::add_connection))
         .routes(routes!(connection_webhooks))
         .split_for_parts();
@@ -1011,7 +1012,9 @@ async fn set_route(
         Some(s) => Some(usable_reference(&state.store, &principal, s).await?),
         None => None,
     };
+    known_provider(&state, &body.provider)?;
     let spec = RouteSpec {
+        provider: body.provider,
         workspace_id,
         brand_id: body.brand_id.filter(|b| !b.is_empty()),
         topic_pattern: body.topic_pattern,
@@ -1028,6 +1031,15 @@ async fn set_route(
         topic = %row.topic_pattern, transform = %row.transform, actor = principal.actor(),
         "route set over the admin API");
     Ok(Json(row))
+}
+
+/// A route for a provider this gateway does not take webhooks from would
+/// never match: refused, so a typo cannot pass for a route.
+fn known_provider(state: &AppState, provider: &str) -> Result<(), ApiError> {
+    match state.providers.get(provider) {
+        Some(_) => Ok(()),
+        None => Err(bad_request(format!("no provider is called {provider:?}"))),
+    }
 }
 
 /// Makes a route's shadow its transform.
@@ -1052,6 +1064,7 @@ async fn promote_route(
     let workspace_id = route_scope(&principal, body.workspace_id, "promoting a route")?;
     let row = registry::promote(
         &state.store,
+        &body.provider,
         workspace_id.as_deref(),
         body.brand_id.as_deref().filter(|b| !b.is_empty()),
         &body.topic_pattern,
@@ -1435,6 +1448,39 @@ async fn connection_webhooks(
         account: conn.account,
         registrations,
     }))
+}
+
+/// `GET /admin/v1/providers`: the platforms this gateway takes webhooks
+/// from, and how a connection of each is made. Any token may read it.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/providers",
+    tag = "connections",
+    responses((status = 200, body = ProviderList)),
+)]
+async fn list_providers(
+    _principal: Principal,
+    State(state): State<AppState>,
+) -> Json<ProviderList> {
+    let providers = state
+        .providers
+        .iter()
+        .map(|p| ProviderItem {
+            id: p.id().into(),
+            default_transform: p.default_transform().into(),
+            set_up: p
+                .set_up()
+                .iter()
+                .map(|s| {
+                    serde_json::to_value(s)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
+                .collect(),
+        })
+        .collect();
+    Json(ProviderList { providers })
 }
 
 /// `GET /admin/v1/connections`: an operator's every connection, a

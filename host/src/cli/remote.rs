@@ -123,6 +123,7 @@ async fn transforms(client: &AdminClient, cmd: &TransformsCommand) -> Result<()>
 async fn routes(client: &AdminClient, cmd: &RoutesCommand) -> Result<()> {
     match cmd {
         RoutesCommand::Set {
+            provider,
             topic,
             transform,
             workspace,
@@ -141,6 +142,7 @@ async fn routes(client: &AdminClient, cmd: &RoutesCommand) -> Result<()> {
             // The history records the token's name: the gateway knows who
             // is calling, so `--actor` is not sent.
             let body = RouteBody {
+                provider: provider.clone(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
                 topic_pattern: topic.clone(),
@@ -152,12 +154,14 @@ async fn routes(client: &AdminClient, cmd: &RoutesCommand) -> Result<()> {
             print_lines([client.set_route(&body).await?])
         }
         RoutesCommand::Promote {
+            provider,
             topic,
             workspace,
             brand,
             actor: _,
         } => {
             let body = PromoteBody {
+                provider: provider.clone(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
                 topic_pattern: topic.clone(),

@@ -10,6 +10,7 @@ pub(crate) async fn routes(cfg: &Settings, cmd: &RoutesCommand) -> Result<()> {
     let store = open_store(cfg).await?;
     match cmd {
         RoutesCommand::Set {
+            provider,
             topic,
             transform,
             workspace,
@@ -20,6 +21,7 @@ pub(crate) async fn routes(cfg: &Settings, cmd: &RoutesCommand) -> Result<()> {
             actor,
         } => {
             let spec = RouteSpec {
+                provider: provider.clone(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
                 topic_pattern: topic.clone(),
@@ -32,14 +34,21 @@ pub(crate) async fn routes(cfg: &Settings, cmd: &RoutesCommand) -> Result<()> {
             println!("{}", serde_json::to_string(&row)?);
         }
         RoutesCommand::Promote {
+            provider,
             topic,
             workspace,
             brand,
             actor,
         } => {
-            let row =
-                registry::promote(&store, workspace.as_deref(), brand.as_deref(), topic, actor)
-                    .await?;
+            let row = registry::promote(
+                &store,
+                provider,
+                workspace.as_deref(),
+                brand.as_deref(),
+                topic,
+                actor,
+            )
+            .await?;
             println!("{}", serde_json::to_string(&row)?);
         }
         RoutesCommand::Shadow { samples } => {

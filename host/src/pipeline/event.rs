@@ -14,8 +14,8 @@ use crate::store::{DeadLetter, InboxRow};
 /// The `source_service_name` of Shopify's events (seed 000); every
 /// provider's follows the same rule, see [`source_service_name`].
 pub const SOURCE_SERVICE_NAME: &str = "ShopifyIntegrationService";
-pub const DEFAULT_TOPIC_TEMPLATE: &str = "ionflux.shopify.ws_{workspace_id}.events_raw";
-pub const DEFAULT_DLQ_TEMPLATE: &str = "ionflux.shopify.ws_{workspace_id}.dlq";
+pub const DEFAULT_TOPIC_TEMPLATE: &str = "ionflux.{provider}.ws_{workspace_id}.events_raw";
+pub const DEFAULT_DLQ_TEMPLATE: &str = "ionflux.{provider}.ws_{workspace_id}.dlq";
 
 /// Topic names come from templates with `{provider}`, `{workspace_id}` and
 /// `{brand_id}`. The host alone fills them, from the connection, so a

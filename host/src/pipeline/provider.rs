@@ -107,6 +107,21 @@ pub fn no_settings(settings: &Value) -> bool {
     settings.is_null() || settings.as_object().is_some_and(|o| o.is_empty())
 }
 
+/// A way a connection of the platform is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SetUp {
+    /// The secret (or key) the platform shows is pasted in
+    /// (`connections add`, `POST /admin/v1/connections`).
+    Secret,
+    /// The merchant installs the app through the platform's OAuth; the
+    /// gateway keeps its tokens fresh.
+    Oauth,
+    /// API credentials are given once and the gateway registers the
+    /// webhooks at the platform itself.
+    Credentials,
+}
+
 /// Why a request is refused. Each maps to one documented status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
@@ -197,8 +212,14 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// The transform a webhook runs when no route names one.
+    /// The transform a webhook runs when no route names one: a reference
+    /// as routes hold them, `builtin:NAME` for one under `transforms/`.
     fn default_transform(&self) -> &'static str;
+
+    /// How its connections are made, the usual way first.
+    fn set_up(&self) -> &'static [SetUp] {
+        &[SetUp::Secret]
+    }
 
     /// The topic, when the headers alone say it: a connection that is gone
     /// then refuses what it no longer takes before the body is read. None:

@@ -196,6 +196,9 @@ async fn validate(
 /// What an operator asks for when setting a route.
 #[derive(Debug, Clone, Default)]
 pub struct RouteSpec {
+    /// The platform whose webhooks the route serves (`shopify`,
+    /// `woocommerce`, …): a route never matches another platform's topics.
+    pub provider: String,
     pub workspace_id: Option<String>,
     pub brand_id: Option<String>,
     pub topic_pattern: String,
@@ -226,6 +229,12 @@ pub async fn set_route(
             "the topic pattern is empty".into(),
         ));
     }
+    if !is_provider_id(&spec.provider) {
+        return Err(RegistryError::InvalidRoute(format!(
+            "{:?} is not a provider's name",
+            spec.provider
+        )));
+    }
     let config = spec.config.clone().unwrap_or_else(|| "{}".into());
     if let Some(limits) = &spec.limits {
         let parsed: RouteLimits = serde_json::from_str(limits)
@@ -239,7 +248,7 @@ pub async fn set_route(
     }
     let row = RouteRow {
         id: 0,
-        provider: "shopify".into(),
+        provider: spec.provider.clone(),
         workspace_id: spec.workspace_id.clone().unwrap_or_default(),
         brand_id: spec.brand_id.clone().unwrap_or_default(),
         topic_pattern: spec.topic_pattern.clone(),
@@ -274,6 +283,7 @@ async fn stored(store: &Store, row: &RouteRow) -> Result<RouteRow, RegistryError
 /// primary stays in the history, so rolling back is one `set_route`.
 pub async fn promote(
     store: &Store,
+    provider: &str,
     workspace_id: Option<&str>,
     brand_id: Option<&str>,
     topic_pattern: &str,
@@ -285,7 +295,8 @@ pub async fn promote(
         .await?
         .into_iter()
         .find(|r| {
-            r.workspace_id == workspace_id
+            r.provider == provider
+                && r.workspace_id == workspace_id
                 && r.brand_id == brand_id
                 && r.topic_pattern == topic_pattern
         })
@@ -297,6 +308,15 @@ pub async fn promote(
     route.transform = shadow;
     store.set_route(&route, actor).await?;
     Ok(route)
+}
+
+/// A provider's name as the `provider` column and URL segment spell it.
+pub fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 async fn resolve_transform(store: &Store, reference: &str) -> Result<String, RegistryError> {

@@ -117,6 +117,9 @@ pub struct RouteList {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteBody {
+    /// The platform whose webhooks the route serves. Default: `shopify`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
     /// Default: the token's own workspace; for an operator, none (a global
     /// or brand-only route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +147,9 @@ pub struct RouteBody {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteBody {
+    /// Default: `shopify`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +275,26 @@ pub struct DryRunResult {
     pub events: Option<Vec<Box<RawValue>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DryRunError>,
+}
+
+// ---- providers -------------------------------------------------------------
+
+/// A platform this gateway takes webhooks from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderItem {
+    /// The `provider` of connections and routes, and the URL segment of
+    /// `/integrations/{provider}/webhooks/{id}`.
+    pub id: String,
+    /// What its webhooks run when no route names a transform.
+    pub default_transform: String,
+    /// How its connections are made, the usual way first: `secret`,
+    /// `oauth`, `credentials`.
+    pub set_up: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    pub providers: Vec<ProviderItem>,
 }
 
 // ---- connections -----------------------------------------------------------

@@ -22,7 +22,7 @@ use axum::http::HeaderMap;
 
 use crate::pipeline::connection::{self, ConnectionError, Created, NewConnection};
 use crate::pipeline::provider::{
-    AfterPublish, Checked, Codes, Described, Incoming, Keys, Proposed, Provider, Rejected,
+    AfterPublish, Checked, Codes, Described, Incoming, Keys, Proposed, Provider, Rejected, SetUp,
     no_settings,
 };
 use crate::store::{InboxRow, Outcome, Store};
@@ -106,6 +106,10 @@ impl Provider for Shopify {
             headers: h.selected,
             body: None,
         })
+    }
+
+    fn set_up(&self) -> &'static [SetUp] {
+        &[SetUp::Oauth, SetUp::Secret]
     }
 
     fn topic_in_headers(&self, headers: &HeaderMap) -> Option<String> {
