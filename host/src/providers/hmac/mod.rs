@@ -50,10 +50,14 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Scheme>,
     /// Where the topic is; without one every request is `webhook`.
+    /// (GitHub's preset: `X-GitHub-Event`; Stripe's: the body's `/type`.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<Locator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Locator>,
+    /// Where the request names its account. Declared, it must equal the
+    /// connection's account (a sender that signs several accounts' webhooks
+    /// with one secret); presets declare none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<Locator>,
     /// Unix seconds or RFC 3339.
@@ -93,7 +97,10 @@ impl Preset {
                 scheme: Scheme::Hmac(presets::github()),
                 topic: header_at("x-github-event"),
                 delivery: header_at("x-github-delivery"),
-                account: header_at("x-github-hook-installation-target-id"),
+                // A connection of a configurable sender is named by whoever
+                // makes it; a preset declares no account to compare with
+                // that name. One declared in the settings is compared.
+                account: None,
                 occurred_at: None,
                 headers: vec!["x-github-".into()],
             },
@@ -103,7 +110,7 @@ impl Preset {
                 scheme: Scheme::Hmac(presets::stripe()),
                 topic: field_at("/type"),
                 delivery: field_at("/id"),
-                account: field_at("/account"),
+                account: None,
                 occurred_at: field_at("/created"),
                 headers: Vec::new(),
             },
