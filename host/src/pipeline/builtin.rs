@@ -7,10 +7,52 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTIN_COMPONENTS.iter().map(|(name, _)| *name)
 }
 
+/// `builtin:NAME` of every built-in, for messages that list them.
+pub fn references() -> Vec<String> {
+    names()
+        .map(|n| format!("{}{n}", crate::pipeline::route::BUILTIN_PREFIX))
+        .collect()
+}
+
 /// The component bytes of a built-in transform.
 pub fn component(name: &str) -> Option<&'static [u8]> {
     BUILTIN_COMPONENTS
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, bytes)| *bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::registry::smoke;
+    use crate::pipeline::transform::{Runtime, RuntimeConfig, World};
+
+    /// What the registry asks of an upload, asked of every built-in: it
+    /// compiles, implements the latest world and survives the smoke call
+    /// (a Shopify order, which the other platforms' built-ins must not trap
+    /// on either).
+    #[test]
+    fn every_builtin_loads_and_passes_the_smoke_call() {
+        let runtime = Runtime::new(RuntimeConfig {
+            pool_instances: 2,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        assert!(super::names().count() >= 2);
+        for (name, bytes) in super::BUILTIN_COMPONENTS {
+            let t = runtime
+                .load(name, bytes)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(t.world(), World::LATEST, "{name}");
+            smoke(&t).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_examples_are_not_built_in() {
+        assert!(super::component("shopify-default").is_some());
+        assert!(super::component("sales-sentinel").is_none());
+        let refs = super::references();
+        assert!(refs.contains(&"builtin:redact-pii".to_owned()), "{refs:?}");
+    }
 }
