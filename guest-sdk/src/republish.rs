@@ -43,14 +43,21 @@ pub fn looks_like_object(body: &[u8]) -> bool {
     body.trim_ascii_start().first() == Some(&b'{')
 }
 
-/// A pass-through event of this kind and schema version, unless the
-/// provider could not read the envelope ([`envelope_error`]) or the body
-/// is no JSON object: both are [`Error::InvalidInput`], the sender's.
+/// A pass-through event of this kind and schema version, if [`check`]
+/// passes.
 pub fn unchanged(
     webhook: &Webhook,
     kind: impl Into<String>,
     schema_version: impl Into<String>,
 ) -> Result<Event, Error> {
+    check(webhook)?;
+    Ok(Event::new(kind).schema_version(schema_version))
+}
+
+/// Whether the body may pass through: not when the provider could not read
+/// the envelope ([`envelope_error`]) nor when the body is no JSON object;
+/// both are [`Error::InvalidInput`], the sender's.
+pub fn check(webhook: &Webhook) -> Result<(), Error> {
     if let Some(refusal) = envelope_error(webhook) {
         return Err(refusal);
     }
@@ -62,7 +69,7 @@ pub fn unchanged(
             describe(&webhook.body)
         )));
     }
-    Ok(Event::new(kind).schema_version(schema_version))
+    Ok(())
 }
 
 /// What a body that is not an object looks like, without quoting it (it may
