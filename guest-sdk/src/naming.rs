@@ -103,7 +103,9 @@ pub fn kind(entity: &str, action: &str) -> String {
 /// The kind for a topic that is already `entity{sep}action`, with `.` or
 /// `/` as separators (`orders/create`, `invoice.paid`, `contact.created`,
 /// `store/order/statusUpdated`): every part a [`segment`], the last an
-/// [`action`]; a one-part topic gets [`NO_ACTION`]. Always a valid kind.
+/// [`action`]; a one-part topic gets [`NO_ACTION`]. Always of the kind's
+/// pattern; the host also caps kinds at 128 bytes, and refuses a longer one
+/// (a dead letter that says so) rather than have two topics cut to one.
 pub fn topic_kind(topic: &str) -> String {
     let parts: Vec<&str> = topic.trim().split(['.', '/']).collect();
     match parts.split_last() {
@@ -117,13 +119,26 @@ pub fn topic_kind(topic: &str) -> String {
 }
 
 /// `v1.{provider}.{api_version}`, or `v1.{provider}.unversioned` when there
-/// is no (or an empty) API version.
+/// is no (or an empty) API version. Made to fit the host's
+/// `^[A-Za-z0-9._-]{1,64}$`, since the version may come from the sender:
+/// any other character becomes `_`, and the text is cut at 64 bytes.
 pub fn schema_version(provider: &str, api_version: Option<&str>) -> String {
-    match api_version.map(str::trim) {
+    let version = match api_version.map(str::trim) {
         Some(v) if !v.is_empty() => format!("v1.{provider}.{v}"),
         _ => format!("v1.{provider}.unversioned"),
-    }
+    };
+    version
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .take(MAX_SCHEMA_VERSION)
+        .collect()
 }
+
+/// The host's limit on a schema version, in bytes (ASCII here).
+const MAX_SCHEMA_VERSION: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -213,5 +228,7 @@ mod tests {
         assert_eq!(schema_version("wix", Some("2024-01")), "v1.wix.2024-01");
         assert_eq!(schema_version("wix", Some(" ")), "v1.wix.unversioned");
         assert_eq!(schema_version("hmac", None), "v1.hmac.unversioned");
+        assert_eq!(schema_version("x", Some("wc/v3 é")), "v1.x.wc_v3__");
+        assert_eq!(schema_version("x", Some(&"9".repeat(100))).len(), 64);
     }
 }
