@@ -24,8 +24,19 @@ pub fn component(name: &str) -> Option<&'static [u8]> {
 
 #[cfg(test)]
 mod tests {
+    use crate::pipeline::provider::Provider;
     use crate::pipeline::registry::smoke;
-    use crate::pipeline::transform::{Runtime, RuntimeConfig, World};
+    use crate::pipeline::route::BUILTIN_PREFIX;
+    use crate::pipeline::transform::{Input, Limits, Payload, Runtime, RuntimeConfig, World};
+    use crate::providers;
+
+    fn runtime() -> Runtime {
+        Runtime::new(RuntimeConfig {
+            pool_instances: 2,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime")
+    }
 
     /// What the registry asks of an upload, asked of every built-in: it
     /// compiles, implements the latest world and survives the smoke call
@@ -33,12 +44,8 @@ mod tests {
     /// on either).
     #[test]
     fn every_builtin_loads_and_passes_the_smoke_call() {
-        let runtime = Runtime::new(RuntimeConfig {
-            pool_instances: 2,
-            ..RuntimeConfig::default()
-        })
-        .expect("runtime");
-        assert!(super::names().count() >= 2);
+        let runtime = runtime();
+        assert!(super::names().count() >= 7);
         for (name, bytes) in super::BUILTIN_COMPONENTS {
             let t = runtime
                 .load(name, bytes)
@@ -54,5 +61,117 @@ mod tests {
         assert!(super::component("sales-sentinel").is_none());
         let refs = super::references();
         assert!(refs.contains(&"builtin:redact-pii".to_owned()), "{refs:?}");
+    }
+
+    /// Every provider's default transform is a reference to a built-in
+    /// (`builtin:NAME`, what the dispatcher looks up), so a webhook with no
+    /// route of its own has somewhere to go.
+    #[test]
+    fn every_providers_default_transform_is_built_in() {
+        let defaults = [
+            providers::shopify::Shopify.default_transform(),
+            providers::woocommerce::WooCommerce.default_transform(),
+            providers::tiktok_shop::TikTokShop.default_transform(),
+            providers::wix::Wix::new().default_transform(),
+            providers::standard_webhooks::StandardWebhooks.default_transform(),
+            providers::hmac::ConfiguredHmac.default_transform(),
+        ];
+        for reference in defaults {
+            let name = reference.strip_prefix(BUILTIN_PREFIX);
+            assert!(
+                name.is_some_and(|n| super::component(n).is_some()),
+                "{reference} is not a built-in"
+            );
+        }
+    }
+
+    /// One webhook of each new platform through its built-in as compiled
+    /// (the crates' own tests run natively): what the host gets back.
+    #[test]
+    fn the_platform_defaults_name_their_events() {
+        let runtime = runtime();
+        let github = [("x-github-event".to_owned(), "issues".to_owned())];
+        let cases: [(&str, &str, &str, &[(String, String)], &[u8], &str, &str); 6] = [
+            (
+                "woocommerce-default",
+                "woocommerce",
+                "order.created",
+                &[],
+                br#"{"id":727}"#,
+                "order.created",
+                "v1.woocommerce.unversioned",
+            ),
+            (
+                "tiktok-shop-default",
+                "tiktok_shop",
+                "order_status_change",
+                &[],
+                br#"{"type":1,"data":{}}"#,
+                "order.status_changed",
+                "v1.tiktok_shop.unversioned",
+            ),
+            (
+                "wix-default",
+                "wix",
+                "AppInstalled",
+                &[],
+                br#"{"eventType":"AppInstalled","data":{}}"#,
+                "app.installed",
+                "v1.wix.unversioned",
+            ),
+            (
+                "standard-webhooks-default",
+                "standard_webhooks",
+                "contact.created",
+                &[],
+                br#"{"type":"contact.created"}"#,
+                "contact.created",
+                "v1.standard_webhooks.unversioned",
+            ),
+            (
+                "hmac-default",
+                "hmac",
+                "issues",
+                &github,
+                br#"{"action":"opened"}"#,
+                "issues.opened",
+                "v1.hmac.unversioned",
+            ),
+            (
+                "hmac-default",
+                "hmac",
+                "push",
+                &[],
+                br#"{"ref":"x"}"#,
+                "push.received",
+                "v1.hmac.unversioned",
+            ),
+        ];
+        for (name, provider, topic, headers, body, kind, version) in cases {
+            let t = runtime.load(name, super::component(name).unwrap()).unwrap();
+            let input = Input {
+                provider,
+                topic,
+                account_id: "account",
+                workspace_id: "w1",
+                brand_id: "b1",
+                api_version: None,
+                delivery_id: "d1",
+                occurred_at: None,
+                event_id: None,
+                headers,
+                body,
+            };
+            let events = t
+                .call(&input, "{}", &Limits::default())
+                .unwrap_or_else(|e| panic!("{name} {topic}: {e}"));
+            assert_eq!(events.len(), 1, "{name} {topic}");
+            assert_eq!(
+                (events[0].kind.as_str(), events[0].schema_version.as_str()),
+                (kind, version),
+                "{name} {topic}"
+            );
+            assert_eq!(events[0].payload, Payload::Unchanged, "{name} {topic}");
+        }
     }
 }

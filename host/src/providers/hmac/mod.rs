@@ -205,7 +205,7 @@ impl Provider for ConfiguredHmac {
     }
 
     fn default_transform(&self) -> &'static str {
-        "hmac-default"
+        "builtin:hmac-default"
     }
 }
 

@@ -83,7 +83,7 @@ impl Provider for StandardWebhooks {
     }
 
     fn default_transform(&self) -> &'static str {
-        "standard-webhooks-default"
+        "builtin:standard-webhooks-default"
     }
 }
 

@@ -111,7 +111,7 @@ impl Provider for TikTokShop {
     }
 
     fn default_transform(&self) -> &'static str {
-        "tiktok-shop-default"
+        "builtin:tiktok-shop-default"
     }
 }
 

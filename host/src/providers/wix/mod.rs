@@ -140,7 +140,7 @@ impl Provider for Wix {
     }
 
     fn default_transform(&self) -> &'static str {
-        "wix-default"
+        "builtin:wix-default"
     }
 }
 

@@ -80,7 +80,7 @@ impl Provider for WooCommerce {
     }
 
     fn default_transform(&self) -> &'static str {
-        "woocommerce-default"
+        "builtin:woocommerce-default"
     }
 }
 
