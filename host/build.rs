@@ -1,17 +1,16 @@
-//! Builds the built-in transforms (`transforms/shopify-default`,
-//! `transforms/redact-pii`) as WebAssembly components and embeds them in the
-//! binary, so that a single `ionflux-gateway` file serves every topic with no
-//! route and no extra files to ship. How the guests are built: guest_build.rs.
+//! Builds the built-in transforms as WebAssembly components and embeds them
+//! in the binary, so that a single `ionflux-gateway` file serves every topic
+//! with no route and no extra files to ship. How the guests are built:
+//! guest_build.rs.
+//!
+//! A built-in is any crate under `transforms/` whose Cargo.toml says
+//! `[package.metadata.ionflux] builtin = true`: adding a platform's transform
+//! touches its own folder only, not this file nor the workspace's members.
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 mod guest_build;
-
-const GUESTS: &[(&str, &str)] = &[
-    ("shopify-default", "shopify_default"),
-    ("redact-pii", "redact_pii"),
-];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -23,17 +22,20 @@ fn main() {
     println!("cargo:rerun-if-env-changed=IONFLUX_GUEST_DIR");
     rustc_version();
 
+    let builtins = builtins(&root.join("transforms"));
+    let packages: Vec<&str> = builtins.iter().map(String::as_str).collect();
     // An escape hatch for packagers who build the guests separately.
     let wasm_dir = match env::var_os("IONFLUX_GUEST_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => guest_build::build(&root, &packages()),
+        None => guest_build::build(&root, &packages),
     };
 
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let mut listing = String::from("/// (name, component bytes) of every built-in transform.\n");
     listing.push_str("pub static BUILTIN_COMPONENTS: &[(&str, &[u8])] = &[\n");
-    for (package, file) in GUESTS {
-        let wasm = wasm_dir.join(format!("{file}.wasm"));
+    for package in &builtins {
+        // A cdylib's file is named after its package, `-` as `_`.
+        let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
         if !wasm.exists() {
             panic!("built-in transform {} is missing", wasm.display());
         }
@@ -46,8 +48,43 @@ fn main() {
     std::fs::write(out.join("builtin_transforms.rs"), listing).unwrap();
 }
 
-fn packages() -> Vec<&'static str> {
-    GUESTS.iter().map(|(package, _)| *package).collect()
+/// The package names of the built-in crates under `dir`, in the order of
+/// their folder names so the binary's list is the same on every machine.
+fn builtins(dir: &Path) -> Vec<String> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.join("Cargo.toml").is_file())
+        .collect();
+    folders.sort();
+    let mut names = Vec::new();
+    for folder in folders {
+        let path = folder.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let manifest: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{} is not valid TOML: {e}", path.display()));
+        let package = manifest.get("package").and_then(toml::Value::as_table);
+        let builtin = package
+            .and_then(|p| p.get("metadata"))
+            .and_then(|m| m.get("ionflux"))
+            .and_then(|i| i.get("builtin"))
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
+        if !builtin {
+            continue;
+        }
+        let name = package
+            .and_then(|p| p.get("name"))
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("{} has no package name", path.display()));
+        names.push(name.to_owned());
+    }
+    if names.is_empty() {
+        panic!("no crate under {} is a built-in transform", dir.display());
+    }
+    names
 }
 
 /// The compiler's version for `ionflux_build_info` (metrics.rs). A new

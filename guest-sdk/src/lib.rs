@@ -25,6 +25,10 @@
 //!   [`woocommerce`] ([`woocommerce::Order`]) and [`tiktok_shop`] (the
 //!   notification envelope and its order notifications) those of other
 //!   providers.
+//! * [`naming`] holds the rules every stock transform names events by
+//!   (`{entity}.{action}`, lower snake_case, CRUD actions in the past
+//!   tense), and [`republish`] the checks before a body passes through
+//!   unchanged.
 //! * [`testing`] (native only) builds webhooks, sets config, captures logs
 //!   and loads fixtures. Put tests under
 //!   `#[cfg(all(test, not(target_arch = "wasm32")))]`.
@@ -86,6 +90,8 @@ mod host;
 mod view;
 mod webhook;
 
+pub mod naming;
+pub mod republish;
 pub mod shopify;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -19,9 +19,10 @@ pub(crate) mod resources;
 pub use money::Money;
 pub use resources::{Customer, LineItem, Order, Product, Variant};
 
-use crate::{Event, Webhook};
+use crate::{Event, Webhook, naming};
 
-/// The event kind for a Shopify topic: `orders/create` → `orders.created`.
+/// The event kind for a Shopify topic: `orders/create` → `orders.created`,
+/// by the rules every platform follows ([`naming::topic_kind`]).
 ///
 /// The action verbs `create`, `update` and `delete` become past tense so that
 /// kinds read as facts; every other action (`paid`, `uninstalled`,
@@ -31,40 +32,13 @@ use crate::{Event, Webhook};
 /// `_`, so that odd topics still yield a kind the host accepts rather than a
 /// dead letter.
 pub fn event_kind(topic: &str) -> String {
-    let topic = topic.trim().to_ascii_lowercase();
-    let mut segments: Vec<&str> = topic.split('/').collect();
-    if segments.len() > 1
-        && let Some(action) = segments.last_mut()
-    {
-        *action = match *action {
-            "create" => "created",
-            "update" => "updated",
-            "delete" => "deleted",
-            other => other,
-        };
-    }
-    let joined = segments.join(".");
-    let sanitized: String = joined
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '_' | '.' => c,
-            _ => '_',
-        })
-        .collect();
-    sanitized
-        .split('.')
-        .map(|s| if s.is_empty() { "_" } else { s })
-        .collect::<Vec<_>>()
-        .join(".")
+    naming::topic_kind(topic)
 }
 
 /// `v1.shopify.{api_version}`, or `v1.shopify.unversioned` when the
 /// webhook carried no (or an empty) `X-Shopify-API-Version`.
 pub fn schema_version(api_version: Option<&str>) -> String {
-    match api_version.map(str::trim) {
-        Some(v) if !v.is_empty() => format!("v1.shopify.{v}"),
-        _ => "v1.shopify.unversioned".to_owned(),
-    }
+    naming::schema_version("shopify", api_version)
 }
 
 /// A pass-through event for this webhook: kind from the topic, schema version

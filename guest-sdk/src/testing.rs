@@ -159,6 +159,71 @@ fn resolve(path: &Path) -> PathBuf {
     }
 }
 
+/// One sample webhook of a platform, as a `SOURCES.tsv` lists it (columns
+/// `provider`, `topic`, `file`, ...; see [`samples`]).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The topic as the listing names it (the platform's own spelling).
+    pub topic: String,
+    pub path: PathBuf,
+    pub body: Vec<u8>,
+    /// From `N.headers.json` beside `N.json`, names lower-cased; empty
+    /// when there is no such file.
+    pub headers: Vec<Header>,
+}
+
+impl Sample {
+    /// The webhook a provider would hand over for this sample: its body
+    /// and headers, under `topic` (which the provider may derive
+    /// differently from the listing's).
+    pub fn webhook(&self, provider: &str, topic: &str) -> Webhook {
+        let mut w = provider_webhook(provider, topic, self.body.clone());
+        w.headers = self.headers.clone();
+        w
+    }
+}
+
+/// Every sample of `provider` listed in `dir/SOURCES.tsv`, in its order;
+/// signature vectors (files under `vectors/`) are left out. Relative `dir`s
+/// resolve as in [`fixture`]. Panics on a missing or unreadable listing:
+/// this is a test helper.
+pub fn samples(dir: impl AsRef<Path>, provider: &str) -> Vec<Sample> {
+    let dir = resolve(dir.as_ref());
+    let listing = String::from_utf8(fixture(dir.join("SOURCES.tsv"))).expect("UTF-8 listing");
+    listing
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols.len() >= 3 && cols[0] == provider && !cols[2].starts_with("vectors/"))
+                .then(|| (cols[1], cols[2]))
+        })
+        .map(|(topic, file)| {
+            let path = dir.join(file);
+            let headers_path = path.with_extension("headers.json");
+            let headers = if headers_path.exists() {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(&fixture(&headers_path))
+                        .unwrap_or_else(|e| panic!("{}: {e}", headers_path.display()));
+                map.into_iter()
+                    .map(|(name, value)| Header {
+                        name: name.to_ascii_lowercase(),
+                        value: value.as_str().unwrap_or_default().to_owned(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Sample {
+                topic: topic.to_owned(),
+                body: fixture(&path),
+                path,
+                headers,
+            }
+        })
+        .collect()
+}
+
 /// Calls a transform function the way the exported component does, so the
 /// test sees exactly the event list the host would.
 pub fn run<R: IntoEvents>(

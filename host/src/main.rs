@@ -390,7 +390,8 @@ enum RoutesCommand {
         #[arg(long)]
         topic: String,
         /// A digest from `transforms push` (or a unique prefix of 12+ hex
-        /// digits), or `builtin:shopify-default`, `builtin:redact-pii`.
+        /// digits), or a built-in: `builtin:shopify-default`, `builtin:redact-pii`,
+        /// `builtin:<platform>-default`, ...
         #[arg(long)]
         transform: String,
         #[arg(long)]

@@ -24,7 +24,8 @@ pub enum RegistryError {
     #[error("transform name {0:?} must be 1-64 characters of [A-Za-z0-9._-]")]
     InvalidName(String),
     #[error(
-        "no transform {0:?}: upload it first (or use builtin:shopify-default, builtin:redact-pii)"
+        "no transform {0:?}: upload it first (or use a built-in: {builtins})",
+        builtins = builtin::references().join(", ")
     )]
     UnknownTransform(String),
     #[error("invalid route: {0}")]
