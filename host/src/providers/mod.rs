@@ -1,31 +1,42 @@
 //! The platforms, one folder each. A platform implements
 //! [`crate::pipeline::provider::Provider`] in its folder and is registered
-//! here: one `pub mod` line and one line in [`all`].
+//! by one line of [`providers!`]: its module and how it is made.
 
 use std::sync::Arc;
 
 use crate::pipeline::provider::Provider;
 
-pub mod hmac;
+/// Declares each platform's module and lists it in [`all`], so that adding
+/// a platform is its folder, its default transform under `transforms/` and
+/// one line here.
+macro_rules! providers {
+    ($($module:ident => $make:expr,)*) => {
+        $(pub mod $module;)*
+
+        /// Every platform the gateway takes webhooks from, for `server` to
+        /// hand to the pipeline, in registration order.
+        pub fn all() -> Vec<Arc<dyn Provider>> {
+            vec![$(Arc::new($make) as Arc<dyn Provider>,)*]
+        }
+    };
+}
+
+providers! {
+    shopify => shopify::Shopify,
+    woocommerce => woocommerce::WooCommerce,
+    tiktok_shop => tiktok_shop::TikTokShop,
+    wix => wix::Wix::new(),
+    hmac => hmac::ConfiguredHmac,
+}
+
+// What the platforms share; not platforms themselves.
 pub mod outbound;
-pub mod shopify;
-pub mod standard_webhooks;
-pub mod tiktok_shop;
 pub mod verify;
-pub mod wix;
-pub mod woocommerce;
+
+// Verified and described (its folder's tests), not registered yet.
+pub mod standard_webhooks;
 
 #[cfg(test)]
 mod connection_checks;
 #[cfg(test)]
 mod testing;
-
-/// Every platform the gateway takes webhooks from, for `server` to hand to
-/// the pipeline. WooCommerce, TikTok Shop, Wix, Standard Webhooks and the
-/// configurable HMAC sources verify and describe (their folders' tests), but
-/// are registered only once connections can be made for them and their
-/// default transforms exist: until then their intake path would answer for
-/// connections nobody can create.
-pub fn all() -> Vec<Arc<dyn Provider>> {
-    vec![Arc::new(shopify::Shopify)]
-}
