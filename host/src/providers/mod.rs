@@ -27,14 +27,12 @@ providers! {
     tiktok_shop => tiktok_shop::TikTokShop,
     wix => wix::Wix::new(),
     hmac => hmac::ConfiguredHmac,
+    standard_webhooks => standard_webhooks::StandardWebhooks,
 }
 
 // What the platforms share; not platforms themselves.
 pub mod outbound;
 pub mod verify;
-
-// Verified and described (its folder's tests), not registered yet.
-pub mod standard_webhooks;
 
 #[cfg(test)]
 mod connection_checks;
