@@ -358,8 +358,8 @@ impl HmacSpec {
         let parts = self.signed.parts(id, ts, req.body);
         // Whether the header has candidates is no secret: skipping the MAC
         // then says nothing about the keys.
-        let by_mac = !candidates.is_empty()
-            && mac_matches(self.algorithm, &keys, &parts, &candidates);
+        let by_mac =
+            !candidates.is_empty() && mac_matches(self.algorithm, &keys, &parts, &candidates);
         let by_other = other(value, &parts);
         if !(by_mac | by_other) {
             return Err(Rejected::Signature);

@@ -337,10 +337,7 @@ fn each_kind_of_entry_verifies_with_its_own_kind_of_key() {
     ];
     for (signature, secrets, want) in cases {
         let headers = with_signature("webhook", "msg_1", NOW, &signature);
-        let got = p.verify(
-            &request(&headers, body, NOW),
-            &keys(secrets, &Value::Null),
-        );
+        let got = p.verify(&request(&headers, body, NOW), &keys(secrets, &Value::Null));
         assert_eq!(got, want, "{signature}");
     }
 }
@@ -406,8 +403,8 @@ fn malformed_v1a_entries_and_whpk_keys_are_refused() {
     // S + L (the group order, little-endian) satisfies the same equation:
     // a second spelling of a genuine signature, which must not verify.
     const L: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-        0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
     ];
     let mut high_s = sig.clone();
     let mut carry = 0u16;
@@ -482,7 +479,10 @@ fn malformed_v1a_entries_and_whpk_keys_are_refused() {
         );
     }
     // Missing id or timestamp: the same 400 as for `v1` entries.
-    let no_id = header_map([("webhook-timestamp", ts.as_str()), ("webhook-signature", &entry)]);
+    let no_id = header_map([
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", &entry),
+    ]);
     assert!(matches!(
         p.verify(&request(&no_id, body, NOW), &k),
         Err(Rejected::Malformed(_))
