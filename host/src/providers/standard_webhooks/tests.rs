@@ -313,7 +313,8 @@ fn each_kind_of_entry_verifies_with_its_own_kind_of_key() {
         .unwrap();
     let wrong_v1a = Signer::from_seed(&OTHER_SEED).entry("msg_1", &ts, body);
     let both: [&[u8]; 2] = [SECRET, public.as_bytes()];
-    let cases: [(String, &[&[u8]], Result<(), Rejected>); 9] = [
+    type Case<'a> = (String, &'a [&'a [u8]], Result<(), Rejected>);
+    let cases: [Case<'_>; 9] = [
         // A genuine entry of either kind wins beside a wrong one of the other.
         (format!("{wrong_v1} {v1a}"), &both, Ok(())),
         (format!("{v1a} {wrong_v1}"), &both, Ok(())),
