@@ -1,7 +1,8 @@
 //! What verifying one webhook costs on each platform beyond Shopify, on a
 //! published sample: the HMAC schemes (one secret, and two for a rotation
-//! window), a configurable source that reads its settings per request, and
-//! Wix's RS256 check with its parsed key cached and without.
+//! window), Standard Webhooks' Ed25519 `v1a` entries under `whpk_` keys, a
+//! configurable source that reads its settings per request, and Wix's RS256
+//! check with its parsed key cached and without.
 
 mod common;
 
@@ -52,11 +53,24 @@ fn bench(
     req: Incoming<'_>,
     settings: &Value,
 ) {
+    bench_keys(c, name, provider, req, settings, SECRET, OLD);
+}
+
+/// [`bench`] with other keys than the HMAC secrets.
+fn bench_keys(
+    c: &mut Criterion,
+    name: &str,
+    provider: &dyn Provider,
+    req: Incoming<'_>,
+    settings: &Value,
+    current: &[u8],
+    old: &[u8],
+) {
     let mut group = c.benchmark_group("providers");
     group.throughput(Throughput::Bytes(req.body.len() as u64));
     for (label, secrets) in [
-        ("verify", &[SECRET][..]),
-        ("verify_rotation_window", &[OLD, SECRET]),
+        ("verify", &[current][..]),
+        ("verify_rotation_window", &[old, current]),
     ] {
         let keys = Keys { secrets, settings };
         assert_eq!(provider.verify(&req, &keys), Ok(()), "{name}");
@@ -127,6 +141,32 @@ fn providers(c: &mut Criterion) {
         &standard_webhooks::StandardWebhooks,
         req,
         &Value::Null,
+    );
+
+    // The same sample as a `v1a` (Ed25519) entry under a `whpk_` key: a
+    // public-key verification where the entry above is one HMAC.
+    let body = fixture!("standard-webhooks/contact.created/1.json").as_bytes();
+    let signer = standard_webhooks::Signer::from_seed(b"ionflux-bench-ed25519-seed-00001");
+    let old = standard_webhooks::Signer::from_seed(b"ionflux-bench-ed25519-seed-00000");
+    let entry = signer.entry("msg_1", &ts, body);
+    let h = headers(&[
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", &ts),
+        ("webhook-signature", &entry),
+    ]);
+    let req = Incoming {
+        headers: &h,
+        body,
+        now: NOW,
+    };
+    bench_keys(
+        c,
+        "standard_webhooks_v1a",
+        &standard_webhooks::StandardWebhooks,
+        req,
+        &Value::Null,
+        signer.public_key().as_bytes(),
+        old.public_key().as_bytes(),
     );
 
     let body = fixture!("github/push/1.json").as_bytes();

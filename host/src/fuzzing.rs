@@ -926,7 +926,8 @@ pub fn hmac_scheme(data: &[u8]) {
 /// and a delivery id and never hands on a signature header; a WooCommerce
 /// ping carries no `X-WC-*` header; the body signed as the platform signs
 /// it verifies (with the secret in either rotation slot), and a flipped
-/// body byte or another secret does not.
+/// body byte or another secret does not; for Standard Webhooks, the same of
+/// `v1a` (Ed25519) entries and `whpk_` keys (see [`standard_webhooks_v1a`]).
 pub fn provider_requests(data: &[u8]) {
     use crate::pipeline::provider::{Incoming, Keys, Provider, Rejected};
     use crate::providers::verify::presets;
@@ -1104,6 +1105,124 @@ pub fn provider_requests(data: &[u8]) {
         "a flipped body byte verified"
     );
     describe(&req);
+    if which == b"standard_webhooks" {
+        standard_webhooks_v1a(&headers, body, now, SECRET, &id, &mut choose);
+    }
+}
+
+/// The `v1a` half of [`provider_requests`]' Standard Webhooks properties,
+/// with a fixed key pair: under its `whpk_` key, the given header verifies
+/// only if it carries the Ed25519 entry of what it says was signed; an
+/// entry signed as a sender signs verifies alone and beside a wrong `v1`
+/// entry, with the key after a rotated-out one or beside the `whsec_`
+/// secret, and not under the `whsec_` secret alone, another key, a flipped
+/// body byte or a clock past the tolerance either way.
+fn standard_webhooks_v1a(
+    given: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    secret: &[u8],
+    id: &str,
+    choose: &mut Choices,
+) {
+    use crate::pipeline::provider::{Incoming, Keys, Provider, Rejected};
+    use crate::providers::standard_webhooks::{Signer, StandardWebhooks};
+    use crate::providers::verify::presets;
+
+    let signer = Signer::from_seed(b"ionflux-fuzz-ed25519-seed-000001");
+    let public = signer.public_key();
+    let other = Signer::from_seed(b"ionflux-fuzz-ed25519-seed-000002").public_key();
+    let (public, other) = (public.as_bytes(), other.as_bytes());
+    let verify = |headers: &HeaderMap, body: &[u8], now: i64, secrets: &[&[u8]]| {
+        let settings = serde_json::Value::Null;
+        let req = Incoming { headers, body, now };
+        StandardWebhooks.verify(
+            &req,
+            &Keys {
+                secrets,
+                settings: &settings,
+            },
+        )
+    };
+
+    // Whatever was given. Ed25519 signing is deterministic and the base64
+    // is read strictly, so a verifying entry is exactly the sender's.
+    let _ = verify(given, body, now, &[secret, public]);
+    if verify(given, body, now, &[public]).is_ok() {
+        let prefix =
+            if given.contains_key("webhook-signature") || !given.contains_key("svix-signature") {
+                "webhook"
+            } else {
+                "svix"
+            };
+        let text = |name: &str| {
+            given
+                .get(format!("{prefix}-{name}"))
+                .and_then(|v| v.to_str().ok())
+                .map_or("", str::trim)
+        };
+        let entry = signer.entry(text("id"), text("timestamp"), body);
+        assert!(
+            text("signature").contains(&entry["v1a,".len()..]),
+            "a whpk_ key accepted `{}`, which does not carry `{entry}`",
+            text("signature")
+        );
+    }
+
+    // Signed as a sender with the key pair signs.
+    let stamp = now.to_string();
+    let entry = signer.entry(id, &stamp, body);
+    let wrong_v1 = presets::standard_webhooks("webhook")
+        .signature(b"whsec_b3RoZXI=", id, &stamp, body)
+        .expect("a base64 secret");
+    let beside = format!("{wrong_v1} {entry}");
+    let mut flipped = body.to_vec();
+    if flipped.is_empty() {
+        flipped.push(b'{');
+    } else {
+        flipped[choose.below(body.len())] ^= choose.mask();
+    }
+    for signature in [entry.as_str(), beside.as_str()] {
+        let headers = provider_request(&[
+            ("webhook-id", id),
+            ("webhook-timestamp", &stamp),
+            ("webhook-signature", signature),
+        ]);
+        for secrets in [
+            &[public][..],
+            &[other, public],
+            &[secret, public],
+            &[public, secret],
+        ] {
+            assert_eq!(
+                verify(&headers, body, now, secrets),
+                Ok(()),
+                "`{signature}` signed with the key pair"
+            );
+        }
+        for (secrets, what) in [
+            (&[secret][..], "a whsec_ secret verified a v1a entry"),
+            (&[other], "another key verified"),
+        ] {
+            assert_eq!(
+                verify(&headers, body, now, secrets),
+                Err(Rejected::Signature),
+                "{what}"
+            );
+        }
+        assert_eq!(
+            verify(&headers, &flipped, now, &[public]),
+            Err(Rejected::Signature),
+            "a flipped body byte verified under v1a"
+        );
+        for late in [now - 301, now + 301] {
+            assert_eq!(
+                verify(&headers, body, late, &[public]),
+                Err(Rejected::Stale),
+                "now {late}"
+            );
+        }
+    }
 }
 
 /// Input: a Wix body (a compact JWS or anything else). Properties: `verify`

@@ -1,11 +1,17 @@
 //! Any sender of Standard Webhooks (standardwebhooks.com): Svix-powered apps,
 //! OpenAI, BigCommerce. `webhook-id`, `webhook-timestamp` and
 //! `webhook-signature` (or the same under `svix-`), signed over
-//! `{id}.{timestamp}.{body}` with the base64 key of a `whsec_` secret; any
-//! `v1` entry of the header may match; five minutes either way.
+//! `{id}.{timestamp}.{body}`; five minutes either way.
 //!
-//! `v1a` (ed25519) entries are skipped: verifying them needs the sender's
-//! public key, which no sender we take publishes yet.
+//! The header holds space-separated entries, and any one matching suffices:
+//! `v1,<base64>` is HMAC-SHA256 keyed by the base64 key of a `whsec_`
+//! secret; `v1a,<base64>` is an Ed25519 signature, checked with a `whpk_`
+//! public key (base64 of its 32 bytes; the sender keeps the `whsk_` secret
+//! key, which the gateway never needs). A connection's secrets may mix both
+//! kinds, current and previous: each verifies only its own kind of entry.
+//! Other versions are ignored.
+
+mod asymmetric;
 
 use std::sync::LazyLock;
 
@@ -18,6 +24,8 @@ use crate::providers::verify::{HmacSpec, header, presets, rfc3339, select_header
 
 static WEBHOOK: LazyLock<HmacSpec> = LazyLock::new(|| presets::standard_webhooks("webhook"));
 static SVIX: LazyLock<HmacSpec> = LazyLock::new(|| presets::standard_webhooks("svix"));
+
+pub use asymmetric::{PUBLIC_KEY_PREFIX, Signer};
 
 pub struct StandardWebhooks;
 
@@ -38,7 +46,13 @@ impl Provider for StandardWebhooks {
     }
 
     fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected> {
-        family(req).1.verify(req, keys.secrets)
+        let (public, shared): (Vec<&[u8]>, Vec<&[u8]>) = keys
+            .secrets
+            .iter()
+            .partition(|s| asymmetric::is_public_key(s));
+        family(req).1.verify_or(req, &shared, |header, signed| {
+            asymmetric::matches(header, signed, &public)
+        })
     }
 
     /// The account is a name for the sender (its webhooks say none); the
