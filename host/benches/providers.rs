@@ -122,7 +122,7 @@ fn providers(c: &mut Criterion) {
 
     let body = fixture!("standard-webhooks/contact.created/1.json").as_bytes();
     let ts = NOW.to_string();
-    let sig = presets::standard_webhooks("webhook")
+    let sig = ionflux_gateway::providers::standard_webhooks::spec("webhook")
         .sign(SECRET, "msg_1", &ts, body)
         .unwrap();
     let h = headers(&[

@@ -759,8 +759,8 @@ pub fn hmac_scheme(data: &[u8]) {
     let spec = match scheme {
         b"github" => presets::github(),
         b"stripe" => presets::stripe(),
-        b"webhook" => presets::standard_webhooks("webhook"),
-        b"svix" => presets::standard_webhooks("svix"),
+        b"webhook" => crate::providers::standard_webhooks::spec("webhook"),
+        b"svix" => crate::providers::standard_webhooks::spec("svix"),
         b"shopify" => presets::shopify(),
         b"woocommerce" => presets::woocommerce(),
         json => match serde_json::from_slice::<Scheme>(json) {
@@ -1053,7 +1053,8 @@ pub fn provider_requests(data: &[u8]) {
             );
             (
                 "webhook-signature",
-                presets::standard_webhooks("webhook").sign(SECRET, &id, &stamp, body),
+                crate::providers::standard_webhooks::spec("webhook")
+                    .sign(SECRET, &id, &stamp, body),
             )
         }
         b"hmac" => (
@@ -1127,7 +1128,6 @@ fn standard_webhooks_v1a(
 ) {
     use crate::pipeline::provider::{Incoming, Keys, Provider, Rejected};
     use crate::providers::standard_webhooks::{Signer, StandardWebhooks};
-    use crate::providers::verify::presets;
 
     let signer = Signer::from_seed(b"ionflux-fuzz-ed25519-seed-000001");
     let public = signer.public_key();
@@ -1172,7 +1172,7 @@ fn standard_webhooks_v1a(
     // Signed as a sender with the key pair signs.
     let stamp = now.to_string();
     let entry = signer.entry(id, &stamp, body);
-    let wrong_v1 = presets::standard_webhooks("webhook")
+    let wrong_v1 = crate::providers::standard_webhooks::spec("webhook")
         .signature(b"whsec_b3RoZXI=", id, &stamp, body)
         .expect("a base64 secret");
     let beside = format!("{wrong_v1} {entry}");

@@ -112,6 +112,13 @@ fn standard_webhooks_takes_a_whsec_secret_and_a_name() {
     let err = check(&StandardWebhooks, "billing-app", Value::Null, "whsec_!!!").unwrap_err();
     assert!(!err.contains("!!!"), "{err}");
     assert!(check(&StandardWebhooks, "", Value::Null, secret).is_err());
+    // An Ed25519 sender: its public key, never its private one.
+    let public =
+        crate::providers::standard_webhooks::asymmetric::Signer::from_seed(&[7; 32]).public_key();
+    assert!(check(&StandardWebhooks, "billing-app", Value::Null, &public).is_ok());
+    assert!(check(&StandardWebhooks, "billing-app", Value::Null, "whpk_AAAA").is_err());
+    let err = check(&StandardWebhooks, "billing-app", Value::Null, "whsk_AAAA").unwrap_err();
+    assert!(err.contains("whpk_"), "{err}");
     assert!(check(&StandardWebhooks, "a\nb", Value::Null, secret).is_err());
 }
 

@@ -622,34 +622,6 @@ pub mod presets {
         }
     }
 
-    /// Standard Webhooks with its header names under `prefix` (`webhook` or
-    /// `svix`): `{id}.{timestamp}.{body}`, `whsec_` keys, space-separated
-    /// `v1,<base64>` entries, five minutes either way.
-    pub fn standard_webhooks(prefix: &str) -> HmacSpec {
-        HmacSpec {
-            header: format!("{prefix}-signature"),
-            prefix: Some("v1,".into()),
-            signed: Template(vec![
-                Part::Id,
-                Part::Text(".".into()),
-                Part::Timestamp,
-                Part::Text(".".into()),
-                Part::Body,
-            ]),
-            algorithm: Algorithm::Sha256,
-            encoding: Encoding::Base64,
-            key: KeyEncoding::Whsec,
-            signatures: Signatures::Separator {
-                separator: " ".into(),
-            },
-            id_header: Some(format!("{prefix}-id")),
-            timestamp: Some(Timestamp::Header {
-                name: format!("{prefix}-timestamp"),
-                tolerance_secs: 300,
-            }),
-        }
-    }
-
     /// `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256(secret, body)>`.
     pub fn shopify() -> HmacSpec {
         HmacSpec {

@@ -36,7 +36,7 @@ pub(super) fn is_public_key(secret: &[u8]) -> bool {
 
 /// The 32 bytes of a `whpk_` key (base64, padded or not, as `whsec_`
 /// secrets are read); `None` for anything else, which then matches nothing.
-fn public_key(secret: &[u8]) -> Option<[u8; 32]> {
+pub(super) fn public_key(secret: &[u8]) -> Option<[u8; 32]> {
     let b64 = secret
         .trim_ascii()
         .strip_prefix(PUBLIC_KEY_PREFIX.as_bytes())?;

@@ -10,7 +10,7 @@ const NOW: i64 = 1_700_000_000;
 
 fn signed(prefix: &str, id: &str, body: &[u8], ts: i64) -> axum::http::HeaderMap {
     let ts = ts.to_string();
-    let sig = presets::standard_webhooks(prefix)
+    let sig = spec(prefix)
         .sign(SECRET, id, &ts, body)
         .unwrap();
     header_map([
@@ -132,7 +132,7 @@ fn the_sample_with_an_ed25519_entry_verifies_on_its_v1_entry() {
     let original = headers_json(fixture!("standard-webhooks/contact.created/3.headers.json"));
     let ts = original["webhook-timestamp"].to_str().unwrap();
     let id = original["webhook-id"].to_str().unwrap();
-    let v1 = presets::standard_webhooks("webhook")
+    let v1 = spec("webhook")
         .sign(SECRET, id, ts, body.as_bytes())
         .unwrap();
     // The published v1a entry stays beside our v1 one, as a sender signing
@@ -311,11 +311,11 @@ fn each_kind_of_entry_verifies_with_its_own_kind_of_key() {
     let body = fixture!("standard-webhooks/contact.created/1.json").as_bytes();
     let ts = NOW.to_string();
     let public = signer().public_key();
-    let v1 = presets::standard_webhooks("webhook")
+    let v1 = spec("webhook")
         .signature(SECRET, "msg_1", &ts, body)
         .unwrap();
     let v1a = signer().entry("msg_1", &ts, body);
-    let wrong_v1 = presets::standard_webhooks("webhook")
+    let wrong_v1 = spec("webhook")
         .signature(b"whsec_b2xkIHNlY3JldA==", "msg_1", &ts, body)
         .unwrap();
     let wrong_v1a = Signer::from_seed(&OTHER_SEED).entry("msg_1", &ts, body);

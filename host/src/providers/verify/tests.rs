@@ -35,7 +35,7 @@ fn github_vectors() {
 
 #[test]
 fn standard_webhooks_vectors() {
-    let spec = presets::standard_webhooks("webhook");
+    let spec = crate::providers::standard_webhooks::spec("webhook");
     let n = check_vectors(&spec, fixture!("vectors/standard-webhooks.json"), |h| {
         timestamp_of(h, "webhook-timestamp")
     });
@@ -88,7 +88,7 @@ fn stripe_vector_and_its_tolerance_both_ways() {
 
 #[test]
 fn stale_and_future_standard_webhooks_are_refused_after_the_mac() {
-    let spec = presets::standard_webhooks("webhook");
+    let spec = crate::providers::standard_webhooks::spec("webhook");
     let v = &vectors(fixture!("vectors/standard-webhooks.json"))[0];
     let headers = header_map(v.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let secret = v.secret.as_deref().unwrap().as_bytes();
@@ -139,7 +139,7 @@ fn rotation_and_every_algorithm_and_key_encoding() {
 
 #[test]
 fn malformed_headers_are_refused_with_the_right_variant() {
-    let spec = presets::standard_webhooks("webhook");
+    let spec = crate::providers::standard_webhooks::spec("webhook");
     let secret = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let body = b"{}";
     let sig = spec.sign(secret, "msg_1", "100", body).unwrap();
@@ -236,7 +236,7 @@ fn specs_are_data_and_mistakes_are_refused() {
     for spec in [
         presets::github(),
         presets::stripe(),
-        presets::standard_webhooks("svix"),
+        crate::providers::standard_webhooks::spec("svix"),
         presets::shopify(),
         presets::woocommerce(),
     ] {
