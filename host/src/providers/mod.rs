@@ -21,11 +21,14 @@ mod connection_checks;
 mod testing;
 
 /// Every platform the gateway takes webhooks from, for `server` to hand to
-/// the pipeline. WooCommerce, TikTok Shop, Wix, Standard Webhooks and the
-/// configurable HMAC sources verify and describe (their folders' tests), but
+/// the pipeline. TikTok Shop, Wix, Standard Webhooks and the configurable
+/// HMAC sources verify and describe (their folders' tests), but
 /// are registered only once connections can be made for them and their
 /// default transforms exist: until then their intake path would answer for
 /// connections nobody can create.
 pub fn all() -> Vec<Arc<dyn Provider>> {
-    vec![Arc::new(shopify::Shopify)]
+    vec![
+        Arc::new(shopify::Shopify),
+        Arc::new(woocommerce::WooCommerce),
+    ]
 }

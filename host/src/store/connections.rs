@@ -99,6 +99,22 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a connection's API credential (a ciphertext bound to the row and
+    /// the access-token purpose) for a connection made by hand: it does not
+    /// expire and is not refreshed.
+    pub async fn set_api_credentials(&self, id: &str, ciphertext: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections SET access_token = $1, access_token_expires_at = NULL,
+                 updated_at = $2 WHERE id = $3",
+        )
+        .bind(ciphertext)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub(super) const CONNECTION_COLUMNS: &str = "id, provider, account, workspace_id, brand_id,
         secure_path_identifier, webhook_secret, previous_webhook_secret,
         previous_webhook_secret_expires_at, status, created_at, settings";
