@@ -85,6 +85,9 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        // This process's intake verifies with the new secret at once (other
+        // replicas within their cache's lifetime).
+        self.note_connections_changed();
         Ok(())
     }
 
@@ -96,6 +99,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.note_connections_changed();
         Ok(())
     }
 
