@@ -943,21 +943,8 @@ enum ConnectionsCommand {
         /// `--settings '{"preset":"NAME"}'`.
         #[arg(long, conflicts_with = "settings")]
         preset: Option<String>,
-        /// A WooCommerce site's REST API consumer key (`ck_…`, read/write):
-        /// the gateway registers the connection's webhooks at the site
-        /// itself and chooses the secret (stdin is not read). The consumer
-        /// secret comes from --consumer-secret-file, else the variable
-        /// IONFLUX_CONSUMER_SECRET, never from an argument.
-        #[arg(long, value_name = "KEY")]
-        consumer_key: Option<String>,
-        /// A file holding the consumer secret (`cs_…`).
-        #[arg(long, value_name = "PATH", requires = "consumer_key")]
-        consumer_secret_file: Option<PathBuf>,
-        /// This gateway's public base URL, on which the address registered
-        /// at the platform is built. Without --admin-url only (a running
-        /// gateway uses its own); default: shopify.public_base_url.
-        #[arg(long, env = "IONFLUX_PUBLIC_BASE_URL", value_name = "URL")]
-        public_base_url: Option<String>,
+        #[command(flatten)]
+        register: Box<RegisterArgs>,
     },
     /// One JSON object per connection: status, `auth_method` (`manual` or
     /// `oauth`) and `has_tokens`; secrets are never shown.
@@ -965,6 +952,27 @@ enum ConnectionsCommand {
     /// The webhook registrations of a connection made by OAuth, one JSON
     /// object per topic with its status.
     Webhooks { connection_id: String },
+}
+
+/// `connections add` with a platform's API credentials: the gateway
+/// registers the connection's webhooks there itself.
+#[derive(Args)]
+struct RegisterArgs {
+    /// A WooCommerce site's REST API consumer key (`ck_…`, read/write):
+    /// the gateway registers the connection's webhooks at the site
+    /// itself and chooses the secret (stdin is not read). The consumer
+    /// secret comes from --consumer-secret-file, else the variable
+    /// IONFLUX_CONSUMER_SECRET, never from an argument.
+    #[arg(long, value_name = "KEY")]
+    consumer_key: Option<String>,
+    /// A file holding the consumer secret (`cs_…`).
+    #[arg(long, value_name = "PATH", requires = "consumer_key")]
+    consumer_secret_file: Option<PathBuf>,
+    /// This gateway's public base URL, on which the address registered
+    /// at the platform is built. Without --admin-url only (a running
+    /// gateway uses its own); default: shopify.public_base_url.
+    #[arg(long, env = "IONFLUX_PUBLIC_BASE_URL", value_name = "URL")]
+    public_base_url: Option<String>,
 }
 
 fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {

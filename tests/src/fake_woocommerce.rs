@@ -484,29 +484,26 @@ fn create(
 ) -> (Response, Option<(u64, String)>) {
     let mut inner = shared.lock().unwrap();
     let ping = inner.ping_on_create;
-    let response = match create_locked(&mut inner, headers, body) {
-        Ok((id, url, response)) => return (response, ping.then_some((id, url))),
-        Err(response) => response,
-    };
-    (response, None)
+    match create_locked(&mut inner, headers, body) {
+        Ok((id, url, response)) => (response, ping.then_some((id, url))),
+        Err(e) => (e.into_response(), None),
+    }
 }
 
 fn create_locked(
     inner: &mut Inner,
     headers: &HeaderMap,
     body: Option<Json<Value>>,
-) -> Result<(u64, String, Response), Response> {
+) -> Result<(u64, String, Response), WcError> {
     let path = "/wp-json/wc/v3/webhooks".to_string();
-    if let Err(r) = admit(
+    admit(
         inner,
         headers,
         "POST",
         path,
         &BTreeMap::new(),
         Access::Write,
-    ) {
-        return Err(r.into_response());
-    }
+    )?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let field = |name: &str| body.get(name).and_then(Value::as_str);
     let missing: Vec<&str> = ["topic", "delivery_url"]
@@ -514,7 +511,7 @@ fn create_locked(
         .filter(|f| field(f).is_none())
         .collect();
     if !missing.is_empty() {
-        return Err(wc_error(
+        return Err(wc_err(
             400,
             "rest_missing_callback_param",
             &format!("Missing parameter(s): {}", missing.join(", ")),
@@ -522,7 +519,7 @@ fn create_locked(
     }
     let topic = field("topic").unwrap_or_default();
     if !valid_topic(topic) {
-        return Err(wc_error(
+        return Err(wc_err(
             400,
             "woocommerce_rest_webhook_invalid_topic",
             "Webhook topic is required and must be valid.",
@@ -530,7 +527,7 @@ fn create_locked(
     }
     let delivery_url = field("delivery_url").unwrap_or_default();
     if !(delivery_url.starts_with("https://") || delivery_url.starts_with("http://")) {
-        return Err(wc_error(
+        return Err(wc_err(
             400,
             "rest_invalid_param",
             "Invalid parameter(s): delivery_url",
@@ -538,7 +535,7 @@ fn create_locked(
     }
     let status = field("status").unwrap_or("active");
     if !valid_status(status) {
-        return Err(wc_error(
+        return Err(wc_err(
             400,
             "rest_invalid_param",
             "Invalid parameter(s): status",

@@ -73,8 +73,10 @@ fn assert_unseen(secrets: &[&str], texts: &[&str]) {
 async fn gateway_with(vault: Arc<Vault>) -> Gateway {
     logs();
     let listen = free_loopback_addr();
-    let mut woo = ionflux_gateway::providers::woocommerce::registration::Options::default();
-    woo.allow_plain_http = true;
+    let woo = ionflux_gateway::providers::woocommerce::registration::Options {
+        allow_plain_http: true,
+        ..Default::default()
+    };
     Gateway::start_with_vault(
         Options {
             admin_token: Some(OPERATOR.into()),

@@ -29,15 +29,13 @@ pub(crate) fn read_webhook_secret() -> Result<Secret> {
 /// `IONFLUX_CONSUMER_SECRET` (never an argument, which `ps` would show).
 /// None without `--consumer-key`.
 pub(crate) fn credentials(cmd: &ConnectionsCommand) -> Result<Option<Value>> {
-    let ConnectionsCommand::Add {
-        consumer_key: Some(key),
-        consumer_secret_file,
-        ..
-    } = cmd
-    else {
+    let ConnectionsCommand::Add { register, .. } = cmd else {
         return Ok(None);
     };
-    let secret = match consumer_secret_file {
+    let Some(key) = &register.consumer_key else {
+        return Ok(None);
+    };
+    let secret = match &register.consumer_secret_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading the consumer secret from {}", path.display()))?,
         None => std::env::var(CONSUMER_SECRET_VARIABLE).with_context(|| {
@@ -61,7 +59,7 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
             workspace,
             brand,
             previous_secret_window,
-            public_base_url,
+            register,
             ..
         } => {
             let workspace = workspace
@@ -89,7 +87,8 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
                             provider.id()
                         )
                     })?;
-                    let base = public_base_url
+                    let base = register
+                        .public_base_url
                         .clone()
                         .or_else(|| cfg.public_base_url())
                         .context(
