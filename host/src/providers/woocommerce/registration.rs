@@ -110,6 +110,13 @@ impl Registrar for WooCommerce {
                     "woocommerce.topics is empty: nothing to register".into(),
                 ));
             }
+            if !options.allow_plain_http && is_internal(req.account) {
+                return Err(RegistrationError::Refused(
+                    "the site's address is a loopback, private or link-local one: the gateway \
+                     calls only public sites"
+                        .into(),
+                ));
+            }
             let keys = Keys::read(req.credentials).map_err(RegistrationError::Refused)?;
             let mut api = WooCommerceApi::new(options.api_timeout).map_err(classify)?;
             if options.allow_plain_http {
@@ -133,6 +140,47 @@ impl Registrar for WooCommerce {
                 })
                 .collect())
         })
+    }
+}
+
+/// Whether a site URL names this host or a private network by itself
+/// (`localhost`, an IP literal of loopback, private, link-local, unique
+/// local or unspecified ranges): whoever may add a connection must not make
+/// the gateway call its neighbours. A public name that resolves to such an
+/// address is not caught here.
+fn is_internal(site: &str) -> bool {
+    use std::net::IpAddr;
+    let Ok(url) = reqwest::Url::parse(site.trim()) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // The URL parser wrote IPv4 literals in dotted form and IPv6 in brackets.
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match literal.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        Ok(ip) => ip,
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            return name == "localhost" || name.ends_with(".localhost");
+        }
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -188,6 +236,30 @@ mod tests {
         assert!(matches!(failed, RegistrationError::Unavailable(_)));
         let unreachable = classify(WooCommerceError::Transport("refused".into()));
         assert!(matches!(unreachable, RegistrationError::Unavailable(_)));
+    }
+
+    #[test]
+    fn internal_addresses_are_told_apart() {
+        for internal in [
+            "https://127.0.0.1/",
+            "https://10.1.2.3/shop/",
+            "https://192.168.0.10",
+            "https://169.254.169.254/",
+            "https://100.64.0.1/",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://localhost:8443/",
+        ] {
+            assert!(is_internal(internal), "{internal}");
+        }
+        for public in [
+            "https://shop.example/",
+            "https://93.184.215.14/",
+            "https://[2606:4700::1]/",
+        ] {
+            assert!(!is_internal(public), "{public}");
+        }
     }
 
     #[test]
