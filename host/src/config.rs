@@ -23,6 +23,7 @@ use crate::pipeline::ceilings::{Ceilings, TenantPolicy, UploadQuota};
 use crate::pipeline::dispatch::DispatchConfig;
 use crate::pipeline::event::Topics;
 use crate::pipeline::publish::kafka::KafkaConfig;
+use crate::pipeline::registration::ProviderOptions;
 use crate::pipeline::transform::{Limits, RuntimeConfig};
 use crate::providers::shopify::oauth::ShopifyConfig;
 use crate::server;
@@ -108,6 +109,7 @@ pub struct Settings {
     pub quotas: QuotaSettings,
     pub kafka: KafkaSettings,
     pub shopify: ShopifySettings,
+    pub woocommerce: crate::providers::woocommerce::registration::Options,
     pub connections: ConnectionSettings,
 }
 
@@ -685,7 +687,23 @@ impl Settings {
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
             previous_secret_window: self.connections.previous_secret_window,
+            public_base_url: self.public_base_url(),
+            provider_options: self.provider_options(),
         })
+    }
+
+    /// `shopify.public_base_url` when set: the base of every webhook
+    /// address the gateway tells (it has no Shopify app to need one).
+    pub fn public_base_url(&self) -> Option<String> {
+        non_empty(&self.shopify.public_base_url).map(str::to_owned)
+    }
+
+    /// The providers' own sections, for what registers their webhooks.
+    pub fn provider_options(&self) -> ProviderOptions {
+        ProviderOptions::new([(
+            "woocommerce".to_string(),
+            serde_json::to_value(&self.woocommerce).expect("the section serialises"),
+        )])
     }
 }
 
@@ -862,6 +880,10 @@ mod tests {
         // The file is the documentation; when a library default changes, the
         // file must say so.
         let s = Settings::default();
+        assert_eq!(
+            s.woocommerce,
+            crate::providers::woocommerce::registration::Options::default()
+        );
         let limits = Limits::default();
         assert_eq!(s.limits().memory_bytes, limits.memory_bytes);
         assert_eq!(s.limits().cpu, limits.cpu);

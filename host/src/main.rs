@@ -543,6 +543,34 @@ struct ServeArgs {
     dispatch: DispatchArgs,
     #[command(flatten)]
     shopify: ShopifyArgs,
+    #[command(flatten)]
+    woocommerce: WooCommerceArgs,
+}
+
+/// WooCommerce sites connected with their REST API keys (`[woocommerce]`).
+#[derive(Args)]
+#[command(next_help_heading = "WooCommerce")]
+struct WooCommerceArgs {
+    /// Topics registered at a site, comma separated.
+    #[arg(long, env = "IONFLUX_WOOCOMMERCE_TOPICS", value_delimiter = ',')]
+    woocommerce_topics: Vec<String>,
+    /// How long one call to a site's REST API may take.
+    #[arg(long, env = "IONFLUX_WOOCOMMERCE_API_TIMEOUT", value_parser = humantime::parse_duration)]
+    woocommerce_api_timeout: Option<Duration>,
+    /// Tests only: accept http:// site URLs (a fake site on loopback).
+    #[arg(long, env = "IONFLUX_WOOCOMMERCE_ALLOW_PLAIN_HTTP")]
+    woocommerce_allow_plain_http: Option<bool>,
+}
+
+impl WooCommerceArgs {
+    fn apply(&self, s: &mut Settings) {
+        let w = &mut s.woocommerce;
+        if !self.woocommerce_topics.is_empty() {
+            w.topics = self.woocommerce_topics.clone();
+        }
+        set(&mut w.api_timeout, &self.woocommerce_api_timeout);
+        set(&mut w.allow_plain_http, &self.woocommerce_allow_plain_http);
+    }
 }
 
 /// How the HTTP listener treats connections (`[http]` in the config file).
@@ -794,6 +822,7 @@ impl ServeArgs {
         self.http.apply(s);
         self.dispatch.apply(s);
         self.shopify.apply(s);
+        self.woocommerce.apply(s);
         Ok(())
     }
 }
@@ -920,6 +949,8 @@ enum ConnectionsCommand {
         /// `--settings '{"preset":"NAME"}'`.
         #[arg(long, conflicts_with = "settings")]
         preset: Option<String>,
+        #[command(flatten)]
+        register: Box<RegisterArgs>,
     },
     /// One JSON object per connection: status, `auth_method` (`manual` or
     /// `oauth`) and `has_tokens`; secrets are never shown.
@@ -927,6 +958,27 @@ enum ConnectionsCommand {
     /// The webhook registrations of a connection made by OAuth, one JSON
     /// object per topic with its status.
     Webhooks { connection_id: String },
+}
+
+/// `connections add` with a platform's API credentials: the gateway
+/// registers the connection's webhooks there itself.
+#[derive(Args)]
+struct RegisterArgs {
+    /// A WooCommerce site's REST API consumer key (`ck_…`, read/write):
+    /// the gateway registers the connection's webhooks at the site
+    /// itself and chooses the secret (stdin is not read). The consumer
+    /// secret comes from --consumer-secret-file, else the variable
+    /// IONFLUX_CONSUMER_SECRET, never from an argument.
+    #[arg(long, value_name = "KEY")]
+    consumer_key: Option<String>,
+    /// A file holding the consumer secret (`cs_…`).
+    #[arg(long, value_name = "PATH", requires = "consumer_key")]
+    consumer_secret_file: Option<PathBuf>,
+    /// This gateway's public base URL, on which the address registered
+    /// at the platform is built. Without --admin-url only (a running
+    /// gateway uses its own); default: shopify.public_base_url.
+    #[arg(long, env = "IONFLUX_PUBLIC_BASE_URL", value_name = "URL")]
+    public_base_url: Option<String>,
 }
 
 fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {

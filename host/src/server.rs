@@ -50,6 +50,11 @@ pub struct Config {
     pub database_max_connections: u32,
     /// How long a webhook secret replaced over the admin API keeps verifying.
     pub previous_secret_window: Duration,
+    /// Where the public listener is reached from the internet; webhook
+    /// addresses are built on it. None: unknown (nothing is registered).
+    pub public_base_url: Option<String>,
+    /// The providers' own configuration sections, for registrations.
+    pub provider_options: crate::pipeline::registration::ProviderOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +178,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         shop_details.api_version = shopify.api_version.clone();
         shop_details.http_timeout = shopify.http_timeout;
     }
-    let public_base_url = cfg.shopify.as_ref().map(|s| s.public_base_url.clone());
+    // The Shopify app's, when only it was given (as the tests' harness does).
+    let public_base_url = cfg
+        .public_base_url
+        .or_else(|| cfg.shopify.as_ref().map(|s| s.public_base_url.clone()));
     let oauth = match cfg.shopify {
         Some(shopify) => Some(Arc::new(crate::providers::shopify::oauth::OAuth::new(
             shopify,
@@ -212,6 +220,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         vault: cfg.vault,
         previous_secret_window: cfg.previous_secret_window,
         public_base_url,
+        provider_options: cfg.provider_options,
     };
     let (shutdown, rx) = watch::channel(false);
 

@@ -19,6 +19,13 @@
 //! `woocommerce_rest_webhook_invalid_id`, `rest_invalid_param`, …). The
 //! secret is write-only: never listed, but readable here for assertions.
 //! A read-only key can be simulated, and the next calls told to fail.
+//!
+//! It also delivers as WooCommerce does: the unsigned creation ping
+//! (`webhook_id=N`, form-encoded, no `X-WC-*` header; sent when a webhook is
+//! created once [`FakeWooCommerce::ping_on_create`] is on, as WooCommerce's
+//! REST API does, or by [`FakeWooCommerce::ping`]) and webhooks signed with
+//! the secret it was given, with the `X-WC-Webhook-*` headers
+//! ([`FakeWooCommerce::deliver`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +93,10 @@ struct Inner {
     calls: Vec<WooCall>,
     /// (status, how many more calls answer it)
     failure: Option<(u16, u32)>,
+    ping_on_create: bool,
+    /// (webhook id, the status its delivery URL answered the ping with; 0:
+    /// no answer)
+    pings: Vec<(u64, u16)>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -118,6 +129,8 @@ impl FakeWooCommerce {
             next_id: 140,
             calls: Vec::new(),
             failure: None,
+            ping_on_create: false,
+            pings: Vec::new(),
         }));
         let app = Router::new()
             .route(
@@ -183,6 +196,82 @@ impl FakeWooCommerce {
     pub fn calls(&self) -> Vec<WooCall> {
         self.inner.lock().unwrap().calls.clone()
     }
+
+    /// Whether creating a webhook pings its delivery URL (off by default:
+    /// the API tests deliver to addresses nobody serves).
+    pub fn ping_on_create(&self, on: bool) {
+        self.inner.lock().unwrap().ping_on_create = on;
+    }
+
+    /// The pings sent: (webhook id, the status answered; 0: none).
+    pub fn pings(&self) -> Vec<(u64, u16)> {
+        self.inner.lock().unwrap().pings.clone()
+    }
+
+    /// Pings webhook `id`'s delivery URL as WooCommerce does when a webhook
+    /// is created; answers the status (0: no answer).
+    pub async fn ping(&self, id: u64) -> u16 {
+        let url = self.inner.lock().unwrap().webhooks[&id]
+            .delivery_url
+            .clone();
+        let status = send_ping(id, &url).await;
+        self.inner.lock().unwrap().pings.push((id, status));
+        status
+    }
+
+    /// Delivers `body` to the active webhook of `topic`, as WooCommerce
+    /// does: signed with the webhook's secret, with its `X-WC-Webhook-*`
+    /// headers. Answers the status and body of the delivery URL's answer.
+    pub async fn deliver(&self, topic: &str, body: &[u8]) -> (u16, String) {
+        let (hook, source) = {
+            let inner = self.inner.lock().unwrap();
+            let hook = inner
+                .webhooks
+                .values()
+                .find(|w| w.topic == topic && w.status == "active")
+                .unwrap_or_else(|| panic!("no active webhook of {topic}"))
+                .clone();
+            (hook, format!("{}/", inner.base))
+        };
+        let (resource, event) = hook.topic.split_once('.').unwrap_or(("action", ""));
+        let signature = ionflux_gateway::providers::verify::presets::woocommerce()
+            .sign(hook.secret.as_bytes(), "", "", body)
+            .expect("an HMAC signs with any key");
+        let resp = reqwest::Client::new()
+            .post(&hook.delivery_url)
+            .header("user-agent", USER_AGENT)
+            .header("content-type", "application/json")
+            .header("x-wc-webhook-source", source)
+            .header("x-wc-webhook-topic", &hook.topic)
+            .header("x-wc-webhook-resource", resource)
+            .header("x-wc-webhook-event", event)
+            .header("x-wc-webhook-signature", signature)
+            .header("x-wc-webhook-id", hook.id.to_string())
+            .header(
+                "x-wc-webhook-delivery-id",
+                uuid::Uuid::new_v4().simple().to_string(),
+            )
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("the delivery URL answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+}
+
+const USER_AGENT: &str = "WooCommerce/9.8.1 Hookshot (WordPress/6.8.1)";
+
+/// WooCommerce's ping: `webhook_id=<id>`, form-encoded, unsigned.
+async fn send_ping(id: u64, url: &str) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("user-agent", USER_AGENT)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("webhook_id={id}"))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 /// WooCommerce's error answer, `{code, message, data: {status}}`.
@@ -374,22 +463,47 @@ async fn list_webhooks(
 }
 
 async fn create_webhook(
-    State(inner): State<Shared>,
+    State(shared): State<Shared>,
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let mut inner = inner.lock().unwrap();
+    let (response, ping) = create(&shared, &headers, body);
+    // WooCommerce pings the new webhook before it answers.
+    if let Some((id, url)) = ping {
+        let status = send_ping(id, &url).await;
+        shared.lock().unwrap().pings.push((id, status));
+    }
+    response
+}
+
+/// The create, and what to ping then: (id, delivery URL).
+fn create(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Option<Json<Value>>,
+) -> (Response, Option<(u64, String)>) {
+    let mut inner = shared.lock().unwrap();
+    let ping = inner.ping_on_create;
+    match create_locked(&mut inner, headers, body) {
+        Ok((id, url, response)) => (response, ping.then_some((id, url))),
+        Err(e) => (e.into_response(), None),
+    }
+}
+
+fn create_locked(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    body: Option<Json<Value>>,
+) -> Result<(u64, String, Response), WcError> {
     let path = "/wp-json/wc/v3/webhooks".to_string();
-    if let Err(r) = admit(
-        &mut inner,
-        &headers,
+    admit(
+        inner,
+        headers,
         "POST",
         path,
         &BTreeMap::new(),
         Access::Write,
-    ) {
-        return r.into_response();
-    }
+    )?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let field = |name: &str| body.get(name).and_then(Value::as_str);
     let missing: Vec<&str> = ["topic", "delivery_url"]
@@ -397,31 +511,35 @@ async fn create_webhook(
         .filter(|f| field(f).is_none())
         .collect();
     if !missing.is_empty() {
-        return wc_error(
+        return Err(wc_err(
             400,
             "rest_missing_callback_param",
             &format!("Missing parameter(s): {}", missing.join(", ")),
-        );
+        ));
     }
     let topic = field("topic").unwrap_or_default();
     if !valid_topic(topic) {
-        return wc_error(
+        return Err(wc_err(
             400,
             "woocommerce_rest_webhook_invalid_topic",
             "Webhook topic is required and must be valid.",
-        );
+        ));
     }
     let delivery_url = field("delivery_url").unwrap_or_default();
     if !(delivery_url.starts_with("https://") || delivery_url.starts_with("http://")) {
-        return wc_error(
+        return Err(wc_err(
             400,
             "rest_invalid_param",
             "Invalid parameter(s): delivery_url",
-        );
+        ));
     }
     let status = field("status").unwrap_or("active");
     if !valid_status(status) {
-        return wc_error(400, "rest_invalid_param", "Invalid parameter(s): status");
+        return Err(wc_err(
+            400,
+            "rest_invalid_param",
+            "Invalid parameter(s): status",
+        ));
     }
     let id = inner.next_id;
     inner.next_id += 1;
@@ -435,8 +553,9 @@ async fn create_webhook(
         secret: field("secret").unwrap_or("derived-from-user").into(),
     };
     let json = webhook.to_json(&inner.base);
+    let url = webhook.delivery_url.clone();
     inner.webhooks.insert(id, webhook);
-    (StatusCode::CREATED, Json(json)).into_response()
+    Ok((id, url, (StatusCode::CREATED, Json(json)).into_response()))
 }
 
 fn invalid_id() -> Response {

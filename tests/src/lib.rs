@@ -162,6 +162,11 @@ pub struct Options {
     pub tenants: Option<TenantPolicy>,
     /// Connection limits and timeouts (`[http]`); None: production's.
     pub http: Option<ionflux_gateway::api::http::HttpConfig>,
+    /// The gateway's public base URL (`shopify.public_base_url`), for
+    /// webhook addresses registered at a platform; see [`free_loopback_addr`].
+    pub public_base_url: Option<String>,
+    /// The providers' configuration sections (`[woocommerce]`); None: none.
+    pub provider_options: Option<ionflux_gateway::pipeline::registration::ProviderOptions>,
 }
 
 /// The library's tenant policy, with a CPU ceiling that admits the tests'
@@ -363,6 +368,8 @@ impl Gateway {
             database_max_connections: 16,
             previous_secret_window:
                 ionflux_gateway::pipeline::connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
+            public_base_url: opts.public_base_url,
+            provider_options: opts.provider_options.unwrap_or_default(),
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {

@@ -36,7 +36,9 @@ pub struct AppState {
     /// (`connections.previous_secret_window`).
     pub previous_secret_window: Duration,
     /// Where the public listener is reached from the internet, when known
-    /// (the Shopify app's `public_base_url`): webhook URLs are answered
-    /// whole then.
+    /// (`shopify.public_base_url`): webhook URLs are answered whole then,
+    /// and registrations at a platform can be made.
     pub public_base_url: Option<String>,
+    /// The providers' own configuration sections, handed to a registration.
+    pub provider_options: crate::pipeline::registration::ProviderOptions,
 }

@@ -6,8 +6,11 @@ use anyhow::{Context, Result};
 use ionflux_gateway::api::admin;
 use ionflux_gateway::config::Settings;
 use ionflux_gateway::pipeline::connection;
+use ionflux_gateway::pipeline::provider::Proposed;
+use ionflux_gateway::pipeline::registration::{self, Registration};
 use ionflux_gateway::providers::shopify::oauth;
 use ionflux_gateway::support::vault::Secret;
+use serde_json::{Value, json};
 
 use crate::{ConnectionsCommand, load_vault, open_store};
 
@@ -21,6 +24,33 @@ pub(crate) fn read_webhook_secret() -> Result<Secret> {
     Ok(Secret::from(secret.trim().to_string()))
 }
 
+/// The API credentials `connections add` registers with: `--consumer-key`
+/// and the consumer secret from `--consumer-secret-file`, else
+/// `IONFLUX_CONSUMER_SECRET` (never an argument, which `ps` would show).
+/// None without `--consumer-key`.
+pub(crate) fn credentials(cmd: &ConnectionsCommand) -> Result<Option<Value>> {
+    let ConnectionsCommand::Add { register, .. } = cmd else {
+        return Ok(None);
+    };
+    let Some(key) = &register.consumer_key else {
+        return Ok(None);
+    };
+    let secret = match &register.consumer_secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the consumer secret from {}", path.display()))?,
+        None => std::env::var(CONSUMER_SECRET_VARIABLE).with_context(|| {
+            format!("--consumer-key needs the consumer secret: --consumer-secret-file or {CONSUMER_SECRET_VARIABLE}")
+        })?,
+    };
+    let secret = secret.trim();
+    anyhow::ensure!(!secret.is_empty(), "the consumer secret is empty");
+    Ok(Some(
+        json!({"consumer_key": key.trim(), "consumer_secret": secret}),
+    ))
+}
+
+const CONSUMER_SECRET_VARIABLE: &str = "IONFLUX_CONSUMER_SECRET";
+
 pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Result<()> {
     match cmd {
         ConnectionsCommand::Add {
@@ -29,6 +59,7 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
             workspace,
             brand,
             previous_secret_window,
+            register,
             ..
         } => {
             let workspace = workspace
@@ -42,10 +73,50 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
                     known.join(", ")
                 );
             };
+            let credentials = credentials(cmd)?;
             let store = open_store(cfg).await?;
             let vault = load_vault(cfg)?;
-            let secret = read_webhook_secret()?;
             let settings = cmd.settings().unwrap_or_default();
+            let (secret, registering) = match &credentials {
+                None => (read_webhook_secret()?, None),
+                Some(credentials) => {
+                    let registrar = provider.registrar().with_context(|| {
+                        format!(
+                            "{}'s webhooks are set up in its own dashboard: leave out \
+                             --consumer-key and give the secret on stdin",
+                            provider.id()
+                        )
+                    })?;
+                    let base = register
+                        .public_base_url
+                        .clone()
+                        .or_else(|| cfg.public_base_url())
+                        .context(
+                            "registering webhooks needs the gateway's public address: \
+                             --public-base-url or shopify.public_base_url",
+                        )?;
+                    // The connection's current secret when it exists, so
+                    // that running this again changes nothing.
+                    let checked = provider
+                        .check_connection(&Proposed {
+                            account,
+                            settings: &settings,
+                            secret: b"-",
+                        })
+                        .map_err(anyhow::Error::msg)?;
+                    let brand = uuid::Uuid::parse_str(brand.trim())
+                        .context("--brand must be a UUID")?
+                        .to_string();
+                    let existing = store
+                        .connection_for_shop(provider.id(), &checked.account, &brand)
+                        .await?;
+                    let secret = registration::secret_for(&vault, existing.as_ref())?;
+                    registrar
+                        .check(credentials, &secret)
+                        .map_err(anyhow::Error::msg)?;
+                    (secret, Some((registrar, credentials, base)))
+                }
+            };
             let new = connection::NewConnection {
                 account,
                 workspace,
@@ -56,7 +127,36 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
                     .unwrap_or(cfg.connections.previous_secret_window),
             };
             let created = connection::add(&store, &vault, provider.as_ref(), &new).await?;
-            println!("{}", serde_json::to_string(&created)?);
+            let mut out = serde_json::to_value(&created)?;
+            if let Some((registrar, credentials, base)) = registering {
+                let address = registration::address(&base, &created.webhook_path);
+                let options = cfg.provider_options();
+                let req = Registration {
+                    account: &created.account,
+                    settings: &settings,
+                    secret: &secret,
+                    address: &address,
+                    credentials,
+                    options: options.get(provider.id()),
+                };
+                let registered = registration::register_connection(
+                    &store,
+                    &vault,
+                    registrar,
+                    &created.connection_id,
+                    req,
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "registering the webhooks (the connection {} is saved; run the same \
+                         command again to retry)",
+                        created.connection_id
+                    )
+                })?;
+                out["registrations"] = serde_json::to_value(registered)?;
+            }
+            println!("{out}");
             Ok(())
         }
         ConnectionsCommand::Webhooks { connection_id } => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use ionflux_gateway::api::admin::body::{
-    AddConnectionBody, PromoteBody, ReplayBody, RouteBody, ShadowQuery, WebhookSecret,
+    AddConnectionBody, Credentials, PromoteBody, ReplayBody, RouteBody, ShadowQuery, WebhookSecret,
 };
 use ionflux_gateway::api::admin_client::{AdminClient, ClientError};
 use ionflux_gateway::store::LoggedEvent;
@@ -262,14 +262,21 @@ async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<(
             ..
         } => {
             // The secret goes to the gateway, which encrypts it with its
-            // master key: this side needs none.
+            // master key: this side needs none. With API credentials, the
+            // gateway chooses the secret and registers the webhooks.
+            let credentials = super::connections::credentials(cmd)?;
+            let webhook_secret = match credentials {
+                Some(_) => None,
+                None => Some(WebhookSecret(super::connections::read_webhook_secret()?)),
+            };
             let body = AddConnectionBody {
                 provider: provider.clone(),
                 account: account.clone(),
                 settings: cmd.settings(),
                 workspace_id: workspace.clone(),
                 brand_id: brand.clone(),
-                webhook_secret: WebhookSecret(super::connections::read_webhook_secret()?),
+                webhook_secret,
+                credentials: credentials.map(Credentials),
                 previous_secret_window_secs: previous_secret_window.map(|w| w.as_secs()),
             };
             print_lines([client.add_connection(&body).await?])

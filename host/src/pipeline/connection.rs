@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::pipeline::provider::{Proposed, Provider};
 use crate::store::{self, ConnectionRow, Store, StoreError};
+use crate::support::constant_time;
 use crate::support::vault::{Binding, Secret, Vault, VaultError};
 
 pub use crate::store::secrets::{PREVIOUS_WEBHOOK_SECRET, WEBHOOK_SECRET};
@@ -109,21 +110,26 @@ pub async fn add(
         .connection_for_shop(provider.id(), &checked.account, &brand)
         .await?
     {
-        let ciphertext = vault.encrypt(new.secret.expose(), binding(&existing.id, WEBHOOK_SECRET));
-        // The current ciphertext becomes `previous`: re-bind it to that purpose.
         let current = vault.decrypt(
             &existing.webhook_secret,
             binding(&existing.id, WEBHOOK_SECRET),
         )?;
-        let previous = vault.encrypt(
-            current.expose(),
-            binding(&existing.id, PREVIOUS_WEBHOOK_SECRET),
-        );
-        let expires_at = store::now_ms()
-            .saturating_add(i64::try_from(new.previous_window.as_millis()).unwrap_or(i64::MAX));
-        store
-            .rotate_webhook_secret(&existing.id, &ciphertext, &previous, expires_at)
-            .await?;
+        // The same secret again is no rotation: it would otherwise push out
+        // a previous secret still inside its window.
+        if !constant_time::eq(current.expose(), new.secret.expose()) {
+            let ciphertext =
+                vault.encrypt(new.secret.expose(), binding(&existing.id, WEBHOOK_SECRET));
+            // The current ciphertext becomes `previous`: re-bind it to that purpose.
+            let previous = vault.encrypt(
+                current.expose(),
+                binding(&existing.id, PREVIOUS_WEBHOOK_SECRET),
+            );
+            let expires_at = store::now_ms()
+                .saturating_add(i64::try_from(new.previous_window.as_millis()).unwrap_or(i64::MAX));
+            store
+                .rotate_webhook_secret(&existing.id, &ciphertext, &previous, expires_at)
+                .await?;
+        }
         if existing.settings != settings {
             store
                 .set_connection_settings(&existing.id, settings.as_deref())
@@ -330,6 +336,37 @@ pub async fn install_oauth(
     Err(ConnectionError::Store(StoreError::Corrupt(
         "the connection kept changing during the install".into(),
     )))
+}
+
+/// Keeps the API credentials a registration was made with (a JSON object,
+/// such as a site's REST keys) as the connection's API credential, in the
+/// access-token column: encrypted, bound to the row and that column's
+/// purpose, so key rotation re-encrypts it with the tokens. What re-registers
+/// a connection's webhooks later reads it back with [`api_credentials`].
+pub async fn keep_api_credentials(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+    credentials: &Value,
+) -> Result<(), ConnectionError> {
+    let text = secrecy::zeroize::Zeroizing::new(credentials.to_string());
+    let ciphertext = vault.encrypt(text.as_bytes(), binding(id, ACCESS_TOKEN));
+    store.set_api_credentials(id, &ciphertext).await?;
+    Ok(())
+}
+
+/// The API credentials kept by [`keep_api_credentials`]; None when the
+/// connection holds none, or holds a token that is not such an object (an
+/// OAuth access token).
+pub async fn api_credentials(
+    store: &Store,
+    vault: &Vault,
+    id: &str,
+) -> Result<Option<Value>, ConnectionError> {
+    Ok(access_token(store, vault, id)
+        .await?
+        .and_then(|t| serde_json::from_slice::<Value>(t.expose()).ok())
+        .filter(Value::is_object))
 }
 
 /// The access token of a connection, in the clear; None when it has none

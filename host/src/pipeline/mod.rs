@@ -10,6 +10,7 @@ pub mod event;
 pub mod inbox;
 pub mod provider;
 pub mod publish;
+pub mod registration;
 pub mod registry;
 pub mod route;
 pub mod shadow;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+use crate::pipeline::registration::Registrar;
 use crate::store::{InboxRow, Outcome, Store};
 
 /// A request as received, before anything in it is trusted.
@@ -225,6 +226,13 @@ pub trait Provider: Send + Sync + 'static {
     /// then refuses what it no longer takes before the body is read. None:
     /// decided after [`Provider::describe`].
     fn topic_in_headers(&self, _headers: &HeaderMap) -> Option<String> {
+        None
+    }
+
+    /// How the gateway registers this platform's webhooks itself, given API
+    /// credentials (see [`crate::pipeline::registration`]). None: this
+    /// platform's webhooks are set up in its own dashboard, by hand.
+    fn registrar(&self) -> Option<&dyn Registrar> {
         None
     }
 

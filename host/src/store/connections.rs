@@ -85,6 +85,9 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        // This process's intake verifies with the new secret at once (other
+        // replicas within their cache's lifetime).
+        self.note_connections_changed();
         Ok(())
     }
 
@@ -96,6 +99,23 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.note_connections_changed();
+        Ok(())
+    }
+
+    /// Sets a connection's API credential (a ciphertext bound to the row and
+    /// the access-token purpose) for a connection made by hand: it does not
+    /// expire and is not refreshed.
+    pub async fn set_api_credentials(&self, id: &str, ciphertext: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE connections SET access_token = $1, access_token_expires_at = NULL,
+                 updated_at = $2 WHERE id = $3",
+        )
+        .bind(ciphertext)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::pipeline::ceilings::{CeilingOverrides, Ceilings, UploadQuota};
+use crate::pipeline::registration::Registered;
 use crate::pipeline::route::RouteLimits;
 use crate::store::ceilings::UploadUsage;
 use crate::store::oauth::WebhookRegistrationRow;
@@ -354,9 +355,20 @@ pub struct AddConnectionBody {
     pub brand_id: String,
     /// The secret the webhooks are signed with (Wix: the app's public key,
     /// PEM; Standard Webhooks: `whsec_…`): stored encrypted, never answered
-    /// or logged.
-    #[schema(value_type = String, format = Password, write_only)]
-    pub webhook_secret: WebhookSecret,
+    /// or logged. Required unless `credentials` are given: the gateway then
+    /// keeps the connection's current secret, or chooses one (32 random
+    /// bytes, hex) for a new connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Password, write_only)]
+    pub webhook_secret: Option<WebhookSecret>,
+    /// The platform's API credentials, for the gateway to register the
+    /// connection's webhooks there itself (WooCommerce: `{"consumer_key":
+    /// "ck_…", "consumer_secret": "cs_…"}`). Write-only: never answered or
+    /// logged; kept encrypted as the connection's API credential once a
+    /// registration succeeded. Needs the gateway's `public_base_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, write_only)]
+    pub credentials: Option<Credentials>,
     /// The provider's settings: TikTok Shop `{"app_key": …}`; HMAC senders
     /// `{"preset": "github"}` or a declared scheme. Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -397,6 +409,34 @@ impl<'de> Deserialize<'de> for WebhookSecret {
     }
 }
 
+/// API credentials in a request body. Debug shows `[redacted]`, and a
+/// value that is not a JSON object is refused without being quoted back.
+#[derive(Clone)]
+pub struct Credentials(pub serde_json::Value);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Credentials {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Credentials {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d) {
+            Ok(v @ serde_json::Value::Object(_)) => Ok(Credentials(v)),
+            _ => Err(serde::de::Error::custom(
+                "credentials must be a JSON object",
+            )),
+        }
+    }
+}
+
 /// The connection as saved. Its secret is never part of an answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AddedConnection {
@@ -414,6 +454,10 @@ pub struct AddedConnection {
     pub brand_id: String,
     /// False when the connection existed and its secret was rotated.
     pub created: bool,
+    /// With `credentials`: the webhooks the platform now holds for this
+    /// connection, one per topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registrations: Option<Vec<Registered>>,
 }
 
 // ---- shadow runs -----------------------------------------------------------

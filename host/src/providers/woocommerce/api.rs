@@ -19,19 +19,23 @@ use serde::Deserialize;
 use crate::providers::outbound::{self, clip};
 use crate::support::vault::Secret;
 
-/// The topics a connection registers by default: orders, products and
-/// customers, each created, updated and deleted. Coupons and `*.restored`
-/// are left out: a store that wants them adds them by hand.
-pub const DEFAULT_TOPICS: [&str; 9] = [
+/// The topics a connection registers by default (`woocommerce.topics`):
+/// orders, products, customers and coupons, each created, updated and
+/// deleted, and orders restored from the trash.
+pub const DEFAULT_TOPICS: [&str; 13] = [
     "order.created",
     "order.updated",
     "order.deleted",
+    "order.restored",
     "product.created",
     "product.updated",
     "product.deleted",
     "customer.created",
     "customer.updated",
     "customer.deleted",
+    "coupon.created",
+    "coupon.updated",
+    "coupon.deleted",
 ];
 
 /// WooCommerce's largest page (`per_page` is capped at 100).

@@ -11,6 +11,10 @@
 //! must store the unescaped secret, and when the gateway creates the webhook
 //! itself it should choose a secret with none of `&<>"'` in it.
 //!
+//! Connected by hand (the site URL and the secret typed in WooCommerce's
+//! settings), or by the site's REST API keys: the gateway then chooses the
+//! secret and registers one webhook per topic itself ([`registration`]).
+//!
 //! There is no timestamp: WooCommerce offers no replay protection beyond
 //! the inbox's deduplication on the delivery id.
 
@@ -19,6 +23,7 @@ use std::sync::LazyLock;
 use crate::pipeline::provider::{
     Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
 };
+use crate::pipeline::registration::Registrar;
 use crate::providers::verify::{HmacSpec, header, presets, select_headers, sha256_hex};
 
 static SPEC: LazyLock<HmacSpec> = LazyLock::new(presets::woocommerce);
@@ -119,9 +124,14 @@ impl Provider for WooCommerce {
     fn default_transform(&self) -> &'static str {
         "builtin:woocommerce-default"
     }
+
+    fn registrar(&self) -> Option<&dyn Registrar> {
+        Some(self)
+    }
 }
 
 pub mod api;
+pub mod registration;
 
 #[cfg(test)]
 mod tests;
