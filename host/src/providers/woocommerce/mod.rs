@@ -21,7 +21,7 @@
 use std::sync::LazyLock;
 
 use crate::pipeline::provider::{
-    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
+    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, SetUp, no_settings,
 };
 use crate::pipeline::registration::Registrar;
 use crate::providers::verify::{HmacSpec, header, presets, select_headers, sha256_hex};
@@ -127,6 +127,10 @@ impl Provider for WooCommerce {
 
     fn registrar(&self) -> Option<&dyn Registrar> {
         Some(self)
+    }
+
+    fn set_up(&self) -> &'static [SetUp] {
+        &[SetUp::Credentials, SetUp::Secret]
     }
 }
 
