@@ -116,12 +116,17 @@ impl Provider for WooCommerce {
         })
     }
 
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
+    }
+
     fn default_transform(&self) -> &'static str {
         "builtin:woocommerce-default"
     }
 }
 
 pub mod api;
+pub mod send;
 
 #[cfg(test)]
 mod tests;
