@@ -132,8 +132,8 @@ pub struct TestDelivery<'a> {
     pub settings: &'a Value,
     /// The connection's current secret.
     pub secret: &'a [u8],
-    /// The topic, for a platform that names it in a header (Shopify,
-    /// WooCommerce, GitHub); the others read it from the body.
+    /// The topic, for a platform that names it in a header; the others
+    /// read it from the body.
     pub topic: Option<&'a str>,
     pub body: &'a [u8],
     /// The delivery id to send: fresh, or reused to see deduplication.
