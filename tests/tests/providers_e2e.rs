@@ -481,6 +481,16 @@ async fn refused(gw: &Gateway, r: &Request, status: u16, code: &str, says: &str,
     );
 }
 
+/// 401 `invalid_signature`: the signature does not match.
+async fn refused_as_forged(gw: &Gateway, r: &Request, what: &str) {
+    refused(gw, r, 401, "invalid_signature", "does not match", what).await;
+}
+
+/// 401 `invalid_signature`: genuine, but outside the tolerance.
+async fn refused_as_stale(gw: &Gateway, r: &Request, what: &str) {
+    refused(gw, r, 401, "invalid_signature", "tolerance", what).await;
+}
+
 /// The same request again: 200 `duplicate`, the same row.
 async fn replayed(gw: &Gateway, r: &Request, inbox_id: i64, what: &str) {
     let (status, body) = post(gw, r).await;
@@ -551,15 +561,7 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
     replayed(gw, &r, id, "WooCommerce replay").await;
     let mut forged = r.clone();
     forged.body = br#"{"action":"woocommerce_add_to_cart","arg":"forged"}"#.to_vec();
-    refused(
-        gw,
-        &forged,
-        401,
-        "invalid_signature",
-        "does not match",
-        "WooCommerce forged",
-    )
-    .await;
+    refused_as_forged(gw, &forged, "WooCommerce forged").await;
     // The unsigned ping WooCommerce sends when a webhook is created.
     let ping = gw
         .client
@@ -613,15 +615,7 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
         if s.topic == "ORDER_STATUS_CHANGE" && shop == TIKTOK_SHOP {
             replayed(gw, &r, id, "TikTok Shop replay").await;
             let forged = tiktok(&conn, &s.body, key, "not the app secret");
-            refused(
-                gw,
-                &forged,
-                401,
-                "invalid_signature",
-                "does not match",
-                "TikTok forged",
-            )
-            .await;
+            refused_as_forged(gw, &forged, "TikTok forged").await;
         }
     }
 
@@ -657,28 +651,12 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
                 body: tampered(&r.body),
                 ..r.clone()
             };
-            refused(
-                gw,
-                &forged,
-                401,
-                "invalid_signature",
-                "does not match",
-                "Wix forged",
-            )
-            .await;
+            refused_as_forged(gw, &forged, "Wix forged").await;
             let stale = Request {
                 body: wix_token(&s.body, &private, now() - 7200),
                 ..r.clone()
             };
-            refused(
-                gw,
-                &stale,
-                401,
-                "invalid_signature",
-                "tolerance",
-                "Wix past exp",
-            )
-            .await;
+            refused_as_stale(gw, &stale, "Wix past exp").await;
         }
     }
     // The one sample whose key Wix published verifies with it, but its
@@ -698,15 +676,7 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
         headers: vec![],
         body,
     };
-    refused(
-        gw,
-        &verbatim,
-        401,
-        "invalid_signature",
-        "tolerance",
-        "Wix's published sample",
-    )
-    .await;
+    refused_as_stale(gw, &verbatim, "Wix's published sample").await;
 
     // Standard Webhooks: a sender's `whsec_` secret; the svix-* sample
     // keeps its header family. BigCommerce, a Standard Webhooks sender,
@@ -729,25 +699,9 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
     let (id, r, inbox_id) = first_sw.unwrap();
     replayed(gw, &r, inbox_id, "Standard Webhooks replay").await;
     let wrong_key = standard_webhooks(&sw, "webhook", b"another key", &id, now(), &r.body);
-    refused(
-        gw,
-        &wrong_key,
-        401,
-        "invalid_signature",
-        "does not match",
-        "Standard Webhooks forged",
-    )
-    .await;
+    refused_as_forged(gw, &wrong_key, "Standard Webhooks forged").await;
     let stale = standard_webhooks(&sw, "webhook", &key, &id, now() - 600, &r.body);
-    refused(
-        gw,
-        &stale,
-        401,
-        "invalid_signature",
-        "tolerance",
-        "Standard Webhooks stale",
-    )
-    .await;
+    refused_as_stale(gw, &stale, "Standard Webhooks stale").await;
     let bc_whsec = format!("whsec_{}", STANDARD.encode(BIGCOMMERCE_CLIENT_SECRET));
     let bc = connect(
         gw,
@@ -797,15 +751,7 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
     replayed(gw, &r, id, "GitHub replay").await;
     let mut forged = r.clone();
     forged.headers[3].1 = flip_last_hex(&forged.headers[3].1);
-    refused(
-        gw,
-        &forged,
-        401,
-        "invalid_signature",
-        "does not match",
-        "GitHub forged",
-    )
-    .await;
+    refused_as_forged(gw, &forged, "GitHub forged").await;
 
     // Stripe (the `stripe` preset): the endpoint's `whsec_` secret, used
     // as it is; the event id deduplicates, so a retry signed anew is one.
@@ -831,25 +777,9 @@ async fn send_every_sample(gw: &Gateway) -> Sent {
             let retry = stripe(&st, &s.body, STRIPE_SECRET, now() + 1);
             replayed(gw, &retry, id, "Stripe retry").await;
             let stale = stripe(&st, &s.body, STRIPE_SECRET, now() - 600);
-            refused(
-                gw,
-                &stale,
-                401,
-                "invalid_signature",
-                "tolerance",
-                "Stripe stale",
-            )
-            .await;
+            refused_as_stale(gw, &stale, "Stripe stale").await;
             let forged = stripe(&st, &s.body, "whsec_guessed", now());
-            refused(
-                gw,
-                &forged,
-                401,
-                "invalid_signature",
-                "does not match",
-                "Stripe forged",
-            )
-            .await;
+            refused_as_forged(gw, &forged, "Stripe forged").await;
         }
     }
     sent.stored = sent.expected.len() + sent.dead.len();
