@@ -162,7 +162,7 @@ enum Command {
     /// Inspect webhooks that could not become events.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
-    /// Send test webhooks, signed as Shopify signs them.
+    /// Send test webhooks, signed as their platform signs them.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
     /// Upload, inspect and try transform components.
@@ -442,26 +442,46 @@ enum RoutesCommand {
 #[derive(Subcommand)]
 enum WebhooksCommand {
     /// Sign a payload with a connection's stored secret and POST it to a
-    /// running gateway, with the headers Shopify sends (a local stand-in
-    /// for `shopify app webhook trigger`).
+    /// running gateway with the headers its platform sends (a local
+    /// stand-in for `shopify app webhook trigger`, GitHub's "Redeliver").
+    ///
+    /// Headers set: Shopify X-Shopify-Topic, -Shop-Domain, -Webhook-Id,
+    /// -API-Version, -Triggered-At, -Event-Id, -Hmac-Sha256; WooCommerce
+    /// X-WC-Webhook-Source, -Topic, -Resource, -Event, -Delivery-ID,
+    /// -Signature; TikTok Shop Authorization; Standard Webhooks webhook-id,
+    /// webhook-timestamp, webhook-signature; HMAC senders their scheme's
+    /// (GitHub X-GitHub-Event, X-GitHub-Delivery, X-Hub-Signature-256;
+    /// Stripe Stripe-Signature). Wix signs with its own private key: post a
+    /// webhook it delivered instead.
     Send {
-        /// The connected shop (NAME.myshopify.com).
-        #[arg(long)]
-        shop: String,
-        /// When the shop is connected to several brands.
+        /// The platform: shopify, woocommerce, tiktok_shop,
+        /// standard_webhooks or hmac.
+        #[arg(long, default_value = "shopify")]
+        provider: String,
+        /// The connected account, as `connections add` was given it (a shop
+        /// domain, a site URL, a shop id, a sender's name).
+        #[arg(long, visible_alias = "shop")]
+        account: String,
+        /// When the account is connected to several brands.
         #[arg(long)]
         brand: Option<String>,
+        /// For platforms that name it in a header: Shopify (orders/create),
+        /// WooCommerce (order.created), GitHub (push). The others read it
+        /// from the body.
         #[arg(long)]
-        topic: String,
-        /// The body; `-` reads stdin. Default: the built-in sample of the
-        /// topic (orders/create, products/update, app/uninstalled,
-        /// shop/redact; the files of examples/payloads/shopify).
+        topic: Option<String>,
+        /// The body; `-` reads stdin. Shopify's default: the built-in
+        /// sample of the topic (orders/create, products/update,
+        /// app/uninstalled, shop/redact; the files of
+        /// examples/payloads/shopify). Required for other platforms.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Default: the built-in sample's, else 2026-04.
+        /// Shopify's X-Shopify-API-Version. Default: the built-in sample's,
+        /// else 2026-04.
         #[arg(long)]
         api_version: Option<String>,
-        /// Default: a fresh UUID. Reuse one to see deduplication.
+        /// The delivery id. Default: a fresh UUID. Reuse one to see
+        /// deduplication.
         #[arg(long)]
         webhook_id: Option<String>,
         #[arg(

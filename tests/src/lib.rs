@@ -684,13 +684,23 @@ pub fn check_event_record(headers: &[(String, String)], event: &Value) {
     assert_eq!(header("ce_id"), field("event_id"));
     assert_eq!(header("ce_type"), field("event_type"));
     assert_eq!(header("ce_time"), field("event_timestamp"));
+    // The account is one path segment, percent-encoded: a site URL's
+    // slashes are escaped.
+    let source = percent_encoding::percent_decode_str(header("ce_source"))
+        .decode_utf8()
+        .expect("ce_source decodes to UTF-8");
     assert_eq!(
-        header("ce_source"),
+        source,
         format!(
             "/{}/{}",
             event["metadata"]["provider"].as_str().unwrap(),
             event["metadata"]["account"].as_str().unwrap()
         )
+    );
+    assert_eq!(
+        header("ce_source").matches('/').count(),
+        2,
+        "ce_source is /provider/account"
     );
     assert_eq!(header("content-type"), "application/json");
     let trace_id = event["metadata"]["trace_id"].as_str().unwrap();

@@ -597,3 +597,241 @@ fn what_serve_writes_is_ignored_by_git() {
     let ignored = String::from_utf8_lossy(&out.stdout);
     assert_eq!(ignored.lines().count(), 5, "ignored only:\n{ignored}");
 }
+
+/// README's "Connecting other platforms", command by command: each
+/// platform connected with `connections add --provider`, a sample sent with
+/// `webhooks send --provider` (Wix: a token made by the README's openssl
+/// lines, posted), the event read back with `events tail --json --limit 1`,
+/// and the README's forged requests answered as it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walk_throughs_of_other_platforms_work() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let gw = Serving::start(cwd.path(), &[("IONFLUX_DATA_DIR", data_dir.as_str())]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/providers");
+    let f = |path: &str| fixtures.join(path).to_str().unwrap().to_string();
+    let (w, b) = (
+        "7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f",
+        "0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b",
+    );
+    let run = |args: Vec<String>, stdin: Vec<u8>| {
+        let cwd = cwd.path().to_path_buf();
+        let env = [
+            ("IONFLUX_DATA_DIR".to_string(), data_dir.clone()),
+            ("IONFLUX_GATEWAY_URL".to_string(), gw.url.clone()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            gateway(&cwd, &args, &env, &stdin)
+        })
+    };
+    let client = reqwest::Client::new();
+    let post = |path: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let mut req = client.post(format!("{}{path}", gw.url)).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+
+    struct Platform {
+        add: Vec<String>,
+        secret: Vec<u8>,
+        send: Vec<String>,
+        kind: &'static str,
+        forged_headers: Vec<(&'static str, String)>,
+        forged_body: &'static str,
+        refusal: &'static str,
+    }
+    let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let platforms = vec![
+        Platform {
+            add: words("connections add --provider woocommerce --account https://shop.example"),
+            secret: b"my-super-secret-private-key".to_vec(),
+            send: [
+                words("webhooks send --provider woocommerce --account https://shop.example --topic order.created --file"),
+                vec![f("woocommerce/order.created/1.json")],
+            ]
+            .concat(),
+            kind: "woocommerce.ws_7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f.brand_0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b.order.created",
+            forged_headers: vec![
+                ("X-WC-Webhook-Topic", "order.created".into()),
+                ("X-WC-Webhook-Delivery-ID", "forged-1".into()),
+                ("X-WC-Webhook-Signature", "Zm9yZ2Vk".into()),
+            ],
+            forged_body: r#"{"id":1}"#,
+            refusal: r#"{"code":"invalid_signature","message":"the signature does not match"}"#,
+        },
+        Platform {
+            add: words(r#"connections add --provider tiktok_shop --account 7494049642642441621 --settings {"app_key":"my_app_key"}"#),
+            secret: b"my_app_secret".to_vec(),
+            send: [
+                words("webhooks send --provider tiktok_shop --account 7494049642642441621 --file"),
+                vec![f("tiktok-shop/ORDER_STATUS_CHANGE/1.json")],
+            ]
+            .concat(),
+            kind: "tiktok_shop.ws_7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f.brand_0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b.order.status_changed",
+            forged_headers: vec![("Authorization", "00ff".into())],
+            forged_body: r#"{"type":1,"shop_id":"7494049642642441621","data":{}}"#,
+            refusal: r#"{"code":"invalid_signature","message":"the signature does not match"}"#,
+        },
+        Platform {
+            add: words("connections add --provider standard_webhooks --account acme-app"),
+            secret: b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_vec(),
+            send: [
+                words("webhooks send --provider standard_webhooks --account acme-app --file"),
+                vec![f("standard-webhooks/contact.created/1.json")],
+            ]
+            .concat(),
+            kind: "standard_webhooks.ws_7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f.brand_0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b.contact.created",
+            forged_headers: vec![
+                ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".into()),
+                ("webhook-timestamp", "1614265330".into()),
+                (
+                    "webhook-signature",
+                    "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+                ),
+            ],
+            forged_body: r#"{"test": 2432232314}"#,
+            refusal: r#"{"code":"invalid_signature","message":"the timestamp is outside the tolerance"}"#,
+        },
+        Platform {
+            add: words("connections add --provider hmac --preset github --account octo-org/hello-world"),
+            secret: b"my-repo-webhook-secret".to_vec(),
+            send: [
+                words("webhooks send --provider hmac --account octo-org/hello-world --topic issues --file"),
+                vec![f("github/issues.opened/1.json")],
+            ]
+            .concat(),
+            kind: "hmac.ws_7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f.brand_0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b.issues.opened",
+            forged_headers: vec![
+                ("X-GitHub-Event", "push".into()),
+                ("X-GitHub-Delivery", "forged-1".into()),
+                ("X-Hub-Signature-256", "sha256=00ff".into()),
+            ],
+            forged_body: r#"{"ref":"refs/heads/main"}"#,
+            refusal: r#"{"code":"invalid_signature","message":"the signature does not match"}"#,
+        },
+    ];
+
+    let tail = || async {
+        let out = run(words("events tail --json --limit 1"), vec![])
+            .await
+            .unwrap();
+        let out = ok(&out, "events tail --json --limit 1");
+        serde_json::from_str::<serde_json::Value>(out.trim())
+            .unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let wait_for = |kind: String| async move {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let out = run(words("events tail --json --limit 1"), vec![])
+                .await
+                .unwrap();
+            let out = ok(&out, "events tail");
+            if out.contains(&kind) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {kind} event: {out}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let connect = |add: Vec<String>, secret: Vec<u8>| {
+        let args = [add, words(&format!("--workspace {w} --brand {b}"))].concat();
+        let run = &run;
+        async move {
+            let added = run(args, secret).await.unwrap();
+            let added: serde_json::Value =
+                serde_json::from_str(ok(&added, "connections add").trim()).unwrap();
+            added["webhook_path"].as_str().unwrap().to_string()
+        }
+    };
+
+    for p in platforms {
+        let path = connect(p.add.clone(), p.secret.clone()).await;
+        let sent = run(p.send.clone(), vec![]).await.unwrap();
+        let sent = ok(&sent, "webhooks send");
+        assert!(sent.starts_with(r#"200 {"status":"accepted""#), "{sent}");
+        let kind = format!("ionflux.{}", p.kind);
+        wait_for(kind.clone()).await;
+        let event = tail().await;
+        assert_eq!(event["event_type"], kind.as_str());
+        let refused = post(path.clone(), p.forged_headers, p.forged_body.into()).await;
+        assert_eq!(refused, p.refusal);
+        if p.kind.starts_with("woocommerce.") {
+            let ping = post(
+                path,
+                vec![("content-type", "application/x-www-form-urlencoded".into())],
+                b"webhook_id=12".to_vec(),
+            )
+            .await;
+            assert_eq!(ping, r#"{"status":"ping"}"#);
+        }
+    }
+
+    // Wix: the test key pair, and a token made by the README's openssl lines.
+    let instance = "3bbcabc7-ebb7-4fc8-8829-13ea0e142123";
+    let path = connect(
+        words(&format!(
+            "connections add --provider wix --account {instance}"
+        )),
+        std::fs::read(f("wix/test-key.pub.pem")).unwrap(),
+    )
+    .await;
+    let refused = run(
+        [
+            words(&format!(
+                "webhooks send --provider wix --account {instance} --file"
+            )),
+            vec![f("wix/AppInstalled/1.jwt")],
+        ]
+        .concat(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("private key"));
+    let readme = include_str!("../../README.md");
+    let script = readme
+        .split("```sh\nb64url()")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .map(|body| format!("b64url(){body}"))
+        .expect("the README's openssl lines for Wix");
+    let made = Command::new("bash")
+        .arg("-euc")
+        .arg(&script)
+        .current_dir(cwd.path())
+        .env("F", fixtures.to_str().unwrap())
+        .output()
+        .expect("bash");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = std::fs::read(cwd.path().join("webhook.jwt")).unwrap();
+    let accepted = post(path.clone(), vec![], token).await;
+    assert!(
+        accepted.starts_with(r#"{"status":"accepted""#),
+        "{accepted}"
+    );
+    wait_for(format!("brand_{b}.app.installed")).await;
+    let event = tail().await;
+    assert_eq!(event["payload_schema_version"], "v1.wix.unversioned");
+    assert_eq!(event["payload_json"]["instanceId"], instance);
+    let refused = post(
+        path,
+        vec![],
+        std::fs::read(f("wix/AppInstalled/1.jwt")).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        refused,
+        r#"{"code":"invalid_signature","message":"the signature does not match"}"#
+    );
+    drop(gw);
+}

@@ -123,6 +123,28 @@ pub enum SetUp {
     Credentials,
 }
 
+/// A webhook to sign as the platform would sign it, with a connection's
+/// own secret and settings: what `webhooks send` posts to a gateway to try
+/// a connection before the platform sends anything.
+#[derive(Clone, Copy)]
+pub struct TestDelivery<'a> {
+    /// The connection's account, as stored (canonical).
+    pub account: &'a str,
+    pub settings: &'a Value,
+    /// The connection's current secret.
+    pub secret: &'a [u8],
+    /// The topic, for a platform that names it in a header; the others
+    /// read it from the body.
+    pub topic: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The delivery id to send: fresh, or reused to see deduplication.
+    pub delivery_id: &'a str,
+    /// For a platform that names its API version in a header.
+    pub api_version: Option<&'a str>,
+    /// When it is signed, Unix seconds (timestamped schemes).
+    pub now: i64,
+}
+
 /// Why a request is refused. Each maps to one documented status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
@@ -234,6 +256,19 @@ pub trait Provider: Send + Sync + 'static {
     /// platform's webhooks are set up in its own dashboard, by hand.
     fn registrar(&self) -> Option<&dyn Registrar> {
         None
+    }
+
+    /// The headers a sender of the platform would send with `d.body`,
+    /// signature included (`webhooks send`; the gateway itself never signs
+    /// webhooks). An error says why it cannot: by default, that the
+    /// platform signs with a private key of its own.
+    fn sign_test(&self, d: &TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        let _ = d;
+        Err(format!(
+            "{} signs its webhooks with a private key of its own, which the gateway does not \
+             hold: send a webhook it delivered (curl --data-binary @body to the webhook URL)",
+            self.id()
+        ))
     }
 
     /// See [`Codes`].

@@ -37,4 +37,6 @@ pub mod verify;
 #[cfg(test)]
 mod connection_checks;
 #[cfg(test)]
+mod send_checks;
+#[cfg(test)]
 mod testing;

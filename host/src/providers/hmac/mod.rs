@@ -219,10 +219,16 @@ impl Provider for ConfiguredHmac {
         })
     }
 
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
+    }
+
     fn default_transform(&self) -> &'static str {
         "builtin:hmac-default"
     }
 }
+
+pub mod send;
 
 #[cfg(test)]
 mod tests;

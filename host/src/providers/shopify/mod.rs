@@ -13,6 +13,7 @@ pub mod headers;
 pub mod lifecycle;
 pub mod oauth;
 pub mod refresh;
+pub mod send;
 pub mod shop_details;
 
 use std::sync::Arc;
@@ -128,6 +129,10 @@ impl Provider for Shopify {
     /// after an uninstall (`shop/redact` 48 hours later) and requires a 200.
     fn lifecycle_topic(&self, topic: &str) -> bool {
         lifecycle::COMPLIANCE_TOPICS.contains(&topic)
+    }
+
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
     }
 
     fn default_transform(&self) -> &'static str {

@@ -151,10 +151,16 @@ impl Provider for StandardWebhooks {
         })
     }
 
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
+    }
+
     fn default_transform(&self) -> &'static str {
         "builtin:standard-webhooks-default"
     }
 }
+
+pub mod send;
 
 #[cfg(test)]
 mod tests;

@@ -136,6 +136,10 @@ impl Provider for TikTokShop {
         topic == DEAUTHORIZATION
     }
 
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
+    }
+
     fn default_transform(&self) -> &'static str {
         "builtin:tiktok-shop-default"
     }
@@ -157,6 +161,7 @@ fn read_envelope(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> 
 }
 
 pub mod auth;
+pub mod send;
 
 #[cfg(test)]
 mod tests;

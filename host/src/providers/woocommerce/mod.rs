@@ -121,6 +121,10 @@ impl Provider for WooCommerce {
         })
     }
 
+    fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
+        send::sign_test(d)
+    }
+
     fn default_transform(&self) -> &'static str {
         "builtin:woocommerce-default"
     }
@@ -136,6 +140,7 @@ impl Provider for WooCommerce {
 
 pub mod api;
 pub mod registration;
+pub mod send;
 
 #[cfg(test)]
 mod tests;
