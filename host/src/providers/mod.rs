@@ -7,7 +7,10 @@ use std::sync::Arc;
 use crate::pipeline::provider::Provider;
 
 pub mod hmac;
+pub mod install;
+pub mod lifecycle;
 pub mod outbound;
+pub mod refresh;
 pub mod shopify;
 pub mod standard_webhooks;
 pub mod tiktok_shop;
