@@ -727,6 +727,23 @@ pub async fn check_brand_owner(
 
 // ---- HTTP ------------------------------------------------------------------------
 
+/// Parses a raw query string (`a=1&b=2`, form-encoded) into decoded pairs, in
+/// order.
+pub fn parse_query(raw: &str) -> Vec<(String, String)> {
+    match reqwest::Url::parse(&format!("http://q/?{raw}")) {
+        Ok(url) => url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The parameters of a raw query, the last of each name winning.
+pub fn query_params(raw: Option<&str>) -> HashMap<String, String> {
+    parse_query(raw.unwrap_or("")).into_iter().collect()
+}
+
 pub fn redirect(location: &str) -> Response {
     (
         StatusCode::FOUND,

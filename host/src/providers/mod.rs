@@ -30,5 +30,8 @@ mod testing;
 /// default transforms exist: until then their intake path would answer for
 /// connections nobody can create.
 pub fn all() -> Vec<Arc<dyn Provider>> {
-    vec![Arc::new(shopify::Shopify)]
+    vec![
+        Arc::new(shopify::Shopify),
+        Arc::new(tiktok_shop::TikTokShop),
+    ]
 }

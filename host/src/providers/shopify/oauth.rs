@@ -56,7 +56,7 @@ use crate::support::vault::{Secret, Vault};
 // What every platform's install shares, under the names Shopify's callers
 // have always used.
 pub use crate::providers::install::{
-    JwtConfig, OAuthError, RegistrationConfig, STATE_COOKIE, STATE_TTL, Started, User,
+    JwtConfig, OAuthError, RegistrationConfig, STATE_COOKIE, STATE_TTL, Started, User, parse_query,
 };
 
 pub const INITIATE_PATH: &str = "/integrations/shopify/auth/initiate";
@@ -145,18 +145,6 @@ pub enum OAuthConfigError {
 }
 
 // ---- the query HMAC ------------------------------------------------------------
-
-/// Parses a raw query string (`a=1&b=2`, form-encoded) into decoded pairs, in
-/// order.
-pub fn parse_query(raw: &str) -> Vec<(String, String)> {
-    match reqwest::Url::parse(&format!("http://q/?{raw}")) {
-        Ok(url) => url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 fn escape_value(s: &str) -> String {
     s.replace('%', "%25").replace('&', "%26")
