@@ -646,9 +646,7 @@ impl Settings {
     /// (`shopify.jwt_*`), for every platform's install.
     fn jwt(&self) -> Result<JwtConfig, ConfigError> {
         let s = &self.shopify;
-        let mut jwt = JwtConfig::default();
-        jwt.hs256_secret = s.jwt_hs256_secret.to_secret();
-        jwt.rs256_public_key_pem = match non_empty(&s.jwt_rs256_public_key_file) {
+        let rs256_public_key_pem = match non_empty(&s.jwt_rs256_public_key_file) {
             Some(path) => {
                 Some(
                     std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
@@ -660,9 +658,14 @@ impl Settings {
             }
             None => None,
         };
-        jwt.issuer = non_empty(&s.jwt_issuer).map(str::to_owned);
-        jwt.audience = non_empty(&s.jwt_audience).map(str::to_owned);
-        jwt.audience_check = s.jwt_audience_check;
+        let jwt = JwtConfig {
+            hs256_secret: s.jwt_hs256_secret.to_secret(),
+            rs256_public_key_pem,
+            issuer: non_empty(&s.jwt_issuer).map(str::to_owned),
+            audience: non_empty(&s.jwt_audience).map(str::to_owned),
+            audience_check: s.jwt_audience_check,
+            ..JwtConfig::default()
+        };
         let has_key = jwt.hs256_secret.is_some() || jwt.rs256_public_key_pem.is_some();
         if has_key && jwt.audience_check && jwt.audience.is_none() {
             return Err(ConfigError::Invalid(
