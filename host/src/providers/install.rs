@@ -23,7 +23,9 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::store::oauth::{EXPIRED_STATE_GRACE_MS, OAuthStateRow, STATE_SWEEP_BATCH, StateUse};
+use crate::store::oauth::{
+    EXPIRED_STATE_GRACE_MS, OAuthStateRow, STATE_SWEEP_BATCH, StateUse, WebhookRegistrationRow,
+};
 use crate::store::{Store, StoreError, now_ms};
 use crate::support::vault::Secret;
 
@@ -737,6 +739,55 @@ pub fn parse_query(raw: &str) -> Vec<(String, String)> {
             .collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// The 404 of an install route when the gateway has no app of `platform`.
+pub fn not_configured(platform: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "oauth_not_configured",
+        format!("this gateway has no {platform} app configured"),
+    )
+}
+
+/// The `Authorization` header's value, if it is text.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Initiate's answer: the browser sent to the authorize page, holding the
+/// state cookie.
+pub fn started_response(started: &Started) -> Response {
+    let mut response = redirect(&started.authorize_url);
+    set_cookie(&mut response, &started.set_cookie);
+    response
+}
+
+/// A callback's answer, whatever it was, with the state cookie removed (the
+/// state is spent either way) and not to be cached.
+pub fn callback_response(answer: Result<Response, ApiError>, clear_cookie: &str) -> Response {
+    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+    set_cookie(&mut response, clear_cookie);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Registrations grouped by connection, in the order of their ids.
+pub fn by_connection(
+    rows: Vec<WebhookRegistrationRow>,
+) -> std::collections::BTreeMap<String, Vec<WebhookRegistrationRow>> {
+    let mut grouped = std::collections::BTreeMap::<String, Vec<WebhookRegistrationRow>>::new();
+    for row in rows {
+        grouped
+            .entry(row.connection_id.clone())
+            .or_default()
+            .push(row);
+    }
+    grouped
 }
 
 /// The parameters of a raw query, the last of each name winning.

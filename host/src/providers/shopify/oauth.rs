@@ -32,7 +32,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hmac::{Hmac, Mac};
@@ -44,7 +44,8 @@ use super::ID as SHOPIFY;
 use crate::error::ApiError;
 use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens};
 use crate::providers::install::{
-    InstallGuard, check_brand_owner, redirect, run_passes, set_cookie,
+    InstallGuard, bearer, by_connection, callback_response, check_brand_owner, not_configured,
+    query_params, redirect, run_passes, started_response,
 };
 use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
 use crate::providers::shopify::headers as webhook;
@@ -558,14 +559,7 @@ impl OAuth {
             .due_webhook_registrations(SHOPIFY, now_ms(), 1000)
             .await?;
         let count = due.len();
-        let mut by_connection: BTreeMap<String, Vec<WebhookRegistrationRow>> = BTreeMap::new();
-        for row in due {
-            by_connection
-                .entry(row.connection_id.clone())
-                .or_default()
-                .push(row);
-        }
-        for (connection_id, rows) in by_connection {
+        for (connection_id, rows) in by_connection(due) {
             self.register_connection(&connection_id, rows).await?;
         }
         Ok(count)
@@ -807,13 +801,7 @@ pub fn router(oauth: Option<Arc<OAuth>>) -> Router {
 }
 
 fn configured(state: &Option<Arc<OAuth>>) -> Result<&Arc<OAuth>, ApiError> {
-    state.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "oauth_not_configured",
-            "this gateway has no Shopify app configured",
-        )
-    })
+    state.as_ref().ok_or_else(|| not_configured("Shopify"))
 }
 
 async fn initiate(
@@ -822,16 +810,10 @@ async fn initiate(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let oauth = configured(&state)?;
-    let params: HashMap<String, String> = parse_query(query.as_deref().unwrap_or(""))
-        .into_iter()
-        .collect();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let started = oauth.initiate(bearer, &params).await?;
-    let mut response = redirect(&started.authorize_url);
-    set_cookie(&mut response, &started.set_cookie);
-    Ok(response)
+    let started = oauth
+        .initiate(bearer(&headers), &query_params(query.as_deref()))
+        .await?;
+    Ok(started_response(&started))
 }
 
 async fn callback(
@@ -841,15 +823,7 @@ async fn callback(
 ) -> Result<Response, ApiError> {
     let oauth = configured(&state)?;
     let answer = finish(oauth, query.as_deref().unwrap_or(""), &headers).await;
-    let mut response = match answer {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    set_cookie(&mut response, &oauth.clear_state_cookie());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(callback_response(answer, &oauth.clear_state_cookie()))
 }
 
 async fn finish(oauth: &OAuth, query: &str, headers: &HeaderMap) -> Result<Response, ApiError> {

@@ -24,14 +24,14 @@
 //!
 //! No state, code, token or secret is ever logged or put in an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -43,8 +43,9 @@ use super::open_api::OpenApi;
 use crate::error::ApiError;
 use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens};
 use crate::providers::install::{
-    InstallGuard, JwtConfig, OAuthError, RegistrationConfig, STATE_TTL, check_brand_owner,
-    query_params, redirect, run_passes, set_cookie,
+    InstallGuard, JwtConfig, OAuthError, RegistrationConfig, STATE_TTL, bearer, by_connection,
+    callback_response, check_brand_owner, not_configured, query_params, run_passes,
+    started_response,
 };
 use crate::providers::refresh::{RefreshConfig, Refresher, TokenError};
 use crate::store::oauth::{RegistrationOutcome, WebhookRegistrationRow};
@@ -403,14 +404,7 @@ impl Install {
             .due_webhook_registrations(ID, now_ms(), 1000)
             .await?;
         let count = due.len();
-        let mut by_connection: BTreeMap<String, Vec<WebhookRegistrationRow>> = BTreeMap::new();
-        for row in due {
-            by_connection
-                .entry(row.connection_id.clone())
-                .or_default()
-                .push(row);
-        }
-        for (connection_id, rows) in by_connection {
+        for (connection_id, rows) in by_connection(due) {
             self.register_connection(&connection_id, rows).await?;
         }
         Ok(count)
@@ -529,13 +523,7 @@ pub fn router(install: Option<Arc<Install>>) -> Router {
 }
 
 fn configured(state: &Option<Arc<Install>>) -> Result<&Arc<Install>, ApiError> {
-    state.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "oauth_not_configured",
-            "this gateway has no TikTok Shop app configured",
-        )
-    })
+    state.as_ref().ok_or_else(|| not_configured("TikTok Shop"))
 }
 
 async fn initiate(
@@ -544,15 +532,10 @@ async fn initiate(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let install = configured(&state)?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
     let started = install
-        .initiate(bearer, &query_params(query.as_deref()))
+        .initiate(bearer(&headers), &query_params(query.as_deref()))
         .await?;
-    let mut response = redirect(&started.authorize_url);
-    set_cookie(&mut response, &started.set_cookie);
-    Ok(response)
+    Ok(started_response(&started))
 }
 
 async fn callback(
@@ -561,14 +544,10 @@ async fn callback(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let install = configured(&state)?;
-    let params = query_params(query.as_deref());
-    let mut response = match install.callback(&params, &headers).await {
-        Ok(connected) => Json(connected).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    };
-    set_cookie(&mut response, &install.guard.clear_cookie());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let answer = install
+        .callback(&query_params(query.as_deref()), &headers)
+        .await
+        .map(|connected| Json(connected).into_response())
+        .map_err(ApiError::from);
+    Ok(callback_response(answer, &install.guard.clear_cookie()))
 }
