@@ -24,7 +24,8 @@ mod connection_checks;
 mod testing;
 
 /// Every platform the gateway takes webhooks from, for `server` to hand to
-/// the pipeline. WooCommerce, TikTok Shop, Wix, Standard Webhooks and the
+/// the pipeline. TikTok Shop's connections are made by its install. WooCommerce,
+/// Wix, Standard Webhooks and the
 /// configurable HMAC sources verify and describe (their folders' tests), but
 /// are registered only once connections can be made for them and their
 /// default transforms exist: until then their intake path would answer for
