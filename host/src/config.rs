@@ -25,7 +25,8 @@ use crate::pipeline::event::Topics;
 use crate::pipeline::publish::kafka::KafkaConfig;
 use crate::pipeline::registration::ProviderOptions;
 use crate::pipeline::transform::{Limits, RuntimeConfig};
-use crate::providers::shopify::oauth::ShopifyConfig;
+use crate::providers::shopify::oauth::{JwtConfig, ShopifyConfig};
+use crate::providers::tiktok_shop::install::TikTokShopConfig;
 use crate::server;
 use crate::support::telemetry::{LogFormat, TelemetryConfig};
 use crate::support::vault::{Secret, Vault};
@@ -110,7 +111,27 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub shopify: ShopifySettings,
     pub woocommerce: crate::providers::woocommerce::registration::Options,
+    pub tiktok_shop: TikTokShopSettings,
     pub connections: ConnectionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TikTokShopSettings {
+    pub app_key: String,
+    pub app_secret: SecretValue,
+    pub service_id: String,
+    pub redirect_uri: String,
+    pub public_base_url: String,
+    pub authorize_url: String,
+    pub auth_base_url: String,
+    pub open_api_base_url: String,
+    pub event_types: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub refresh_lead: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_poll: Duration,
+    pub refresh_max_failures: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -619,8 +640,15 @@ impl Settings {
         cfg.refresh.lead_time = s.refresh_lead;
         cfg.refresh.poll_interval = s.refresh_poll;
         cfg.refresh.max_failures = s.refresh_max_failures;
-        cfg.jwt.hs256_secret = s.jwt_hs256_secret.to_secret();
-        cfg.jwt.rs256_public_key_pem = match non_empty(&s.jwt_rs256_public_key_file) {
+        cfg.jwt = self.jwt()?;
+        Ok(Some(cfg))
+    }
+
+    /// How install initiators are authenticated: the user service's JWTs
+    /// (`shopify.jwt_*`), for every platform's install.
+    fn jwt(&self) -> Result<JwtConfig, ConfigError> {
+        let s = &self.shopify;
+        let rs256_public_key_pem = match non_empty(&s.jwt_rs256_public_key_file) {
             Some(path) => {
                 Some(
                     std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
@@ -632,11 +660,16 @@ impl Settings {
             }
             None => None,
         };
-        cfg.jwt.issuer = non_empty(&s.jwt_issuer).map(str::to_owned);
-        cfg.jwt.audience = non_empty(&s.jwt_audience).map(str::to_owned);
-        cfg.jwt.audience_check = s.jwt_audience_check;
-        let has_key = cfg.jwt.hs256_secret.is_some() || cfg.jwt.rs256_public_key_pem.is_some();
-        if has_key && cfg.jwt.audience_check && cfg.jwt.audience.is_none() {
+        let jwt = JwtConfig {
+            hs256_secret: s.jwt_hs256_secret.to_secret(),
+            rs256_public_key_pem,
+            issuer: non_empty(&s.jwt_issuer).map(str::to_owned),
+            audience: non_empty(&s.jwt_audience).map(str::to_owned),
+            audience_check: s.jwt_audience_check,
+            ..JwtConfig::default()
+        };
+        let has_key = jwt.hs256_secret.is_some() || jwt.rs256_public_key_pem.is_some();
+        if has_key && jwt.audience_check && jwt.audience.is_none() {
             return Err(ConfigError::Invalid(
                 "shopify.jwt_audience (IONFLUX_JWT_AUDIENCE, --jwt-audience) is required with \
                  a JWT key: set it to the `aud` the user service puts in tokens for this \
@@ -645,6 +678,59 @@ impl Settings {
                     .into(),
             ));
         }
+        Ok(jwt)
+    }
+
+    /// None without an app key: no TikTok Shop install flow.
+    pub fn tiktok_shop(&self) -> Result<Option<TikTokShopConfig>, ConfigError> {
+        let t = &self.tiktok_shop;
+        let Some(app_key) = non_empty(&t.app_key) else {
+            return Ok(None);
+        };
+        let need = |value: &str, key: &str, env: &str| {
+            non_empty(value).map(str::to_owned).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "tiktok_shop.{key} (or {env}) is required with tiktok_shop.app_key"
+                ))
+            })
+        };
+        let app_secret = need(
+            t.app_secret.expose(),
+            "app_secret",
+            "IONFLUX_TIKTOK_SHOP_APP_SECRET",
+        )?;
+        let public_base_url = non_empty(&t.public_base_url)
+            .or(non_empty(&self.shopify.public_base_url))
+            .ok_or_else(|| {
+                ConfigError::Invalid(
+                    "tiktok_shop.public_base_url (or IONFLUX_TIKTOK_SHOP_PUBLIC_BASE_URL, or \
+                     shopify.public_base_url) is required with tiktok_shop.app_key"
+                        .into(),
+                )
+            })?;
+        let mut cfg = TikTokShopConfig::new(
+            app_key,
+            Secret::from(app_secret),
+            need(
+                &t.service_id,
+                "service_id",
+                "IONFLUX_TIKTOK_SHOP_SERVICE_ID",
+            )?,
+            need(
+                &t.redirect_uri,
+                "redirect_uri",
+                "IONFLUX_TIKTOK_SHOP_REDIRECT_URI",
+            )?,
+            public_base_url,
+        );
+        cfg.authorize_url = t.authorize_url.clone();
+        cfg.auth_base_url = t.auth_base_url.clone();
+        cfg.open_api_base_url = t.open_api_base_url.clone();
+        cfg.event_types = t.event_types.clone();
+        cfg.refresh.lead_time = t.refresh_lead;
+        cfg.refresh.poll_interval = t.refresh_poll;
+        cfg.refresh.max_failures = t.refresh_max_failures;
+        cfg.jwt = self.jwt()?;
         Ok(Some(cfg))
     }
 
@@ -683,6 +769,7 @@ impl Settings {
             dispatch: self.dispatch(),
             runtime: self.runtime(),
             shopify: self.shopify()?,
+            tiktok_shop: self.tiktok_shop()?,
             service_token: self.service_token.to_secret(),
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
@@ -720,6 +807,9 @@ pub const SECRET_VARIABLES: &[(&str, SetSecret)] = &[
     ("IONFLUX_SERVICE_TOKEN", |s, v| s.service_token = v.into()),
     ("IONFLUX_SHOPIFY_CLIENT_SECRET", |s, v| {
         s.shopify.client_secret = v.into()
+    }),
+    ("IONFLUX_TIKTOK_SHOP_APP_SECRET", |s, v| {
+        s.tiktok_shop.app_secret = v.into()
     }),
     ("IONFLUX_JWT_HS256_SECRET", |s, v| {
         s.shopify.jwt_hs256_secret = v.into()

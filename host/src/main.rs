@@ -565,6 +565,8 @@ struct ServeArgs {
     shopify: ShopifyArgs,
     #[command(flatten)]
     woocommerce: WooCommerceArgs,
+    #[command(flatten)]
+    tiktok_shop: TikTokShopArgs,
 }
 
 /// WooCommerce sites connected with their REST API keys (`[woocommerce]`).
@@ -843,6 +845,7 @@ impl ServeArgs {
         self.dispatch.apply(s);
         self.shopify.apply(s);
         self.woocommerce.apply(s);
+        self.tiktok_shop.apply(s);
         Ok(())
     }
 }
@@ -906,6 +909,71 @@ impl ShopifyArgs {
         set(
             &mut s.refresh_max_failures,
             &self.shopify_refresh_max_failures,
+        );
+    }
+}
+
+/// The TikTok Shop partner app, for its install flow (`[tiktok_shop]`).
+/// Without an app key the install routes answer 404.
+#[derive(Args)]
+#[command(next_help_heading = "TikTok Shop app")]
+struct TikTokShopArgs {
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_APP_KEY")]
+    tiktok_shop_app_key: Option<String>,
+    /// The app's secret; TikTok also signs webhooks with it.
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_APP_SECRET", hide_env_values = true)]
+    tiktok_shop_app_secret: Option<String>,
+    /// The app's service id (Partner Center), for the authorize URL.
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_SERVICE_ID")]
+    tiktok_shop_service_id: Option<String>,
+    /// This gateway's /integrations/tiktok_shop/oauth/callback, as the
+    /// public sees it.
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_REDIRECT_URI")]
+    tiktok_shop_redirect_uri: Option<String>,
+    /// Webhook addresses are built on it (default: --public-base-url).
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_PUBLIC_BASE_URL")]
+    tiktok_shop_public_base_url: Option<String>,
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_AUTHORIZE_URL")]
+    tiktok_shop_authorize_url: Option<String>,
+    /// TikTok's auth server (a local stand-in for tests).
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_AUTH_BASE_URL")]
+    tiktok_shop_auth_base_url: Option<String>,
+    /// TikTok Shop's Open API (a local stand-in for tests).
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_OPEN_API_BASE_URL")]
+    tiktok_shop_open_api_base_url: Option<String>,
+    /// Event types registered for every shop, comma separated.
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_EVENT_TYPES", value_delimiter = ',')]
+    tiktok_shop_event_types: Vec<String>,
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_REFRESH_LEAD_SECS")]
+    tiktok_shop_refresh_lead_secs: Option<u64>,
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_REFRESH_POLL_SECS")]
+    tiktok_shop_refresh_poll_secs: Option<u64>,
+    #[arg(long, env = "IONFLUX_TIKTOK_SHOP_REFRESH_MAX_FAILURES")]
+    tiktok_shop_refresh_max_failures: Option<u32>,
+}
+
+impl TikTokShopArgs {
+    fn apply(&self, s: &mut Settings) {
+        let t = &mut s.tiktok_shop;
+        set(&mut t.app_key, &self.tiktok_shop_app_key);
+        set_secret(&mut t.app_secret, &self.tiktok_shop_app_secret);
+        set(&mut t.service_id, &self.tiktok_shop_service_id);
+        set(&mut t.redirect_uri, &self.tiktok_shop_redirect_uri);
+        set(&mut t.public_base_url, &self.tiktok_shop_public_base_url);
+        set(&mut t.authorize_url, &self.tiktok_shop_authorize_url);
+        set(&mut t.auth_base_url, &self.tiktok_shop_auth_base_url);
+        set(
+            &mut t.open_api_base_url,
+            &self.tiktok_shop_open_api_base_url,
+        );
+        if !self.tiktok_shop_event_types.is_empty() {
+            t.event_types = self.tiktok_shop_event_types.clone();
+        }
+        set_secs(&mut t.refresh_lead, self.tiktok_shop_refresh_lead_secs);
+        set_secs(&mut t.refresh_poll, self.tiktok_shop_refresh_poll_secs);
+        set(
+            &mut t.refresh_max_failures,
+            &self.tiktok_shop_refresh_max_failures,
         );
     }
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The Shopify app for the OAuth install; None: no install flow.
     pub shopify: Option<crate::providers::shopify::oauth::ShopifyConfig>,
+    /// The TikTok Shop app for its install; None: no install flow.
+    pub tiktok_shop: Option<crate::providers::tiktok_shop::install::TikTokShopConfig>,
     /// The bearer token other services present to the shop-details
     /// endpoint; None: it refuses everyone.
     pub service_token: Option<Secret>,
@@ -69,6 +71,8 @@ pub enum StartError {
     Dispatch(#[from] DispatchError),
     #[error(transparent)]
     OAuth(#[from] crate::providers::shopify::oauth::OAuthConfigError),
+    #[error(transparent)]
+    TikTokShop(#[from] crate::providers::tiktok_shop::install::TikTokShopConfigError),
     #[error("shop details: {0}")]
     ShopDetails(#[from] crate::providers::shopify::api::ShopifyError),
     #[error("listening on {0}: {1}")]
@@ -93,10 +97,12 @@ pub struct Running {
     dispatcher: Option<JoinHandle<()>>,
     dispatch: Option<Arc<Dispatcher>>,
     sink: Arc<Sink>,
-    /// Subscribes OAuth connections to their webhooks; stopped with intake.
-    registrar: Option<JoinHandle<()>>,
-    /// Refreshes expiring tokens; a refresh under way is let finish.
-    refresher: Option<JoinHandle<()>>,
+    /// Subscribe OAuth connections to their webhooks (one per app);
+    /// stopped with intake.
+    registrars: Vec<JoinHandle<()>>,
+    /// Refresh expiring tokens (one per app); a refresh under way is let
+    /// finish.
+    refreshers: Vec<JoinHandle<()>>,
     /// Samples the inbox backlog into the metrics gauges.
     sampler: JoinHandle<()>,
 }
@@ -144,6 +150,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     // Lifecycle effects (uninstall, redaction) a crash cut off.
     if let Err(e) = crate::providers::shopify::lifecycle::apply_due(&store).await {
         tracing::warn!(error = %e, "lifecycle effects not applied at start");
+    }
+    if let Err(e) = crate::providers::tiktok_shop::deauthorization::apply_due(&store).await {
+        tracing::warn!(error = %e, "deauthorisations not applied at start");
     }
     let providers = Providers::new(crate::providers::all());
     let runtime = Runtime::new(cfg.runtime)?;
@@ -202,7 +211,18 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         wake,
         providers.clone(),
     ));
-    let provider_routes = crate::providers::shopify::routes(oauth.clone(), shop_details);
+    let tiktok_shop = match cfg.tiktok_shop {
+        Some(app) => Some(Arc::new(
+            crate::providers::tiktok_shop::install::Install::new(
+                app,
+                store.clone(),
+                cfg.vault.clone(),
+            )?,
+        )),
+        None => None,
+    };
+    let provider_routes = crate::providers::shopify::routes(oauth.clone(), shop_details)
+        .merge(crate::providers::tiktok_shop::routes(tiktok_shop.clone()));
     let state = AppState {
         inbox,
         store: store.clone(),
@@ -241,12 +261,22 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         ),
         _ => (None, None),
     };
-    let refresher = oauth.as_ref().map(|o| {
-        o.refresher()
-            .publish_events_to(sink.clone(), event_topics.clone());
-        tokio::spawn(o.refresher().clone().run(rx.clone()))
-    });
-    let registrar = oauth.map(|o| tokio::spawn(o.run_registrar(rx.clone())));
+    let app_refreshers = oauth
+        .as_ref()
+        .map(|o| o.refresher())
+        .into_iter()
+        .chain(tiktok_shop.as_ref().map(|t| t.refresher()));
+    let refreshers = app_refreshers
+        .map(|r| {
+            r.publish_events_to(sink.clone(), event_topics.clone());
+            tokio::spawn(r.clone().run(rx.clone()))
+        })
+        .collect();
+    let registrars = oauth
+        .map(|o| tokio::spawn(o.run_registrar(rx.clone())))
+        .into_iter()
+        .chain(tiktok_shop.map(|t| tokio::spawn(t.run_registrar(rx.clone()))))
+        .collect();
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
     let dispatch = dispatcher.clone();
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
@@ -262,8 +292,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         dispatcher,
         dispatch,
         sink,
-        registrar,
-        refresher,
+        registrars,
+        refreshers,
         sampler,
     })
 }
@@ -351,19 +381,20 @@ impl Running {
             }
         }
         // Registrations are idempotent: one cut short is redone next start.
-        if let Some(registrar) = self.registrar {
+        for registrar in self.registrars {
             registrar.abort();
         }
         let _ = self.sampler.await;
-        // Not aborted: a refresh cut off between Shopify's answer and our
-        // commit would lose the rotated refresh token. Its calls time out.
-        if let Some(mut refresher) = self.refresher
-            && tokio::time::timeout(Duration::from_secs(60), &mut refresher)
+        // Not aborted: a refresh cut off between the platform's answer and
+        // our commit would lose the rotated refresh token. Its calls time out.
+        for mut refresher in self.refreshers {
+            if tokio::time::timeout(Duration::from_secs(60), &mut refresher)
                 .await
                 .is_err()
-        {
-            tracing::warn!("token refresher did not stop in time; aborted");
-            refresher.abort();
+            {
+                tracing::warn!("token refresher did not stop in time; aborted");
+                refresher.abort();
+            }
         }
         if let Some(dispatcher) = self.dispatcher
             && let Err(e) = dispatcher.await

@@ -13,6 +13,18 @@
 //! no `data`. The numeric codes below are this fake's own (TikTok's docs
 //! list codes per API; the client must not depend on particular values).
 //!
+//! And TikTok Shop's Open API (`open-api.tiktokglobalshop.com`), checking
+//! `app_key`, `timestamp` (within five minutes), `sign` (computed here from
+//! TikTok's documented recipe, apart from the gateway's code) and the
+//! `x-tts-access-token` as TikTok does:
+//!
+//! - `GET /authorization/202309/shops`: the shops given to the token's
+//!   seller with [`FakeTikTok::set_shops`], each with its cipher.
+//! - `PUT /event/202309/webhooks?shop_cipher`: `{address, event_type}` for a
+//!   shop of the token's seller; [`FakeTikTok::webhooks`] shows them.
+//!
+//! [`deliver`] posts a webhook to the gateway as TikTok does.
+//!
 //! State: an authorisation code, issued with [`FakeTikTok::issue_code`],
 //! works once. Each refresh answers a new access token and a new refresh
 //! token, and the spent refresh token is refused from then on (the strictest
@@ -25,10 +37,12 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 /// A required parameter is missing or the grant type does not match.
 pub const CODE_INVALID_PARAM: i64 = 36_004_001;
@@ -38,6 +52,22 @@ pub const CODE_INVALID_APP: i64 = 36_004_002;
 pub const CODE_INVALID_AUTH_CODE: i64 = 36_004_004;
 /// The refresh token is unknown, spent or expired.
 pub const CODE_INVALID_REFRESH_TOKEN: i64 = 36_004_005;
+/// An Open API request's `sign` does not match (TikTok's own code).
+pub const CODE_INVALID_SIGN: i64 = 106_001;
+/// An Open API request's access token is missing or unknown.
+pub const CODE_INVALID_ACCESS_TOKEN: i64 = 105_002;
+/// The timestamp is missing or more than five minutes off.
+pub const CODE_INVALID_TIMESTAMP: i64 = 106_002;
+/// The shop cipher names no shop of the token's seller.
+pub const CODE_INVALID_SHOP: i64 = 105_005;
+
+/// A shop as Get Authorized Shops lists it.
+#[derive(Debug, Clone)]
+pub struct FakeShop {
+    pub id: String,
+    pub name: String,
+    pub cipher: String,
+}
 
 /// How the next calls fail.
 #[derive(Debug, Clone)]
@@ -71,6 +101,12 @@ struct Inner {
     token_calls: u64,
     refresh_calls: u64,
     failure: Option<(TikTokFailure, u32)>,
+    /// open_id -> its shops
+    shops: HashMap<String, Vec<FakeShop>>,
+    /// (shop id, event type) -> address
+    webhooks: BTreeMap<(String, String), String>,
+    /// Open API requests refused for their signature.
+    bad_signs: u64,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -107,10 +143,15 @@ impl FakeTikTok {
             token_calls: 0,
             refresh_calls: 0,
             failure: None,
+            shops: HashMap::new(),
+            webhooks: BTreeMap::new(),
+            bad_signs: 0,
         }));
         let app = Router::new()
             .route("/api/v2/token/get", get(token_get))
             .route("/api/v2/token/refresh", get(token_refresh))
+            .route("/authorization/202309/shops", get(authorized_shops))
+            .route("/event/202309/webhooks", put(update_webhook))
             .with_state(inner.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -136,6 +177,37 @@ impl FakeTikTok {
             },
         );
         code
+    }
+
+    /// The shops the seller `open_id` has authorised the app for.
+    pub fn set_shops(&self, open_id: &str, shops: &[FakeShop]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .shops
+            .insert(open_id.into(), shops.to_vec());
+    }
+
+    /// The webhook addresses a shop has, by event type.
+    pub fn webhooks(&self, shop_id: &str) -> BTreeMap<String, String> {
+        self.inner
+            .lock()
+            .unwrap()
+            .webhooks
+            .iter()
+            .filter(|((shop, _), _)| shop == shop_id)
+            .map(|((_, event), address)| (event.clone(), address.clone()))
+            .collect()
+    }
+
+    /// Open API requests refused because their `sign` did not match.
+    pub fn bad_signs(&self) -> u64 {
+        self.inner.lock().unwrap().bad_signs
+    }
+
+    /// Every refresh token stops working (the seller revoked the app).
+    pub fn revoke_refresh_tokens(&self) {
+        self.inner.lock().unwrap().refresh.clear();
     }
 
     /// Lifetimes (seconds) of the tokens issued from now on.
@@ -313,4 +385,170 @@ async fn token_refresh(
         );
     };
     grant(&mut inner, seller)
+}
+
+// ---- the Open API ------------------------------------------------------------------
+
+/// TikTok's `sign`: hex HMAC-SHA256 keyed with the app secret over
+/// `secret + path + sorted(name + value, but sign and access_token) + body +
+/// secret`. Written here from TikTok's documentation, apart from the
+/// gateway's implementation.
+pub fn open_api_sign(
+    app_secret: &str,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+) -> String {
+    let mut message = Vec::new();
+    message.extend_from_slice(app_secret.as_bytes());
+    message.extend_from_slice(path.as_bytes());
+    // A BTreeMap iterates sorted by name.
+    for (k, v) in query {
+        if k != "sign" && k != "access_token" {
+            message.extend_from_slice(k.as_bytes());
+            message.extend_from_slice(v.as_bytes());
+        }
+    }
+    message.extend_from_slice(body);
+    message.extend_from_slice(app_secret.as_bytes());
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
+    mac.update(&message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The Open API's checks, in TikTok's order; the seller's open_id.
+fn admit_open_api(
+    inner: &mut Inner,
+    uri: &Uri,
+    q: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Box<Response>> {
+    let refuse = |code, message: &str| Err(Box::new(envelope(code, message, None)));
+    if q.get("app_key") != Some(&inner.app_key) {
+        return refuse(CODE_INVALID_APP, "Invalid app_key");
+    }
+    let timestamp: Option<i64> = q.get("timestamp").and_then(|t| t.parse().ok());
+    if timestamp.is_none_or(|t| (chrono_now() - t).abs() > 300) {
+        return refuse(CODE_INVALID_TIMESTAMP, "Invalid timestamp");
+    }
+    let expected = open_api_sign(&inner.app_secret, uri.path(), q, body);
+    if q.get("sign") != Some(&expected) {
+        inner.bad_signs += 1;
+        return refuse(CODE_INVALID_SIGN, "Invalid sign");
+    }
+    let token = headers
+        .get("x-tts-access-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match inner.access.get(token) {
+        Some(open_id) => Ok(open_id.clone()),
+        None => refuse(CODE_INVALID_ACCESS_TOKEN, "Invalid access_token"),
+    }
+}
+
+async fn authorized_shops(
+    State(inner): State<Shared>,
+    uri: Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let open_id = match admit_open_api(&mut inner, &uri, &q, &headers, b"") {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let shops: Vec<Value> = inner
+        .shops
+        .get(&open_id)
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            json!({"id": s.id, "name": s.name, "region": "GB", "seller_type": "LOCAL",
+                "cipher": s.cipher, "code": format!("GBLC{}", s.id)})
+        })
+        .collect();
+    envelope(0, "Success", Some(json!({ "shops": shops })))
+}
+
+async fn update_webhook(
+    State(inner): State<Shared>,
+    uri: Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let open_id = match admit_open_api(&mut inner, &uri, &q, &headers, &body) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let cipher = q.get("shop_cipher").cloned().unwrap_or_default();
+    let Some(shop) = inner
+        .shops
+        .get(&open_id)
+        .and_then(|shops| shops.iter().find(|s| s.cipher == cipher))
+        .cloned()
+    else {
+        return envelope(CODE_INVALID_SHOP, "Invalid shop_cipher", None);
+    };
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (Some(address), Some(event_type)) =
+        (parsed["address"].as_str(), parsed["event_type"].as_str())
+    else {
+        return envelope(
+            CODE_INVALID_PARAM,
+            "address and event_type are required",
+            None,
+        );
+    };
+    inner
+        .webhooks
+        .insert((shop.id, event_type.into()), address.into());
+    envelope(0, "Success", Some(json!({})))
+}
+
+// ---- webhooks ----------------------------------------------------------------------
+
+/// TikTok's webhook signature: `Authorization` = lowercase hex
+/// HMAC-SHA256(app secret, app key + body).
+pub fn webhook_signature(app_key: &str, app_secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).unwrap();
+    mac.update(app_key.as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The envelope TikTok posts: `{type, tts_notification_id, shop_id,
+/// timestamp, data}`.
+pub fn envelope_body(kind: u64, shop_id: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": kind,
+        "tts_notification_id": uuid::Uuid::new_v4().simple().to_string(),
+        "shop_id": shop_id,
+        "timestamp": chrono_now(),
+        "data": data,
+    }))
+    .unwrap()
+}
+
+/// Posts `body` to `url` as TikTok posts a webhook.
+pub async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    app_key: &str,
+    app_secret: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            webhook_signature(app_key, app_secret, body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
 }

@@ -146,6 +146,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     /// The Shopify app for the OAuth install (see [`fake_shopify`]).
     pub shopify: Option<ionflux_gateway::providers::shopify::oauth::ShopifyConfig>,
+    /// The TikTok Shop app for its install (see [`fake_tiktok`]).
+    pub tiktok_shop: Option<ionflux_gateway::providers::tiktok_shop::install::TikTokShopConfig>,
     /// The service token of the shop-details endpoint
     /// (`IONFLUX_SERVICE_TOKEN`).
     pub service_token: Option<String>,
@@ -364,6 +366,7 @@ impl Gateway {
             },
             shopify: opts.shopify,
             service_token: opts.service_token.map(Secret::from),
+            tiktok_shop: opts.tiktok_shop,
             max_backlog_age: opts.max_backlog_age,
             database_max_connections: 16,
             previous_secret_window:

@@ -31,7 +31,10 @@ providers! {
 }
 
 // What the platforms share; not platforms themselves.
+pub mod install;
+pub mod lifecycle;
 pub mod outbound;
+pub mod refresh;
 pub mod verify;
 
 #[cfg(test)]

@@ -345,19 +345,23 @@ impl Store {
         .await?)
     }
 
-    /// Registrations not yet done whose time has come, oldest first.
+    /// Registrations of `provider`'s connections not yet done whose time has
+    /// come, oldest first.
     pub async fn due_webhook_registrations(
         &self,
+        provider: &str,
         now: i64,
         limit: i64,
     ) -> Result<Vec<WebhookRegistrationRow>> {
         let sql = format!(
             "SELECT {REGISTRATION_COLUMNS} FROM webhook_registrations
              WHERE status != 'registered' AND next_attempt_at <= $1
-             ORDER BY next_attempt_at, connection_id, topic LIMIT $2"
+               AND connection_id IN (SELECT id FROM connections WHERE provider = $2)
+             ORDER BY next_attempt_at, connection_id, topic LIMIT $3"
         );
         Ok(sqlx::query_as(&sql)
             .bind(now)
+            .bind(provider)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
@@ -512,10 +516,11 @@ pub struct IntegrationErrorRow {
 
 // ---- lifecycle webhooks (issue 4, item 6) -----------------------------------------
 
-/// The topics whose effects [`Store::due_lifecycle_rows`] finds; the same
-/// list as the partial index `inbox_lifecycle_due` (migration 0006).
-pub const LIFECYCLE_TOPICS_SQL: &str =
-    "('app/uninstalled', 'shop/redact', 'customers/redact', 'customers/data_request')";
+/// The topics whose effects [`Store::due_lifecycle_rows`] finds, of every
+/// platform; the same list as the partial index `inbox_lifecycle_due`
+/// (sqlite 0014, postgres 0007).
+pub const LIFECYCLE_TOPICS_SQL: &str = "('app/uninstalled', 'shop/redact', 'customers/redact', \
+     'customers/data_request', 'seller_deauthorization')";
 
 /// A published lifecycle webhook whose effect is not applied yet.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -627,12 +632,18 @@ impl Store {
         Ok(())
     }
 
-    /// Connections whose access token expires before `before` and whose next
-    /// try is due at `now`, with nobody refreshing them.
-    pub async fn due_refreshes(&self, now: i64, before: i64, limit: i64) -> Result<Vec<String>> {
+    /// Connections of `provider` whose access token expires before `before`
+    /// and whose next try is due at `now`, with nobody refreshing them.
+    pub async fn due_refreshes(
+        &self,
+        provider: &str,
+        now: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM connections
-             WHERE refresh_token IS NOT NULL AND access_token IS NOT NULL
+             WHERE provider = $5 AND refresh_token IS NOT NULL AND access_token IS NOT NULL
                AND status IN ('active', 'refresh_failed')
                AND access_token_expires_at IS NOT NULL AND access_token_expires_at < $1
                AND next_refresh_at IS NOT NULL AND next_refresh_at <= $2
@@ -643,6 +654,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(limit)
+        .bind(provider)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -779,16 +791,21 @@ impl Store {
 
     // ---- lifecycle webhooks -----------------------------------------------------
 
-    /// Published lifecycle webhooks whose effect is still to be applied,
-    /// oldest first.
-    pub async fn due_lifecycle_rows(&self, limit: i64) -> Result<Vec<LifecycleRow>> {
+    /// Published lifecycle webhooks of `provider` whose effect is still to
+    /// be applied, oldest first.
+    pub async fn due_lifecycle_rows(
+        &self,
+        provider: &str,
+        limit: i64,
+    ) -> Result<Vec<LifecycleRow>> {
         let sql = format!(
             "SELECT id, connection_id, provider, account, topic, received_at FROM inbox
              WHERE lifecycle_applied_at IS NULL AND status = 'published'
-               AND topic IN {LIFECYCLE_TOPICS_SQL}
-             ORDER BY id LIMIT $1"
+               AND topic IN {LIFECYCLE_TOPICS_SQL} AND provider = $1
+             ORDER BY id LIMIT $2"
         );
         Ok(sqlx::query_as(&sql)
+            .bind(provider)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)

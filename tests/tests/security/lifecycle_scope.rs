@@ -104,7 +104,13 @@ async fn wait_row(store: &Store, id: &str, what: &str, f: impl Fn(&RefreshRow) -
 async fn lifecycle_settled(gw: &Gateway) {
     gw.settle().await;
     let deadline = Instant::now() + PATIENCE;
-    while !gw.store().due_lifecycle_rows(1).await.unwrap().is_empty() {
+    while !gw
+        .store()
+        .due_lifecycle_rows("shopify", 1)
+        .await
+        .unwrap()
+        .is_empty()
+    {
         assert!(Instant::now() < deadline, "lifecycle effects still due");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

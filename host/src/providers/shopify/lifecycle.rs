@@ -47,7 +47,7 @@
 //! webhook and at every start. Failures are logged and never hold up
 //! delivery.
 
-use crate::pipeline::connection::SECRETS_CACHED_FOR;
+pub use crate::providers::lifecycle::scope;
 use crate::store::oauth::{LifecycleRow, LifecycleScope, SecretOwners};
 use crate::store::{InboxRow, Outcome, Store, StoreError};
 
@@ -101,7 +101,7 @@ pub async fn after_finish(store: &Store, finished: &[(&InboxRow, Outcome)]) {
 pub async fn apply_due(store: &Store) -> Result<usize, StoreError> {
     let mut applied = 0;
     loop {
-        let rows = store.due_lifecycle_rows(100).await?;
+        let rows = store.due_lifecycle_rows(super::ID, 100).await?;
         if rows.is_empty() {
             return Ok(applied);
         }
@@ -109,33 +109,6 @@ pub async fn apply_due(store: &Store) -> Result<usize, StoreError> {
             apply(store, row).await?;
             applied += 1;
         }
-    }
-}
-
-/// Which connections a lifecycle webhook that arrived at `received_at` at a
-/// connection with these secrets speaks for.
-///
-/// [`LifecycleScope::App`] only when every secret that connection verified
-/// with at that moment was the app's client secret: its current secret is
-/// the app's and had been current for longer than the intake caches secrets
-/// (before that, a replica may still have verified with the secret it
-/// replaced, at the old webhook path), and any previous secret still inside
-/// its window was the app's too. Anything else is
-/// [`LifecycleScope::Connection`]: the webhook may have been signed by a
-/// tenant.
-pub fn scope(owners: &SecretOwners, received_at: i64) -> LifecycleScope {
-    let margin = SECRETS_CACHED_FOR.as_millis() as i64;
-    let current_is_app = owners.webhook_secret_owner == "app"
-        && owners.webhook_secret_since.saturating_add(margin) <= received_at;
-    let previous_verified = owners.has_previous != 0
-        && owners
-            .previous_webhook_secret_expires_at
-            .is_some_and(|until| received_at < until);
-    let previous_is_app = owners.previous_webhook_secret_owner.as_deref() == Some("app");
-    if current_is_app && (!previous_verified || previous_is_app) {
-        LifecycleScope::App
-    } else {
-        LifecycleScope::Connection
     }
 }
 
@@ -178,50 +151,5 @@ mod tests {
         assert!(accepts_webhook("disconnected", SHOP_REDACT));
         assert!(accepts_webhook("redacted", CUSTOMERS_REDACT));
         assert!(!accepts_webhook("paused", SHOP_REDACT));
-    }
-
-    fn owners(owner: &str, since: i64) -> SecretOwners {
-        SecretOwners {
-            webhook_secret_owner: owner.into(),
-            webhook_secret_since: since,
-            has_previous: 0,
-            previous_webhook_secret_owner: None,
-            previous_webhook_secret_expires_at: None,
-        }
-    }
-
-    #[test]
-    fn only_a_webhook_certainly_signed_by_the_app_speaks_for_the_app() {
-        let margin = SECRETS_CACHED_FOR.as_millis() as i64;
-        let t = 1_000_000_000;
-        // The app's secret, current well before: the app's scope.
-        assert_eq!(scope(&owners("app", t - margin), t), LifecycleScope::App);
-        // A tenant's secret: only the connection.
-        assert_eq!(scope(&owners("tenant", 0), t), LifecycleScope::Connection);
-        // The app's secret, but so recently that a cached older secret may
-        // have verified it.
-        assert_eq!(
-            scope(&owners("app", t - margin + 1), t),
-            LifecycleScope::Connection
-        );
-        // A tenant's previous secret inside its window also verified then.
-        let mut o = owners("app", 0);
-        o.has_previous = 1;
-        o.previous_webhook_secret_owner = Some("tenant".into());
-        o.previous_webhook_secret_expires_at = Some(t + 1);
-        assert_eq!(scope(&o, t), LifecycleScope::Connection);
-        // Past its window it no longer counts.
-        o.previous_webhook_secret_expires_at = Some(t);
-        assert_eq!(scope(&o, t), LifecycleScope::App);
-        // A previous secret of unknown owner counts as a tenant's.
-        o.previous_webhook_secret_owner = None;
-        o.previous_webhook_secret_expires_at = Some(t + 1);
-        assert_eq!(scope(&o, t), LifecycleScope::Connection);
-        // Without an expiry a previous secret never verified.
-        o.previous_webhook_secret_expires_at = None;
-        assert_eq!(scope(&o, t), LifecycleScope::App);
-        o.previous_webhook_secret_owner = Some("app".into());
-        o.previous_webhook_secret_expires_at = Some(t + 1);
-        assert_eq!(scope(&o, t), LifecycleScope::App);
     }
 }

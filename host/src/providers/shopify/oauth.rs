@@ -32,31 +32,33 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use cookie::{Cookie, CookieJar, SameSite};
-use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
+use sha2::Sha256;
 use tokio::sync::{Notify, watch};
-use uuid::Uuid;
 
 use super::ID as SHOPIFY;
 use crate::error::ApiError;
 use crate::pipeline::connection::{self, OAuthInstall, OAuthTokens};
+use crate::providers::install::{
+    InstallGuard, bearer, by_connection, callback_response, check_brand_owner, not_configured,
+    query_params, redirect, run_passes, started_response,
+};
 use crate::providers::shopify::api::{ShopifyApi, ShopifyError, Webhook};
 use crate::providers::shopify::headers as webhook;
 use crate::providers::shopify::refresh::{RefreshConfig, Refresher, TokenError};
-use crate::store::oauth::{
-    EXPIRED_STATE_GRACE_MS, OAuthStateRow, RegistrationOutcome, STATE_SWEEP_BATCH, StateUse,
-    WebhookRegistrationRow,
-};
+use crate::store::oauth::{RegistrationOutcome, WebhookRegistrationRow};
 use crate::store::{Store, StoreError, now_ms};
 use crate::support::vault::{Secret, Vault};
+
+// What every platform's install shares, under the names Shopify's callers
+// have always used.
+pub use crate::providers::install::{
+    JwtConfig, OAuthError, RegistrationConfig, STATE_COOKIE, STATE_TTL, Started, User, parse_query,
+};
 
 pub const INITIATE_PATH: &str = "/integrations/shopify/auth/initiate";
 pub const CALLBACK_PATH: &str = "/integrations/shopify/auth/callback";
@@ -64,73 +66,10 @@ pub const CALLBACK_PATH: &str = "/integrations/shopify/auth/callback";
 // Defaults shared with the shop-details endpoint; they live with the API
 // client so that neither imports the other for them.
 pub use super::api::{DEFAULT_ADMIN_BASE_URL, DEFAULT_API_VERSION, DEFAULT_SCOPES, DEFAULT_TOPICS};
-pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
 type HmacSha256 = Hmac<Sha256>;
 
 // ---- configuration -----------------------------------------------------------
-
-/// How initiate requests are authenticated: JWTs of the user service.
-#[derive(Debug, Clone)]
-pub struct JwtConfig {
-    /// Accept HS256 tokens signed with this shared secret.
-    pub hs256_secret: Option<Secret>,
-    /// Accept RS256 tokens signed by the key whose public half this is
-    /// (PEM, `BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`).
-    pub rs256_public_key_pem: Option<String>,
-    /// When set, `iss` must equal it.
-    pub issuer: Option<String>,
-    /// When set, `aud` must contain it.
-    pub audience: Option<String>,
-    /// Refuse to start without an `audience`: a token the user service
-    /// minted for another of its services must not open installs here.
-    /// Off only when the operator says so.
-    pub audience_check: bool,
-    /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Duration,
-}
-
-impl Default for JwtConfig {
-    fn default() -> Self {
-        Self {
-            hs256_secret: None,
-            rs256_public_key_pem: None,
-            issuer: None,
-            audience: None,
-            audience_check: true,
-            leeway: Duration::from_secs(30),
-        }
-    }
-}
-
-/// How hard the registrar tries.
-#[derive(Debug, Clone)]
-pub struct RegistrationConfig {
-    /// Tries of one call to Shopify within one run.
-    pub attempts_per_run: u32,
-    /// Backoff between those tries (doubling, capped at `max_backoff`).
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-    /// After a failed run, a topic is due again after this (doubling with its
-    /// failed attempts, capped at `max_retry_after`).
-    pub retry_after: Duration,
-    pub max_retry_after: Duration,
-    /// How often the registrar looks for due work when nobody wakes it.
-    pub poll_interval: Duration,
-}
-
-impl Default for RegistrationConfig {
-    fn default() -> Self {
-        Self {
-            attempts_per_run: 3,
-            min_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(5),
-            retry_after: Duration::from_secs(60),
-            max_retry_after: Duration::from_secs(3600),
-            poll_interval: Duration::from_secs(30),
-        }
-    }
-}
 
 /// The Shopify app this gateway installs as.
 #[derive(Debug, Clone)]
@@ -206,121 +145,7 @@ pub enum OAuthConfigError {
     Invalid(String),
 }
 
-// ---- errors ------------------------------------------------------------------
-
-#[derive(Debug, thiserror::Error)]
-pub enum OAuthError {
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    InvalidRequest(String),
-    #[error("{0:?} is not a shop domain (expected NAME.myshopify.com)")]
-    InvalidShop(String),
-    #[error("the hmac of the query is missing or does not match")]
-    InvalidHmac,
-    #[error("the request's timestamp is missing or outside the accepted window")]
-    StaleRequest,
-    #[error("the state is missing or unknown")]
-    InvalidState,
-    #[error("the state was already used")]
-    StateUsed,
-    #[error("the state has expired; start the install again")]
-    StateExpired,
-    #[error(
-        "the browser did not present the install's state cookie; finish the install in the \
-         browser that started it"
-    )]
-    StateCookieMissing,
-    #[error(
-        "the state does not match the browser's state cookie; finish the install in the \
-         browser that started it"
-    )]
-    StateMismatch,
-    #[error("this brand belongs to another workspace")]
-    BrandInAnotherWorkspace,
-    #[error("the shop is not the one the install was started for")]
-    ShopMismatch,
-    #[error("this shop and brand are connected under another workspace")]
-    WorkspaceConflict,
-    #[error("exchanging the code failed: {0}")]
-    ExchangeFailed(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-impl OAuthError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            OAuthError::Unauthorized(_) | OAuthError::InvalidHmac => StatusCode::UNAUTHORIZED,
-            OAuthError::Forbidden(_)
-            | OAuthError::ShopMismatch
-            | OAuthError::StateCookieMissing
-            | OAuthError::StateMismatch
-            | OAuthError::BrandInAnotherWorkspace => StatusCode::FORBIDDEN,
-            OAuthError::InvalidRequest(_)
-            | OAuthError::InvalidShop(_)
-            | OAuthError::StaleRequest
-            | OAuthError::InvalidState
-            | OAuthError::StateExpired => StatusCode::BAD_REQUEST,
-            OAuthError::StateUsed | OAuthError::WorkspaceConflict => StatusCode::CONFLICT,
-            OAuthError::ExchangeFailed(_) => StatusCode::BAD_GATEWAY,
-            OAuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            OAuthError::Unauthorized(_) => "unauthorized",
-            OAuthError::Forbidden(_) => "forbidden",
-            OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidShop(_) => "invalid_shop",
-            OAuthError::InvalidHmac => "invalid_hmac",
-            OAuthError::StaleRequest => "stale_request",
-            OAuthError::InvalidState => "invalid_state",
-            OAuthError::StateUsed => "state_used",
-            OAuthError::StateExpired => "state_expired",
-            OAuthError::StateCookieMissing => "state_cookie_missing",
-            OAuthError::StateMismatch => "state_mismatch",
-            OAuthError::BrandInAnotherWorkspace => "brand_in_another_workspace",
-            OAuthError::ShopMismatch => "shop_mismatch",
-            OAuthError::WorkspaceConflict => "workspace_conflict",
-            OAuthError::ExchangeFailed(_) => "exchange_failed",
-            OAuthError::Store(_) => "store_unavailable",
-            OAuthError::Internal(_) => "internal",
-        }
-    }
-}
-
-impl From<OAuthError> for ApiError {
-    fn from(e: OAuthError) -> Self {
-        let status = e.status();
-        if status.is_server_error() {
-            tracing::error!(error = %e, "oauth request failed");
-        } else {
-            tracing::info!(code = e.code(), "oauth request refused");
-        }
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
 // ---- the query HMAC ------------------------------------------------------------
-
-/// Parses a raw query string (`a=1&b=2`, form-encoded) into decoded pairs, in
-/// order.
-pub fn parse_query(raw: &str) -> Vec<(String, String)> {
-    match reqwest::Url::parse(&format!("http://q/?{raw}")) {
-        Ok(url) => url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
 
 fn escape_value(s: &str) -> String {
     s.replace('%', "%25").replace('&', "%26")
@@ -392,6 +217,11 @@ pub fn verify_query(secret: &[u8], pairs: &[(String, String)]) -> bool {
 
 // ---- shops -------------------------------------------------------------------
 
+/// Why `input` is refused as a shop.
+fn not_a_shop(input: &str) -> String {
+    format!("{input:?} is not a shop domain (expected NAME.myshopify.com)")
+}
+
 /// A shop as a user may give it: `NAME.myshopify.com`, with or without
 /// `https://` and a trailing slash, or the admin URL
 /// `admin.shopify.com/store/NAME` (→ `NAME.myshopify.com`). None when it is
@@ -411,308 +241,6 @@ pub fn normalize_shop(input: &str) -> Option<String> {
     webhook::is_shop_domain(&shop).then_some(shop)
 }
 
-// ---- JWTs --------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-    #[serde(default)]
-    workspaces: Option<Vec<String>>,
-    #[serde(default)]
-    workspace_id: Option<String>,
-    #[serde(default)]
-    brands: Option<Vec<String>>,
-    #[serde(default)]
-    brand_ids: Option<Vec<String>>,
-    #[serde(default)]
-    brand_id: Option<String>,
-}
-
-/// A caller proven by a user-service JWT.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    workspaces: Vec<String>,
-    /// None when the token says nothing about brands; then the store decides
-    /// (see [`OAuth::initiate`]).
-    brands: Option<Vec<String>>,
-}
-
-/// Ids compared as UUIDs when they are UUIDs, so case and hyphenation do not
-/// matter.
-fn same_id(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        Uuid::parse_str(s.trim())
-            .map(|u| u.to_string())
-            .unwrap_or_else(|_| s.trim().to_string())
-    };
-    norm(a) == norm(b)
-}
-
-impl User {
-    /// Whether the token granted this workspace.
-    pub fn may_use(&self, workspace: &str) -> bool {
-        self.workspaces.iter().any(|w| same_id(w, workspace))
-    }
-
-    /// Whether the token's brand claims, when it has any, name this brand.
-    pub fn may_use_brand(&self, brand: &str) -> bool {
-        self.brands
-            .as_ref()
-            .is_none_or(|brands| brands.iter().any(|b| same_id(b, brand)))
-    }
-}
-
-struct JwtVerifier {
-    hs256: Option<DecodingKey>,
-    rs256: Option<DecodingKey>,
-    cfg: JwtConfig,
-}
-
-impl JwtVerifier {
-    fn new(cfg: &JwtConfig) -> Result<Self, OAuthConfigError> {
-        let hs256 = cfg
-            .hs256_secret
-            .as_ref()
-            .map(|s| {
-                if s.expose().is_empty() {
-                    return Err(OAuthConfigError::Invalid(
-                        "the HS256 secret is empty".into(),
-                    ));
-                }
-                Ok(DecodingKey::from_secret(s.expose()))
-            })
-            .transpose()?;
-        let rs256 = cfg
-            .rs256_public_key_pem
-            .as_ref()
-            .map(|pem| {
-                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                    OAuthConfigError::Invalid(format!(
-                        "the RS256 public key is not a PEM RSA key: {e}"
-                    ))
-                })
-            })
-            .transpose()?;
-        if hs256.is_none() && rs256.is_none() {
-            return Err(OAuthConfigError::Invalid(
-                "a JWT key is needed (an HS256 secret or an RS256 public key)".into(),
-            ));
-        }
-        let has_audience = cfg
-            .audience
-            .as_deref()
-            .is_some_and(|a| !a.trim().is_empty());
-        if cfg.audience_check && !has_audience {
-            return Err(OAuthConfigError::Invalid(
-                "the JWT audience is not set: set --jwt-audience (IONFLUX_JWT_AUDIENCE, \
-                 shopify.jwt_audience) to the `aud` the user service puts in tokens for this \
-                 gateway, or accept tokens for any audience with --jwt-audience-check=false"
-                    .into(),
-            ));
-        }
-        Ok(Self {
-            hs256,
-            rs256,
-            cfg: cfg.clone(),
-        })
-    }
-
-    fn verify(&self, token: &str) -> Result<User, OAuthError> {
-        let bad = || OAuthError::Unauthorized("the bearer token is not valid".into());
-        let header = jsonwebtoken::decode_header(token).map_err(|_| bad())?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            Algorithm::RS256 => self.rs256.as_ref(),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            OAuthError::Unauthorized(format!(
-                "tokens signed with {:?} are not accepted",
-                header.alg
-            ))
-        })?;
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = self.cfg.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        match &self.cfg.audience {
-            Some(aud) => {
-                // jsonwebtoken checks `aud` only when the token has one: a
-                // token without it must not pass as meant for us.
-                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-                validation.set_audience(&[aud]);
-            }
-            None => {
-                validation.set_required_spec_claims(&["exp", "sub"]);
-                validation.validate_aud = false;
-            }
-        }
-        if let Some(iss) = &self.cfg.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    OAuthError::Unauthorized("the bearer token has expired".into())
-                }
-                ErrorKind::ImmatureSignature => {
-                    OAuthError::Unauthorized("the bearer token is not valid yet".into())
-                }
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => OAuthError::Unauthorized(
-                    "the bearer token was not issued for this service".into(),
-                ),
-                _ => bad(),
-            }
-        })?;
-        let claims = data.claims;
-        if claims.sub.trim().is_empty() {
-            return Err(bad());
-        }
-        let mut workspaces = claims.workspaces.unwrap_or_default();
-        workspaces.extend(claims.workspace_id);
-        let brands = match (claims.brands, claims.brand_ids, claims.brand_id) {
-            (None, None, None) => None,
-            (a, b, one) => Some(
-                a.into_iter()
-                    .flatten()
-                    .chain(b.into_iter().flatten())
-                    .chain(one)
-                    .collect(),
-            ),
-        };
-        Ok(User {
-            id: claims.sub,
-            workspaces,
-            brands,
-        })
-    }
-}
-
-// ---- the state cookie ------------------------------------------------------------
-
-/// The cookie that binds an install to the browser that started it.
-pub const STATE_COOKIE: &str = "ionflux_oauth_state";
-/// HKDF `info` of the cookie's signing key: the client secret also signs
-/// Shopify's queries and webhooks, so the cookie gets a key of its own.
-const STATE_COOKIE_KEY_INFO: &[u8] = b"ionflux-gateway oauth state cookie v1";
-
-/// Issues and checks the state cookie, as Shopify's own app libraries do
-/// (`shopify_app_state`): initiate puts the state in a signed cookie, and
-/// the callback is accepted only from a browser that presents it. Without
-/// this, whoever starts an install can hand the authorize URL to a merchant
-/// and have the merchant's shop join the starter's workspace.
-struct StateCookie {
-    key: cookie::Key,
-    /// The callback's path as the browser sees it (the redirect URI's), so
-    /// that the cookie goes nowhere else.
-    path: String,
-    /// Set when the callback is https; a plain-http callback (local trials)
-    /// could not get the cookie back otherwise.
-    secure: bool,
-    max_age: Duration,
-}
-
-/// What the callback's request carries.
-enum Presented {
-    /// No state cookie at all.
-    Nothing,
-    /// The states of the state cookies whose signature verifies (none when
-    /// every one was forged or tampered with).
-    States(Vec<String>),
-}
-
-impl StateCookie {
-    fn new(cfg: &ShopifyConfig) -> Result<Self, OAuthConfigError> {
-        let redirect = reqwest::Url::parse(&cfg.redirect_uri)
-            .map_err(|e| OAuthConfigError::Invalid(format!("redirect_uri is not a URL: {e}")))?;
-        let mut okm = [0u8; 64];
-        Hkdf::<Sha256>::new(None, cfg.client_secret.expose())
-            .expand(STATE_COOKIE_KEY_INFO, &mut okm)
-            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
-        let key = cookie::Key::try_from(&okm[..])
-            .map_err(|_| OAuthConfigError::Invalid("deriving the state cookie key".into()))?;
-        Ok(Self {
-            key,
-            path: redirect.path().to_string(),
-            secure: redirect.scheme() == "https",
-            max_age: cfg.state_ttl,
-        })
-    }
-
-    fn cookie(&self, value: String) -> Cookie<'static> {
-        Cookie::build((STATE_COOKIE, value))
-            .path(self.path.clone())
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure)
-            .build()
-    }
-
-    /// The `Set-Cookie` value that hands `state` to the browser, signed.
-    fn issue(&self, state: &str) -> String {
-        let mut c = self.cookie(state.to_string());
-        c.set_max_age(cookie::time::Duration::seconds(
-            self.max_age.as_secs().min(i64::MAX as u64) as i64,
-        ));
-        let mut jar = CookieJar::new();
-        jar.signed_mut(&self.key).add(c);
-        jar.get(STATE_COOKIE)
-            .map(|c| c.to_string())
-            .unwrap_or_default()
-    }
-
-    /// The `Set-Cookie` value that removes the cookie.
-    fn clear(&self) -> String {
-        let mut c = self.cookie(String::new());
-        c.make_removal();
-        c.to_string()
-    }
-
-    /// The states the request's state cookies carry. Every `Cookie` header
-    /// and every cookie of that name is read: a browser may hold several
-    /// (another path or domain), and one good one is enough.
-    fn presented(&self, headers: &HeaderMap) -> Presented {
-        let jar = CookieJar::new();
-        let signed = jar.signed(&self.key);
-        let mut any = false;
-        let mut states = Vec::new();
-        for value in headers.get_all(header::COOKIE) {
-            let Ok(value) = value.to_str() else { continue };
-            for cookie in Cookie::split_parse(value).flatten() {
-                if cookie.name() != STATE_COOKIE {
-                    continue;
-                }
-                any = true;
-                if let Some(verified) = signed.verify(cookie.into_owned()) {
-                    states.push(verified.value().to_string());
-                }
-            }
-        }
-        if any {
-            Presented::States(states)
-        } else {
-            Presented::Nothing
-        }
-    }
-}
-
-/// What initiate hands the browser.
-pub struct Started {
-    /// Shopify's authorize page for this install.
-    pub authorize_url: String,
-    /// The `Set-Cookie` header value of the state cookie.
-    pub set_cookie: String,
-}
-
-impl std::fmt::Debug for Started {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Both carry the state.
-        f.write_str("Started { .. }")
-    }
-}
-
 // ---- the install flow ----------------------------------------------------------
 
 /// The answer to a successful callback.
@@ -730,12 +258,11 @@ pub struct Connected {
 pub struct OAuth {
     cfg: ShopifyConfig,
     api: ShopifyApi,
-    jwt: JwtVerifier,
+    guard: InstallGuard,
     store: Store,
     vault: Arc<Vault>,
     wake: Notify,
     refresher: Arc<Refresher>,
-    state_cookie: StateCookie,
 }
 
 impl std::fmt::Debug for OAuth {
@@ -777,11 +304,16 @@ impl OAuth {
         if let Some(f) = &cfg.frontend_redirect {
             check_url("frontend_redirect", f)?;
         }
-        let jwt = JwtVerifier::new(&cfg.jwt)?;
-        let state_cookie = StateCookie::new(&cfg)?;
+        let guard = InstallGuard::new(
+            &cfg.jwt,
+            &cfg.redirect_uri,
+            &cfg.client_secret,
+            cfg.state_ttl,
+        )
+        .map_err(OAuthConfigError::Invalid)?;
         let api = ShopifyApi::new(&cfg.admin_base_url, &cfg.api_version, cfg.http_timeout)
             .map_err(|e| OAuthConfigError::Invalid(e.to_string()))?;
-        let refresher = Arc::new(Refresher::new(
+        let refresher = Arc::new(super::refresh::refresher(
             store.clone(),
             vault.clone(),
             api.clone(),
@@ -793,12 +325,11 @@ impl OAuth {
         Ok(Self {
             cfg,
             api,
-            jwt,
+            guard,
             store,
             vault,
             wake: Notify::new(),
             refresher,
-            state_cookie,
         })
     }
 
@@ -835,65 +366,17 @@ impl OAuth {
         bearer: Option<&str>,
         params: &HashMap<String, String>,
     ) -> Result<Started, OAuthError> {
-        let token = bearer
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                OAuthError::Unauthorized("a user-service bearer token is required".into())
-            })?;
-        let user = self.jwt.verify(token)?;
-        let id_param = |name: &str| -> Result<String, OAuthError> {
-            let raw = params
-                .get(name)
-                .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))?;
-            Uuid::parse_str(raw.trim())
-                .map(|u| u.to_string())
-                .map_err(|_| OAuthError::InvalidRequest(format!("{name} must be a UUID")))
-        };
-        let workspace = id_param("workspace_id")?;
-        if !user.may_use(&workspace) {
-            return Err(OAuthError::Forbidden(
-                "the token does not grant this workspace".into(),
-            ));
-        }
-        let brand = id_param("brand_id")?;
-        if !user.may_use_brand(&brand) {
-            return Err(OAuthError::Forbidden(
-                "the token does not grant this brand".into(),
-            ));
-        }
-        self.check_brand_owner(&workspace, &brand).await?;
+        let caller = self.guard.authenticate(&self.store, bearer, params).await?;
         let shop_raw = params
             .get("shop")
             .ok_or_else(|| OAuthError::InvalidRequest("shop is required".into()))?;
-        let shop =
-            normalize_shop(shop_raw).ok_or_else(|| OAuthError::InvalidShop(shop_raw.clone()))?;
-
-        let state =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let now = now_ms();
-        // Abandoned installs leave states behind; a batch goes with every new one.
-        if let Err(e) = self
-            .store
-            .sweep_oauth_states(now - EXPIRED_STATE_GRACE_MS, STATE_SWEEP_BATCH)
-            .await
-        {
-            tracing::warn!(error = %e, "sweeping expired oauth states failed");
-        }
-        self.store
-            .insert_oauth_state(&OAuthStateRow {
-                state_hash: hash_state(&state),
-                provider: SHOPIFY.into(),
-                workspace_id: workspace.clone(),
-                brand_id: brand.clone(),
-                user_id: user.id.clone(),
-                shop_domain: shop.clone(),
-                created_at: now,
-                expires_at: now + self.cfg.state_ttl.as_millis() as i64,
-                used_at: None,
-            })
+        let shop = normalize_shop(shop_raw)
+            .ok_or_else(|| OAuthError::InvalidShop(not_a_shop(shop_raw)))?;
+        let (state, set_cookie) = self
+            .guard
+            .begin(&self.store, SHOPIFY, &caller, &shop)
             .await?;
+
         let authorize = format!(
             "{}/admin/oauth/authorize",
             self.cfg
@@ -911,28 +394,18 @@ impl OAuth {
             ],
         )
         .map_err(|e| OAuthError::Internal(format!("building the authorize URL: {e}")))?;
-        tracing::info!(%shop, %workspace, %brand, user = %user.id, "oauth install started");
+        tracing::info!(%shop, workspace = %caller.workspace, brand = %caller.brand,
+            user = %caller.user.id, "oauth install started");
         Ok(Started {
             authorize_url: url.into(),
-            set_cookie: self.state_cookie.issue(&state),
+            set_cookie,
         })
-    }
-
-    /// A brand belongs to the workspace of its oldest connection (the one
-    /// that connected it first); no other workspace may connect it, so that
-    /// nothing keyed by brand alone (shop details) can reach another
-    /// tenant's shop. A brand nobody connected yet is free.
-    async fn check_brand_owner(&self, workspace: &str, brand: &str) -> Result<(), OAuthError> {
-        match self.store.brand_owner(brand).await? {
-            Some(owner) if !same_id(&owner, workspace) => Err(OAuthError::BrandInAnotherWorkspace),
-            _ => Ok(()),
-        }
     }
 
     /// The `Set-Cookie` value that removes the state cookie (every callback
     /// answer carries it: the state is spent either way).
     pub fn clear_state_cookie(&self) -> String {
-        self.state_cookie.clear()
+        self.guard.clear_cookie()
     }
 
     /// Verifies Shopify's callback (and that `browser`, the request's
@@ -966,7 +439,7 @@ impl OAuth {
         let shop_raw = get("shop").unwrap_or("");
         let shop = shop_raw.trim().to_ascii_lowercase();
         if !webhook::is_shop_domain(&shop) {
-            return Err(OAuthError::InvalidShop(shop_raw.to_string()));
+            return Err(OAuthError::InvalidShop(not_a_shop(shop_raw)));
         }
         let code = get("code")
             .filter(|c| !c.is_empty())
@@ -975,38 +448,17 @@ impl OAuth {
         let state = get("state")
             .filter(|s| !s.is_empty())
             .ok_or(OAuthError::InvalidState)?;
-        let bound = match self
-            .store
-            .consume_oauth_state(&hash_state(state), now)
-            .await?
-        {
-            StateUse::Consumed(row) => row,
-            StateUse::Unknown => return Err(OAuthError::InvalidState),
-            StateUse::AlreadyUsed => return Err(OAuthError::StateUsed),
-            StateUse::Expired => return Err(OAuthError::StateExpired),
-        };
-        // Checked after the state is consumed, so another browser's callback
-        // spends it: otherwise whoever started the install could replay the
-        // merchant's callback URL (it is in the merchant's address bar and
-        // history) with their own cookie. Shopify's signature was checked
-        // first, so nobody spends a state without a callback Shopify signed.
-        match self.state_cookie.presented(browser) {
-            Presented::Nothing => return Err(OAuthError::StateCookieMissing),
-            Presented::States(states)
-                if !states
-                    .iter()
-                    .any(|s| crate::support::constant_time::eq(s.as_bytes(), state.as_bytes())) =>
-            {
-                return Err(OAuthError::StateMismatch);
-            }
-            Presented::States(_) => {}
-        }
+        // Shopify's signature was checked first, so nobody spends a state
+        // without a callback Shopify signed.
+        let bound = self
+            .guard
+            .finish(&self.store, SHOPIFY, state, browser)
+            .await?;
         if bound.shop_domain != shop {
             return Err(OAuthError::ShopMismatch);
         }
         // Another workspace may have connected the brand since initiate.
-        self.check_brand_owner(&bound.workspace_id, &bound.brand_id)
-            .await?;
+        check_brand_owner(&self.store, &bound.workspace_id, &bound.brand_id).await?;
 
         let tokens = self
             .api
@@ -1087,52 +539,34 @@ impl OAuth {
     }
 
     /// Runs the registrar until `shutdown` turns true.
-    pub async fn run_registrar(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
+    pub async fn run_registrar(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let poll = self.cfg.registration.poll_interval;
+        run_passes(&self.wake, poll, shutdown, || async {
             match self.register_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(topics = n, "webhook registration pass"),
                 Err(e) => tracing::warn!(error = %e, "webhook registration pass failed"),
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.cfg.registration.poll_interval) => {}
-                r = shutdown.wait_for(|stop| *stop) => {
-                    if r.is_err() { return; }
-                }
-            }
-        }
+        })
+        .await
     }
 
     /// One pass: every due registration, grouped by connection. Answers how
     /// many topics it worked on.
     pub async fn register_due(&self) -> Result<usize, StoreError> {
-        let due = self.store.due_webhook_registrations(now_ms(), 1000).await?;
+        let due = self
+            .store
+            .due_webhook_registrations(SHOPIFY, now_ms(), 1000)
+            .await?;
         let count = due.len();
-        let mut by_connection: BTreeMap<String, Vec<WebhookRegistrationRow>> = BTreeMap::new();
-        for row in due {
-            by_connection
-                .entry(row.connection_id.clone())
-                .or_default()
-                .push(row);
-        }
-        for (connection_id, rows) in by_connection {
+        for (connection_id, rows) in by_connection(due) {
             self.register_connection(&connection_id, rows).await?;
         }
         Ok(count)
     }
 
     fn retry_at(&self, attempts_so_far: i64) -> i64 {
-        let r = &self.cfg.registration;
-        let exp = attempts_so_far.clamp(0, 20) as u32;
-        let delay = r
-            .retry_after
-            .saturating_mul(1u32 << exp.min(16))
-            .min(r.max_retry_after);
-        now_ms() + delay.as_millis() as i64
+        self.cfg.registration.retry_at(attempts_so_far)
     }
 
     async fn fail_all(
@@ -1346,10 +780,6 @@ impl OAuth {
     }
 }
 
-fn hash_state(state: &str) -> String {
-    hex::encode(Sha256::digest(state.as_bytes()))
-}
-
 /// Every webhook registration of a connection and how it stands (for the
 /// CLI and the admin API).
 pub async fn webhook_registrations(
@@ -1371,24 +801,7 @@ pub fn router(oauth: Option<Arc<OAuth>>) -> Router {
 }
 
 fn configured(state: &Option<Arc<OAuth>>) -> Result<&Arc<OAuth>, ApiError> {
-    state.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "oauth_not_configured",
-            "this gateway has no Shopify app configured",
-        )
-    })
-}
-
-fn redirect(location: &str) -> Response {
-    (
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location.to_string()),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-    )
-        .into_response()
+    state.as_ref().ok_or_else(|| not_configured("Shopify"))
 }
 
 async fn initiate(
@@ -1397,27 +810,10 @@ async fn initiate(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let oauth = configured(&state)?;
-    let params: HashMap<String, String> = parse_query(query.as_deref().unwrap_or(""))
-        .into_iter()
-        .collect();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let started = oauth.initiate(bearer, &params).await?;
-    let mut response = redirect(&started.authorize_url);
-    set_cookie(&mut response, &started.set_cookie);
-    Ok(response)
-}
-
-fn set_cookie(response: &mut Response, value: &str) {
-    match HeaderValue::from_str(value) {
-        Ok(v) => {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-        // Names, paths and base64 only: cannot happen, and the value is
-        // not logged (it carries the state).
-        Err(_) => tracing::error!("the state cookie is not a valid header value"),
-    }
+    let started = oauth
+        .initiate(bearer(&headers), &query_params(query.as_deref()))
+        .await?;
+    Ok(started_response(&started))
 }
 
 async fn callback(
@@ -1427,15 +823,7 @@ async fn callback(
 ) -> Result<Response, ApiError> {
     let oauth = configured(&state)?;
     let answer = finish(oauth, query.as_deref().unwrap_or(""), &headers).await;
-    let mut response = match answer {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    set_cookie(&mut response, &oauth.clear_state_cookie());
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(callback_response(answer, &oauth.clear_state_cookie()))
 }
 
 async fn finish(oauth: &OAuth, query: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -1579,118 +967,5 @@ mod tests {
         ] {
             assert_eq!(normalize_shop(input).as_deref(), want, "{input:?}");
         }
-    }
-
-    #[test]
-    fn workspaces_compare_as_uuids() {
-        let u = User {
-            id: "u".into(),
-            workspaces: vec!["7D1C6AB4-5A8E-4D3E-9A38-0C1F2B3D4E5F".into()],
-            brands: None,
-        };
-        assert!(u.may_use("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
-        assert!(!u.may_use("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
-        // No brand claims: the token restricts no brand (the store does).
-        assert!(u.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
-        let restricted = User {
-            brands: Some(vec!["0B5F3F5E1C2D4E6F8A9B1C2D3E4F5A6B".into()]),
-            ..u.clone()
-        };
-        assert!(restricted.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
-        assert!(!restricted.may_use_brand("7d1c6ab4-5a8e-4d3e-9a38-0c1f2b3d4e5f"));
-        let none = User {
-            brands: Some(Vec::new()),
-            ..u
-        };
-        assert!(!none.may_use_brand("0b5f3f5e-1c2d-4e6f-8a9b-1c2d3e4f5a6b"));
-    }
-
-    fn jwt_config(audience: Option<&str>, check: bool) -> JwtConfig {
-        JwtConfig {
-            hs256_secret: Some(Secret::from("s".to_string())),
-            audience: audience.map(str::to_owned),
-            audience_check: check,
-            ..JwtConfig::default()
-        }
-    }
-
-    #[test]
-    fn an_audience_is_required_unless_the_check_is_off() {
-        let err = JwtVerifier::new(&jwt_config(None, true))
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(err.contains("--jwt-audience"), "{err}");
-        assert!(err.contains("--jwt-audience-check=false"), "{err}");
-        assert!(JwtVerifier::new(&jwt_config(Some(" "), true)).is_err());
-        assert!(JwtVerifier::new(&jwt_config(Some("ionflux-gateway"), true)).is_ok());
-        assert!(JwtVerifier::new(&jwt_config(None, false)).is_ok());
-    }
-
-    fn cookie_config(redirect_uri: &str, secret: &str) -> ShopifyConfig {
-        ShopifyConfig::new(
-            "id",
-            Secret::from(secret.to_string()),
-            redirect_uri,
-            "https://gw.example.test",
-        )
-    }
-
-    fn cookie_header(set_cookie: &str) -> HeaderMap {
-        let pair = set_cookie.split(';').next().unwrap().to_string();
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, pair.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn the_state_cookie_is_signed_scoped_and_lax() {
-        let c = StateCookie::new(&cookie_config(
-            "https://gw.example.test/x/integrations/shopify/auth/callback",
-            "client-secret",
-        ))
-        .unwrap();
-        let set = c.issue("the-state");
-        let parsed = Cookie::parse(set.clone()).unwrap();
-        assert_eq!(parsed.name(), STATE_COOKIE);
-        assert_ne!(parsed.value(), "the-state", "signed, not bare");
-        assert_eq!(parsed.path(), Some("/x/integrations/shopify/auth/callback"));
-        assert_eq!(parsed.http_only(), Some(true));
-        assert_eq!(parsed.secure(), Some(true));
-        assert_eq!(parsed.same_site(), Some(SameSite::Lax));
-        assert_eq!(
-            parsed.max_age(),
-            Some(cookie::time::Duration::seconds(STATE_TTL.as_secs() as i64))
-        );
-        let Presented::States(states) = c.presented(&cookie_header(&set)) else {
-            panic!("the cookie is presented")
-        };
-        assert_eq!(states, vec!["the-state".to_string()]);
-        // Tampered, or signed under another app's secret: not a state.
-        let tampered = set.replacen("the-state", "the-stat3", 1);
-        assert!(matches!(
-            c.presented(&cookie_header(&tampered)),
-            Presented::States(s) if s.is_empty()
-        ));
-        let other = StateCookie::new(&cookie_config(
-            "https://gw.example.test/x/integrations/shopify/auth/callback",
-            "another-secret",
-        ))
-        .unwrap();
-        assert!(matches!(
-            c.presented(&cookie_header(&other.issue("the-state"))),
-            Presented::States(s) if s.is_empty()
-        ));
-        assert!(matches!(c.presented(&HeaderMap::new()), Presented::Nothing));
-        // A plain-http callback (local trials) cannot use a Secure cookie.
-        let local = StateCookie::new(&cookie_config(
-            "http://127.0.0.1:8080/integrations/shopify/auth/callback",
-            "client-secret",
-        ))
-        .unwrap();
-        let parsed = Cookie::parse(local.issue("s")).unwrap();
-        assert_ne!(parsed.secure(), Some(true));
-        let cleared = Cookie::parse(local.clear()).unwrap();
-        assert_eq!(cleared.max_age(), Some(cookie::time::Duration::ZERO));
     }
 }

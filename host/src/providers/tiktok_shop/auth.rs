@@ -58,7 +58,7 @@ impl TikTokAuthError {
     }
 }
 
-fn transport(e: reqwest::Error) -> TikTokAuthError {
+pub(super) fn transport(e: reqwest::Error) -> TikTokAuthError {
     // The URL holds the app secret and the code or refresh token.
     TikTokAuthError::Transport(e.without_url().to_string())
 }
@@ -192,33 +192,42 @@ impl TikTokAuth {
             .send()
             .await
             .map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        let envelope: Envelope = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(_) if !status.is_success() => {
-                return Err(TikTokAuthError::Status {
-                    status: status.as_u16(),
-                });
-            }
-            Err(e) => return Err(TikTokAuthError::Decode(e.to_string())),
-        };
-        if envelope.code != 0 {
-            return Err(TikTokAuthError::Api {
-                code: envelope.code,
-                message: clip(envelope.message),
-                request_id: envelope.request_id,
-            });
-        }
-        if !status.is_success() {
+        let raw: RawTokens = serde_json::from_value(read_envelope(resp).await?)
+            .map_err(|e| TikTokAuthError::Decode(e.to_string()))?;
+        tokens(raw)
+    }
+}
+
+/// The `data` of TikTok's envelope `{code, message, request_id, data}`
+/// (`Value::Null` when absent), or the error it or the status says. Every
+/// TikTok API answers this way, the auth server's and the Open API's.
+pub(super) async fn read_envelope(
+    resp: reqwest::Response,
+) -> Result<serde_json::Value, TikTokAuthError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(transport)?;
+    let envelope: Envelope = match serde_json::from_slice(&bytes) {
+        Ok(e) => e,
+        Err(_) if !status.is_success() => {
             return Err(TikTokAuthError::Status {
                 status: status.as_u16(),
             });
         }
-        let raw: RawTokens = serde_json::from_value(envelope.data.unwrap_or_default())
-            .map_err(|e| TikTokAuthError::Decode(e.to_string()))?;
-        tokens(raw)
+        Err(e) => return Err(TikTokAuthError::Decode(e.to_string())),
+    };
+    if envelope.code != 0 {
+        return Err(TikTokAuthError::Api {
+            code: envelope.code,
+            message: clip(envelope.message),
+            request_id: envelope.request_id,
+        });
     }
+    if !status.is_success() {
+        return Err(TikTokAuthError::Status {
+            status: status.as_u16(),
+        });
+    }
+    Ok(envelope.data.unwrap_or_default())
 }
 
 fn tokens(raw: RawTokens) -> Result<Tokens, TikTokAuthError> {

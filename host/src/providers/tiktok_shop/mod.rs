@@ -14,12 +14,18 @@
 //! retry it for a day) and ends as a dead letter when no transform can read
 //! it. Only an unsigned or forged request is refused.
 
+use std::sync::Arc;
+
+use axum::Router;
 use serde_json::Value;
 
-use crate::pipeline::provider::{Checked, Described, Incoming, Keys, Proposed, Provider, Rejected};
+use crate::pipeline::provider::{
+    AfterPublish, Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, SetUp,
+};
 use crate::providers::verify::{
     Algorithm, header, invalid_envelope, mac_matches, rfc3339, sha256_hex,
 };
+use crate::store::{InboxRow, Outcome, Store};
 
 /// The envelope's `type`, as TikTok's partner docs number them.
 const TYPES: &[(u64, &str)] = &[
@@ -35,8 +41,7 @@ const TYPES: &[(u64, &str)] = &[
     (16, "product_creation"),
 ];
 
-/// The seller revoked the app: the connection is gone after it.
-const DEAUTHORIZATION: &str = "seller_deauthorization";
+use deauthorization::DEAUTHORIZATION;
 
 /// The topic for an envelope `type`; numbers TikTok adds later keep a name
 /// of their own, `type_<n>`, so routes can match them before we name them.
@@ -79,7 +84,8 @@ impl Provider for TikTokShop {
 
     /// The account is the seller's shop id (the envelope's `shop_id`); the
     /// settings name the app (`{"app_key": "…"}`), whose secret is the
-    /// connection's secret.
+    /// connection's secret, and, for a shop connected by the install, the
+    /// shop's `shop_cipher` (what the Open API names it by).
     fn check_connection(&self, proposed: &Proposed<'_>) -> Result<Checked, String> {
         let shop = proposed.account.trim();
         if shop.is_empty() || shop.len() > 64 || !shop.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -94,12 +100,33 @@ impl Provider for TikTokShop {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control))
             .ok_or("a TikTok Shop connection needs the setting `app_key`, the app's key")?;
-        if proposed.settings.as_object().is_some_and(|o| o.len() > 1) {
-            return Err("a TikTok Shop connection takes only the setting `app_key`".into());
+        let cipher = match proposed.settings.get("shop_cipher") {
+            None => None,
+            Some(Value::String(c))
+                if !c.is_empty() && c.len() <= 256 && !c.chars().any(char::is_control) =>
+            {
+                Some(c.clone())
+            }
+            Some(_) => return Err("`shop_cipher` must be TikTok's shop cipher, a string".into()),
+        };
+        let known = 1 + usize::from(cipher.is_some());
+        if proposed
+            .settings
+            .as_object()
+            .is_some_and(|o| o.len() > known)
+        {
+            return Err(
+                "a TikTok Shop connection takes only the settings `app_key` and `shop_cipher`"
+                    .into(),
+            );
+        }
+        let mut settings = serde_json::json!({ "app_key": app_key });
+        if let Some(cipher) = cipher {
+            settings["shop_cipher"] = Value::String(cipher);
         }
         Ok(Checked {
             account: shop.to_owned(),
-            settings: Some(serde_json::json!({ "app_key": app_key })),
+            settings: Some(settings),
         })
     }
 
@@ -136,6 +163,10 @@ impl Provider for TikTokShop {
         topic == DEAUTHORIZATION
     }
 
+    fn set_up(&self) -> &'static [SetUp] {
+        &[SetUp::Oauth, SetUp::Secret]
+    }
+
     fn sign_test(&self, d: &crate::pipeline::provider::TestDelivery<'_>) -> Result<Vec<(String, String)>, String> {
         send::sign_test(d)
     }
@@ -143,6 +174,20 @@ impl Provider for TikTokShop {
     fn default_transform(&self) -> &'static str {
         "builtin:tiktok-shop-default"
     }
+
+    fn after_publish<'a>(
+        &'a self,
+        store: &'a Store,
+        finished: &'a [(&'a InboxRow, Outcome)],
+    ) -> AfterPublish<'a> {
+        Box::pin(deauthorization::after_finish(store, finished))
+    }
+}
+
+/// TikTok Shop's own routes, finished: the install and its callback (404
+/// `oauth_not_configured` without an app).
+pub fn routes(install: Option<Arc<install::Install>>) -> Router {
+    install::router(install)
 }
 
 /// The envelope as a JSON object with an integer `type`, or why not (the
@@ -161,6 +206,10 @@ fn read_envelope(body: &[u8]) -> Result<serde_json::Map<String, Value>, String> 
 }
 
 pub mod auth;
+pub mod deauthorization;
+pub mod install;
+pub mod open_api;
+pub mod refresh;
 pub mod send;
 
 #[cfg(test)]
