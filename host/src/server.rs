@@ -147,14 +147,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         Some(k) => Sink::Kafka(KafkaSink::new(k)?),
         None => Sink::Log(store.clone()),
     });
-    // Lifecycle effects (uninstall, redaction) a crash cut off.
-    if let Err(e) = crate::providers::shopify::lifecycle::apply_due(&store).await {
-        tracing::warn!(error = %e, "lifecycle effects not applied at start");
-    }
-    if let Err(e) = crate::providers::tiktok_shop::deauthorization::apply_due(&store).await {
-        tracing::warn!(error = %e, "deauthorisations not applied at start");
-    }
     let providers = Providers::new(crate::providers::all());
+    // Lifecycle effects (uninstall, redaction, deauthorisation) a crash cut
+    // off.
+    for p in providers.iter() {
+        p.recover(&store).await;
+    }
     let runtime = Runtime::new(cfg.runtime)?;
     let wake = Arc::new(Notify::new());
     let admin_limits = dispatch.limits.clone();

@@ -959,3 +959,90 @@ async fn every_provider_sample_comes_back_from_the_broker_on_its_providers_topic
     assert_eq!(letters.len(), sent.dead.len());
     gw.stop().await;
 }
+
+/// Wix's `AppRemoved` ends the install once its event is published: the
+/// instance's connection is `disconnected`, and takes no more events (only
+/// another removal, as a gone connection takes its lifecycle topics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wix_app_removal_disconnects_the_instance_after_its_event() {
+    let gw = Gateway::start(Options::default()).await;
+    let public = std::fs::read(fixtures().join("wix/test-key.pub.pem")).unwrap();
+    let private = std::fs::read(fixtures().join("wix/test-key.pem")).unwrap();
+    let installed = std::fs::read(fixtures().join("wix/AppInstalled/1.jwt")).unwrap();
+    let instance = wix_envelope(&installed)["instanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let conn = connect(
+        &gw,
+        "wix",
+        &instance,
+        std::str::from_utf8(&public).unwrap(),
+        None,
+    )
+    .await;
+    // The installed sample's claims, renamed AppRemoved: Wix's legacy
+    // envelope is the same for both.
+    let removed = {
+        let mut claims = jwt_claims(&installed);
+        let mut envelope: Value = serde_json::from_str(claims["data"].as_str().unwrap()).unwrap();
+        envelope["eventType"] = json!("AppRemoved");
+        claims["data"] = json!(envelope.to_string());
+        claims["iat"] = json!(now());
+        claims["exp"] = json!(now() + 3600);
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&private).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+        .into_bytes()
+    };
+    let send = |body: Vec<u8>| Request {
+        path: conn.path.clone(),
+        headers: Vec::new(),
+        body,
+    };
+    accepted(&gw, &send(removed.clone()), "AppRemoved").await;
+    gw.settle().await;
+    let status = |gw: &Gateway| {
+        let store = gw.store().clone();
+        let path = conn.path.rsplit('/').next().unwrap().to_owned();
+        async move {
+            store
+                .connection_by_path(&path)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+        }
+    };
+    let events = gw.logged_events().await;
+    assert_eq!(events.len(), 1, "the removal is published first");
+    assert!(
+        events[0]["event_type"]
+            .as_str()
+            .unwrap()
+            .ends_with(".app.removed"),
+        "{}",
+        events[0]["event_type"]
+    );
+    let deadline = std::time::Instant::now() + ionflux_tests::PATIENCE;
+    while status(&gw).await != "disconnected" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}",
+            status(&gw).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // An ordinary event is no longer taken from a removed instance.
+    let (code, body) = post(&gw, &send(wix_token(&installed, &private, now()))).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (403, Some("connection_inactive")),
+        "{body}"
+    );
+    gw.stop().await;
+}

@@ -287,6 +287,12 @@ pub trait Provider: Send + Sync + 'static {
     ) -> AfterPublish<'a> {
         Box::pin(async {})
     }
+
+    /// At start, before intake: the [`Provider::after_publish`] work a crash
+    /// cut off (an effect whose webhook was published but not applied).
+    fn recover<'a>(&'a self, _store: &'a Store) -> AfterPublish<'a> {
+        Box::pin(async {})
+    }
 }
 
 /// The registered providers, looked up by the `provider` column or the

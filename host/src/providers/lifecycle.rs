@@ -13,6 +13,72 @@
 
 use crate::pipeline::connection::SECRETS_CACHED_FOR;
 use crate::store::oauth::{LifecycleScope, SecretOwners};
+use crate::store::{InboxRow, Outcome, Store, StoreError};
+
+/// A lifecycle topic whose effect is the end of the install: the
+/// connections the webhook speaks for ([`scope`]) are `disconnected` and
+/// lose their tokens and webhook registrations (TikTok Shop's seller
+/// deauthorisation, Wix's app removal). A reconnect after the webhook
+/// arrived is left alone.
+///
+/// Applied after the webhook's event is published (the dispatcher calls
+/// [`Disconnect::after_finish`] from the provider's `after_publish`), in
+/// one transaction with marking the row applied, so repeating it changes
+/// nothing; a crash in between leaves the row due, found again by the next
+/// such webhook and at every start ([`Disconnect::apply_due`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Disconnect {
+    pub provider: &'static str,
+    pub topic: &'static str,
+}
+
+impl Disconnect {
+    /// The dispatcher's hook: when the batch published this topic, applies
+    /// every one due. Never fails; errors are logged and the effect stays
+    /// due.
+    pub async fn after_finish(&self, store: &Store, finished: &[(&InboxRow, Outcome)]) {
+        let any = finished.iter().any(|(row, o)| {
+            row.provider == self.provider
+                && row.topic == self.topic
+                && matches!(o, Outcome::Published(_))
+        });
+        if !any {
+            return;
+        }
+        if let Err(e) = self.apply_due(store).await {
+            tracing::warn!(provider = self.provider, topic = self.topic, error = %e,
+                "lifecycle effects not applied; retried with the next one or at start");
+        }
+    }
+
+    /// Applies every published webhook of this topic not yet applied (the
+    /// provider's other due lifecycle rows are marked applied: they have no
+    /// effect); answers how many.
+    pub async fn apply_due(&self, store: &Store) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        loop {
+            let rows = store.due_lifecycle_rows(self.provider, 100).await?;
+            if rows.is_empty() {
+                return Ok(applied);
+            }
+            for row in &rows {
+                if row.topic == self.topic {
+                    let scope = store
+                        .secret_owners(&row.connection_id)
+                        .await?
+                        .map_or(LifecycleScope::Connection, |o| scope(&o, row.received_at));
+                    let done = store.apply_uninstall(row, scope).await?;
+                    tracing::info!(provider = self.provider, topic = self.topic,
+                        inbox_id = row.id, account = %row.account, ?scope,
+                        connections = done.connections, "install ended: tokens deleted, connection disconnected");
+                } else {
+                    store.mark_lifecycle_applied(row.id).await?;
+                }
+                applied += 1;
+            }
+        }
+    }
+}
 
 /// Which connections a lifecycle webhook that arrived at `received_at` at a
 /// connection with these secrets speaks for.

@@ -520,7 +520,7 @@ pub struct IntegrationErrorRow {
 /// platform; the same list as the partial index `inbox_lifecycle_due`
 /// (sqlite 0014, postgres 0007).
 pub const LIFECYCLE_TOPICS_SQL: &str = "('app/uninstalled', 'shop/redact', 'customers/redact', \
-     'customers/data_request', 'seller_deauthorization')";
+     'customers/data_request', 'seller_deauthorization', 'AppRemoved')";
 
 /// A published lifecycle webhook whose effect is not applied yet.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -153,6 +153,14 @@ impl Provider for Shopify {
     ) -> AfterPublish<'a> {
         Box::pin(lifecycle::after_finish(store, finished))
     }
+
+    fn recover<'a>(&'a self, store: &'a Store) -> AfterPublish<'a> {
+        Box::pin(async move {
+            if let Err(e) = lifecycle::apply_due(store).await {
+                tracing::warn!(error = %e, "lifecycle effects not applied at start");
+            }
+        })
+    }
 }
 
 /// Shopify's own routes, finished: the OAuth install and callback (404

@@ -180,7 +180,15 @@ impl Provider for TikTokShop {
         store: &'a Store,
         finished: &'a [(&'a InboxRow, Outcome)],
     ) -> AfterPublish<'a> {
-        Box::pin(deauthorization::after_finish(store, finished))
+        Box::pin(deauthorization::EFFECT.after_finish(store, finished))
+    }
+
+    fn recover<'a>(&'a self, store: &'a Store) -> AfterPublish<'a> {
+        Box::pin(async move {
+            if let Err(e) = deauthorization::EFFECT.apply_due(store).await {
+                tracing::warn!(error = %e, "deauthorisations not applied at start");
+            }
+        })
     }
 }
 

@@ -22,9 +22,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::provider::{
-    Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
+    AfterPublish, Checked, Described, Incoming, Keys, Proposed, Provider, Rejected, no_settings,
 };
+use crate::providers::lifecycle::Disconnect;
 use crate::providers::verify::{INVALID_ENVELOPE, invalid_envelope, sha256_hex};
+use crate::store::{InboxRow, Outcome, Store};
 
 /// Wix's clock and ours may differ a little; a minute either way.
 const LEEWAY_SECS: i64 = 60;
@@ -35,6 +37,18 @@ const CACHE_LIMIT: usize = 256;
 
 /// The legacy event sent when a site removes the app.
 const APP_REMOVED: &str = "AppRemoved";
+
+/// What an app removal does: the instance's connection is disconnected
+/// once its event is published. A connection made by hand holds a key its
+/// tenant gave, so the removal reaches that connection alone
+/// (`providers::lifecycle::scope`).
+const REMOVAL: Disconnect = Disconnect {
+    provider: ID,
+    topic: APP_REMOVED,
+};
+
+/// The `provider` column and URL segment.
+pub const ID: &str = "wix";
 
 #[derive(Default)]
 pub struct Wix {
@@ -69,7 +83,7 @@ fn token(body: &[u8]) -> Result<&str, Rejected> {
 
 impl Provider for Wix {
     fn id(&self) -> &'static str {
-        "wix"
+        ID
     }
 
     fn verify(&self, req: &Incoming<'_>, keys: &Keys<'_>) -> Result<(), Rejected> {
@@ -163,6 +177,22 @@ impl Provider for Wix {
 
     fn lifecycle_topic(&self, topic: &str) -> bool {
         topic == APP_REMOVED
+    }
+
+    fn after_publish<'a>(
+        &'a self,
+        store: &'a Store,
+        finished: &'a [(&'a InboxRow, Outcome)],
+    ) -> AfterPublish<'a> {
+        Box::pin(REMOVAL.after_finish(store, finished))
+    }
+
+    fn recover<'a>(&'a self, store: &'a Store) -> AfterPublish<'a> {
+        Box::pin(async move {
+            if let Err(e) = REMOVAL.apply_due(store).await {
+                tracing::warn!(error = %e, "app removals not applied at start");
+            }
+        })
     }
 
     fn default_transform(&self) -> &'static str {
