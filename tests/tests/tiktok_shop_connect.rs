@@ -475,7 +475,7 @@ async fn a_deauthorisation_disconnects_the_shop_and_deletes_its_tokens() {
     assert!(row.access_token.is_none() && row.refresh_token.is_none());
     assert!(store.webhook_registrations(&id).await.unwrap().is_empty());
     // Applied once: the start-up sweep finds nothing left.
-    assert_eq!(deauthorization::apply_due(store).await.unwrap(), 0);
+    assert_eq!(deauthorization::EFFECT.apply_due(store).await.unwrap(), 0);
     // An order from the gone shop is refused; another deauthorisation is
     // still taken (TikTok may send it again).
     let order = fake_tiktok::envelope_body(1, "9201", json!({"order_id": "1"}));
