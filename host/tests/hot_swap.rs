@@ -155,6 +155,7 @@ async fn a_hundred_swaps_under_load_lose_and_duplicate_nothing() {
     });
 
     let route = |transform: &str| RouteSpec {
+        provider: "shopify".into(),
         brand_id: Some(brand.clone()),
         topic_pattern: "*".into(),
         transform: transform.into(),
