@@ -50,6 +50,7 @@ use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, Sto
 use crate::support::vault::Secret;
 
 pub mod body;
+pub mod connection_actions;
 mod connections;
 mod shadow;
 
@@ -405,6 +406,13 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_providers))
         .routes(routes!(list_connections, connections::add_connection))
         .routes(routes!(connection_webhooks))
+        // ---- connection actions ----
+        .routes(routes!(connection_actions::show_connection))
+        .routes(routes!(connection_actions::disconnect))
+        .routes(routes!(connection_actions::pause))
+        .routes(routes!(connection_actions::resume))
+        .routes(routes!(connection_actions::reregister_webhooks))
+        .routes(routes!(connection_actions::refresh))
         .split_for_parts();
     document_common_errors(&mut doc);
     (router, doc)

@@ -232,6 +232,33 @@ impl Refresher {
         &self.cfg
     }
 
+    /// The platform whose connections this refresher keeps fresh.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Refreshes the connection's token now, however long it has left (the
+    /// connection API's `refresh`): under the lease and through the
+    /// compare-and-swap as every refresh, in a task of its own. Answers
+    /// once the new token is stored.
+    pub async fn refresh_now(self: &Arc<Self>, connection_id: &str) -> Result<(), TokenError> {
+        // Long enough that any token is due, short enough not to overflow.
+        const ALWAYS: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        let me = self.clone();
+        let id = connection_id.to_string();
+        let attempt = tokio::spawn(async move { me.refresh(&id, ALWAYS).await })
+            .await
+            .map_err(|e| TokenError::Internal(format!("refresh task: {e}")))??;
+        match attempt {
+            Attempt::Token(_) => Ok(()),
+            Attempt::Busy => Err(TokenError::Busy),
+            Attempt::Changed => Err(TokenError::RefreshFailed(
+                "the connection changed during the refresh (reconnect, uninstall or redaction)"
+                    .into(),
+            )),
+        }
+    }
+
     /// Wakes the job now rather than at its next poll.
     pub fn wake(&self) {
         self.wake.notify_one();
