@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::body::{ConnectionActionAnswer, ConnectionView, ErrorBody};
 use super::{Principal, path};
 use crate::api::http::{ApiError, AppState};
-use crate::pipeline::connection::{self, ACCESS_TOKEN, WEBHOOK_SECRET};
+use crate::pipeline::connection::{self, WEBHOOK_SECRET};
 use crate::pipeline::provider::Providers;
 use crate::pipeline::registration::{
     self, ProviderOptions, RegisterError, Registered, Registration, RegistrationError,
@@ -312,17 +312,19 @@ async fn reregister(
         )
     })?;
     if let Some(registrar) = provider.registrar() {
-        let tokens = ctx.store.connection_tokens(&c.connection_id).await?;
-        let Some(ciphertext) = tokens.and_then(|t| t.access_token) else {
-            return Err(conflict(
-                "no_credentials",
-                format!(
-                    "this {} connection keeps no API credentials: add it again with \
-                     credentials for the gateway to register its webhooks",
-                    c.provider
-                ),
-            ));
-        };
+        let credentials = connection::api_credentials(ctx.store, ctx.vault, &c.connection_id)
+            .await
+            .map_err(|e| ActionError::Internal(e.to_string()))?
+            .ok_or_else(|| {
+                conflict(
+                    "no_credentials",
+                    format!(
+                        "this {} connection keeps no API credentials: add it again with \
+                         credentials for the gateway to register its webhooks",
+                        c.provider
+                    ),
+                )
+            })?;
         let base = ctx.public_base_url.ok_or_else(|| {
             conflict(
                 "no_public_base_url",
@@ -331,15 +333,6 @@ async fn reregister(
             )
         })?;
         let internal = |e: crate::support::vault::VaultError| ActionError::Internal(e.to_string());
-        let plain = ctx
-            .vault
-            .decrypt(
-                &ciphertext,
-                connection::binding(&c.connection_id, ACCESS_TOKEN),
-            )
-            .map_err(internal)?;
-        let credentials: serde_json::Value = serde_json::from_slice(plain.expose())
-            .map_err(|_| ActionError::Internal("the stored API credentials are not JSON".into()))?;
         let row = ctx
             .store
             .connection_by_id(&c.connection_id)
