@@ -535,6 +535,10 @@ struct ServeArgs {
     /// checked.
     #[arg(long, env = "IONFLUX_MAX_BACKLOG_AGE", value_parser = humantime::parse_duration)]
     max_backlog_age: Option<Duration>,
+    /// Publish the connections' `integration.*` events
+    /// (`connections.integration_events`).
+    #[arg(long, env = "IONFLUX_INTEGRATION_EVENTS")]
+    integration_events: Option<bool>,
     /// Connections in the database pool.
     #[arg(long, env = "IONFLUX_DATABASE_MAX_CONNECTIONS")]
     database_max_connections: Option<u32>,
@@ -829,6 +833,10 @@ impl ServeArgs {
         set(&mut s.dlq_topic_template, &self.dlq_topic_template);
         set(&mut s.max_body_bytes, &self.max_body_bytes);
         set(&mut s.max_backlog_age, &self.max_backlog_age);
+        set(
+            &mut s.connections.integration_events,
+            &self.integration_events,
+        );
         set(
             &mut s.database_max_connections,
             &self.database_max_connections,

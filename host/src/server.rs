@@ -52,6 +52,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// How long a webhook secret replaced over the admin API keeps verifying.
     pub previous_secret_window: Duration,
+    /// Publish the connections' `integration.*` events
+    /// (`connections.integration_events`); false: they wait in the outbox.
+    pub integration_events: bool,
     /// Where the public listener is reached from the internet; webhook
     /// addresses are built on it. None: unknown (nothing is registered).
     pub public_base_url: Option<String>,
@@ -290,10 +293,16 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .collect();
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
     // The connections' `integration.*` events (pipeline::integration).
-    let integration_events = tokio::spawn(
-        crate::pipeline::integration::Publisher::new(store.clone(), sink.clone(), event_topics)
-            .run(rx.clone()),
-    );
+    let integration_events = tokio::spawn({
+        let publisher =
+            crate::pipeline::integration::Publisher::new(store.clone(), sink.clone(), event_topics);
+        let (on, rx) = (cfg.integration_events, rx.clone());
+        async move {
+            if on {
+                publisher.run(rx).await
+            }
+        }
+    });
     let dispatch = dispatcher.clone();
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
     tracing::info!(%addr, admin = ?admin_addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");

@@ -20,6 +20,7 @@ const OPERATOR: &str = "connection-api-operator-token";
 async fn gateway() -> Gateway {
     Gateway::start(Options {
         admin_token: Some(OPERATOR.into()),
+        integration_events: true,
         ..Options::default()
     })
     .await
@@ -359,6 +360,7 @@ async fn refresh_forces_a_token_refresh() {
     cfg.webhook_topics = Vec::new();
     let gw = Gateway::start(Options {
         admin_token: Some(OPERATOR.into()),
+        integration_events: true,
         shopify: Some(cfg),
         ..Options::default()
     })
@@ -405,6 +407,7 @@ async fn reregister_uses_the_kept_credentials() {
     };
     let gw = Gateway::start(Options {
         admin_token: Some(OPERATOR.into()),
+        integration_events: true,
         listen: Some(listen),
         public_base_url: Some(format!("http://{listen}")),
         provider_options: Some(ProviderOptions::new([(
