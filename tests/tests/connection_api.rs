@@ -446,3 +446,154 @@ async fn reregister_uses_the_kept_credentials() {
     assert_eq!(fake.webhooks().len(), hooks, "idempotent at the site");
     gw.stop().await;
 }
+
+/// The platform's own lifecycle webhooks publish the same events:
+/// `app/uninstalled` → `integration.disconnected`, `shop/redact` →
+/// `integration.redacted`, each once, named after the webhook.
+#[tokio::test]
+async fn uninstall_and_redaction_publish_disconnected_and_redacted() {
+    let gw = Gateway::start(Options {
+        admin_token: Some(OPERATOR.into()),
+        integration_events: true,
+        ..Options::default()
+    })
+    .await;
+    let conn = gw.connect("lifecycle-shop.myshopify.com").await;
+    let id = conn.created.connection_id.clone();
+    let uninstall = br#"{"id":1,"domain":"lifecycle-shop.myshopify.com"}"#;
+    for topic in ["app/uninstalled", "app/uninstalled"] {
+        let hook = Hook::shopify(&conn, topic, "2024-01", uninstall)
+            .set_header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string());
+        let (status, body) = gw.send(&hook).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    gw.settle().await;
+    let gone = one_event(&gw, &id, "disconnected").await;
+    check_payload(&gone, &conn, "disconnected", "disconnected");
+    assert_eq!(gone["payload_json"]["actor"], "shopify:app/uninstalled");
+
+    let redact = br#"{"shop_id":1,"shop_domain":"lifecycle-shop.myshopify.com"}"#;
+    let (status, body) = gw
+        .send(&Hook::shopify(&conn, "shop/redact", "2024-01", redact))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    gw.settle().await;
+    let redacted = one_event(&gw, &id, "redacted").await;
+    check_payload(&redacted, &conn, "redacted", "redacted");
+    assert_eq!(integration_events(&gw, &id, "disconnected").await.len(), 1);
+    gw.stop().await;
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The real binary with an empty environment but for `env`.
+async fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(ionflux_tests::gateway_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(dir.path())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn one_line(run: &Run) -> Value {
+    assert!(run.ok, "the command failed: {}", run.stderr);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// `connections show|disconnect|pause|resume|reregister|refresh`, on the
+/// database's host and through a running gateway (`--admin-url`): the same
+/// JSON either way, the same refusals, the same scoping.
+#[tokio::test]
+async fn the_cli_shows_and_acts_locally_and_remotely() {
+    let gw = gateway().await;
+    let conn = gw.connect("cli-shop.myshopify.com").await;
+    let id = conn.created.connection_id.as_str();
+    let admin_url = gw.admin_url("");
+    let remote = [
+        ("IONFLUX_ADMIN_URL", admin_url.as_str()),
+        ("IONFLUX_TOKEN", OPERATOR),
+    ];
+    let local = [("IONFLUX_DATABASE_URL", gw.database_url.as_str())];
+
+    let shown_here = one_line(&cli(&["connections", "show", id], &local).await);
+    let shown_there = one_line(&cli(&["connections", "show", id], &remote).await);
+    assert_eq!(shown_here, shown_there, "the same JSON either way");
+    assert_eq!(shown_here["status"], "active");
+
+    let paused = one_line(&cli(&["connections", "pause", id], &local).await);
+    assert_eq!(
+        (paused["action"].as_str(), paused["changed"].as_bool()),
+        (Some("pause"), Some(true))
+    );
+    assert_eq!(paused["connection"]["paused_by"], "cli");
+    let again = one_line(&cli(&["connections", "pause", id], &remote).await);
+    assert_eq!(again["changed"], false, "already paused, whoever paused it");
+    let resumed = one_line(&cli(&["connections", "resume", id], &remote).await);
+    assert_eq!(
+        (
+            resumed["changed"].as_bool(),
+            resumed["connection"]["paused"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+
+    for env in [&local[..], &remote[..]] {
+        let refused = cli(&["connections", "reregister", id], env).await;
+        assert!(
+            !refused.ok && refused.stdout.is_empty(),
+            "{}",
+            refused.stdout
+        );
+        assert!(
+            refused.stderr.contains("registered_in_dashboard"),
+            "{}",
+            refused.stderr
+        );
+        let refused = cli(&["connections", "refresh", id], env).await;
+        assert!(!refused.ok);
+        assert!(
+            refused.stderr.contains("not_refreshable"),
+            "{}",
+            refused.stderr
+        );
+    }
+    let other = workspace_token(gw.store(), &uuid::Uuid::new_v4().to_string(), "other").await;
+    let foreign = [
+        ("IONFLUX_ADMIN_URL", admin_url.as_str()),
+        ("IONFLUX_TOKEN", other.as_str()),
+    ];
+    let refused = cli(&["connections", "disconnect", id], &foreign).await;
+    assert!(
+        !refused.ok && refused.stderr.contains("forbidden"),
+        "{}",
+        refused.stderr
+    );
+
+    let gone = one_line(&cli(&["connections", "disconnect", id], &local).await);
+    assert_eq!(gone["connection"]["status"], "disconnected");
+    let missing = cli(&["connections", "show", "no-such-id"], &remote).await;
+    assert!(
+        !missing.ok && missing.stderr.contains("unknown_connection"),
+        "{}",
+        missing.stderr
+    );
+    for kind in ["paused", "resumed", "disconnected"] {
+        one_event(&gw, id, kind).await;
+    }
+    assert!(!shown_here.to_string().contains(&conn.secret));
+    gw.stop().await;
+}

@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 use ionflux_gateway::api::admin;
+use ionflux_gateway::api::admin::connection_actions as actions;
 use ionflux_gateway::config::Settings;
 use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::pipeline::provider::Proposed;
@@ -50,6 +51,28 @@ pub(crate) fn credentials(cmd: &ConnectionsCommand) -> Result<Option<Value>> {
 }
 
 const CONSUMER_SECRET_VARIABLE: &str = "IONFLUX_CONSUMER_SECRET";
+
+/// What the connection actions need on the database's host, from the
+/// configuration: the providers, the public base URL, their sections.
+fn local(
+    cfg: &Settings,
+) -> (
+    ionflux_gateway::pipeline::provider::Providers,
+    Option<String>,
+    registration::ProviderOptions,
+) {
+    (
+        ionflux_gateway::pipeline::provider::Providers::new(ionflux_gateway::providers::all()),
+        cfg.public_base_url(),
+        cfg.provider_options(),
+    )
+}
+
+/// An action's error as the API says it: `code: message`.
+fn action_error(e: actions::ActionError) -> anyhow::Error {
+    let api = ionflux_gateway::api::http::ApiError::from(e);
+    anyhow::anyhow!("{}: {}", api.code, api.message)
+}
 
 pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Result<()> {
     match cmd {
@@ -164,6 +187,48 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
             for r in oauth::webhook_registrations(&store, connection_id).await? {
                 println!("{}", serde_json::to_string(&r)?);
             }
+            Ok(())
+        }
+        ConnectionsCommand::Show { connection_id } => {
+            let (store, vault) = (open_store(cfg).await?, load_vault(cfg).ok());
+            let (providers, base, options) = local(cfg);
+            let ctx = actions::Context {
+                store: &store,
+                vault: vault.as_ref(),
+                providers: &providers,
+                refreshers: &Default::default(),
+                public_base_url: base.as_deref(),
+                provider_options: &options,
+            };
+            let view = actions::view(ctx, connection_id)
+                .await
+                .map_err(action_error)?
+                .with_context(|| format!("no connection has the id {connection_id}"))?;
+            println!("{}", serde_json::to_string(&view)?);
+            Ok(())
+        }
+        ConnectionsCommand::Disconnect { .. }
+        | ConnectionsCommand::Pause { .. }
+        | ConnectionsCommand::Resume { .. }
+        | ConnectionsCommand::Reregister { .. }
+        | ConnectionsCommand::Refresh { .. } => {
+            let (action, id) = cmd.action().expect("an action");
+            let (store, vault) = (open_store(cfg).await?, load_vault(cfg).ok());
+            let (providers, base, options) = local(cfg);
+            let ctx = actions::Context {
+                store: &store,
+                vault: vault.as_ref(),
+                providers: &providers,
+                // The app's credentials are the running gateway's: a
+                // refresh is asked of it (--admin-url).
+                refreshers: &Default::default(),
+                public_base_url: base.as_deref(),
+                provider_options: &options,
+            };
+            let answer = actions::act(ctx, id, action, "cli")
+                .await
+                .map_err(action_error)?;
+            println!("{}", serde_json::to_string(&answer)?);
             Ok(())
         }
         ConnectionsCommand::List => {

@@ -48,7 +48,9 @@ pub type Refreshers = Arc<HashMap<&'static str, Arc<Refresher>>>;
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub store: &'a Store,
-    pub vault: &'a Vault,
+    /// None on the CLI's side without a master key: only `reregister` with
+    /// kept credentials needs it.
+    pub vault: Option<&'a Vault>,
     pub providers: &'a Providers,
     /// Empty on the CLI's side: a forced refresh needs the app's
     /// credentials, which the running gateway holds.
@@ -312,7 +314,13 @@ async fn reregister(
         )
     })?;
     if let Some(registrar) = provider.registrar() {
-        let credentials = connection::api_credentials(ctx.store, ctx.vault, &c.connection_id)
+        let vault = ctx.vault.ok_or_else(|| {
+            conflict(
+                "no_master_key",
+                "registering with the kept credentials needs the master key",
+            )
+        })?;
+        let credentials = connection::api_credentials(ctx.store, vault, &c.connection_id)
             .await
             .map_err(|e| ActionError::Internal(e.to_string()))?
             .ok_or_else(|| {
@@ -338,8 +346,7 @@ async fn reregister(
             .connection_by_id(&c.connection_id)
             .await?
             .ok_or(ActionError::NotFound)?;
-        let secret = ctx
-            .vault
+        let secret = vault
             .decrypt(
                 &row.webhook_secret,
                 connection::binding(&row.id, WEBHOOK_SECRET),
@@ -355,18 +362,13 @@ async fn reregister(
             credentials: &credentials,
             options: ctx.provider_options.get(provider.id()),
         };
-        let done = registration::register_connection(
-            ctx.store,
-            ctx.vault,
-            registrar,
-            &c.connection_id,
-            req,
-        )
-        .await
-        .map_err(|e| match e {
-            RegisterError::Registration(e) => ActionError::Registration(e),
-            RegisterError::Connection(e) => ActionError::Internal(e.to_string()),
-        })?;
+        let done =
+            registration::register_connection(ctx.store, vault, registrar, &c.connection_id, req)
+                .await
+                .map_err(|e| match e {
+                    RegisterError::Registration(e) => ActionError::Registration(e),
+                    RegisterError::Connection(e) => ActionError::Internal(e.to_string()),
+                })?;
         return Ok((
             format!("{} webhooks registered at the platform", done.len()),
             Some(done),
@@ -397,7 +399,7 @@ async fn reregister(
 fn context(state: &AppState) -> Context<'_> {
     Context {
         store: &state.store,
-        vault: &state.vault,
+        vault: Some(&state.vault),
         providers: &state.providers,
         refreshers: &state.refreshers,
         public_base_url: state.public_base_url.as_deref(),
