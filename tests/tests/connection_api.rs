@@ -127,6 +127,13 @@ async fn show_tells_how_a_connection_stands_and_lists_it() {
     assert_eq!(status, 200, "{body}");
     let (_, shown) = get(&gw, &format!("/admin/v1/connections/{id}"), OPERATOR).await;
     assert!(shown["last_webhook_at"].as_i64().unwrap() > 0, "{shown}");
+    // The list tells it too, with whether it is paused.
+    let (status, list) = get(&gw, "/admin/v1/connections", OPERATOR).await;
+    assert_eq!(status, 200, "{list}");
+    let item = &list["connections"][0];
+    assert_eq!(item["connection_id"], id.as_str());
+    assert_eq!(item["last_webhook_at"], shown["last_webhook_at"]);
+    assert_eq!(item["paused"], false);
 
     let (status, err) = get(&gw, "/admin/v1/connections/no-such-id", OPERATOR).await;
     assert_eq!(

@@ -1516,21 +1516,18 @@ pub async fn connections(
     store: &Store,
     workspace: Option<&str>,
 ) -> Result<Vec<ConnectionItem>, StoreError> {
+    // One query for them all (the connection API's detail rows).
     let mut items = Vec::new();
-    for c in store.list_connections().await? {
-        if workspace.is_some_and(|ws| ws != c.workspace_id) {
-            continue;
-        }
-        let tokens = store.connection_tokens(&c.id).await?;
+    for c in store.connection_details(workspace).await? {
         items.push(ConnectionItem {
             webhook_path: crate::pipeline::connection::webhook_path(
                 &c.provider,
                 &c.secure_path_identifier,
             ),
-            auth_method: tokens.as_ref().map(|t| t.auth_method.clone()),
-            has_tokens: tokens
-                .as_ref()
-                .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some()),
+            auth_method: c.auth_method,
+            has_tokens: c.has_access_token != 0 || c.has_refresh_token != 0,
+            paused: c.paused_at.is_some(),
+            last_webhook_at: c.last_webhook_at,
             connection_id: c.id,
             provider: c.provider,
             account: c.account,

@@ -318,6 +318,12 @@ pub struct ConnectionItem {
     pub auth_method: Option<String>,
     /// Whether it holds the platform's API tokens.
     pub has_tokens: bool,
+    /// Whether processing of its webhooks is paused (they are held).
+    #[serde(default)]
+    pub paused: bool,
+    /// When intake last stored one of its webhooks (epoch ms).
+    #[serde(default)]
+    pub last_webhook_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
