@@ -55,7 +55,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         add_integration_event(
-            &mut *tx,
+            &mut tx,
             &row.id,
             "connected",
             Some("connected by hand"),
@@ -258,7 +258,7 @@ pub enum Changed {
 /// transaction, with the connection's names and status as they are in it:
 /// the change and its event commit together or not at all.
 pub(super) async fn add_integration_event(
-    conn: &mut sqlx::AnyConnection,
+    tx: &mut super::WriteTx,
     id: &str,
     kind: &str,
     reason: Option<&str>,
@@ -276,7 +276,7 @@ pub(super) async fn add_integration_event(
     .bind(actor)
     .bind(now)
     .bind(id)
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -348,7 +348,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         add_integration_event(
-            &mut *tx,
+            &mut tx,
             id,
             "disconnected",
             Some("disconnected over the admin API"),
@@ -408,7 +408,7 @@ impl Store {
                 "intake resumed over the admin API: held webhooks are delivered",
             )
         };
-        add_integration_event(&mut *tx, id, kind, Some(reason), Some(actor), now).await?;
+        add_integration_event(&mut tx, id, kind, Some(reason), Some(actor), now).await?;
         tx.commit().await?;
         self.note_integration_event();
         Ok(Changed::Changed)
@@ -435,7 +435,7 @@ impl Store {
     pub async fn note_connected(&self, id: &str, reason: &str, actor: &str) -> Result<()> {
         let mut tx = self.write_tx().await?;
         add_integration_event(
-            &mut *tx,
+            &mut tx,
             id,
             "connected",
             Some(reason),

@@ -278,7 +278,7 @@ impl Store {
         .rows_affected();
         if done == 1 {
             super::connections::add_integration_event(
-                &mut *tx,
+                &mut tx,
                 &r.id,
                 "connected",
                 Some("installed through the platform's OAuth"),
@@ -717,7 +717,7 @@ impl Store {
         .rows_affected();
         if done == 1 {
             super::connections::add_integration_event(
-                &mut *tx,
+                &mut tx,
                 s.id,
                 "token_refreshed",
                 Some("the access token was refreshed"),
@@ -939,7 +939,7 @@ impl Store {
                 .await?;
             if before.is_some_and(|s| s != "disconnected") {
                 super::connections::add_integration_event(
-                    &mut *tx,
+                    &mut tx,
                     id,
                     "disconnected",
                     Some(&format!("the platform's {} webhook", row.topic)),
@@ -1001,7 +1001,7 @@ impl Store {
             .rows_affected();
             if before.is_some_and(|s| s != "redacted") {
                 super::connections::add_integration_event(
-                    &mut *tx,
+                    &mut tx,
                     id,
                     "redacted",
                     Some(&format!("the platform's {} webhook", row.topic)),
