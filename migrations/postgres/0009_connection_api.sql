@@ -29,4 +29,3 @@ CREATE TABLE integration_events (
     published_at  BIGINT
 );
 CREATE INDEX integration_events_pending ON integration_events (id) WHERE published_at IS NULL;
-CREATE INDEX integration_events_connection ON integration_events (connection_id, id);

@@ -32,8 +32,7 @@ const BATCH: i64 = 100;
 /// The PlatformEvent of one outbox row: type
 /// `ionflux.{provider}.ws_{w}.brand_{b}.integration.{kind}`, payload
 /// `{connection_id, provider, account, status, reason, actor, at}`, no
-/// secrets. Built like a webhook's events (`event::platform_record`) from a
-/// stand-in inbox row, so the envelope, headers and topic are the same.
+/// secrets.
 pub fn record(row: &IntegrationEventRow, topics: &Topics) -> Result<Record, serde_json::Error> {
     let kind = format!("integration.{}", row.kind);
     let payload = serde_json::to_vec(&serde_json::json!({
@@ -45,22 +44,66 @@ pub fn record(row: &IntegrationEventRow, topics: &Topics) -> Result<Record, serd
         "actor": row.actor,
         "at": row.created_at,
     }))?;
+    gateway_record(
+        &GatewayEvent {
+            connection_id: &row.connection_id,
+            provider: &row.provider,
+            account: &row.account,
+            workspace_id: &row.workspace_id,
+            brand_id: &row.brand_id,
+            key: &format!("{kind}:{}", row.id),
+            topic: &format!("ionflux/{kind}"),
+            at: row.created_at,
+            producer: PRODUCER,
+            kind: &kind,
+            payload: &payload,
+        },
+        topics,
+    )
+}
+
+/// An event the gateway makes itself about a connection (no webhook
+/// behind it).
+pub struct GatewayEvent<'a> {
+    pub connection_id: &'a str,
+    pub provider: &'a str,
+    pub account: &'a str,
+    pub workspace_id: &'a str,
+    pub brand_id: &'a str,
+    /// Unique per event: with `at` and the connection, it makes the event
+    /// id, so a retry is the same event.
+    pub key: &'a str,
+    /// `metadata.topic`.
+    pub topic: &'a str,
+    /// When it happened (epoch ms): the event's time.
+    pub at: i64,
+    /// `metadata.transform`.
+    pub producer: &'a str,
+    /// The type suffix, e.g. `integration.connected`.
+    pub kind: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// Its record, built like a webhook's events (`event::platform_record`)
+/// from a stand-in inbox row, so the envelope, headers and topic are the
+/// same; its bytes depend only on `e`.
+pub fn gateway_record(e: &GatewayEvent<'_>, topics: &Topics) -> Result<Record, serde_json::Error> {
     let mut stand_in = InboxRow {
         id: 0,
-        connection_id: row.connection_id.clone(),
-        provider: row.provider.clone(),
-        workspace_id: row.workspace_id.clone(),
-        brand_id: row.brand_id.clone(),
-        webhook_id: format!("{kind}:{}", row.id),
-        topic: format!("ionflux/{kind}"),
-        account: row.account.clone(),
+        connection_id: e.connection_id.to_owned(),
+        provider: e.provider.to_owned(),
+        workspace_id: e.workspace_id.to_owned(),
+        brand_id: e.brand_id.to_owned(),
+        webhook_id: e.key.to_owned(),
+        topic: e.topic.to_owned(),
+        account: e.account.to_owned(),
         api_version: None,
         occurred_at: None,
         event_id: None,
         trace_id: String::new(),
         headers: Vec::new(),
         body: Vec::new(),
-        received_at: row.created_at,
+        received_at: e.at,
         attempts: 0,
     };
     stand_in.trace_id = event::event_id(&stand_in, 0).simple().to_string();
@@ -68,14 +111,14 @@ pub fn record(row: &IntegrationEventRow, topics: &Topics) -> Result<Record, serd
         &stand_in,
         topics,
         &TransformId {
-            name: PRODUCER,
+            name: e.producer,
             digest: "",
         },
         0,
         &EventParts {
-            kind: &kind,
+            kind: e.kind,
             schema_version: "v1",
-            payload: &payload,
+            payload: e.payload,
         },
     )
 }

@@ -227,6 +227,15 @@ pub struct ConnectionDetail {
     pub last_webhook_at: Option<i64>,
 }
 
+/// The columns of a [`ConnectionDetail`]: whether tokens are held, never
+/// the tokens.
+const DETAIL_COLUMNS: &str = "id, provider, account, workspace_id, brand_id,
+    secure_path_identifier, status, created_at, auth_method, scopes,
+    CAST(CASE WHEN access_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_access_token,
+    CAST(CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_refresh_token,
+    access_token_expires_at, refreshed_at, last_refresh_error, refresh_failures,
+    installed_by, installed_at, paused_at, paused_by, last_webhook_at";
+
 /// A pending `integration.*` event as its outbox row holds it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IntegrationEventRow {
@@ -283,18 +292,11 @@ pub(super) async fn add_integration_event(
 
 impl Store {
     pub async fn connection_detail(&self, id: &str) -> Result<Option<ConnectionDetail>> {
-        Ok(sqlx::query_as(
-            "SELECT id, provider, account, workspace_id, brand_id, secure_path_identifier,
-                status, created_at, auth_method, scopes,
-                CASE WHEN access_token IS NULL THEN 0 ELSE 1 END AS has_access_token,
-                CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token,
-                access_token_expires_at, refreshed_at, last_refresh_error, refresh_failures,
-                installed_by, installed_at, paused_at, paused_by, last_webhook_at
-             FROM connections WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        let sql = format!("SELECT {DETAIL_COLUMNS} FROM connections WHERE id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Every connection's detail (of one workspace, or all), oldest first.
@@ -302,19 +304,15 @@ impl Store {
         &self,
         workspace: Option<&str>,
     ) -> Result<Vec<ConnectionDetail>> {
-        Ok(sqlx::query_as(
-            "SELECT id, provider, account, workspace_id, brand_id, secure_path_identifier,
-                status, created_at, auth_method, scopes,
-                CASE WHEN access_token IS NULL THEN 0 ELSE 1 END AS has_access_token,
-                CASE WHEN refresh_token IS NULL THEN 0 ELSE 1 END AS has_refresh_token,
-                access_token_expires_at, refreshed_at, last_refresh_error, refresh_failures,
-                installed_by, installed_at, paused_at, paused_by, last_webhook_at
-             FROM connections WHERE ($1 = '' OR workspace_id = $2) ORDER BY created_at, id",
-        )
-        .bind(workspace.unwrap_or(""))
-        .bind(workspace.unwrap_or(""))
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT {DETAIL_COLUMNS} FROM connections
+             WHERE ($1 = '' OR workspace_id = $2) ORDER BY created_at, id"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(workspace.unwrap_or(""))
+            .bind(workspace.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Disconnects by hand: the tokens are deleted and the status becomes
