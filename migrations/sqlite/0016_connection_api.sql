@@ -6,7 +6,8 @@
 ALTER TABLE connections ADD COLUMN paused_at INTEGER;
 ALTER TABLE connections ADD COLUMN paused_by TEXT;
 -- When intake last stored a webhook of the connection: set by the inbox's
--- group commit, so "last webhook received" is one row read, not a scan.
+-- group commit (to the second), so "last webhook received" is one row read,
+-- not a scan.
 ALTER TABLE connections ADD COLUMN last_webhook_at INTEGER;
 
 -- The `integration.*` events (connected, disconnected, redacted, paused,

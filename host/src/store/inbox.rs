@@ -215,7 +215,7 @@ impl Store {
             sqlx::query(NOTE_LAST_WEBHOOK_SQL)
                 .bind(at)
                 .bind(connection)
-                .bind(at)
+                .bind(at - LAST_WEBHOOK_GRAIN_MS)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -571,10 +571,16 @@ pub(super) fn claimable(
 }
 
 /// Notes when a connection last received a webhook, in intake's group
-/// commit (one statement per connection per group, so a burst costs one
-/// row write): binds the time, the connection, the time.
+/// commit: binds the time, the connection, the time less [`LAST_WEBHOOK_GRAIN_MS`].
+/// To the second, not the millisecond: a row written at most once a second
+/// per connection, so a busy shop's concurrent groups (PostgreSQL's
+/// writers commit in parallel) seldom wait on its row lock, and SQLite's WAL
+/// takes one more page a second, not one per commit.
 pub(super) const NOTE_LAST_WEBHOOK_SQL: &str = "UPDATE connections SET last_webhook_at = $1
      WHERE id = $2 AND (last_webhook_at IS NULL OR last_webhook_at < $3)";
+
+/// How stale `connections.last_webhook_at` may be (see [`NOTE_LAST_WEBHOOK_SQL`]).
+pub(super) const LAST_WEBHOOK_GRAIN_MS: i64 = 1000;
 
 /// Each connection of a group with its newest receive time, in connection
 /// id order: two groups committing side by side on PostgreSQL then lock

@@ -518,7 +518,8 @@ fn write(conn: &mut Connection, turn: &Arc<WriteTurn>, rows: &[Row]) -> Result<V
             (connection, at)
         }));
         for (connection, at) in last {
-            note.execute(rusqlite::params![at, connection, at])?;
+            let stale = at - super::inbox::LAST_WEBHOOK_GRAIN_MS;
+            note.execute(rusqlite::params![at, connection, stale])?;
         }
     }
     tx.commit()?;
