@@ -244,11 +244,11 @@ pub async fn act(
                     ),
                 ));
             }
-            if !before.has_refresh_token {
+            if !before.has_refresh_token || before.access_token_expires_at.is_none() {
                 return Err(conflict(
                     "not_refreshable",
-                    "this connection holds no refresh token: its access does not expire, or \
-                     only a reconnect renews it",
+                    "this connection holds no refresh token or no expiring access token: its \
+                     access does not expire, or only a reconnect renews it",
                 ));
             }
             let refresher = ctx
