@@ -53,19 +53,45 @@ pub(crate) fn credentials(cmd: &ConnectionsCommand) -> Result<Option<Value>> {
 const CONSUMER_SECRET_VARIABLE: &str = "IONFLUX_CONSUMER_SECRET";
 
 /// What the connection actions need on the database's host, from the
-/// configuration: the providers, the public base URL, their sections.
-fn local(
-    cfg: &Settings,
-) -> (
-    ionflux_gateway::pipeline::provider::Providers,
-    Option<String>,
-    registration::ProviderOptions,
-) {
-    (
-        ionflux_gateway::pipeline::provider::Providers::new(ionflux_gateway::providers::all()),
-        cfg.public_base_url(),
-        cfg.provider_options(),
-    )
+/// configuration. The master key is optional: only `reregister` with kept
+/// credentials needs it. No token refresher: the app's credentials are the
+/// running gateway's, so a refresh is asked of it (`--admin-url`).
+struct Local {
+    store: ionflux_gateway::store::Store,
+    vault: Option<ionflux_gateway::support::vault::Vault>,
+    providers: ionflux_gateway::pipeline::provider::Providers,
+    refreshers: std::collections::HashMap<
+        &'static str,
+        std::sync::Arc<ionflux_gateway::providers::refresh::Refresher>,
+    >,
+    public_base_url: Option<String>,
+    options: registration::ProviderOptions,
+}
+
+impl Local {
+    async fn open(cfg: &Settings) -> Result<Self> {
+        Ok(Self {
+            store: open_store(cfg).await?,
+            vault: load_vault(cfg).ok(),
+            providers: ionflux_gateway::pipeline::provider::Providers::new(
+                ionflux_gateway::providers::all(),
+            ),
+            refreshers: Default::default(),
+            public_base_url: cfg.public_base_url(),
+            options: cfg.provider_options(),
+        })
+    }
+
+    fn context(&self) -> actions::Context<'_> {
+        actions::Context {
+            store: &self.store,
+            vault: self.vault.as_ref(),
+            providers: &self.providers,
+            refreshers: &self.refreshers,
+            public_base_url: self.public_base_url.as_deref(),
+            provider_options: &self.options,
+        }
+    }
 }
 
 /// An action's error as the API says it: `code: message`.
@@ -190,17 +216,8 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
             Ok(())
         }
         ConnectionsCommand::Show { connection_id } => {
-            let (store, vault) = (open_store(cfg).await?, load_vault(cfg).ok());
-            let (providers, base, options) = local(cfg);
-            let ctx = actions::Context {
-                store: &store,
-                vault: vault.as_ref(),
-                providers: &providers,
-                refreshers: &Default::default(),
-                public_base_url: base.as_deref(),
-                provider_options: &options,
-            };
-            let view = actions::view(ctx, connection_id)
+            let local = Local::open(cfg).await?;
+            let view = actions::view(local.context(), connection_id)
                 .await
                 .map_err(action_error)?
                 .with_context(|| format!("no connection has the id {connection_id}"))?;
@@ -213,19 +230,8 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
         | ConnectionsCommand::Reregister { .. }
         | ConnectionsCommand::Refresh { .. } => {
             let (action, id) = cmd.action().expect("an action");
-            let (store, vault) = (open_store(cfg).await?, load_vault(cfg).ok());
-            let (providers, base, options) = local(cfg);
-            let ctx = actions::Context {
-                store: &store,
-                vault: vault.as_ref(),
-                providers: &providers,
-                // The app's credentials are the running gateway's: a
-                // refresh is asked of it (--admin-url).
-                refreshers: &Default::default(),
-                public_base_url: base.as_deref(),
-                provider_options: &options,
-            };
-            let answer = actions::act(ctx, id, action, "cli")
+            let local = Local::open(cfg).await?;
+            let answer = actions::act(local.context(), id, action, "cli")
                 .await
                 .map_err(action_error)?;
             println!("{}", serde_json::to_string(&answer)?);
