@@ -604,3 +604,63 @@ async fn the_cli_shows_and_acts_locally_and_remotely() {
     assert!(!shown_here.to_string().contains(&conn.secret));
     gw.stop().await;
 }
+
+/// Shopify (an OAuth app's registrations): `reregister` puts them back to
+/// pending, and the app's registrar makes them again at the fake Shopify.
+#[tokio::test]
+async fn reregister_hands_an_apps_registrations_back_to_its_registrar() {
+    let fake = FakeShopify::start(CLIENT_ID, CLIENT_SECRET).await;
+    fake.set_token_lifetime(24 * 3600);
+    let base = "https://gw.example.test";
+    let mut cfg = app_config(&fake, (CLIENT_ID, CLIENT_SECRET), base, "jwt-secret");
+    cfg.webhook_topics = vec!["orders/create".into(), "app/uninstalled".into()];
+    let topics = cfg.webhook_topics.clone();
+    let gw = Gateway::start(Options {
+        admin_token: Some(OPERATOR.into()),
+        shopify: Some(cfg),
+        ..Options::default()
+    })
+    .await;
+    let shop = "reregistering-shop.myshopify.com";
+    let (id, path) =
+        install_with_issued_tokens(gw.store(), &gw.vault, &fake, shop, CLIENT_SECRET).await;
+    // As the install's callback does.
+    gw.store()
+        .reset_webhook_registrations(&id, &topics, &format!("{base}{path}"))
+        .await
+        .unwrap();
+    let all_registered = |gw: &Gateway, id: String| {
+        let store = gw.store().clone();
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let rows = store.webhook_registrations(&id).await.unwrap();
+                if rows.len() == 2 && rows.iter().all(|r| r.status == "registered") {
+                    return rows;
+                }
+                assert!(Instant::now() < deadline, "not registered: {rows:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = all_registered(&gw, id.clone()).await;
+    let calls = fake.calls().len();
+
+    let done = action(&gw, &id, "reregister").await;
+    assert_eq!(done["changed"], true);
+    assert!(done["registered"].is_null(), "{done}");
+    assert!(
+        done["message"].as_str().unwrap().contains("pending"),
+        "{done}"
+    );
+    let again = all_registered(&gw, id.clone()).await;
+    assert!(
+        fake.calls().len() > calls,
+        "the registrar asked Shopify again"
+    );
+    for (a, b) in first.iter().zip(&again) {
+        assert!(b.updated_at > a.updated_at, "{a:?} {b:?}");
+    }
+    assert_eq!(fake.webhooks(shop).len(), 2, "idempotent at Shopify");
+    gw.stop().await;
+}
