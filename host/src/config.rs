@@ -139,6 +139,7 @@ pub struct TikTokShopSettings {
 pub struct ConnectionSettings {
     #[serde(with = "humantime_serde")]
     pub previous_secret_window: Duration,
+    pub integration_events: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -774,6 +775,7 @@ impl Settings {
             max_backlog_age: (!self.max_backlog_age.is_zero()).then_some(self.max_backlog_age),
             database_max_connections: self.database_max_connections,
             previous_secret_window: self.connections.previous_secret_window,
+            integration_events: self.connections.integration_events,
             public_base_url: self.public_base_url(),
             provider_options: self.provider_options(),
         })

@@ -535,6 +535,10 @@ struct ServeArgs {
     /// checked.
     #[arg(long, env = "IONFLUX_MAX_BACKLOG_AGE", value_parser = humantime::parse_duration)]
     max_backlog_age: Option<Duration>,
+    /// Publish the connections' `integration.*` events
+    /// (`connections.integration_events`).
+    #[arg(long, env = "IONFLUX_INTEGRATION_EVENTS")]
+    integration_events: Option<bool>,
     /// Connections in the database pool.
     #[arg(long, env = "IONFLUX_DATABASE_MAX_CONNECTIONS")]
     database_max_connections: Option<u32>,
@@ -830,6 +834,10 @@ impl ServeArgs {
         set(&mut s.max_body_bytes, &self.max_body_bytes);
         set(&mut s.max_backlog_age, &self.max_backlog_age);
         set(
+            &mut s.connections.integration_events,
+            &self.integration_events,
+        );
+        set(
             &mut s.database_max_connections,
             &self.database_max_connections,
         );
@@ -1046,6 +1054,24 @@ enum ConnectionsCommand {
     /// The webhook registrations of a connection made by OAuth, one JSON
     /// object per topic with its status.
     Webhooks { connection_id: String },
+    /// One connection in full, as JSON: status, paused, auth method,
+    /// scopes, last webhook received, last error, token expiry, its
+    /// registrations per topic; never a secret.
+    Show { connection_id: String },
+    /// Disconnect: status `disconnected`, tokens deleted; its webhooks are
+    /// refused but for the platform's compliance topics.
+    Disconnect { connection_id: String },
+    /// Pause processing: webhooks are still taken and stored, and held
+    /// until `resume`.
+    Pause { connection_id: String },
+    /// Resume processing: the webhooks held meanwhile are delivered.
+    Resume { connection_id: String },
+    /// Register its webhooks at the platform again (kept API credentials,
+    /// or the OAuth app's registrar).
+    Reregister { connection_id: String },
+    /// Refresh its access token now (with --admin-url: the running gateway
+    /// holds the app's credentials).
+    Refresh { connection_id: String },
 }
 
 /// `connections add` with a platform's API credentials: the gateway
@@ -1078,6 +1104,24 @@ fn parse_json_object(text: &str) -> Result<serde_json::Value, String> {
 }
 
 impl ConnectionsCommand {
+    /// The connection API's action this command runs, and on which id.
+    fn action(
+        &self,
+    ) -> Option<(
+        ionflux_gateway::api::admin::connection_actions::Action,
+        &str,
+    )> {
+        use ionflux_gateway::api::admin::connection_actions::Action;
+        match self {
+            Self::Disconnect { connection_id } => Some((Action::Disconnect, connection_id)),
+            Self::Pause { connection_id } => Some((Action::Pause, connection_id)),
+            Self::Resume { connection_id } => Some((Action::Resume, connection_id)),
+            Self::Reregister { connection_id } => Some((Action::Reregister, connection_id)),
+            Self::Refresh { connection_id } => Some((Action::Refresh, connection_id)),
+            _ => None,
+        }
+    }
+
     /// `--settings`, or what `--preset` stands for.
     fn settings(&self) -> Option<serde_json::Value> {
         match self {

@@ -52,6 +52,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// How long a webhook secret replaced over the admin API keeps verifying.
     pub previous_secret_window: Duration,
+    /// Publish the connections' `integration.*` events
+    /// (`connections.integration_events`); false: they wait in the outbox.
+    pub integration_events: bool,
     /// Where the public listener is reached from the internet; webhook
     /// addresses are built on it. None: unknown (nothing is registered).
     pub public_base_url: Option<String>,
@@ -105,6 +108,9 @@ pub struct Running {
     refreshers: Vec<JoinHandle<()>>,
     /// Samples the inbox backlog into the metrics gauges.
     sampler: JoinHandle<()>,
+    /// Publishes the connections' `integration.*` events; what it has not
+    /// sent when stopped waits in the outbox for the next start.
+    integration_events: JoinHandle<()>,
 }
 
 /// How often the inbox gauges are refreshed from the store.
@@ -221,7 +227,17 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     };
     let provider_routes = crate::providers::shopify::routes(oauth.clone(), shop_details)
         .merge(crate::providers::tiktok_shop::routes(tiktok_shop.clone()));
+    let refreshers: crate::api::admin::connection_actions::Refreshers = Arc::new(
+        oauth
+            .as_ref()
+            .map(|o| o.refresher().clone())
+            .into_iter()
+            .chain(tiktok_shop.as_ref().map(|t| t.refresher().clone()))
+            .map(|r| (r.provider(), r))
+            .collect(),
+    );
     let state = AppState {
+        refreshers,
         inbox,
         store: store.clone(),
         sink: sink.clone(),
@@ -276,6 +292,17 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .chain(tiktok_shop.map(|t| tokio::spawn(t.run_registrar(rx.clone()))))
         .collect();
     let sampler = tokio::spawn(sample_backlog(store.clone(), rx.clone()));
+    // The connections' `integration.*` events (pipeline::integration).
+    let integration_events = tokio::spawn({
+        let publisher =
+            crate::pipeline::integration::Publisher::new(store.clone(), sink.clone(), event_topics);
+        let (on, rx) = (cfg.integration_events, rx.clone());
+        async move {
+            if on {
+                publisher.run(rx).await
+            }
+        }
+    });
     let dispatch = dispatcher.clone();
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
     tracing::info!(%addr, admin = ?admin_addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");
@@ -293,6 +320,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         registrars,
         refreshers,
         sampler,
+        integration_events,
     })
 }
 
@@ -383,6 +411,7 @@ impl Running {
             registrar.abort();
         }
         let _ = self.sampler.await;
+        let _ = self.integration_events.await;
         // Not aborted: a refresh cut off between the platform's answer and
         // our commit would lose the rotated refresh token. Its calls time out.
         for mut refresher in self.refreshers {

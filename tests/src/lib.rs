@@ -169,6 +169,9 @@ pub struct Options {
     pub public_base_url: Option<String>,
     /// The providers' configuration sections (`[woocommerce]`); None: none.
     pub provider_options: Option<ionflux_gateway::pipeline::registration::ProviderOptions>,
+    /// Publish the connections' `integration.*` events (default: not, so
+    /// that tests counting a webhook's events see only those).
+    pub integration_events: bool,
 }
 
 /// The library's tenant policy, with a CPU ceiling that admits the tests'
@@ -373,6 +376,7 @@ impl Gateway {
                 ionflux_gateway::pipeline::connection::DEFAULT_PREVIOUS_SECRET_WINDOW,
             public_base_url: opts.public_base_url,
             provider_options: opts.provider_options.unwrap_or_default(),
+            integration_events: opts.integration_events,
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {

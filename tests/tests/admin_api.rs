@@ -184,6 +184,13 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
         ("GET", "/admin/v1/connections"),
         ("POST", "/admin/v1/connections"),
         ("GET", "/admin/v1/connections/{connection_id}/webhooks"),
+        // The connection API: tested in connection_api.rs.
+        ("GET", "/admin/v1/connections/{connection_id}"),
+        ("POST", "/admin/v1/connections/{connection_id}/disconnect"),
+        ("POST", "/admin/v1/connections/{connection_id}/pause"),
+        ("POST", "/admin/v1/connections/{connection_id}/resume"),
+        ("POST", "/admin/v1/connections/{connection_id}/reregister"),
+        ("POST", "/admin/v1/connections/{connection_id}/refresh"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -271,6 +278,12 @@ fn every_family() -> Vec<(Method, &'static str, Option<Value>)> {
             "/admin/v1/webhooks/1/dry-run",
             Some(json!({})),
         ),
+        (Method::GET, "/admin/v1/connections/c", None),
+        (Method::POST, "/admin/v1/connections/c/disconnect", None),
+        (Method::POST, "/admin/v1/connections/c/pause", None),
+        (Method::POST, "/admin/v1/connections/c/resume", None),
+        (Method::POST, "/admin/v1/connections/c/reregister", None),
+        (Method::POST, "/admin/v1/connections/c/refresh", None),
     ]
 }
 

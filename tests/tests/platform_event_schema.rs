@@ -127,3 +127,62 @@ fn the_schema_rejects_wrong_types_and_unknown_fields() {
         assert!(rejected(&e), "accepted {what}");
     }
 }
+
+/// Every `integration.*` event a connection's change publishes, of every
+/// provider, is a PlatformEvent the schema accepts.
+#[test]
+fn the_schema_accepts_every_integration_event() {
+    use ionflux_gateway::store::IntegrationEventRow;
+    let kinds = [
+        "connected",
+        "disconnected",
+        "redacted",
+        "paused",
+        "resumed",
+        "token_refreshed",
+    ];
+    let providers = [
+        "shopify",
+        "woocommerce",
+        "tiktok_shop",
+        "wix",
+        "standard_webhooks",
+        "hmac",
+    ];
+    for provider in providers {
+        for (i, kind) in kinds.iter().enumerate() {
+            let row = IntegrationEventRow {
+                id: i as i64 + 1,
+                connection_id: uuid::Uuid::new_v4().to_string(),
+                kind: kind.to_string(),
+                provider: provider.into(),
+                account: "an-account".into(),
+                workspace_id: uuid::Uuid::new_v4().to_string(),
+                brand_id: uuid::Uuid::new_v4().to_string(),
+                status: "active".into(),
+                reason: Some("why".into()),
+                actor: None,
+                created_at: 1_700_000_000_000,
+            };
+            let record =
+                ionflux_gateway::pipeline::integration::record(&row, &Topics::default()).unwrap();
+            let event: Value = serde_json::from_slice(&record.payload).unwrap();
+            assert_platform_event(&event);
+            assert!(
+                event["event_type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(".integration.{kind}")),
+                "{event}"
+            );
+            assert_eq!(
+                event["payload_json"]["connection_id"],
+                row.connection_id.as_str()
+            );
+            // The same row, the same bytes: a repeat is the same event.
+            let again =
+                ionflux_gateway::pipeline::integration::record(&row, &Topics::default()).unwrap();
+            assert_eq!(record.payload, again.payload);
+        }
+    }
+}

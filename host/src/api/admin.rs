@@ -50,6 +50,7 @@ use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, Sto
 use crate::support::vault::Secret;
 
 pub mod body;
+pub mod connection_actions;
 mod connections;
 mod shadow;
 
@@ -405,6 +406,13 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_providers))
         .routes(routes!(list_connections, connections::add_connection))
         .routes(routes!(connection_webhooks))
+        // ---- connection actions ----
+        .routes(routes!(connection_actions::show_connection))
+        .routes(routes!(connection_actions::disconnect))
+        .routes(routes!(connection_actions::pause))
+        .routes(routes!(connection_actions::resume))
+        .routes(routes!(connection_actions::reregister_webhooks))
+        .routes(routes!(connection_actions::refresh))
         .split_for_parts();
     document_common_errors(&mut doc);
     (router, doc)
@@ -1508,21 +1516,18 @@ pub async fn connections(
     store: &Store,
     workspace: Option<&str>,
 ) -> Result<Vec<ConnectionItem>, StoreError> {
+    // One query for them all (the connection API's detail rows).
     let mut items = Vec::new();
-    for c in store.list_connections().await? {
-        if workspace.is_some_and(|ws| ws != c.workspace_id) {
-            continue;
-        }
-        let tokens = store.connection_tokens(&c.id).await?;
+    for c in store.connection_details(workspace).await? {
         items.push(ConnectionItem {
             webhook_path: crate::pipeline::connection::webhook_path(
                 &c.provider,
                 &c.secure_path_identifier,
             ),
-            auth_method: tokens.as_ref().map(|t| t.auth_method.clone()),
-            has_tokens: tokens
-                .as_ref()
-                .is_some_and(|t| t.access_token.is_some() || t.refresh_token.is_some()),
+            auth_method: c.auth_method,
+            has_tokens: c.has_access_token != 0 || c.has_refresh_token != 0,
+            paused: c.paused_at.is_some(),
+            last_webhook_at: c.last_webhook_at,
             connection_id: c.id,
             provider: c.provider,
             account: c.account,
@@ -1621,7 +1626,10 @@ mod tests {
                 for status in ["401", "503"] {
                     assert!(responses.contains_key(status), "{what}: {status}");
                 }
-                if ["put", "post"].contains(&method.as_str()) {
+                // The connection actions take no body: the path says it all.
+                let action = path.starts_with("/admin/v1/connections/{connection_id}/")
+                    && path != "/admin/v1/connections/{connection_id}/webhooks";
+                if ["put", "post"].contains(&method.as_str()) && !action {
                     assert!(op["requestBody"].is_object(), "{what}: a request body");
                 }
             }

@@ -8,9 +8,10 @@ use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::api::admin::body::{
-    AddConnectionBody, AddedConnection, ConnectionList, ConnectionWebhooks, DeadLetterList,
-    ErrorBody, EventsPage, LimitQuery, PromoteBody, PushedTransform, ReplayBody, Replayed,
-    RouteBody, RouteHistory, RouteList, ShadowQuery, ShadowReport, TransformDetail, TransformList,
+    AddConnectionBody, AddedConnection, ConnectionActionAnswer, ConnectionList, ConnectionView,
+    ConnectionWebhooks, DeadLetterList, ErrorBody, EventsPage, LimitQuery, PromoteBody,
+    PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList, ShadowQuery,
+    ShadowReport, TransformDetail, TransformList,
 };
 use crate::store::RouteRow;
 use crate::support::vault::Secret;
@@ -249,6 +250,21 @@ impl AdminClient {
         body: &AddConnectionBody,
     ) -> Result<AddedConnection, ClientError> {
         self.send(self.request(Method::POST, &["connections"]).json(body))
+            .await
+    }
+
+    pub async fn connection(&self, connection_id: &str) -> Result<ConnectionView, ClientError> {
+        self.send(self.request(Method::GET, &["connections", connection_id]))
+            .await
+    }
+
+    /// `disconnect`, `pause`, `resume`, `reregister` or `refresh`.
+    pub async fn connection_action(
+        &self,
+        connection_id: &str,
+        action: &str,
+    ) -> Result<ConnectionActionAnswer, ClientError> {
+        self.send(self.request(Method::POST, &["connections", connection_id, action]))
             .await
     }
 

@@ -41,4 +41,7 @@ pub struct AppState {
     pub public_base_url: Option<String>,
     /// The providers' own configuration sections, handed to a registration.
     pub provider_options: crate::pipeline::registration::ProviderOptions,
+    /// The token refreshers of the apps this gateway runs (the connection
+    /// API's `refresh`), by provider.
+    pub refreshers: admin::connection_actions::Refreshers,
 }

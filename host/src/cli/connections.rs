@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 use ionflux_gateway::api::admin;
+use ionflux_gateway::api::admin::connection_actions as actions;
 use ionflux_gateway::config::Settings;
 use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::pipeline::provider::Proposed;
@@ -50,6 +51,54 @@ pub(crate) fn credentials(cmd: &ConnectionsCommand) -> Result<Option<Value>> {
 }
 
 const CONSUMER_SECRET_VARIABLE: &str = "IONFLUX_CONSUMER_SECRET";
+
+/// What the connection actions need on the database's host, from the
+/// configuration. The master key is optional: only `reregister` with kept
+/// credentials needs it. No token refresher: the app's credentials are the
+/// running gateway's, so a refresh is asked of it (`--admin-url`).
+struct Local {
+    store: ionflux_gateway::store::Store,
+    vault: Option<ionflux_gateway::support::vault::Vault>,
+    providers: ionflux_gateway::pipeline::provider::Providers,
+    refreshers: std::collections::HashMap<
+        &'static str,
+        std::sync::Arc<ionflux_gateway::providers::refresh::Refresher>,
+    >,
+    public_base_url: Option<String>,
+    options: registration::ProviderOptions,
+}
+
+impl Local {
+    async fn open(cfg: &Settings) -> Result<Self> {
+        Ok(Self {
+            store: open_store(cfg).await?,
+            vault: load_vault(cfg).ok(),
+            providers: ionflux_gateway::pipeline::provider::Providers::new(
+                ionflux_gateway::providers::all(),
+            ),
+            refreshers: Default::default(),
+            public_base_url: cfg.public_base_url(),
+            options: cfg.provider_options(),
+        })
+    }
+
+    fn context(&self) -> actions::Context<'_> {
+        actions::Context {
+            store: &self.store,
+            vault: self.vault.as_ref(),
+            providers: &self.providers,
+            refreshers: &self.refreshers,
+            public_base_url: self.public_base_url.as_deref(),
+            provider_options: &self.options,
+        }
+    }
+}
+
+/// An action's error as the API says it: `code: message`.
+fn action_error(e: actions::ActionError) -> anyhow::Error {
+    let api = ionflux_gateway::api::http::ApiError::from(e);
+    anyhow::anyhow!("{}: {}", api.code, api.message)
+}
 
 pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Result<()> {
     match cmd {
@@ -164,6 +213,28 @@ pub(crate) async fn connections(cfg: &Settings, cmd: &ConnectionsCommand) -> Res
             for r in oauth::webhook_registrations(&store, connection_id).await? {
                 println!("{}", serde_json::to_string(&r)?);
             }
+            Ok(())
+        }
+        ConnectionsCommand::Show { connection_id } => {
+            let local = Local::open(cfg).await?;
+            let view = actions::view(local.context(), connection_id)
+                .await
+                .map_err(action_error)?
+                .with_context(|| format!("no connection has the id {connection_id}"))?;
+            println!("{}", serde_json::to_string(&view)?);
+            Ok(())
+        }
+        ConnectionsCommand::Disconnect { .. }
+        | ConnectionsCommand::Pause { .. }
+        | ConnectionsCommand::Resume { .. }
+        | ConnectionsCommand::Reregister { .. }
+        | ConnectionsCommand::Refresh { .. } => {
+            let (action, id) = cmd.action().expect("an action");
+            let local = Local::open(cfg).await?;
+            let answer = actions::act(local.context(), id, action, "cli")
+                .await
+                .map_err(action_error)?;
+            println!("{}", serde_json::to_string(&answer)?);
             Ok(())
         }
         ConnectionsCommand::List => {

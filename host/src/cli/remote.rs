@@ -247,6 +247,17 @@ fn print(events: Vec<ionflux_gateway::api::admin::body::EventItem>, json: bool) 
 async fn connections(client: &AdminClient, cmd: &ConnectionsCommand) -> Result<()> {
     match cmd {
         ConnectionsCommand::List => print_lines(client.connections().await?.connections),
+        ConnectionsCommand::Show { connection_id } => {
+            print_lines([client.connection(connection_id).await?])
+        }
+        ConnectionsCommand::Disconnect { .. }
+        | ConnectionsCommand::Pause { .. }
+        | ConnectionsCommand::Resume { .. }
+        | ConnectionsCommand::Reregister { .. }
+        | ConnectionsCommand::Refresh { .. } => {
+            let (action, id) = cmd.action().expect("an action");
+            print_lines([client.connection_action(id, action.as_str()).await?])
+        }
         ConnectionsCommand::Webhooks { connection_id } => print_lines(
             client
                 .connection_webhooks(connection_id)

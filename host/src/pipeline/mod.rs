@@ -8,6 +8,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod event;
 pub mod inbox;
+pub mod integration;
 pub mod provider;
 pub mod publish;
 pub mod registration;

@@ -62,10 +62,10 @@ use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::pipeline::connection::{self, ACCESS_TOKEN, REFRESH_TOKEN};
-use crate::pipeline::event::{self, EventParts, Topics, TransformId};
+use crate::pipeline::event::Topics;
 use crate::pipeline::publish::Sink;
 use crate::store::oauth::{IntegrationErrorRow, LeaseClaim, RefreshFailure, RefreshRow, TokenSwap};
-use crate::store::{InboxRow, Store, StoreError, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 use crate::support::vault::{Secret, Vault, VaultError};
 
 /// The event type suffix of a connection that can no longer refresh.
@@ -230,6 +230,33 @@ impl Refresher {
 
     pub fn config(&self) -> &RefreshConfig {
         &self.cfg
+    }
+
+    /// The platform whose connections this refresher keeps fresh.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Refreshes the connection's token now, however long it has left (the
+    /// connection API's `refresh`): under the lease and through the
+    /// compare-and-swap as every refresh, in a task of its own. Answers
+    /// once the new token is stored.
+    pub async fn refresh_now(self: &Arc<Self>, connection_id: &str) -> Result<(), TokenError> {
+        // Long enough that any token is due, short enough not to overflow.
+        const ALWAYS: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        let me = self.clone();
+        let id = connection_id.to_string();
+        let attempt = tokio::spawn(async move { me.refresh(&id, ALWAYS).await })
+            .await
+            .map_err(|e| TokenError::Internal(format!("refresh task: {e}")))??;
+        match attempt {
+            Attempt::Token(_) => Ok(()),
+            Attempt::Busy => Err(TokenError::Busy),
+            Attempt::Changed => Err(TokenError::RefreshFailed(
+                "the connection changed during the refresh (reconnect, uninstall or redaction)"
+                    .into(),
+            )),
+        }
     }
 
     /// Wakes the job now rather than at its next poll.
@@ -610,37 +637,20 @@ pub fn integration_error_record(
         "reason": row.last_refresh_error.as_deref().unwrap_or("token refresh failed"),
         "failures": row.refresh_failures,
     }))?;
-    let mut stand_in = InboxRow {
-        id: 0,
-        connection_id: row.id.clone(),
-        provider: row.provider.clone(),
-        workspace_id: row.workspace_id.clone(),
-        brand_id: row.brand_id.clone(),
-        webhook_id: format!("{INTEGRATION_ERROR_KIND}:{}", row.refresh_failed_at),
-        topic: "ionflux/integration_error".into(),
-        account: row.account.clone(),
-        api_version: None,
-        occurred_at: None,
-        event_id: None,
-        trace_id: String::new(),
-        headers: Vec::new(),
-        body: Vec::new(),
-        received_at: row.refresh_failed_at,
-        attempts: 0,
-    };
-    stand_in.trace_id = event::event_id(&stand_in, 0).simple().to_string();
-    event::platform_record(
-        &stand_in,
-        topics,
-        &TransformId {
-            name: GATEWAY_PRODUCER,
-            digest: "",
-        },
-        0,
-        &EventParts {
+    crate::pipeline::integration::gateway_record(
+        &crate::pipeline::integration::GatewayEvent {
+            connection_id: &row.id,
+            provider: &row.provider,
+            account: &row.account,
+            workspace_id: &row.workspace_id,
+            brand_id: &row.brand_id,
+            key: &format!("{INTEGRATION_ERROR_KIND}:{}", row.refresh_failed_at),
+            topic: "ionflux/integration_error",
+            at: row.refresh_failed_at,
+            producer: GATEWAY_PRODUCER,
             kind: INTEGRATION_ERROR_KIND,
-            schema_version: "v1",
             payload: &payload,
         },
+        topics,
     )
 }

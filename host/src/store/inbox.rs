@@ -206,6 +206,19 @@ impl Store {
                 ),
             });
         }
+        let last = last_webhooks(
+            batch
+                .iter()
+                .map(|w| (w.connection.id.as_str(), w.received_at)),
+        );
+        for (connection, at) in last {
+            sqlx::query(NOTE_LAST_WEBHOOK_SQL)
+                .bind(at)
+                .bind(connection)
+                .bind(at - LAST_WEBHOOK_GRAIN_MS)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(out)
     }
@@ -505,6 +518,8 @@ pub(super) const CLAIM_BRANDS_SQL: &str = "INSERT INTO brand_leases (brand_id, o
         WHERE i.status = 'pending' AND i.next_attempt_at <= $3
           AND NOT EXISTS (SELECT 1 FROM brand_leases l
              WHERE l.brand_id = i.brand_id AND l.owner != $1 AND l.lease_until >= $3)
+          AND NOT EXISTS (SELECT 1 FROM connections c
+             WHERE c.id = i.connection_id AND c.paused_at IS NOT NULL)
         ORDER BY i.id LIMIT $4) w
      WHERE true
      ON CONFLICT (brand_id) DO UPDATE SET owner = excluded.owner,
@@ -512,11 +527,15 @@ pub(super) const CLAIM_BRANDS_SQL: &str = "INSERT INTO brand_leases (brand_id, o
      WHERE brand_leases.owner = excluded.owner OR brand_leases.lease_until < $3";
 
 /// The pending rows of the brands leased to the owner: binds owner, now,
-/// limit. Gives (id, brand, next attempt) for [`claimable`].
+/// limit. Rows of a paused connection are held: skipped (not a block on
+/// their brand, whose other connections go on), and since every row of that
+/// connection is skipped alike, its own rows keep their order. Gives (id, brand, next attempt) for [`claimable`].
 pub(super) const CLAIM_CANDIDATES_SQL: &str =
     "SELECT i.id, i.brand_id, i.next_attempt_at FROM inbox i
      JOIN brand_leases l ON l.brand_id = i.brand_id
      WHERE l.owner = $1 AND l.lease_until >= $2 AND i.status = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM connections c
+          WHERE c.id = i.connection_id AND c.paused_at IS NOT NULL)
      ORDER BY i.id LIMIT $3";
 
 /// Marks `n` rows claimed: binds the lease end, then the ids.
@@ -549,6 +568,32 @@ pub(super) fn claimable(
         ids.push(id);
     }
     ids
+}
+
+/// Notes when a connection last received a webhook, in intake's group
+/// commit: binds the time, the connection, the time less [`LAST_WEBHOOK_GRAIN_MS`].
+/// To the second, not the millisecond: a row written at most once a second
+/// per connection, so a busy shop's concurrent groups (PostgreSQL's
+/// writers commit in parallel) seldom wait on its row lock, and SQLite's WAL
+/// takes one more page a second, not one per commit.
+pub(super) const NOTE_LAST_WEBHOOK_SQL: &str = "UPDATE connections SET last_webhook_at = $1
+     WHERE id = $2 AND (last_webhook_at IS NULL OR last_webhook_at < $3)";
+
+/// How stale `connections.last_webhook_at` may be (see [`NOTE_LAST_WEBHOOK_SQL`]).
+pub(super) const LAST_WEBHOOK_GRAIN_MS: i64 = 1000;
+
+/// Each connection of a group with its newest receive time, in connection
+/// id order: two groups committing side by side on PostgreSQL then lock
+/// connection rows in one order, and neither waits for the other in a cycle.
+pub(super) fn last_webhooks<'a>(
+    rows: impl IntoIterator<Item = (&'a str, i64)>,
+) -> std::collections::BTreeMap<&'a str, i64> {
+    let mut last = std::collections::BTreeMap::new();
+    for (connection, at) in rows {
+        let e = last.entry(connection).or_insert(at);
+        *e = (*e).max(at);
+    }
+    last
 }
 
 /// The id of a webhook stored before, by the inbox's unique key.

@@ -41,7 +41,9 @@ mod tokens;
 mod transforms;
 mod writer;
 
-pub use connections::{ConnectionRow, new_path_identifier};
+pub use connections::{
+    Changed, ConnectionDetail, ConnectionRow, IntegrationEventRow, new_path_identifier,
+};
 pub use dead_letters::{DeadLetter, DeadLetterRow, Replayed};
 pub use events::{Delivery, Logged, LoggedEvent, Record};
 pub use inbox::{InboxRow, Inserted, NewWebhook, Outcome};
@@ -114,6 +116,9 @@ pub struct Store {
     /// (uninstall, redaction), so that caches of connections in the same
     /// process (the inbox's) drop what they hold at once.
     connections_changed: Arc<AtomicU64>,
+    /// Woken after a commit that added an `integration.*` event, so that
+    /// its publisher sends it now rather than at its next poll.
+    integration_events_added: Arc<tokio::sync::Notify>,
     /// SQLite only: see `WriteTurn`.
     write_turn: Option<Arc<WriteTurn>>,
     /// SQLite file databases: where `insert_webhooks`, the claim and the
@@ -321,6 +326,7 @@ impl Store {
             pool,
             backend,
             connections_changed: Arc::default(),
+            integration_events_added: Arc::default(),
             write_turn,
             writer,
             _checkpointer: checkpointer,

@@ -219,6 +219,7 @@ impl Store {
     pub async fn upsert_oauth_connection(&self, w: &OAuthConnectionWrite) -> Result<bool> {
         let now = now_ms();
         let r = &w.row;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "INSERT INTO connections (id, provider, account, workspace_id, brand_id,
                 secure_path_identifier, webhook_secret, previous_webhook_secret,
@@ -272,9 +273,24 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(&r.settings)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if done == 1 {
+            super::connections::add_integration_event(
+                &mut tx,
+                &r.id,
+                "connected",
+                Some("installed through the platform's OAuth"),
+                Some(w.installed_by.as_str()),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if done == 1 {
+            self.note_integration_event();
+        }
         Ok(done == 1)
     }
 
@@ -665,6 +681,7 @@ impl Store {
     /// `refresh_failed` connection back to `active`, and releases `owner`'s
     /// lease. Answers whether the swap happened.
     pub async fn swap_refreshed_tokens(&self, s: &TokenSwap<'_>) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE connections
              SET access_token = $1, access_token_expires_at = $2,
@@ -695,9 +712,24 @@ impl Store {
         .bind(s.owner)
         .bind(s.id)
         .bind(s.old_refresh_token)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if done == 1 {
+            super::connections::add_integration_event(
+                &mut tx,
+                s.id,
+                "token_refreshed",
+                Some("the access token was refreshed"),
+                Some("gateway"),
+                s.now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        if done == 1 {
+            self.note_integration_event();
+        }
         Ok(done == 1)
     }
 
@@ -885,7 +917,14 @@ impl Store {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
         let ids = Self::lifecycle_targets(&mut tx, row, scope, true).await?;
+        let actor = format!("{}:{}", row.provider, row.topic);
+        let mut events = 0;
         for id in &ids {
+            let before: Option<String> =
+                sqlx::query_scalar("SELECT status FROM connections WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             sqlx::query(&format!(
                 "UPDATE connections SET status = 'disconnected', {CLEARED_TOKENS}, updated_at = $1
                  WHERE id = $2"
@@ -898,6 +937,18 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            if before.is_some_and(|s| s != "disconnected") {
+                super::connections::add_integration_event(
+                    &mut tx,
+                    id,
+                    "disconnected",
+                    Some(&format!("the platform's {} webhook", row.topic)),
+                    Some(&actor),
+                    now,
+                )
+                .await?;
+                events += 1;
+            }
         }
         sqlx::query("UPDATE inbox SET lifecycle_applied_at = $1 WHERE id = $2")
             .bind(now)
@@ -906,6 +957,9 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.note_connections_changed();
+        if events > 0 {
+            self.note_integration_event();
+        }
         Ok(LifecycleApplied {
             connections: ids.len() as u64,
             purged_webhooks: 0,
@@ -927,7 +981,14 @@ impl Store {
         let mut tx = self.serial_tx().await?;
         let ids = Self::lifecycle_targets(&mut tx, row, scope, false).await?;
         let mut applied = LifecycleApplied::default();
+        let actor = format!("{}:{}", row.provider, row.topic);
+        let mut events = 0;
         for id in &ids {
+            let before: Option<String> =
+                sqlx::query_scalar("SELECT status FROM connections WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             applied.connections += sqlx::query(&format!(
                 "UPDATE connections SET status = 'redacted', {CLEARED_TOKENS}, updated_at = $1
                  WHERE id = $2 AND (status != 'redacted' OR access_token IS NOT NULL
@@ -938,6 +999,18 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if before.is_some_and(|s| s != "redacted") {
+                super::connections::add_integration_event(
+                    &mut tx,
+                    id,
+                    "redacted",
+                    Some(&format!("the platform's {} webhook", row.topic)),
+                    Some(&actor),
+                    now,
+                )
+                .await?;
+                events += 1;
+            }
             sqlx::query("DELETE FROM webhook_registrations WHERE connection_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -961,6 +1034,9 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.note_connections_changed();
+        if events > 0 {
+            self.note_integration_event();
+        }
         Ok(applied)
     }
 
@@ -978,7 +1054,7 @@ impl Store {
 }
 
 /// The SET clause that forgets a connection's tokens and refresh state.
-const CLEARED_TOKENS: &str = "access_token = NULL, access_token_expires_at = NULL,
+pub(super) const CLEARED_TOKENS: &str = "access_token = NULL, access_token_expires_at = NULL,
     refresh_token = NULL, refresh_token_expires_at = NULL, refresh_lease_until = NULL,
     refresh_lease_owner = NULL, refresh_started_at = NULL, next_refresh_at = NULL,
     integration_error_pending = 0";

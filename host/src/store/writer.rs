@@ -507,6 +507,21 @@ fn write(conn: &mut Connection, turn: &Arc<WriteTurn>, rows: &[Row]) -> Result<V
             });
         }
     }
+    {
+        let mut note = tx.prepare_cached(super::inbox::NOTE_LAST_WEBHOOK_SQL)?;
+        let last = super::inbox::last_webhooks(rows.iter().map(|r| {
+            let (connection, _) = r.key();
+            let at = match r.0.get(14) {
+                Some(Value::Integer(at)) => *at,
+                _ => 0,
+            };
+            (connection, at)
+        }));
+        for (connection, at) in last {
+            let stale = at - super::inbox::LAST_WEBHOOK_GRAIN_MS;
+            note.execute(rusqlite::params![at, connection, stale])?;
+        }
+    }
     tx.commit()?;
     Ok(out)
 }

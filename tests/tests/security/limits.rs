@@ -89,6 +89,8 @@ impl Spawned {
             .env("IONFLUX_IDLE_POLL", "50ms")
             .env("IONFLUX_MIN_BACKOFF", "50ms")
             .env("IONFLUX_MAX_BACKOFF", "500ms")
+            // The tests here count webhooks' events only.
+            .env("IONFLUX_INTEGRATION_EVENTS", "false")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap());
         for (k, v) in env {

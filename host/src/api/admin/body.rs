@@ -318,6 +318,12 @@ pub struct ConnectionItem {
     pub auth_method: Option<String>,
     /// Whether it holds the platform's API tokens.
     pub has_tokens: bool,
+    /// Whether processing of its webhooks is paused (they are held).
+    #[serde(default)]
+    pub paused: bool,
+    /// When intake last stored one of its webhooks (epoch ms).
+    #[serde(default)]
+    pub last_webhook_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -503,4 +509,68 @@ pub struct ShadowReport {
     pub stats: Vec<ShadowCounters>,
     /// Newest first; empty unless asked for.
     pub samples: Vec<ShadowDifference>,
+}
+
+// ---- connection actions ----------------------------------------------------
+
+/// One connection in full (`GET /admin/v1/connections/{id}`): how it stands,
+/// never its secrets or tokens. Times are epoch ms.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionView {
+    pub connection_id: String,
+    pub provider: String,
+    pub account: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    /// `active`, `refresh_failed`, `disconnected` or `redacted`.
+    pub status: String,
+    /// Whether processing of its webhooks is paused (they are still taken
+    /// and stored, and delivered on resume).
+    pub paused: bool,
+    pub paused_at: Option<i64>,
+    pub paused_by: Option<String>,
+    /// `manual` (by hand, a pasted secret or API credentials) or `oauth`.
+    pub auth_method: Option<String>,
+    /// The API scopes granted at the install; null for none.
+    pub scopes: Option<String>,
+    pub created_at: i64,
+    pub installed_at: Option<i64>,
+    pub installed_by: Option<String>,
+    /// When intake last stored one of its webhooks.
+    pub last_webhook_at: Option<i64>,
+    /// The latest refresh or registration error, null when there is none.
+    pub last_error: Option<String>,
+    pub has_access_token: bool,
+    /// Whether its token can be refreshed (`refresh` needs one).
+    pub has_refresh_token: bool,
+    /// When the access token expires; null: it does not (or there is none).
+    pub access_token_expires_at: Option<i64>,
+    pub refreshed_at: Option<i64>,
+    pub refresh_failures: i64,
+    pub secure_path_identifier: String,
+    pub webhook_path: String,
+    /// On this gateway's public base URL, when it knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// The webhook registrations the gateway keeps for it, one per topic
+    /// (empty when its webhooks are set up in the platform's dashboard or
+    /// registered with API credentials in one go).
+    pub registrations: Vec<WebhookRegistrationRow>,
+}
+
+/// What an action did. `changed` is false when the connection already was
+/// so: every action is idempotent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionActionAnswer {
+    pub connection_id: String,
+    /// `disconnect`, `pause`, `resume`, `reregister` or `refresh`.
+    pub action: String,
+    pub changed: bool,
+    /// A sentence on what happened.
+    pub message: String,
+    /// The connection afterwards.
+    pub connection: ConnectionView,
+    /// `reregister` with API credentials: the webhooks the platform now holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Vec<Registered>>,
 }
