@@ -1,0 +1,258 @@
+//! Stored webhooks as an operator looks for them ("where is my webhook"):
+//! the inbox filtered and paged newest first, one webhook's record, and the
+//! attempts the dispatcher kept of it (`inbox_attempts`).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Blob, Delivery, Params, ROWS_PER_STATEMENT, Result, Store, StoreError};
+
+/// What `Store::find_webhooks` looks for; every filter given must match.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    /// A workspace token's own; None: every workspace (an operator).
+    pub workspace_id: Option<String>,
+    pub connection_id: Option<String>,
+    pub provider: Option<String>,
+    pub topic: Option<String>,
+    /// pending, published or dead.
+    pub status: Option<String>,
+    /// Received at or after, epoch ms.
+    pub received_after: Option<i64>,
+    /// Received before, epoch ms.
+    pub received_before: Option<i64>,
+    /// The platform's delivery id (`X-Shopify-Webhook-Id`, …): the inbox's
+    /// `webhook_id`, its deduplication key.
+    pub delivery_id: Option<String>,
+    /// Only webhooks older than this inbox id: the previous page's cursor.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One stored webhook in a list: what it is and where it stands, never its
+/// body.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebhookSummary {
+    pub id: i64,
+    pub provider: String,
+    pub connection_id: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    pub account: String,
+    pub topic: String,
+    pub webhook_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub received_at: i64,
+    pub trace_id: String,
+}
+
+/// One stored webhook with what its row records of its life.
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub summary: WebhookSummary,
+    pub api_version: Option<String>,
+    pub occurred_at: Option<String>,
+    /// The platform's own event id, when it sends one.
+    pub event_id: Option<String>,
+    /// The headers intake kept (never a signature).
+    pub headers: Vec<(String, String)>,
+    /// Pending: when it is due again (epoch ms).
+    pub next_attempt_at: i64,
+    /// The latest transient failure.
+    pub last_error: Option<String>,
+    pub finished_at: Option<i64>,
+    /// Where its records went when it was last finished.
+    pub deliveries: Vec<Delivery>,
+    /// Decoded; only when asked for.
+    pub body: Option<Vec<u8>>,
+}
+
+/// One attempt the dispatcher recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRecord {
+    pub attempt: i64,
+    /// Epoch ms.
+    pub at: i64,
+    /// published, dead or retry.
+    pub outcome: String,
+    pub reason_code: Option<String>,
+    pub error: Option<String>,
+    pub route_id: Option<i64>,
+    pub transform: Option<String>,
+    pub transform_digest: Option<String>,
+}
+
+const SUMMARY_COLUMNS: &str = "id, provider, connection_id, workspace_id, brand_id, account, \
+     topic, webhook_id, status, attempts, received_at, trace_id";
+
+impl Store {
+    /// Stored webhooks matching `filter`, newest first, at most its limit.
+    /// Within a connection or a workspace the rows are read backwards along
+    /// that index; the other filters narrow what it yields. A delivery id
+    /// is looked up first through the inbox's unique (connection, delivery
+    /// id) key, one probe per connection in scope, and the page is then
+    /// made of those rows alone.
+    pub async fn find_webhooks(&self, filter: &WebhookFilter) -> Result<Vec<WebhookSummary>> {
+        let ids = match &filter.delivery_id {
+            Some(delivery) => {
+                let ids = self.delivery_ids(filter, delivery).await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let mut p = Params::new(self.backend);
+        let mut clauses: Vec<String> = Vec::new();
+        let text_filters = [
+            ("workspace_id", &filter.workspace_id),
+            ("connection_id", &filter.connection_id),
+            ("provider", &filter.provider),
+            ("topic", &filter.topic),
+            ("status", &filter.status),
+        ];
+        for (column, value) in &text_filters {
+            if value.is_some() {
+                clauses.push(format!("{column} = {}", p.p()));
+            }
+        }
+        if filter.received_after.is_some() {
+            clauses.push(format!("received_at >= {}", p.p()));
+        }
+        if filter.received_before.is_some() {
+            clauses.push(format!("received_at < {}", p.p()));
+        }
+        if filter.before_id.is_some() {
+            clauses.push(format!("id < {}", p.p()));
+        }
+        if let Some(ids) = &ids {
+            clauses.push(format!("id IN ({})", p.list(ids.len())));
+        }
+        let filters = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM inbox {filters} ORDER BY id DESC LIMIT {}",
+            p.p()
+        );
+        let mut q = sqlx::query_as::<_, WebhookSummary>(&sql);
+        for (_, value) in text_filters {
+            if let Some(v) = value {
+                q = q.bind(v.as_str());
+            }
+        }
+        for bound in [filter.received_after, filter.received_before, filter.before_id]
+            .into_iter()
+            .flatten()
+        {
+            q = q.bind(bound);
+        }
+        for id in ids.iter().flatten() {
+            q = q.bind(*id);
+        }
+        Ok(q.bind(filter.limit).fetch_all(&self.pool).await?)
+    }
+
+    /// The inbox ids of `delivery` on the connections in `filter`'s scope,
+    /// newest first: few (a delivery id is one platform's, on one
+    /// connection, bar a platform reusing ids), so capped at one statement's
+    /// worth.
+    async fn delivery_ids(&self, filter: &WebhookFilter, delivery: &str) -> Result<Vec<i64>> {
+        let mut p = Params::new(self.backend);
+        let mut sql = format!(
+            "SELECT i.id FROM connections c
+             JOIN inbox i ON i.connection_id = c.id AND i.webhook_id = {}
+             WHERE true",
+            p.p()
+        );
+        if filter.workspace_id.is_some() {
+            sql += &format!(" AND c.workspace_id = {}", p.p());
+        }
+        if filter.connection_id.is_some() {
+            sql += &format!(" AND c.id = {}", p.p());
+        }
+        // No ORDER BY … LIMIT: it could tempt a planner into reading the
+        // whole inbox backwards by id in search of a match.
+        let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(delivery);
+        for v in [&filter.workspace_id, &filter.connection_id]
+            .into_iter()
+            .flatten()
+        {
+            q = q.bind(v.as_str());
+        }
+        let mut ids = q.fetch_all(&self.pool).await?;
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(ROWS_PER_STATEMENT);
+        Ok(ids)
+    }
+
+    /// One stored webhook by inbox id, with its body when `with_body`.
+    pub async fn stored_webhook(&self, id: i64, with_body: bool) -> Result<Option<StoredWebhook>> {
+        let body = if with_body {
+            ", body, body_encoding"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, api_version, occurred_at, event_id, headers,
+                next_attempt_at, last_error, finished_at, deliveries {body}
+             FROM inbox WHERE id = $1"
+        );
+        let Some(r) = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        stored_webhook_from(&r, with_body).map(Some)
+    }
+
+    /// The attempts recorded at a stored webhook, oldest first.
+    pub async fn webhook_attempts(&self, inbox_id: i64) -> Result<Vec<AttemptRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT attempt, at, outcome, reason_code, error, route_id, transform,
+                transform_digest
+             FROM inbox_attempts WHERE inbox_id = $1 ORDER BY attempt",
+        )
+        .bind(inbox_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+fn stored_webhook_from(r: &AnyRow, with_body: bool) -> Result<StoredWebhook> {
+    use sqlx::FromRow as _;
+    let headers: String = r.try_get("headers")?;
+    let headers = serde_json::from_str(&headers)
+        .map_err(|e| StoreError::Corrupt(format!("inbox headers: {e}")))?;
+    let deliveries = match r.try_get::<Option<String>, _>("deliveries")? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("inbox deliveries: {e}")))?,
+        None => Vec::new(),
+    };
+    let body = if with_body {
+        Some(Blob::decode(
+            &r.try_get::<String, _>("body_encoding")?,
+            r.try_get("body")?,
+        )?)
+    } else {
+        None
+    };
+    Ok(StoredWebhook {
+        summary: WebhookSummary::from_row(r)?,
+        api_version: r.try_get("api_version")?,
+        occurred_at: r.try_get("occurred_at")?,
+        event_id: r.try_get("event_id")?,
+        headers,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+        finished_at: r.try_get("finished_at")?,
+        deliveries,
+        body,
+    })
+}
