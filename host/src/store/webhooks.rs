@@ -145,9 +145,13 @@ impl Store {
                 q = q.bind(v.as_str());
             }
         }
-        for bound in [filter.received_after, filter.received_before, filter.before_id]
-            .into_iter()
-            .flatten()
+        for bound in [
+            filter.received_after,
+            filter.received_before,
+            filter.before_id,
+        ]
+        .into_iter()
+        .flatten()
         {
             q = q.bind(bound);
         }
