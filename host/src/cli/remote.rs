@@ -64,7 +64,7 @@ impl RemoteArgs {
 }
 
 /// Runs `command` through the admin API; None when it is not one the API
-/// serves (it then runs locally: `transforms new`, `transforms test` and
+/// serves (it then runs locally: `transforms new`, `transforms test`,
 /// `webhooks send` and every command outside these groups).
 pub async fn run(client: &AdminClient, command: &Command) -> Option<Result<()>> {
     let done = match command {
