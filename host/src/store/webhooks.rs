@@ -21,7 +21,7 @@ pub struct WebhookFilter {
     pub received_after: Option<i64>,
     /// Received before, epoch ms.
     pub received_before: Option<i64>,
-    /// The platform's delivery id (`X-Shopify-Webhook-Id`, …): the inbox's
+    /// The platform's delivery id (what its delivery header says): the inbox's
     /// `webhook_id`, its deduplication key.
     pub delivery_id: Option<String>,
     /// Only webhooks older than this inbox id: the previous page's cursor.
