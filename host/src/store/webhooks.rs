@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Blob, Delivery, Params, ROWS_PER_STATEMENT, Result, Store, StoreError};
+use super::{Backend, Blob, Delivery, Params, ROWS_PER_STATEMENT, Result, Store, StoreError};
 
 /// What `Store::find_webhooks` looks for; every filter given must match.
 #[derive(Debug, Clone, Default)]
@@ -104,46 +104,10 @@ impl Store {
             }
             None => None,
         };
-        let mut p = Params::new(self.backend);
-        let mut clauses: Vec<String> = Vec::new();
-        let text_filters = [
-            ("workspace_id", &filter.workspace_id),
-            ("connection_id", &filter.connection_id),
-            ("provider", &filter.provider),
-            ("topic", &filter.topic),
-            ("status", &filter.status),
-        ];
-        for (column, value) in &text_filters {
-            if value.is_some() {
-                clauses.push(format!("{column} = {}", p.p()));
-            }
-        }
-        if filter.received_after.is_some() {
-            clauses.push(format!("received_at >= {}", p.p()));
-        }
-        if filter.received_before.is_some() {
-            clauses.push(format!("received_at < {}", p.p()));
-        }
-        if filter.before_id.is_some() {
-            clauses.push(format!("id < {}", p.p()));
-        }
-        if let Some(ids) = &ids {
-            clauses.push(format!("id IN ({})", p.list(ids.len())));
-        }
-        let filters = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM inbox {filters} ORDER BY id DESC LIMIT {}",
-            p.p()
-        );
+        let sql = find_webhooks_sql(self.backend, filter, ids.as_ref().map_or(0, Vec::len));
         let mut q = sqlx::query_as::<_, WebhookSummary>(&sql);
-        for (_, value) in text_filters {
-            if let Some(v) = value {
-                q = q.bind(v.as_str());
-            }
+        for v in text_filters(filter).into_iter().flat_map(|(_, v)| v) {
+            q = q.bind(v.as_str());
         }
         for bound in [
             filter.received_after,
@@ -166,19 +130,7 @@ impl Store {
     /// connection, bar a platform reusing ids), so capped at one statement's
     /// worth.
     async fn delivery_ids(&self, filter: &WebhookFilter, delivery: &str) -> Result<Vec<i64>> {
-        let mut p = Params::new(self.backend);
-        let mut sql = format!(
-            "SELECT i.id FROM connections c
-             JOIN inbox i ON i.connection_id = c.id AND i.webhook_id = {}
-             WHERE true",
-            p.p()
-        );
-        if filter.workspace_id.is_some() {
-            sql += &format!(" AND c.workspace_id = {}", p.p());
-        }
-        if filter.connection_id.is_some() {
-            sql += &format!(" AND c.id = {}", p.p());
-        }
+        let sql = delivery_ids_sql(self.backend, filter);
         // No ORDER BY … LIMIT: it could tempt a planner into reading the
         // whole inbox backwards by id in search of a match.
         let mut q = sqlx::query_scalar::<_, i64>(&sql).bind(delivery);
@@ -229,6 +181,82 @@ impl Store {
     }
 }
 
+/// The text filters of `filter`, as (column expression, value), in
+/// `find_webhooks_sql`'s order.
+fn text_filters(filter: &WebhookFilter) -> [(&'static str, &Option<String>); 5] {
+    // With a connection, its index is the one to read: the workspace (a
+    // connection has one) is then checked on the rows it yields, `|| ''`
+    // keeping a planner without statistics (SQLite's) off the workspace's
+    // index.
+    let workspace = if filter.connection_id.is_some() {
+        "workspace_id || ''"
+    } else {
+        "workspace_id"
+    };
+    [
+        (workspace, &filter.workspace_id),
+        ("connection_id", &filter.connection_id),
+        ("provider", &filter.provider),
+        ("topic", &filter.topic),
+        ("status", &filter.status),
+    ]
+}
+
+/// `find_webhooks`' query: binds the text filters given, received after,
+/// before, the cursor, `ids` inbox ids, then the limit.
+fn find_webhooks_sql(backend: Backend, filter: &WebhookFilter, ids: usize) -> String {
+    let mut p = Params::new(backend);
+    let mut clauses: Vec<String> = Vec::new();
+    for (column, value) in text_filters(filter) {
+        if value.is_some() {
+            clauses.push(format!("{column} = {}", p.p()));
+        }
+    }
+    if filter.received_after.is_some() {
+        clauses.push(format!("received_at >= {}", p.p()));
+    }
+    if filter.received_before.is_some() {
+        clauses.push(format!("received_at < {}", p.p()));
+    }
+    if filter.before_id.is_some() {
+        clauses.push(format!("id < {}", p.p()));
+    }
+    if ids > 0 {
+        clauses.push(format!("id IN ({})", p.list(ids)));
+    }
+    let filters = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM inbox {filters} ORDER BY id DESC LIMIT {}",
+        p.p()
+    )
+}
+
+/// `delivery_ids`' query: binds the delivery id, then the workspace and
+/// the connection when given.
+fn delivery_ids_sql(backend: Backend, filter: &WebhookFilter) -> String {
+    let mut p = Params::new(backend);
+    // CROSS JOIN: SQLite then loops over the connections and probes the
+    // inbox's unique key for each; left to choose, without statistics it
+    // scanned that whole key instead. PostgreSQL plans a CROSS JOIN with
+    // conditions as any join.
+    let mut sql = format!(
+        "SELECT i.id FROM connections c CROSS JOIN inbox i
+         WHERE i.connection_id = c.id AND i.webhook_id = {}",
+        p.p()
+    );
+    if filter.workspace_id.is_some() {
+        sql += &format!(" AND c.workspace_id = {}", p.p());
+    }
+    if filter.connection_id.is_some() {
+        sql += &format!(" AND c.id = {}", p.p());
+    }
+    sql
+}
+
 fn stored_webhook_from(r: &AnyRow, with_body: bool) -> Result<StoredWebhook> {
     use sqlx::FromRow as _;
     let headers: String = r.try_get("headers")?;
@@ -259,4 +287,68 @@ fn stored_webhook_from(r: &AnyRow, with_body: bool) -> Result<StoredWebhook> {
         deliveries,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan of `sql`, its placeholders bound to NULL.
+    async fn plan(store: &Store, sql: &str) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query(&explain);
+        for _ in 0..sql.matches('?').count() {
+            q = q.bind(None::<String>);
+        }
+        q.fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The lookups read along an index, whatever is asked, on a database
+    /// without statistics (SQLite's, as the gateway leaves it): no scan of
+    /// the inbox or of one of its keys.
+    #[tokio::test]
+    async fn lookups_search_an_index_and_never_scan_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("plans.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let some = || Some("x".to_string());
+        let scoped = |connection: bool, workspace: bool| WebhookFilter {
+            connection_id: connection.then(some).flatten(),
+            workspace_id: workspace.then(some).flatten(),
+            topic: some(),
+            status: some(),
+            before_id: Some(9),
+            ..WebhookFilter::default()
+        };
+        for (filter, ids, index) in [
+            (scoped(true, false), 0, "inbox_connection_newest"),
+            (scoped(true, true), 0, "inbox_connection_newest"),
+            (scoped(false, true), 0, "inbox_workspace_newest"),
+            // A delivery id's few rows, each looked up by id.
+            (scoped(false, true), 2, "id=?"),
+        ] {
+            let sql = find_webhooks_sql(Backend::Sqlite, &filter, ids);
+            let plan = plan(&store, &sql).await;
+            assert!(plan.contains(index), "{filter:?}: {plan}");
+            assert!(!plan.contains("SCAN"), "{filter:?}: {plan}");
+        }
+        for filter in [
+            scoped(false, false),
+            scoped(false, true),
+            scoped(true, true),
+        ] {
+            let plan = plan(&store, &delivery_ids_sql(Backend::Sqlite, &filter)).await;
+            assert!(
+                plan.contains("SEARCH i USING COVERING INDEX sqlite_autoindex_inbox_1"),
+                "{filter:?}: {plan}"
+            );
+            assert!(!plan.contains("SCAN i"), "{filter:?}: {plan}");
+        }
+    }
 }
