@@ -10,7 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use ionflux_gateway::store::{Outcome, Tried};
-use ionflux_tests::{Conn, Gateway, Hook, Options, gateway_bin, hostile_wasm};
+use ionflux_tests::{
+    Conn, Gateway, Hook, Options, OwnBroker, consume, gateway_bin, hostile_wasm, kafka_brokers,
+    test_topics,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -713,5 +716,75 @@ async fn dead_letters_are_listed_and_replayed_by_reason_and_time() {
     assert!(none.is_empty());
     let refused = cli(dir.path(), &local, &["dead-letters", "replay"]).await;
     assert!(!refused.ok);
+    gw.stop().await;
+}
+
+/// With Kafka as the sink and the broker down, the dispatcher's own
+/// retries are on record with the sink's error; once the broker is back,
+/// the published attempt follows, and the events' ids and offsets are the
+/// records' on the topic.
+#[tokio::test]
+async fn a_webhook_waiting_for_kafka_shows_its_retries_then_its_records() {
+    // Part of the real-broker suite: only where tansu is available.
+    if kafka_brokers().is_none() {
+        return;
+    }
+    let broker = OwnBroker::reserve();
+    let topics = test_topics();
+    let gw = gateway(Options {
+        kafka: Some(broker.brokers()),
+        topics: Some(topics.clone()),
+        ..Options::default()
+    })
+    .await;
+    let conn = gw.connect("kafka-down.myshopify.com").await;
+    let (inbox_id, delivery) = send(&gw, &conn, "orders/create", br#"{"id":1}"#).await;
+    let path = format!("/admin/v1/webhooks/{inbox_id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let life = ok(&gw, &path).await;
+        if life["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break life;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt: {life}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(waiting["webhook"]["status"], "pending", "{waiting}");
+    let retry = &waiting["attempts"][0];
+    assert_eq!(retry["outcome"], "retry", "{waiting}");
+    assert_eq!(retry["reason_code"], "transient");
+    assert!(!retry["error"].as_str().unwrap().is_empty());
+    assert_eq!(retry["transform"], "shopify-default");
+    assert!(waiting["last_error"].is_string(), "{waiting}");
+    assert!(waiting["next_attempt_at"].is_i64(), "{waiting}");
+
+    broker.start();
+    gw.settle().await;
+    let life = ok(&gw, &path).await;
+    assert_eq!(life["webhook"]["status"], "published", "{life}");
+    let attempts = life["attempts"].as_array().unwrap();
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.last(), Some(&"published"), "{life}");
+    assert!(outcomes[..outcomes.len() - 1].iter().all(|o| *o == "retry"));
+    let numbers: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    let topic = topics
+        .events
+        .replace("{workspace_id}", &conn.created.workspace_id);
+    let records = consume(&broker.brokers(), &topic, 1).await;
+    assert_eq!(
+        records[0].value["metadata"]["webhook_id"],
+        delivery.as_str()
+    );
+    let events = life["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{life}");
+    assert_eq!(events[0]["event_id"], records[0].value["event_id"]);
+    assert_eq!(events[0]["topic"], topic.as_str());
     gw.stop().await;
 }
