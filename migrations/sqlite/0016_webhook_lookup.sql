@@ -1,9 +1,12 @@
 -- "Where is my webhook" (`GET /admin/v1/webhooks`): newest first within a
--- connection or a workspace, read backwards along these. Both grow at their
--- right edge (ids only increase), so intake adds an appended entry to each,
--- not a leaf of random keys. A delivery id alone is looked up through the
--- unique (connection_id, webhook_id) key, one probe per connection: no index
--- on the platforms' random ids is added to intake's path.
+-- connection or a workspace, read backwards along these. Each is two more
+-- entries per stored webhook on intake's path; ids only increase, so a
+-- connection's (a workspace's) entries land at the end of its own range, and
+-- a group commit's webhooks of one connection share a leaf instead of each
+-- dirtying one, as the random delivery ids of the unique key do. A delivery
+-- id alone is looked up through that unique (connection_id, webhook_id)
+-- key, one probe per connection: no index on the platforms' random ids is
+-- added.
 CREATE INDEX inbox_connection_newest ON inbox (connection_id, id);
 CREATE INDEX inbox_workspace_newest ON inbox (workspace_id, id);
 
