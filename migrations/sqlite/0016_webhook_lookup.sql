@@ -1,14 +1,15 @@
--- "Where is my webhook" (`GET /admin/v1/webhooks`): newest first within a
--- connection or a workspace, read backwards along these. Each is two more
--- entries per stored webhook on intake's path; ids only increase, so a
--- connection's (a workspace's) entries land at the end of its own range, and
--- a group commit's webhooks of one connection share a leaf instead of each
--- dirtying one, as the random delivery ids of the unique key do. A delivery
--- id alone is looked up through that unique (connection_id, webhook_id)
--- key, one probe per connection: no index on the platforms' random ids is
--- added.
+-- "Where is my webhook" (`GET /admin/v1/webhooks`): a connection's webhooks
+-- newest first, read backwards along this index (a workspace's: its
+-- connections', merged). It is one more entry per stored webhook on
+-- intake's path; ids only increase, so a connection's entries land at the
+-- end of its own range, and a group commit's webhooks of one connection
+-- share a leaf. On SQLite (2 KiB pages, group commits of 32 webhooks of 10
+-- to 1000 connections) it added 1.7 to 2.7 KB of WAL per webhook to 4.9 KB;
+-- a workspace index beside it would have added as much again, so there is
+-- none. A delivery id alone is looked up through the unique
+-- (connection_id, webhook_id) key, one probe per connection: no index on the
+-- platforms' random ids is added.
 CREATE INDEX inbox_connection_newest ON inbox (connection_id, id);
-CREATE INDEX inbox_workspace_newest ON inbox (workspace_id, id);
 
 -- Every attempt the dispatcher recorded at a webhook, written in the
 -- transaction that records its outcome (published, dead) or gives it back

@@ -512,15 +512,44 @@ async fn a_workspace_finds_only_its_own_webhooks() {
     let gw = gateway(Options::default()).await;
     let mine = gw.connect("mine.myshopify.com").await;
     let theirs = gw.connect("theirs.myshopify.com").await;
+    // A second shop of the same workspace (another brand).
+    let secret = format!("shpss_{}", uuid::Uuid::new_v4().simple());
+    let also_mine = Conn {
+        created: ionflux_gateway::providers::shopify::add_connection(
+            gw.store(),
+            &gw.vault,
+            "also-mine.myshopify.com",
+            &mine.created.workspace_id,
+            &uuid::Uuid::new_v4().to_string(),
+            &ionflux_gateway::support::vault::Secret::from(secret.clone()),
+        )
+        .await
+        .unwrap(),
+        secret,
+    };
     let (my_id, my_delivery) = send(&gw, &mine, "orders/create", br#"{"id":1}"#).await;
     let (their_id, their_delivery) = send(&gw, &theirs, "orders/create", br#"{"id":2}"#).await;
+    let (also_id, _) = send(&gw, &also_mine, "orders/create", br#"{"id":3}"#).await;
+    let (my_later, _) = send(&gw, &mine, "products/update", br#"{"id":4}"#).await;
     gw.settle().await;
     let token =
         ionflux_tests::workspace_token(gw.store(), &mine.created.workspace_id, "mine").await;
 
-    let (status, page) = get(&gw, "/admin/v1/webhooks", &token).await;
-    assert_eq!(status, 200);
-    assert_eq!(ids(&page), vec![my_id]);
+    // Its connections' webhooks, merged newest first, page by page.
+    let mut seen = Vec::new();
+    let mut path = "/admin/v1/webhooks?limit=1".to_string();
+    loop {
+        let (status, page) = get(&gw, &path, &token).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/admin/v1/webhooks?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![my_later, also_id, my_id]);
+    let (_, page) = get(&gw, "/admin/v1/webhooks?topic=orders/create", &token).await;
+    assert_eq!(ids(&page), vec![also_id, my_id]);
     let (_, page) = get(
         &gw,
         &format!("/admin/v1/webhooks?delivery_id={my_delivery}"),
@@ -570,8 +599,8 @@ async fn a_workspace_finds_only_its_own_webhooks() {
     let lines = cli(dir.path(), &remote, &["webhooks", "list"])
         .await
         .lines();
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["id"], my_id);
+    let listed: Vec<i64> = lines.iter().map(|w| w["id"].as_i64().unwrap()).collect();
+    assert_eq!(listed, vec![my_later, also_id, my_id]);
     let id = their_id.to_string();
     let refused = cli(dir.path(), &remote, &["webhooks", "show", &id]).await;
     assert!(!refused.ok);
