@@ -1129,15 +1129,8 @@ enum DeadLettersCommand {
         limit: i64,
         #[arg(long)]
         json: bool,
-        /// Only this reason_code (trap, invalid_output, …).
-        #[arg(long)]
-        reason: Option<String>,
-        /// Dead-lettered at or after: RFC 3339, epoch ms, or a time ago (2h).
-        #[arg(long, value_parser = cli::webhook_lookup::instant)]
-        since: Option<i64>,
-        /// Dead-lettered before: RFC 3339, epoch ms, or a time ago.
-        #[arg(long, value_parser = cli::webhook_lookup::instant)]
-        until: Option<i64>,
+        #[command(flatten)]
+        filter: cli::dead_letters::FilterArgs,
     },
     /// Run dead letters again through today's routes (e.g. after fixing a
     /// transform); what now succeeds is published with its original event id.
@@ -1148,15 +1141,8 @@ enum DeadLettersCommand {
         id: Vec<i64>,
         #[arg(long)]
         all: bool,
-        /// Only this reason_code (trap, invalid_output, …).
-        #[arg(long)]
-        reason: Option<String>,
-        /// Dead-lettered at or after: RFC 3339, epoch ms, or a time ago (2h).
-        #[arg(long, value_parser = cli::webhook_lookup::instant)]
-        since: Option<i64>,
-        /// Dead-lettered before: RFC 3339, epoch ms, or a time ago.
-        #[arg(long, value_parser = cli::webhook_lookup::instant)]
-        until: Option<i64>,
+        #[command(flatten)]
+        filter: cli::dead_letters::FilterArgs,
     },
 }
 

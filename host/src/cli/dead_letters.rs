@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Result, bail};
+use clap::Args;
 use ionflux_gateway::config::Settings;
 use ionflux_gateway::store::{DeadLetterFilter, DeadLetterRow};
 
@@ -13,11 +14,9 @@ pub(crate) async fn dead_letters(cfg: &Settings, cmd: &DeadLettersCommand) -> Re
         DeadLettersCommand::Replay {
             ref id,
             all,
-            ref reason,
-            since,
-            until,
+            ref filter,
         } => {
-            let filter = filter(reason, since, until);
+            let filter = filter.store();
             let ids = selection(id, all, &filter)?;
             let store = open_store(cfg).await?;
             let replayed = store
@@ -30,28 +29,38 @@ pub(crate) async fn dead_letters(cfg: &Settings, cmd: &DeadLettersCommand) -> Re
         DeadLettersCommand::List {
             limit,
             json,
-            ref reason,
-            since,
-            until,
+            ref filter,
         } => {
             let store = open_store(cfg).await?;
             let letters = store
-                .find_dead_letters(None, &filter(reason, since, until), limit)
+                .find_dead_letters(None, &filter.store(), limit)
                 .await?;
             print(letters, json)
         }
     }
 }
 
-pub(crate) fn filter(
-    reason: &Option<String>,
-    since: Option<i64>,
-    until: Option<i64>,
-) -> DeadLetterFilter {
-    DeadLetterFilter {
-        reason_code: reason.clone(),
-        since,
-        until,
+/// Which dead letters `list` and `replay` take, by reason and time.
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only this reason_code (trap, invalid_output, …).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Dead-lettered at or after: RFC 3339, epoch ms, or a time ago (2h).
+    #[arg(long, value_parser = super::webhook_lookup::instant)]
+    pub since: Option<i64>,
+    /// Dead-lettered before: RFC 3339, epoch ms, or a time ago.
+    #[arg(long, value_parser = super::webhook_lookup::instant)]
+    pub until: Option<i64>,
+}
+
+impl FilterArgs {
+    pub fn store(&self) -> DeadLetterFilter {
+        DeadLetterFilter {
+            reason_code: self.reason.clone(),
+            since: self.since,
+            until: self.until,
+        }
     }
 }
 

@@ -192,29 +192,20 @@ async fn dead_letters(client: &AdminClient, cmd: &DeadLettersCommand) -> Result<
         DeadLettersCommand::List {
             limit,
             json,
-            reason,
-            since,
-            until,
+            filter,
         } => {
-            let query = super::webhook_lookup::dead_letters_query(*limit, reason, *since, *until);
+            let query = super::webhook_lookup::dead_letters_query(*limit, filter);
             let letters = client.dead_letters(&query).await?.dead_letters;
             super::dead_letters::print(letters, *json)
         }
-        DeadLettersCommand::Replay {
-            id,
-            all,
-            reason,
-            since,
-            until,
-        } => {
-            let filter = super::dead_letters::filter(reason, *since, *until);
-            let ids = super::dead_letters::selection(id, *all, &filter)?;
+        DeadLettersCommand::Replay { id, all, filter } => {
+            let ids = super::dead_letters::selection(id, *all, &filter.store())?;
             let body = ReplayBody {
                 ids: ids.map(<[i64]>::to_vec),
                 all: *all,
-                reason: reason.clone(),
-                since: since.map(|t| t.to_string()),
-                until: until.map(|t| t.to_string()),
+                reason: filter.reason.clone(),
+                since: filter.since.map(|t| t.to_string()),
+                until: filter.until.map(|t| t.to_string()),
             };
             print_lines([client.replay_dead_letters(&body).await?])
         }

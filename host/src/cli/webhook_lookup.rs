@@ -66,15 +66,13 @@ impl ListArgs {
 /// `dead-letters list`'s filters, as the API takes them.
 pub fn dead_letters_query(
     limit: i64,
-    reason: &Option<String>,
-    since: Option<i64>,
-    until: Option<i64>,
+    filter: &super::dead_letters::FilterArgs,
 ) -> DeadLettersQuery {
     DeadLettersQuery {
         limit: Some(limit),
-        reason: reason.clone(),
-        after: since.map(|t| t.to_string()),
-        before: until.map(|t| t.to_string()),
+        reason: filter.reason.clone(),
+        after: filter.since.map(|t| t.to_string()),
+        before: filter.until.map(|t| t.to_string()),
     }
 }
 

@@ -122,7 +122,7 @@ impl Store {
                 };
                 rows.extend(self.find_rows(&one, None).await?);
             }
-            rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+            rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
             rows.truncate(usize::try_from(filter.limit).unwrap_or(0));
             return Ok(rows);
         }
@@ -172,7 +172,7 @@ impl Store {
             q = q.bind(v.as_str());
         }
         let mut ids = q.fetch_all(&self.pool).await?;
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
         ids.truncate(ROWS_PER_STATEMENT);
         Ok(ids)
     }
