@@ -491,6 +491,21 @@ enum WebhooksCommand {
         )]
         gateway_url: String,
     },
+    /// Stored webhooks, newest first, one JSON line each (never a body):
+    /// find one by its platform's delivery id (`--delivery-id`, Shopify's
+    /// X-Shopify-Webhook-Id), connection, topic, status or time. With more
+    /// than `--limit`, stderr says which `--cursor` gives the next page.
+    List(cli::webhook_lookup::ListArgs),
+    /// One stored webhook's life as one JSON line: how it was received,
+    /// each attempt (route, transform, error), the event ids it became or
+    /// its dead letter.
+    Show {
+        /// The inbox id (`webhooks list`'s `id`).
+        id: i64,
+        /// Also the body as received.
+        #[arg(long)]
+        body: bool,
+    },
 }
 
 /// The settings `serve` takes on the command line. Each one overrides its
@@ -1158,14 +1173,20 @@ enum DeadLettersCommand {
         limit: i64,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: cli::dead_letters::FilterArgs,
     },
     /// Run dead letters again through today's routes (e.g. after fixing a
     /// transform); what now succeeds is published with its original event id.
+    /// `--reason`, `--since` and `--until` narrow `--id` and `--all`, or
+    /// select on their own.
     Replay {
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        #[arg(long, conflicts_with = "all")]
         id: Vec<i64>,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        filter: cli::dead_letters::FilterArgs,
     },
 }
 
@@ -1252,6 +1273,12 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         }) => {
             let store = open_store(cfg).await?;
             cli::events::tail_events(&store, limit, json, follow).await
+        }
+        Command::Webhooks(WebhooksCommand::List(ref args)) => {
+            cli::webhook_lookup::list(cfg, args).await
+        }
+        Command::Webhooks(WebhooksCommand::Show { id, body }) => {
+            cli::webhook_lookup::show(cfg, id, body).await
         }
         Command::Webhooks(ref cmd) => cli::webhooks::send_webhook(cfg, cmd).await,
         Command::Transforms(ref cmd) => cli::transforms::transforms(cfg, cmd).await,

@@ -191,6 +191,8 @@ async fn the_openapi_document_is_served_and_lists_every_path() {
         ("POST", "/admin/v1/connections/{connection_id}/resume"),
         ("POST", "/admin/v1/connections/{connection_id}/reregister"),
         ("POST", "/admin/v1/connections/{connection_id}/refresh"),
+        ("GET", "/admin/v1/webhooks"),
+        ("GET", "/admin/v1/webhooks/{inbox_id}"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -284,6 +286,8 @@ fn every_family() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/admin/v1/connections/c/resume", None),
         (Method::POST, "/admin/v1/connections/c/reregister", None),
         (Method::POST, "/admin/v1/connections/c/refresh", None),
+        (Method::GET, "/admin/v1/webhooks?delivery_id=x", None),
+        (Method::GET, "/admin/v1/webhooks/1?body=true", None),
     ]
 }
 
@@ -657,10 +661,13 @@ async fn dead_letters_replay_over_the_api() {
     };
     assert_eq!(put(pushed["digest"].as_str().unwrap().into()).await.0, 200);
     let inbox_id = deliver(&gw, &conn, "hostile/trap").await;
-    let (_, letters) = get(&gw, "/admin/v1/dead-letters", t).await;
+    let (_, letters) = get(&gw, "/admin/v1/dead-letters?reason=trap&after=0", t).await;
     let letter = letters["dead_letters"][0].clone();
     assert_eq!(letter["inbox_id"], inbox_id);
     assert_eq!(letter["reason_code"], "trap");
+    let (status, dead) = get(&gw, &format!("/admin/v1/webhooks/{inbox_id}?body=true"), t).await;
+    assert_eq!(status, 200, "{dead}");
+    assert_eq!(dead["dead_letter"]["id"], letter["id"]);
 
     let (status, err) = admin_json(
         &gw,
@@ -678,7 +685,7 @@ async fn dead_letters_replay_over_the_api() {
         Method::POST,
         "/admin/v1/dead-letters/replay",
         t,
-        Some(json!({"ids": [letter["id"]]})),
+        Some(json!({"ids": [letter["id"]], "reason": "trap", "since": "0"})),
     )
     .await;
     assert_eq!(status, 200, "{replayed}");
@@ -686,6 +693,10 @@ async fn dead_letters_replay_over_the_api() {
     gw.settle().await;
     let (_, letters) = get(&gw, "/admin/v1/dead-letters", t).await;
     assert_eq!(letters["dead_letters"], json!([]), "resolved");
+    let (status, life) = get(&gw, &format!("/admin/v1/webhooks/{inbox_id}"), t).await;
+    assert_eq!(status, 200, "{life}");
+    assert_eq!(life["webhook"]["status"], "published");
+    assert_eq!(life["events"].as_array().unwrap().len(), 1);
     let (_, events) = get(&gw, "/admin/v1/events", t).await;
     let events = events["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
@@ -1012,5 +1023,51 @@ async fn connections_added_and_shadow_runs_answer_as_documented() {
     }
     let (status, _) = get(&gw, "/admin/v1/routes/shadow?samples=maybe", op).await;
     assert_eq!(status, 400);
+    gw.stop().await;
+}
+
+/// The webhook lookup's answers, each checked against the document: a
+/// page with its cursor, a life, and what is refused.
+#[tokio::test]
+async fn webhooks_are_listed_and_shown_as_documented() {
+    let gw = gateway().await;
+    let mine = gw.connect("lookup-mine.myshopify.com").await;
+    let theirs = gw.connect("lookup-theirs.myshopify.com").await;
+    let token = workspace_token(&gw, &mine, "lookup").await;
+    let t = Some(token.as_str());
+    let first = deliver(&gw, &mine, "orders/create").await;
+    let second = deliver(&gw, &mine, "orders/create").await;
+    let foreign = deliver(&gw, &theirs, "orders/create").await;
+
+    let (status, page) = get(&gw, "/admin/v1/webhooks?limit=1", t).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["webhooks"][0]["id"], second);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (_, page) = get(
+        &gw,
+        &format!("/admin/v1/webhooks?limit=1&cursor={cursor}"),
+        t,
+    )
+    .await;
+    assert_eq!(page["webhooks"][0]["id"], first);
+    assert!(page.get("next_cursor").is_none(), "{page}");
+    let (status, page) = get(&gw, "/admin/v1/webhooks?status=published", Some(OPERATOR)).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["webhooks"].as_array().unwrap().len(), 3);
+
+    let (status, life) = get(&gw, &format!("/admin/v1/webhooks/{first}?body=true"), t).await;
+    assert_eq!(status, 200, "{life}");
+    assert_eq!(life["body"], r#"{"id":1}"#);
+    let (status, err) = get(&gw, &format!("/admin/v1/webhooks/{foreign}"), t).await;
+    assert_eq!((status, err["code"].as_str()), (403, Some("forbidden")));
+    let (status, err) = get(&gw, "/admin/v1/webhooks/999999", t).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (404, Some("unknown_webhook"))
+    );
+    let (status, err) = get(&gw, "/admin/v1/webhooks/x", t).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("bad_request")));
+    let (status, err) = get(&gw, "/admin/v1/webhooks?status=lost", t).await;
+    assert_eq!((status, err["code"].as_str()), (400, Some("bad_request")));
     gw.stop().await;
 }

@@ -46,20 +46,23 @@ use crate::pipeline::registry::{self, RegistryError, RouteSpec};
 use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteLimits, RouteTable};
 use crate::pipeline::transform::{self, Limits, LoadError, Runtime, Transform};
 use crate::store::ceilings::Deleted;
-use crate::store::{ApiTokenRow, DeadLetterRow, LoggedEvent, RouteRow, Store, StoreError};
+use crate::store::{
+    ApiTokenRow, DeadLetterFilter, DeadLetterRow, LoggedEvent, RouteRow, Store, StoreError,
+};
 use crate::support::vault::Secret;
 
 pub mod body;
 pub mod connection_actions;
 mod connections;
 mod shadow;
+pub mod webhooks;
 
 use body::{
-    ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeletedTransform,
-    DryRunBody, DryRunError, DryRunResult, DryRunTransform, ErrorBody, EventItem, EventsPage,
-    EventsQuery, LimitQuery, PromoteBody, ProviderItem, ProviderList, PushQuery, PushedTransform,
-    ReplayBody, Replayed, RouteBody, RouteHistory, RouteList, TransformDetail, TransformItem,
-    TransformList, WorkspaceCeilings,
+    ConnectionItem, ConnectionList, ConnectionWebhooks, DeadLetterList, DeadLettersQuery,
+    DeletedTransform, DryRunBody, DryRunError, DryRunResult, DryRunTransform, ErrorBody, EventItem,
+    EventsPage, EventsQuery, LimitQuery, PromoteBody, ProviderItem, ProviderList, PushQuery,
+    PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList, TransformDetail,
+    TransformItem, TransformList, WorkspaceCeilings,
 };
 
 /// Largest component accepted by `POST /admin/v1/transforms`.
@@ -413,6 +416,9 @@ fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(connection_actions::resume))
         .routes(routes!(connection_actions::reregister_webhooks))
         .routes(routes!(connection_actions::refresh))
+        // ---- webhooks ----
+        .routes(routes!(webhooks::list_webhooks))
+        .routes(routes!(webhooks::show_webhook))
         .split_for_parts();
     document_common_errors(&mut doc);
     (router, doc)
@@ -1120,12 +1126,13 @@ async fn route_history(
 
 // ---- dead letters ----------------------------------------------------------
 
-/// Unresolved dead letters, oldest first (a workspace's own).
+/// Unresolved dead letters, oldest first (a workspace's own), by reason and
+/// time when asked.
 #[utoipa::path(
     get,
     path = "/admin/v1/dead-letters",
     tag = "dead letters",
-    params(LimitQuery),
+    params(DeadLettersQuery),
     responses(
         (status = 200, body = DeadLetterList),
         (status = 400, description = "`bad_request`", body = ErrorBody),
@@ -1134,14 +1141,20 @@ async fn route_history(
 async fn list_dead_letters(
     State(state): State<AppState>,
     principal: Principal,
-    q: Result<Query<LimitQuery>, QueryRejection>,
+    q: Result<Query<DeadLettersQuery>, QueryRejection>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
-    let limit = query(q)?.limit.unwrap_or(1000).clamp(1, 10_000);
-    let rows: Vec<DeadLetterRow> = match principal.workspace() {
-        None => state.store.dead_letters(limit).await,
-        Some(ws) => state.store.workspace_dead_letters(ws, limit).await,
-    }
-    .map_err(store_error)?;
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let filter = DeadLetterFilter {
+        reason_code: q.reason.filter(|r| !r.is_empty()),
+        since: webhooks::instant("after", q.after.as_deref())?,
+        until: webhooks::instant("before", q.before.as_deref())?,
+    };
+    let rows: Vec<DeadLetterRow> = state
+        .store
+        .find_dead_letters(principal.workspace(), &filter, limit)
+        .await
+        .map_err(store_error)?;
     Ok(Json(DeadLetterList { dead_letters: rows }))
 }
 
@@ -1154,7 +1167,7 @@ async fn list_dead_letters(
     request_body = ReplayBody,
     responses(
         (status = 200, body = Replayed),
-        (status = 400, description = "`bad_request`: neither or both of `ids` and `all`", body = ErrorBody),
+        (status = 400, description = "`bad_request`: both `ids` and `all`, or none of `ids`, `all` and a filter; a time that is neither RFC 3339 nor epoch ms", body = ErrorBody),
         (status = 403, description = "`forbidden`: another workspace's; nothing was replayed", body = ErrorBody),
     ),
 )]
@@ -1165,16 +1178,27 @@ async fn replay_dead_letters(
 ) -> Result<Json<Replayed>, ApiError> {
     let body = json_body(body)?;
     let store = &state.store;
+    let filter = DeadLetterFilter {
+        reason_code: body.reason.filter(|r| !r.is_empty()),
+        since: webhooks::instant("since", body.since.as_deref())?,
+        until: webhooks::instant("until", body.until.as_deref())?,
+    };
+    // Filters alone select every letter they match.
+    let filtered = filter != DeadLetterFilter::default();
     let ids = match (body.ids, body.all) {
         (Some(_), true) => return Err(bad_request("give either `ids` or `all: true`, not both")),
-        (None, false) => return Err(bad_request("give `ids` or `all: true`")),
+        (None, false) if !filtered => {
+            return Err(bad_request(
+                "give `ids`, `all: true`, or a filter (`reason`, `since`, `until`)",
+            ));
+        }
         (ids, _) => ids,
     };
     // The workspace is checked inside the replay's own transaction: a check
     // made before it could pass on an id another workspace's letter takes
     // a moment later.
     let outcome = store
-        .replay_dead_letters(ids.as_deref(), principal.workspace())
+        .replay_dead_letters_matching(ids.as_deref(), principal.workspace(), &filter)
         .await
         .map_err(store_error)?;
     if !outcome.foreign.is_empty() {

@@ -9,9 +9,10 @@ use serde::de::DeserializeOwned;
 
 use crate::api::admin::body::{
     AddConnectionBody, AddedConnection, ConnectionActionAnswer, ConnectionList, ConnectionView,
-    ConnectionWebhooks, DeadLetterList, ErrorBody, EventsPage, LimitQuery, PromoteBody,
-    PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList, ShadowQuery,
-    ShadowReport, TransformDetail, TransformList,
+    ConnectionWebhooks, DeadLetterList, DeadLettersQuery, ErrorBody, EventsPage, LimitQuery,
+    PromoteBody, PushedTransform, ReplayBody, Replayed, RouteBody, RouteHistory, RouteList,
+    ShadowQuery, ShadowReport, TransformDetail, TransformList, WebhookDetail, WebhookPage,
+    WebhookShowQuery, WebhooksQuery,
 };
 use crate::store::RouteRow;
 use crate::support::vault::Secret;
@@ -207,9 +208,11 @@ impl AdminClient {
 
     // ---- dead letters ------------------------------------------------------
 
-    pub async fn dead_letters(&self, limit: i64) -> Result<DeadLetterList, ClientError> {
-        let query = LimitQuery { limit: Some(limit) };
-        self.send(self.request(Method::GET, &["dead-letters"]).query(&query))
+    pub async fn dead_letters(
+        &self,
+        query: &DeadLettersQuery,
+    ) -> Result<DeadLetterList, ClientError> {
+        self.send(self.request(Method::GET, &["dead-letters"]).query(query))
             .await
     }
 
@@ -217,6 +220,22 @@ impl AdminClient {
         self.send(
             self.request(Method::POST, &["dead-letters", "replay"])
                 .json(body),
+        )
+        .await
+    }
+
+    // ---- webhooks ----------------------------------------------------------
+
+    pub async fn webhooks(&self, query: &WebhooksQuery) -> Result<WebhookPage, ClientError> {
+        self.send(self.request(Method::GET, &["webhooks"]).query(query))
+            .await
+    }
+
+    pub async fn webhook(&self, inbox_id: i64, body: bool) -> Result<WebhookDetail, ClientError> {
+        let query = WebhookShowQuery { body };
+        self.send(
+            self.request(Method::GET, &["webhooks", &inbox_id.to_string()])
+                .query(&query),
         )
         .await
     }

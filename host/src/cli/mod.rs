@@ -13,4 +13,5 @@ pub(crate) mod routes;
 pub(crate) mod serve;
 pub(crate) mod tokens;
 pub(crate) mod transforms;
+pub(crate) mod webhook_lookup;
 pub(crate) mod webhooks;

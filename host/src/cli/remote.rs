@@ -1,8 +1,8 @@
 //! The commands that, given `--admin-url`, go through a running gateway's
 //! admin API instead of opening the database: `transforms`, `routes`,
-//! `dead-letters`, `events` and `connections`. They need no database URL
-//! and no master key, and the token's scope applies (a workspace token
-//! sees and changes only its own workspace).
+//! `dead-letters`, `events`, `connections` and `webhooks list`/`show`.
+//! They need no database URL and no master key, and the token's scope
+//! applies (a workspace token sees and changes only its own workspace).
 
 use std::io::Write;
 use std::time::Duration;
@@ -18,14 +18,15 @@ use ionflux_gateway::support::vault::Secret;
 
 use crate::{
     Command, ConnectionsCommand, DeadLettersCommand, EventsCommand, RoutesCommand,
-    TransformsCommand,
+    TransformsCommand, WebhooksCommand,
 };
 
 #[derive(Args)]
 pub struct RemoteArgs {
     /// A running gateway's admin listener, e.g. `http://127.0.0.1:9090`.
-    /// With it, the `transforms`, `routes`, `dead-letters`, `events` and
-    /// `connections` commands go through its admin API: no database URL
+    /// With it, the `transforms`, `routes`, `dead-letters`, `events`,
+    /// `connections` and `webhooks list`/`show` commands go through its
+    /// admin API: no database URL
     /// and no master key needed, and the token's scope applies.
     #[arg(long, global = true, env = "IONFLUX_ADMIN_URL", value_name = "URL")]
     admin_url: Option<String>,
@@ -63,8 +64,8 @@ impl RemoteArgs {
 }
 
 /// Runs `command` through the admin API; None when it is not one the API
-/// serves (it then runs locally: `transforms new`, `transforms test` and
-/// every command outside the five groups).
+/// serves (it then runs locally: `transforms new`, `transforms test`,
+/// `webhooks send` and every command outside these groups).
 pub async fn run(client: &AdminClient, command: &Command) -> Option<Result<()>> {
     let done = match command {
         Command::Transforms(TransformsCommand::New { .. } | TransformsCommand::Test { .. }) => {
@@ -79,6 +80,8 @@ pub async fn run(client: &AdminClient, command: &Command) -> Option<Result<()>> 
             follow,
         }) => tail_events(client, *limit, *json, *follow).await,
         Command::Connections(cmd) => connections(client, cmd).await,
+        Command::Webhooks(WebhooksCommand::Send { .. }) => return None,
+        Command::Webhooks(cmd) => webhooks(client, cmd).await,
         _ => return None,
     };
     Some(done.map_err(explain))
@@ -186,28 +189,38 @@ async fn routes(client: &AdminClient, cmd: &RoutesCommand) -> Result<()> {
 
 async fn dead_letters(client: &AdminClient, cmd: &DeadLettersCommand) -> Result<()> {
     match cmd {
-        DeadLettersCommand::List { limit, json } => {
-            let letters = client.dead_letters(*limit).await?.dead_letters;
-            if *json {
-                return print_lines(letters);
-            }
-            let mut out = std::io::stdout().lock();
-            for d in letters {
-                writeln!(
-                    out,
-                    "#{} inbox={} topic={} webhook={} {}: {}",
-                    d.id, d.inbox_id, d.topic, d.webhook_id, d.reason_code, d.reason
-                )?;
-            }
-            Ok(())
+        DeadLettersCommand::List {
+            limit,
+            json,
+            filter,
+        } => {
+            let query = super::webhook_lookup::dead_letters_query(*limit, filter);
+            let letters = client.dead_letters(&query).await?.dead_letters;
+            super::dead_letters::print(letters, *json)
         }
-        DeadLettersCommand::Replay { id, all } => {
+        DeadLettersCommand::Replay { id, all, filter } => {
+            let ids = super::dead_letters::selection(id, *all, &filter.store())?;
             let body = ReplayBody {
-                ids: (!all).then(|| id.clone()),
+                ids: ids.map(<[i64]>::to_vec),
                 all: *all,
+                reason: filter.reason.clone(),
+                since: filter.since.map(|t| t.to_string()),
+                until: filter.until.map(|t| t.to_string()),
             };
             print_lines([client.replay_dead_letters(&body).await?])
         }
+    }
+}
+
+async fn webhooks(client: &AdminClient, cmd: &WebhooksCommand) -> Result<()> {
+    match cmd {
+        WebhooksCommand::List(args) => {
+            super::webhook_lookup::print_page(client.webhooks(&args.query()).await?)
+        }
+        WebhooksCommand::Show { id, body } => {
+            super::webhook_lookup::print_one(&client.webhook(*id, *body).await?)
+        }
+        WebhooksCommand::Send { .. } => unreachable!("run locally"),
     }
 }
 

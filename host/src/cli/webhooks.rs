@@ -29,7 +29,10 @@ pub(crate) async fn send_webhook(cfg: &Settings, cmd: &WebhooksCommand) -> Resul
         api_version,
         webhook_id,
         gateway_url,
-    } = cmd;
+    } = cmd
+    else {
+        bail!("not `webhooks send`");
+    };
     let providers = ionflux_gateway::providers::all();
     let Some(platform) = providers.iter().find(|p| p.id() == provider) else {
         let known: Vec<_> = providers.iter().map(|p| p.id()).collect();

@@ -27,7 +27,7 @@ use crate::pipeline::publish::{Delivery, PublishError, Record, Sink};
 use crate::pipeline::route::{BUILTIN_PREFIX, DEFAULT_TRANSFORM, RouteTable};
 use crate::pipeline::shadow;
 use crate::pipeline::transform::{self, Limits, Runtime, Transform};
-use crate::store::{self, DeadLetter, InboxRow, Logged, Outcome, ShadowRun, Store};
+use crate::store::{self, DeadLetter, InboxRow, Logged, Outcome, ShadowRun, Store, Tried};
 
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
@@ -331,6 +331,7 @@ impl Dispatcher {
                     None => self.cfg.limits.clone(),
                 };
                 Plan {
+                    route_id: route.map(|r| r.id),
                     reference: route.map_or_else(
                         || {
                             self.providers
@@ -385,16 +386,31 @@ impl Dispatcher {
         // Transforms run concurrently on the blocking pool; results are
         // awaited in inbox order so that publishing keeps that order.
         let mut running = Vec::with_capacity(rows.len());
+        // What each row's attempt ran, recorded with its outcome.
+        let mut tried: Vec<Tried> = Vec::with_capacity(rows.len());
         for ((row, row_span), plan) in rows.iter().zip(&row_spans).zip(plans) {
             let Plan {
+                route_id,
                 reference,
                 shadow: shadow_ref,
                 config,
                 limits,
             } = plan;
             let transform = match self.transform(&reference).await {
-                Ok(t) => t,
+                Ok(t) => {
+                    tried.push(Tried {
+                        route_id,
+                        transform: Some(t.name().into()),
+                        transform_digest: Some(t.digest().into()),
+                    });
+                    t
+                }
                 Err(reason) => {
+                    tried.push(Tried {
+                        route_id,
+                        transform: Some(reference.clone()),
+                        transform_digest: None,
+                    });
                     running.push(Err(DeadLetter {
                         reason_code: "transform_unavailable".into(),
                         reason,
@@ -554,7 +570,7 @@ impl Dispatcher {
                         })
                         .collect();
                     match log
-                        .log_and_finish(&batch, &logged, Some(&self.cfg.replica))
+                        .log_and_finish_tried(&batch, &logged, &tried, Some(&self.cfg.replica))
                         .instrument(publish)
                         .await
                     {
@@ -589,10 +605,15 @@ impl Dispatcher {
         };
 
         let mut finished = Vec::new();
+        let mut finished_tried = Vec::new();
         let mut retry = Vec::new();
         let mut transient: Option<String> = None;
-        for (((row, verdict), span), row_span) in
-            rows.iter().zip(verdicts).zip(spans).zip(&row_spans)
+        for ((((row, verdict), span), row_span), row_tried) in rows
+            .iter()
+            .zip(verdicts)
+            .zip(spans)
+            .zip(&row_spans)
+            .zip(&tried)
         {
             let _in_row = row_span.enter();
             let mut deliveries: Vec<Delivery> = Vec::new();
@@ -612,11 +633,12 @@ impl Dispatcher {
             match (failure, verdict) {
                 (Some(PublishError::Transient(e)), _) => {
                     row_span.record("outcome", "retry");
-                    retry.push(row.id);
+                    retry.push((row.as_ref(), Some(row_tried)));
                     transient.get_or_insert_with(|| e.clone());
                 }
                 (Some(PublishError::Permanent(e)), Verdict::Events(_)) => {
                     row_span.record("outcome", "dead_letter");
+                    finished_tried.push(row_tried.clone());
                     finished.push((
                         row.as_ref(),
                         Outcome::Dead {
@@ -636,11 +658,13 @@ impl Dispatcher {
                         .reason
                         .push_str(&format!(" (dead-letter topic rejected it too: {e})"));
                     finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
+                    finished_tried.push(row_tried.clone());
                 }
                 (None, Verdict::Events(_)) => {
                     row_span.record("outcome", "published");
                     debug!(inbox_id = row.id, events = deliveries.len(), "published");
                     finished.push((row.as_ref(), Outcome::Published(deliveries)));
+                    finished_tried.push(row_tried.clone());
                 }
                 (None, Verdict::Dead(letter, _)) => {
                     row_span.record("outcome", "dead_letter");
@@ -650,11 +674,12 @@ impl Dispatcher {
                     warn!(inbox_id = row.id, trace_id = %row.trace_id, code = %letter.reason_code,
                         reason = ?letter.reason, "webhook dead-lettered");
                     finished.push((row.as_ref(), Outcome::Dead { deliveries, letter }));
+                    finished_tried.push(row_tried.clone());
                 }
             }
         }
         if !recorded && !finished.is_empty() {
-            self.store.finish(&finished).await?;
+            self.store.finish_tried(&finished, &finished_tried).await?;
         }
         if !finished.is_empty() {
             // Counted once recorded: a crash before this retries the rows,
@@ -743,6 +768,8 @@ impl Dispatcher {
 
 /// What one claimed row will run, and under which limits.
 struct Plan {
+    /// The route that chose the transform; None: the provider's default.
+    route_id: Option<i64>,
     reference: String,
     shadow: Option<String>,
     config: Arc<str>,

@@ -56,17 +56,27 @@ fn fill(template: &str, row: &InboxRow) -> String {
 /// of (connection, webhook id, index): every retry of the same webhook yields
 /// the same id, so consumers can drop duplicates, and ids still sort by time.
 pub fn event_id(row: &InboxRow, index: usize) -> Uuid {
+    event_id_of(&row.connection_id, &row.webhook_id, row.received_at, index)
+}
+
+/// [`event_id`] from the parts of the row it depends on: what a lookup of a
+/// stored webhook has without its body.
+pub fn event_id_of(connection_id: &str, webhook_id: &str, received_at: i64, index: usize) -> Uuid {
     let mut h = Sha256::new();
-    h.update(row.connection_id.as_bytes());
+    h.update(connection_id.as_bytes());
     h.update([0]);
-    h.update(row.webhook_id.as_bytes());
+    h.update(webhook_id.as_bytes());
     h.update([0]);
     h.update((index as u64).to_be_bytes());
     let digest = h.finalize();
     let mut bits = [0u8; 10];
     bits.copy_from_slice(&digest[..10]);
-    uuid::Builder::from_unix_timestamp_millis(row.received_at.max(0) as u64, &bits).into_uuid()
+    uuid::Builder::from_unix_timestamp_millis(received_at.max(0) as u64, &bits).into_uuid()
 }
+
+/// The index of a row's dead-letter record in [`event_id`]: apart from any
+/// fan-out event of the row.
+pub const DEAD_LETTER_INDEX: usize = u32::MAX as usize;
 
 /// `{Provider}IntegrationService`, the provider's id in upper camel case:
 /// `shopify` → `ShopifyIntegrationService`, `tiktok_shop` →
@@ -381,8 +391,7 @@ struct DeadLetterEnvelope<'a> {
 /// The dead-letter topic's record for a webhook that cannot become an event.
 pub fn dead_letter_record(row: &InboxRow, topics: &Topics, letter: &DeadLetter) -> Record {
     use base64::Engine as _;
-    // Index u32::MAX keeps the id apart from any fan-out event id of the row.
-    let event_id = event_id(row, u32::MAX as usize);
+    let event_id = event_id(row, DEAD_LETTER_INDEX);
     let (body, body_encoding) = match std::str::from_utf8(&row.body) {
         Ok(text) => (text.to_string(), "utf-8"),
         Err(_) => (

@@ -18,6 +18,8 @@ pub const DEFAULT_TRANSFORM: &str = "builtin:shopify-default";
 
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// The route's row, which each attempt records it ran by.
+    pub id: i64,
     pub workspace_id: Option<String>,
     pub brand_id: Option<String>,
     pub provider: String,
@@ -89,6 +91,7 @@ impl RouteTable {
                     None => RouteLimits::default(),
                 };
                 Ok(Route {
+                    id: r.id,
                     workspace_id: Some(r.workspace_id.clone()).filter(|s| !s.is_empty()),
                     brand_id: Some(r.brand_id.clone()).filter(|s| !s.is_empty()),
                     provider: r.provider.clone(),

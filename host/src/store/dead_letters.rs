@@ -21,6 +21,40 @@ pub struct Replayed {
     pub foreign: Vec<i64>,
 }
 
+/// Which dead letters a list or a replay takes, beyond its workspace: every
+/// filter given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    /// The letter's `reason_code` (trap, invalid_output, …).
+    pub reason_code: Option<String>,
+    /// Dead-lettered at or after, epoch ms.
+    pub since: Option<i64>,
+    /// Dead-lettered before, epoch ms.
+    pub until: Option<i64>,
+}
+
+impl DeadLetterFilter {
+    fn matches(&self, reason_code: &str, created_at: i64) -> bool {
+        self.reason_code.as_deref().is_none_or(|r| r == reason_code)
+            && self.since.is_none_or(|t| created_at >= t)
+            && self.until.is_none_or(|t| created_at < t)
+    }
+}
+
+/// A webhook's dead letter, resolved or not.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeadLetterOf {
+    pub id: i64,
+    pub reason_code: String,
+    pub reason: String,
+    pub transform: Option<String>,
+    pub transform_digest: Option<String>,
+    pub created_at: i64,
+    pub replayed_at: Option<i64>,
+    /// A replay that then succeeded.
+    pub resolved_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetterRow {
     pub id: i64,
@@ -63,10 +97,22 @@ impl Store {
         ids: Option<&[i64]>,
         workspace: Option<&str>,
     ) -> Result<Replayed> {
+        self.replay_dead_letters_matching(ids, workspace, &DeadLetterFilter::default())
+            .await
+    }
+
+    /// `replay_dead_letters`, of the letters `filter` matches only (a
+    /// foreign id is refused whether it matches or not).
+    pub async fn replay_dead_letters_matching(
+        &self,
+        ids: Option<&[i64]>,
+        workspace: Option<&str>,
+        filter: &DeadLetterFilter,
+    ) -> Result<Replayed> {
         let now = now_ms();
         let mut tx = self.serial_tx().await?;
-        let candidates: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT id, inbox_id, workspace_id FROM dead_letters
+        let candidates: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT id, inbox_id, workspace_id, reason_code, created_at FROM dead_letters
              WHERE resolved_at IS NULL ORDER BY id",
         )
         .fetch_all(&mut *tx)
@@ -75,7 +121,7 @@ impl Store {
         let foreign: Vec<i64> = match workspace {
             Some(own) => candidates
                 .iter()
-                .filter(|(id, _, ws)| ids.is_some() && wanted(*id) && ws != own)
+                .filter(|(id, _, ws, ..)| ids.is_some() && wanted(*id) && ws != own)
                 .map(|(id, ..)| *id)
                 .collect(),
             None => Vec::new(),
@@ -87,8 +133,11 @@ impl Store {
             });
         }
         let mut replayed = Vec::new();
-        for (id, inbox_id, ws) in candidates {
-            if !wanted(id) || workspace.is_some_and(|own| own != ws) {
+        for (id, inbox_id, ws, reason_code, created_at) in candidates {
+            if !wanted(id)
+                || workspace.is_some_and(|own| own != ws)
+                || !filter.matches(&reason_code, created_at)
+            {
                 continue;
             }
             sqlx::query(
@@ -111,6 +160,58 @@ impl Store {
             replayed,
             foreign: Vec::new(),
         })
+    }
+
+    /// Unresolved dead letters `filter` matches, of one workspace or of all,
+    /// oldest first.
+    pub async fn find_dead_letters(
+        &self,
+        workspace: Option<&str>,
+        filter: &DeadLetterFilter,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRow>> {
+        let mut p = Params::new(self.backend);
+        let mut sql = String::from(
+            "SELECT id, inbox_id, connection_id, workspace_id, brand_id, topic, webhook_id,
+                reason_code, reason, transform, transform_digest, created_at, replayed_at
+             FROM dead_letters WHERE resolved_at IS NULL",
+        );
+        if workspace.is_some() {
+            sql += &format!(" AND workspace_id = {}", p.p());
+        }
+        if filter.reason_code.is_some() {
+            sql += &format!(" AND reason_code = {}", p.p());
+        }
+        if filter.since.is_some() {
+            sql += &format!(" AND created_at >= {}", p.p());
+        }
+        if filter.until.is_some() {
+            sql += &format!(" AND created_at < {}", p.p());
+        }
+        sql += &format!(" ORDER BY id LIMIT {}", p.p());
+        let mut q = sqlx::query_as(&sql);
+        if let Some(ws) = workspace {
+            q = q.bind(ws);
+        }
+        if let Some(reason) = &filter.reason_code {
+            q = q.bind(reason.as_str());
+        }
+        for t in [filter.since, filter.until].into_iter().flatten() {
+            q = q.bind(t);
+        }
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    /// The dead letter of a stored webhook, resolved or not.
+    pub async fn dead_letter_of(&self, inbox_id: i64) -> Result<Option<DeadLetterOf>> {
+        Ok(sqlx::query_as(
+            "SELECT id, reason_code, reason, transform, transform_digest, created_at,
+                replayed_at, resolved_at
+             FROM dead_letters WHERE inbox_id = $1",
+        )
+        .bind(inbox_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Unresolved dead letters of one workspace, oldest first.

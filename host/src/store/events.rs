@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::inbox::{InboxRow, Outcome, RELEASE_LEASES_SQL};
+use super::inbox::{InboxRow, Outcome, RELEASE_LEASES_SQL, Tried};
 use super::{
     Backend, Blob, DeadLetter, Params, ROWS_PER_STATEMENT, Result, Store, StoreError, WriteTx,
     blob, now_ms,
@@ -40,7 +40,7 @@ impl Record {
 
 /// Where a record landed: topic, partition and offset (Kafka's, or on
 /// partition 0 the event log's sequence number).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub topic: String,
     pub partition: i32,
@@ -73,11 +73,23 @@ impl Store {
         rows: &[Logged<'_>],
         owner: Option<&str>,
     ) -> Result<Vec<Delivery>> {
+        self.log_and_finish_tried(records, rows, &[], owner).await
+    }
+
+    /// `log_and_finish`, with what each row's attempt ran (`tried[i]` is
+    /// `rows[i]`'s), kept in the same transaction.
+    pub async fn log_and_finish_tried(
+        &self,
+        records: &[Record],
+        rows: &[Logged<'_>],
+        tried: &[Tried],
+        owner: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
         // Compressed and serialised before the write turn is taken.
         let log = LogRecords::encode(records)?;
         let now = now_ms();
         if let Some(writer) = &self.writer {
-            let seqs = writer.log_and_finish(&log, rows, now, owner).await?;
+            let seqs = writer.log_and_finish(&log, rows, tried, now, owner).await?;
             return Ok(log.deliveries(&seqs));
         }
         let mut tx = self.serial_tx().await?;
@@ -86,7 +98,7 @@ impl Store {
             .iter()
             .map(|r| (r.row, r.outcome(&deliveries)))
             .collect();
-        self.finish_in(&mut tx, &outcomes).await?;
+        self.finish_in(&mut tx, &outcomes, tried).await?;
         if let Some(owner) = owner {
             sqlx::query(RELEASE_LEASES_SQL)
                 .bind(owner)
@@ -258,7 +270,7 @@ pub struct Logged<'a> {
 
 impl Logged<'_> {
     /// The row's outcome, given where the batch's records were logged.
-    fn outcome(&self, deliveries: &[Delivery]) -> Outcome {
+    pub(super) fn outcome(&self, deliveries: &[Delivery]) -> Outcome {
         let deliveries = deliveries[self.records.clone()].to_vec();
         match self.letter {
             Some(letter) => Outcome::Dead {

@@ -66,6 +66,110 @@ pub enum Outcome {
     },
 }
 
+/// What one attempt at a row ran, kept with how it ended in
+/// `inbox_attempts` (an operator's "where is my webhook"). What a caller
+/// does not know stays None.
+#[derive(Debug, Clone, Default)]
+pub struct Tried {
+    /// The route that chose the transform; None: the provider's default.
+    pub route_id: Option<i64>,
+    /// The transform's name, or the reference that failed to load.
+    pub transform: Option<String>,
+    pub transform_digest: Option<String>,
+}
+
+/// The most of an attempt's error that is kept, in bytes: a guest's error
+/// can quote whatever it printed, and every attempt of every row keeps one.
+pub const ATTEMPT_ERROR_MAX: usize = 1024;
+
+/// One `inbox_attempts` row, in `insert_attempts_sql`'s order.
+#[derive(Debug)]
+pub(super) struct AttemptRow<'a> {
+    pub(super) inbox_id: i64,
+    pub(super) attempt: i64,
+    pub(super) outcome: &'static str,
+    pub(super) reason_code: Option<&'a str>,
+    pub(super) error: Option<&'a str>,
+    pub(super) route_id: Option<i64>,
+    pub(super) transform: Option<&'a str>,
+    pub(super) transform_digest: Option<&'a str>,
+}
+
+impl<'a> AttemptRow<'a> {
+    /// How a finished row's attempt ended. A dead letter's own transform
+    /// names the one that failed when the attempt knows none.
+    pub(super) fn finished(row: &InboxRow, outcome: &'a Outcome, tried: Option<&'a Tried>) -> Self {
+        let letter = match outcome {
+            Outcome::Published(_) => None,
+            Outcome::Dead { letter, .. } => Some(letter),
+        };
+        Self::ended(row, letter, tried)
+    }
+
+    /// A finished row's attempt: dead-lettered with `letter`, else published.
+    pub(super) fn ended(
+        row: &InboxRow,
+        letter: Option<&'a DeadLetter>,
+        tried: Option<&'a Tried>,
+    ) -> Self {
+        let (name, reason_code, error) = match letter {
+            None => ("published", None, None),
+            Some(letter) => (
+                "dead",
+                Some(letter.reason_code.as_str()),
+                Some(capped(&letter.reason)),
+            ),
+        };
+        let transform = tried
+            .and_then(|t| t.transform.as_deref())
+            .or_else(|| letter.and_then(|l| l.transform.as_deref()));
+        let transform_digest = tried
+            .and_then(|t| t.transform_digest.as_deref())
+            .or_else(|| letter.and_then(|l| l.transform_digest.as_deref()));
+        AttemptRow {
+            inbox_id: row.id,
+            attempt: row.attempts,
+            outcome: name,
+            reason_code,
+            error,
+            route_id: tried.and_then(|t| t.route_id),
+            transform,
+            transform_digest,
+        }
+    }
+
+    /// A row given back for a retry after `error` (the sink's).
+    pub(super) fn retry(row: &InboxRow, error: &'a str, tried: Option<&'a Tried>) -> Self {
+        AttemptRow {
+            inbox_id: row.id,
+            attempt: row.attempts,
+            outcome: "retry",
+            reason_code: Some("transient"),
+            error: Some(capped(error)),
+            route_id: tried.and_then(|t| t.route_id),
+            transform: tried.and_then(|t| t.transform.as_deref()),
+            transform_digest: tried.and_then(|t| t.transform_digest.as_deref()),
+        }
+    }
+}
+
+/// `text` cut to `ATTEMPT_ERROR_MAX` bytes on a character boundary.
+fn capped(text: &str) -> &str {
+    &text[..text.floor_char_boundary(ATTEMPT_ERROR_MAX)]
+}
+
+/// Inserts `n` attempts: binds inbox id, attempt, at, outcome, reason code,
+/// error, route id, transform, digest per row. An attempt recorded before
+/// (not expected: a failed transaction records nothing) is kept as it was.
+pub(super) fn insert_attempts_sql(backend: Backend, n: usize) -> String {
+    format!(
+        "INSERT INTO inbox_attempts (inbox_id, attempt, at, outcome, reason_code, error,
+            route_id, transform, transform_digest)
+         VALUES {} ON CONFLICT (inbox_id, attempt) DO NOTHING",
+        Params::new(backend).values(n, 9)
+    )
+}
+
 impl Store {
     /// Stores a webhook durably: when this returns `Ok`, the row is
     /// committed. A webhook id seen before on the same connection is not
@@ -317,21 +421,65 @@ impl Store {
         Ok(())
     }
 
-    /// Gives claimed rows back for a later attempt (a transient failure).
-    pub async fn release(&self, ids: &[i64], retry_at: i64, error: &str) -> Result<()> {
+    /// Gives claimed rows back for a later attempt (a transient failure),
+    /// keeping each attempt (what it ran, and the error) in the same
+    /// transaction.
+    pub async fn release(
+        &self,
+        rows: &[(&InboxRow, Option<&Tried>)],
+        retry_at: i64,
+        error: &str,
+    ) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        for id in ids {
+        for (row, _) in rows {
             sqlx::query(
                 "UPDATE inbox SET claimed_until = NULL, next_attempt_at = $1, last_error = $2
                  WHERE id = $3 AND status = 'pending'",
             )
             .bind(retry_at)
             .bind(error)
-            .bind(id)
+            .bind(row.id)
             .execute(&mut *tx)
             .await?;
         }
+        let attempts: Vec<AttemptRow> = rows
+            .iter()
+            .map(|(row, tried)| AttemptRow::retry(row, error, *tried))
+            .collect();
+        self.insert_attempts(&mut tx, &attempts, now_ms()).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts attempts inside a transaction of the caller's: one statement
+    /// per chunk of rows.
+    pub(super) async fn insert_attempts(
+        &self,
+        tx: &mut WriteTx,
+        attempts: &[AttemptRow<'_>],
+        now: i64,
+    ) -> Result<()> {
+        let mut rest = attempts;
+        while !rest.is_empty() {
+            let n = 1usize << rest.len().min(ROWS_PER_STATEMENT).ilog2();
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let sql = insert_attempts_sql(self.backend, n);
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q
+                    .bind(a.inbox_id)
+                    .bind(a.attempt)
+                    .bind(now)
+                    .bind(a.outcome)
+                    .bind(a.reason_code)
+                    .bind(a.error)
+                    .bind(a.route_id)
+                    .bind(a.transform)
+                    .bind(a.transform_digest);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -358,22 +506,40 @@ impl Store {
 
     /// Records how claimed rows ended, all in one transaction.
     pub async fn finish(&self, outcomes: &[(&InboxRow, Outcome)]) -> Result<()> {
+        self.finish_tried(outcomes, &[]).await
+    }
+
+    /// `finish`, with what each row's attempt ran (`tried[i]` is
+    /// `outcomes[i]`'s; missing ones are unknown), kept in the same
+    /// transaction.
+    pub async fn finish_tried(
+        &self,
+        outcomes: &[(&InboxRow, Outcome)],
+        tried: &[Tried],
+    ) -> Result<()> {
         if let Some(writer) = &self.writer {
-            return writer.finish(outcomes, now_ms()).await;
+            return writer.finish(outcomes, tried, now_ms()).await;
         }
         let mut tx = self.write_tx().await?;
-        self.finish_in(&mut tx, outcomes).await?;
+        self.finish_in(&mut tx, outcomes, tried).await?;
         tx.commit().await
     }
 
-    /// `finish` inside a transaction of the caller's (the event-log sink's,
-    /// so that appending and recording commit together).
+    /// `finish_tried` inside a transaction of the caller's (the event-log
+    /// sink's, so that appending and recording commit together).
     pub(crate) async fn finish_in(
         &self,
         tx: &mut WriteTx,
         outcomes: &[(&InboxRow, Outcome)],
+        tried: &[Tried],
     ) -> Result<()> {
         let now = now_ms();
+        let attempts: Vec<AttemptRow> = outcomes
+            .iter()
+            .enumerate()
+            .map(|(i, (row, outcome))| AttemptRow::finished(row, outcome, tried.get(i)))
+            .collect();
+        self.insert_attempts(tx, &attempts, now).await?;
         // Published rows, the common case, take two statements per chunk
         // whatever their number; dead letters (rare) one row at a time.
         let published: Vec<(i64, String)> = outcomes

@@ -39,17 +39,19 @@ mod routes;
 pub mod secrets;
 mod tokens;
 mod transforms;
+mod webhooks;
 mod writer;
 
 pub use connections::{
     Changed, ConnectionDetail, ConnectionRow, IntegrationEventRow, new_path_identifier,
 };
-pub use dead_letters::{DeadLetter, DeadLetterRow, Replayed};
+pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterOf, DeadLetterRow, Replayed};
 pub use events::{Delivery, Logged, LoggedEvent, Record};
-pub use inbox::{InboxRow, Inserted, NewWebhook, Outcome};
+pub use inbox::{ATTEMPT_ERROR_MAX, InboxRow, Inserted, NewWebhook, Outcome, Tried};
 pub use routes::{RouteChange, RouteRow, ShadowRun, ShadowSample, ShadowStats};
 pub use tokens::ApiTokenRow;
 pub use transforms::TransformInfo;
+pub use webhooks::{AttemptRecord, StoredWebhook, WebhookFilter, WebhookSummary};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

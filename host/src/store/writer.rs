@@ -31,6 +31,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, TransactionBehavior, params_from_iter};
 
 use super::events::LogRecords;
+use super::inbox::{AttemptRow, Tried};
 use super::{
     Backend, DeadLetter, Delivery, InboxRow, Inserted, Logged, NewWebhook, Outcome, Result,
     StoreError, WriteTurn,
@@ -80,6 +81,8 @@ struct Finish {
     deliveries: Deliveries,
     /// `DEAD_LETTER_SQL`'s values, for a row dead-lettered.
     dead: Option<Vec<Value>>,
+    /// `insert_attempts_sql`'s values but the time (the recording's).
+    attempt: [Value; 8],
 }
 
 /// Where a row's records went.
@@ -180,6 +183,7 @@ impl Writer {
         &self,
         log: &LogRecords<'_>,
         rows: &[Logged<'_>],
+        tried: &[Tried],
         now: i64,
         release: Option<&str>,
     ) -> Result<Vec<i64>> {
@@ -201,7 +205,11 @@ impl Writer {
                 ]
             })
             .collect();
-        let finish = rows.iter().map(|r| Finish::of(r, now)).collect();
+        let finish = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Finish::of(r, tried.get(i), now))
+            .collect();
         let (done, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Record {
             recording: Recording {
@@ -217,10 +225,16 @@ impl Writer {
 
     /// `Store::finish`'s transaction on the writer's thread: the outcomes
     /// of rows whose records went elsewhere (Kafka).
-    pub(super) async fn finish(&self, outcomes: &[(&InboxRow, Outcome)], now: i64) -> Result<()> {
+    pub(super) async fn finish(
+        &self,
+        outcomes: &[(&InboxRow, Outcome)],
+        tried: &[Tried],
+        now: i64,
+    ) -> Result<()> {
         let finish = outcomes
             .iter()
-            .map(|(row, outcome)| Finish::of_outcome(row, outcome, now))
+            .enumerate()
+            .map(|(i, (row, outcome))| Finish::of_outcome(row, outcome, tried.get(i), now))
             .collect();
         let (done, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Record {
@@ -375,6 +389,15 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
         tx.prepare_cached(super::inbox::FINISH_DEAD_SQL)?
             .execute(rusqlite::params![rec.now, deliveries(f), f.id])?;
     }
+    let attempts: Vec<&[Value; 8]> = rec.finish.iter().map(|f| &f.attempt).collect();
+    for (chunk, n) in pow2_chunks(&attempts) {
+        let now = Value::Integer(rec.now);
+        tx.prepare_cached(&super::inbox::insert_attempts_sql(Backend::Sqlite, n))?
+            .execute(params_from_iter(chunk.iter().flat_map(|a| {
+                // The columns' order: inbox id, attempt, then the time.
+                a[..2].iter().chain([&now]).chain(&a[2..])
+            })))?;
+    }
     if let Some(owner) = &rec.release {
         tx.prepare_cached(super::inbox::RELEASE_LEASES_SQL)?
             .execute([owner])?;
@@ -384,17 +407,18 @@ fn record(conn: &mut Connection, turn: &WriteTurn, rec: &Recording) -> Result<Ve
 }
 
 impl Finish {
-    fn of(r: &Logged<'_>, now: i64) -> Self {
+    fn of(r: &Logged<'_>, tried: Option<&Tried>, now: i64) -> Self {
         Finish {
             id: r.row.id,
             deliveries: Deliveries::Logged(r.records.clone()),
             dead: r
                 .letter
                 .map(|letter| dead_letter_values(r.row, letter, now)),
+            attempt: attempt_values(&AttemptRow::ended(r.row, r.letter, tried)),
         }
     }
 
-    fn of_outcome(row: &InboxRow, outcome: &Outcome, now: i64) -> Self {
+    fn of_outcome(row: &InboxRow, outcome: &Outcome, tried: Option<&Tried>, now: i64) -> Self {
         let (deliveries, letter) = match outcome {
             Outcome::Published(d) => (d, None),
             Outcome::Dead { deliveries, letter } => (deliveries, Some(letter)),
@@ -405,8 +429,24 @@ impl Finish {
                 serde_json::to_string(deliveries).expect("deliveries serialise"),
             ),
             dead: letter.map(|letter| dead_letter_values(row, letter, now)),
+            attempt: attempt_values(&AttemptRow::finished(row, outcome, tried)),
         }
     }
+}
+
+/// `insert_attempts_sql`'s values but the time.
+fn attempt_values(a: &AttemptRow<'_>) -> [Value; 8] {
+    let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_owned()));
+    [
+        Value::Integer(a.inbox_id),
+        Value::Integer(a.attempt),
+        Value::Text(a.outcome.to_owned()),
+        text(a.reason_code),
+        text(a.error),
+        a.route_id.map_or(Value::Null, Value::Integer),
+        text(a.transform),
+        text(a.transform_digest),
+    ]
 }
 
 /// `DEAD_LETTER_SQL`'s values.

@@ -179,7 +179,8 @@ pub struct DeadLetterList {
     pub dead_letters: Vec<DeadLetterRow>,
 }
 
-/// Either `ids` or `all: true`.
+/// `ids`, `all: true`, or filters (`reason`, `since`, `until`) alone; the
+/// filters narrow `ids` and `all` too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
@@ -187,12 +188,223 @@ pub struct ReplayBody {
     pub ids: Option<Vec<i64>>,
     #[serde(default)]
     pub all: bool,
+    /// Only letters of this `reason_code` (trap, invalid_output, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Only letters dead-lettered at or after this: RFC 3339, or epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Only letters dead-lettered before this: RFC 3339, or epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLettersQuery {
+    /// How many to return at most (default 1000, at most 10000).
+    pub limit: Option<i64>,
+    /// Only letters of this `reason_code` (trap, invalid_output, …).
+    pub reason: Option<String>,
+    /// Dead-lettered at or after: RFC 3339, or epoch ms.
+    pub after: Option<String>,
+    /// Dead-lettered before: RFC 3339, or epoch ms.
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Replayed {
     /// The dead letters queued again.
     pub replayed: Vec<i64>,
+}
+
+// ---- webhooks --------------------------------------------------------------
+
+/// `GET /admin/v1/webhooks`: every filter given must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhooksQuery {
+    /// One connection's webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// One platform's (shopify, woocommerce, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The platform's topic, exactly (orders/create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// pending, published or dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Received at or after: RFC 3339, or epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Received before: RFC 3339, or epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The platform's delivery id: Shopify's `X-Shopify-Webhook-Id`,
+    /// WooCommerce's `X-WC-Webhook-Delivery-ID`, Standard Webhooks'
+    /// `webhook-id`, GitHub's `X-GitHub-Delivery`, … (what deduplicates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// At most this many, 1-1000 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// The previous page's `next_cursor`: the page after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A stored webhook: what it is and where it stands (never its body).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookItem {
+    /// The inbox id (`webhooks show ID`, the dry run's).
+    pub id: i64,
+    pub provider: String,
+    pub connection_id: String,
+    pub workspace_id: String,
+    pub brand_id: String,
+    /// The connected account (a shop domain, a site URL, …).
+    pub account: String,
+    pub topic: String,
+    /// The platform's delivery id.
+    pub delivery_id: String,
+    /// pending, published or dead.
+    pub status: String,
+    /// Attempts so far (a replay keeps counting).
+    pub attempts: i64,
+    /// Epoch ms.
+    pub received_at: i64,
+    /// The intake's trace (OTLP trace id).
+    pub trace_id: String,
+}
+
+/// Newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookPage {
+    pub webhooks: Vec<WebhookItem>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookShowQuery {
+    /// Also the stored body, as received (decompressed).
+    #[serde(default)]
+    pub body: bool,
+}
+
+/// A header intake kept (signatures are never kept).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeaderItem {
+    pub name: String,
+    pub value: String,
+}
+
+/// How the webhook arrived. It was verified: intake stores nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookReceived {
+    /// Epoch ms.
+    pub at: i64,
+    pub trace_id: String,
+    pub headers: Vec<HeaderItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// When the platform says the event happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    /// The platform's own event id, when it sends one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_event_id: Option<String>,
+}
+
+/// One attempt the dispatcher recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAttempt {
+    pub attempt: i64,
+    /// Epoch ms: when its outcome was recorded.
+    pub at: i64,
+    /// published, dead (dead-lettered) or retry (the sink failed for now).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    /// Cut to 1 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The route that chose the transform; absent: the platform's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_id: Option<i64>,
+    /// The transform's name (or the reference that did not load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform_digest: Option<String>,
+}
+
+/// A record the webhook produced, and where it went: the event log's
+/// sequence number (partition 0), or Kafka's partition and offset.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookRecord {
+    pub event_id: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The webhook's dead letter, unresolved or resolved by a replay.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDeadLetter {
+    /// The dead letter's id (`dead-letters replay --id`).
+    pub id: i64,
+    pub reason_code: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform_digest: Option<String>,
+    /// Epoch ms.
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_at: Option<i64>,
+    /// A replay that succeeded; the webhook is published since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<i64>,
+    /// Its record on the dead-letter topic, when the sink has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<WebhookRecord>,
+}
+
+/// One webhook's life: received, each attempt, the events it became or
+/// its dead letter.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDetail {
+    pub webhook: WebhookItem,
+    pub received: WebhookReceived,
+    /// Oldest first. Attempts recorded before the gateway kept them (an
+    /// older version) are counted in `webhook.attempts` only.
+    pub attempts: Vec<WebhookAttempt>,
+    /// Pending: when it is due (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<i64>,
+    /// The latest transient failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Epoch ms: published or dead-lettered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// Published: its events, with their ids (the same on every retry).
+    pub events: Vec<WebhookRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<WebhookDeadLetter>,
+    /// With `?body=true`: the body as received, as text when it is UTF-8,
+    /// else base64 (`body_encoding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// `utf-8` or `base64`, with `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_encoding: Option<String>,
 }
 
 // ---- events ----------------------------------------------------------------
