@@ -59,6 +59,18 @@ fn pruned_metric(table: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// Marks a lifecycle webhook's effect as not applied yet.
+async fn effect_due_again(gw: &Gateway, inbox_id: i64) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&gw.database_url).await.unwrap();
+    sqlx::query("UPDATE inbox SET lifecycle_applied_at = NULL WHERE id = $1")
+        .bind(inbox_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// Each window in turn, with the dedup floor: bodies go first, a replay
 /// inside the dedup window is still a duplicate once its body is gone,
 /// events go at theirs, rows only past the floor, dead letters at theirs,
@@ -82,7 +94,10 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
         );
     }
     let (dead, _) = send(&gw, &conn, "hostile/trap", br#"{"id":99}"#).await;
+    let (lifecycle, _) = send(&gw, &conn, "customers/data_request", br#"{"id":1}"#).await;
     gw.settle().await;
+    // As if the gateway had crashed between its publish and its effect.
+    effect_due_again(&gw, lifecycle).await;
     // A paused connection's webhook stays pending however old.
     let held = gw.connect("held.myshopify.com").await;
     gw.store()
@@ -91,8 +106,8 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
         .unwrap();
     let (pending, _) = send(&gw, &held, "orders/create", br#"{"id":1}"#).await;
     let before = sizes(&gw).await;
-    assert_eq!(before["inbox"], 7);
-    assert_eq!(before["events"], 5, "a dead letter is no event-log record");
+    assert_eq!(before["inbox"], 8);
+    assert_eq!(before["events"], 6, "a dead letter is no event-log record");
     assert_eq!(before["dead_letters"], 1);
     let metric_before = pruned_metric("inbox");
 
@@ -136,7 +151,7 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
     assert_eq!(
         p,
         Pruned {
-            events: 5,
+            events: 6,
             ..Pruned::default()
         }
     );
@@ -157,7 +172,11 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
         "{p:?}"
     );
     let s = sizes(&gw).await;
-    assert_eq!((s["inbox"], s["dead_letters"]), (2, 1));
+    assert_eq!(
+        (s["inbox"], s["dead_letters"]),
+        (3, 1),
+        "pending, dead, effect due"
+    );
 
     // Two days: the dead letter goes with its webhook and attempt.
     let p = prune::prune_once(gw.store(), &cfg, now + 48 * HOUR)
@@ -173,6 +192,21 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
         .await
         .unwrap();
     assert_eq!(p.total(), 0, "{p:?}");
+    let s = sizes(&gw).await;
+    assert_eq!(
+        s["inbox"], 2,
+        "the pending webhook and the lifecycle one whose effect is due"
+    );
+    let (body, _) = gw.store().inbox_body(lifecycle).await.unwrap().unwrap();
+    assert_eq!(body, br#"{"id":1}"#, "its body too");
+    // Once applied, it goes like any other.
+    ionflux_gateway::providers::shopify::lifecycle::apply_due(gw.store())
+        .await
+        .unwrap();
+    let p = prune::prune_once(gw.store(), &cfg, now + 365 * 24 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!((p.inbox, p.inbox_attempts), (1, 1), "{p:?}");
     let s = sizes(&gw).await;
     assert_eq!(
         (

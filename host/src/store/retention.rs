@@ -15,6 +15,7 @@
 
 use sqlx::Row;
 
+use super::oauth::LIFECYCLE_TOPICS_SQL;
 use super::{Delivery, Params, Result, Store, now_ms};
 
 /// The body a purged webhook keeps.
@@ -115,11 +116,31 @@ const DEAD_LETTERS_DUE: &str = "FROM dead_letters d JOIN inbox i ON i.id = d.inb
        AND ((d.resolved_at IS NULL AND d.created_at < $1)
          OR (d.resolved_at IS NOT NULL AND d.resolved_at < $2))";
 
-const INBOX_DUE: &str = "FROM inbox WHERE status = 'published' AND finished_at < $1
-       AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.inbox_id = inbox.id)";
+/// Published rows due at `$1`. A lifecycle webhook whose effect is still
+/// due (a crash came between its publish and the effect) keeps its row and
+/// body until it is applied: `customers/redact` reads its body to know whom
+/// to purge.
+fn inbox_due() -> String {
+    format!(
+        "FROM inbox WHERE status = 'published' AND finished_at < $1
+           AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.inbox_id = inbox.id)
+           AND {}",
+        effect_applied()
+    )
+}
 
-const BODIES_DUE: &str =
-    "FROM inbox WHERE status = 'published' AND body_purged_at IS NULL AND finished_at < $1";
+/// Published bodies due at `$1` (see `inbox_due`).
+fn bodies_due() -> String {
+    format!(
+        "FROM inbox WHERE status = 'published' AND body_purged_at IS NULL AND finished_at < $1
+           AND {}",
+        effect_applied()
+    )
+}
+
+fn effect_applied() -> String {
+    format!("NOT (lifecycle_applied_at IS NULL AND topic IN {LIFECYCLE_TOPICS_SQL})")
+}
 
 impl Store {
     /// One batch of `step`: at most `batch` rows, one write transaction.
@@ -136,7 +157,7 @@ impl Store {
                     "UPDATE inbox SET body = $1, body_encoding = 'identity', headers = '[]',
                         body_purged_at = $2
                      WHERE id IN (SELECT id {} ORDER BY finished_at LIMIT $4)",
-                    BODIES_DUE.replace("$1", "$3")
+                    bodies_due().replace("$1", "$3")
                 ))
                 .bind(TOMBSTONE_BODY)
                 .bind(now_ms())
@@ -152,8 +173,9 @@ impl Store {
                     return Ok(pruned);
                 };
                 let mut tx = self.write_tx().await?;
+                let inbox_due = inbox_due();
                 let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                    "DELETE FROM inbox WHERE id IN (SELECT id {INBOX_DUE} ORDER BY finished_at
+                    "DELETE FROM inbox WHERE id IN (SELECT id {inbox_due} ORDER BY finished_at
                         LIMIT $2) RETURNING id"
                 ))
                 .bind(cutoff)
@@ -267,6 +289,7 @@ impl Store {
             or_never(cutoffs.dead_letters),
             or_never(cutoffs.resolved_dead_letters),
         );
+        let (inbox_due, bodies_due) = (inbox_due(), bodies_due());
         let dead_rows = "SELECT i.id FROM dead_letters d JOIN inbox i ON i.id = d.inbox_id
              WHERE i.status = 'dead'
                AND ((d.resolved_at IS NULL AND d.created_at < $1)
@@ -277,7 +300,7 @@ impl Store {
                 vec![letters, resolved],
             )
             .await?,
-            inbox: count(format!("SELECT COUNT(*) {INBOX_DUE}"), vec![inbox]).await?
+            inbox: count(format!("SELECT COUNT(*) {inbox_due}"), vec![inbox]).await?
                 + count(
                     format!("SELECT COUNT(*) FROM ({dead_rows}) AS t"),
                     vec![letters, resolved],
@@ -285,14 +308,14 @@ impl Store {
                 .await?,
             inbox_attempts: count(
                 format!(
-                    "SELECT COUNT(*) FROM inbox_attempts WHERE inbox_id IN (SELECT id {INBOX_DUE})
+                    "SELECT COUNT(*) FROM inbox_attempts WHERE inbox_id IN (SELECT id {inbox_due})
                         OR inbox_id IN ({})",
                     dead_rows.replace("$2", "$3").replace("$1", "$2")
                 ),
                 vec![inbox, letters, resolved],
             )
             .await?,
-            inbox_bodies: count(format!("SELECT COUNT(*) {BODIES_DUE}"), vec![bodies]).await?,
+            inbox_bodies: count(format!("SELECT COUNT(*) {bodies_due}"), vec![bodies]).await?,
             events: count(
                 "SELECT COUNT(*) FROM events WHERE created_at < $1".into(),
                 vec![events],
