@@ -223,28 +223,22 @@ impl Store {
                 }
                 let letters: Vec<i64> = due.iter().map(|d| d.0).collect();
                 let rows: Vec<i64> = due.iter().map(|d| d.1).collect();
-                let mut p = Params::new(self.backend);
-                let sql = format!(
-                    "DELETE FROM dead_letters WHERE id IN ({})",
-                    p.list(letters.len())
-                );
-                let mut q = sqlx::query(&sql);
-                for id in &letters {
-                    q = q.bind(id);
-                }
-                pruned.dead_letters = q.execute(&mut *tx).await?.rows_affected();
+                pruned.dead_letters = self
+                    .execute_ids(
+                        &mut tx,
+                        "DELETE FROM dead_letters WHERE id IN ({ids})",
+                        &letters,
+                    )
+                    .await?;
                 // A dead row has no other use than its letter; a replayed
                 // and published one is left to the inbox's own window.
-                let mut p = Params::new(self.backend);
-                let sql = format!(
-                    "DELETE FROM inbox WHERE status = 'dead' AND id IN ({}) RETURNING id",
-                    p.list(rows.len())
-                );
-                let mut q = sqlx::query_scalar(&sql);
-                for id in &rows {
-                    q = q.bind(id);
-                }
-                let deleted: Vec<i64> = q.fetch_all(&mut *tx).await?;
+                let deleted: Vec<i64> = self
+                    .fetch_ids(
+                        &mut tx,
+                        "DELETE FROM inbox WHERE status = 'dead' AND id IN ({ids}) RETURNING id",
+                        &rows,
+                    )
+                    .await?;
                 pruned.inbox = deleted.len() as u64;
                 pruned.inbox_attempts = self.delete_attempts(&mut tx, &deleted).await?;
                 tx.commit().await?;
@@ -256,18 +250,56 @@ impl Store {
     async fn delete_attempts(&self, tx: &mut super::WriteTx, ids: &[i64]) -> Result<u64> {
         let mut deleted = 0;
         for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "DELETE FROM inbox_attempts WHERE inbox_id IN ({})",
-                p.list(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            deleted += q.execute(&mut **tx).await?.rows_affected();
+            deleted += self
+                .execute_ids(
+                    tx,
+                    "DELETE FROM inbox_attempts WHERE inbox_id IN ({ids})",
+                    chunk,
+                )
+                .await?;
         }
         Ok(deleted)
+    }
+
+    /// Runs `template`, whose only parameters are the `{ids}` list, over
+    /// `ids` (a batch: far below either database's parameter limit).
+    async fn execute_ids(
+        &self,
+        tx: &mut super::WriteTx,
+        template: &str,
+        ids: &[i64],
+    ) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let sql = template.replace("{ids}", &Params::new(self.backend).list(ids.len()));
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        Ok(q.execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// `execute_ids` for a statement that answers one column per row.
+    async fn fetch_ids<T>(
+        &self,
+        tx: &mut super::WriteTx,
+        template: &str,
+        ids: &[i64],
+    ) -> Result<Vec<T>>
+    where
+        T: Send + Unpin,
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = template.replace("{ids}", &Params::new(self.backend).list(ids.len()));
+        let mut q = sqlx::query_scalar::<_, T>(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        Ok(q.fetch_all(&mut **tx).await?)
     }
 
     /// What pruning at `cutoffs` would remove now, per table, removing
@@ -429,28 +461,22 @@ impl Store {
                 q = q.bind(id);
             }
             purged.inbox += q.execute(&mut *tx).await?.rows_affected();
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "SELECT deliveries FROM inbox WHERE deliveries IS NOT NULL AND id IN ({})",
-                p.list(chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            let deliveries = q.fetch_all(&mut *tx).await?;
+            let deliveries: Vec<String> = self
+                .fetch_ids(
+                    &mut tx,
+                    "SELECT deliveries FROM inbox WHERE deliveries IS NOT NULL AND id IN ({ids})",
+                    chunk,
+                )
+                .await?;
             purged.events += purge_logged(&mut tx, &deliveries).await?;
-            let mut p = Params::new(self.backend);
-            let sql = format!(
-                "UPDATE dead_letters SET reason = '[redacted]'
-                 WHERE reason != '[redacted]' AND inbox_id IN ({})",
-                p.list(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            purged.dead_letters += q.execute(&mut *tx).await?.rows_affected();
+            purged.dead_letters += self
+                .execute_ids(
+                    &mut tx,
+                    "UPDATE dead_letters SET reason = '[redacted]'
+                     WHERE reason != '[redacted]' AND inbox_id IN ({ids})",
+                    chunk,
+                )
+                .await?;
             tx.commit().await?;
         }
         Ok(purged)
