@@ -113,6 +113,72 @@ pub struct Settings {
     pub woocommerce: crate::providers::woocommerce::registration::Options,
     pub tiktok_shop: TikTokShopSettings,
     pub connections: ConnectionSettings,
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: each window a duration, or `off` (also `0`): kept for ever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    #[serde(with = "window")]
+    pub inbox: Option<Duration>,
+    #[serde(with = "window")]
+    pub inbox_bodies: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    #[serde(with = "window")]
+    pub events: Option<Duration>,
+    #[serde(with = "window")]
+    pub dead_letters: Option<Duration>,
+    #[serde(with = "window")]
+    pub resolved_dead_letters: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub batch_size: u32,
+}
+
+impl RetentionSettings {
+    pub fn config(&self) -> crate::pipeline::prune::RetentionConfig {
+        crate::pipeline::prune::RetentionConfig {
+            inbox: self.inbox,
+            inbox_bodies: self.inbox_bodies,
+            dedup_window: self.dedup_window,
+            events: self.events,
+            dead_letters: self.dead_letters,
+            resolved_dead_letters: self.resolved_dead_letters,
+            interval: self.interval,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+/// A retention window: a duration, or `off` / `0` for "kept for ever".
+pub mod window {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses a window as the file, the environment and the flags write it.
+    pub fn parse(text: &str) -> Result<Option<Duration>, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") || text == "0" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?}: {e} (a duration such as \"7d\", or \"off\")"))?;
+        Ok((!d.is_zero()).then_some(d))
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -778,6 +844,7 @@ impl Settings {
             integration_events: self.connections.integration_events,
             public_base_url: self.public_base_url(),
             provider_options: self.provider_options(),
+            retention: self.retention.config(),
         })
     }
 
@@ -972,6 +1039,10 @@ mod tests {
         // The file is the documentation; when a library default changes, the
         // file must say so.
         let s = Settings::default();
+        assert_eq!(
+            s.retention.config(),
+            crate::pipeline::prune::RetentionConfig::default()
+        );
         assert_eq!(
             s.woocommerce,
             crate::providers::woocommerce::registration::Options::default()

@@ -143,6 +143,9 @@ impl Cli {
         if let Some(a) = self.serve_args() {
             a.apply(&mut s)?;
         }
+        if let Command::Prune(a) = &self.command {
+            a.retention.apply(&mut s);
+        }
         s.resolve_paths();
         s.validate()?;
         Ok(s)
@@ -198,6 +201,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Apply the retention windows now (`[retention]`), as the server's
+    /// pruner does; `--dry-run` counts what would go, per table.
+    Prune(Box<PruneArgs>),
     /// Exit 0 if the gateway on this machine answers its public `/health`
     /// with 200, else 1: a container's HEALTHCHECK, where there is no curl.
     Healthcheck(HealthcheckArgs),
@@ -586,6 +592,78 @@ struct ServeArgs {
     woocommerce: WooCommerceArgs,
     #[command(flatten)]
     tiktok_shop: TikTokShopArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+/// `prune`: the windows are the configuration's, unless given here.
+#[derive(Args)]
+struct PruneArgs {
+    /// Count what would be removed, per table, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+/// What is kept, and for how long (`[retention]`): a duration, or `off`.
+#[derive(Args)]
+#[command(next_help_heading = "Retention")]
+struct RetentionArgs {
+    /// Published webhooks (rows), after they finished; at least the dedup window.
+    #[arg(long, env = "IONFLUX_RETENTION_INBOX", value_parser = window)]
+    retention_inbox: Option<Window>,
+    /// Bodies and headers of published webhooks.
+    #[arg(long, env = "IONFLUX_RETENTION_INBOX_BODIES", value_parser = window)]
+    retention_inbox_bodies: Option<Window>,
+    /// The least time a finished webhook's dedup key is kept.
+    #[arg(long, env = "IONFLUX_RETENTION_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
+    retention_dedup_window: Option<Duration>,
+    /// Event-log records.
+    #[arg(long, env = "IONFLUX_RETENTION_EVENTS", value_parser = window)]
+    retention_events: Option<Window>,
+    /// Unresolved dead letters.
+    #[arg(long, env = "IONFLUX_RETENTION_DEAD_LETTERS", value_parser = window)]
+    retention_dead_letters: Option<Window>,
+    /// Dead letters a replay resolved.
+    #[arg(long, env = "IONFLUX_RETENTION_RESOLVED_DEAD_LETTERS", value_parser = window)]
+    retention_resolved_dead_letters: Option<Window>,
+    /// How often the pruner runs; 0s: never.
+    #[arg(long, env = "IONFLUX_RETENTION_INTERVAL", value_parser = humantime::parse_duration)]
+    retention_interval: Option<Duration>,
+    /// Rows per prune transaction.
+    #[arg(long, env = "IONFLUX_RETENTION_BATCH_SIZE")]
+    retention_batch_size: Option<u32>,
+}
+
+/// A retention window from the command line: a duration, or `off`.
+#[derive(Clone)]
+struct Window(Option<Duration>);
+
+fn window(text: &str) -> Result<Window, String> {
+    config::window::parse(text).map(Window)
+}
+
+impl RetentionArgs {
+    fn apply(&self, s: &mut Settings) {
+        let r = &mut s.retention;
+        let set_window = |slot: &mut Option<Duration>, value: &Option<Window>| {
+            if let Some(Window(w)) = value {
+                *slot = *w;
+            }
+        };
+        set_window(&mut r.inbox, &self.retention_inbox);
+        set_window(&mut r.inbox_bodies, &self.retention_inbox_bodies);
+        set(&mut r.dedup_window, &self.retention_dedup_window);
+        set_window(&mut r.events, &self.retention_events);
+        set_window(&mut r.dead_letters, &self.retention_dead_letters);
+        set_window(
+            &mut r.resolved_dead_letters,
+            &self.retention_resolved_dead_letters,
+        );
+        set(&mut r.interval, &self.retention_interval);
+        set(&mut r.batch_size, &self.retention_batch_size);
+    }
 }
 
 /// WooCommerce sites connected with their REST API keys (`[woocommerce]`).
@@ -866,6 +944,7 @@ impl ServeArgs {
         set(&mut s.otlp_service_name, &self.otlp_service_name);
         self.http.apply(s);
         self.dispatch.apply(s);
+        self.retention.apply(s);
         self.shopify.apply(s);
         self.woocommerce.apply(s);
         self.tiktok_shop.apply(s);
@@ -1289,6 +1368,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<()> {
         Command::Bench(ref args) => cli::bench::bench(cfg, args, cli.database_url.as_deref()).await,
         Command::Healthcheck(ref args) => cli::serve::healthcheck(cfg, args).await,
         Command::DeadLetters(ref cmd) => cli::dead_letters::dead_letters(cfg, cmd).await,
+        Command::Prune(ref args) => cli::prune::prune(cfg, args.dry_run).await,
     }
 }
 

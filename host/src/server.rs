@@ -60,6 +60,8 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// The providers' own configuration sections, for registrations.
     pub provider_options: crate::pipeline::registration::ProviderOptions,
+    /// `[retention]`: what the pruner (run beside the dispatcher) removes.
+    pub retention: crate::pipeline::prune::RetentionConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,7 @@ pub struct Running {
     /// Publishes the connections' `integration.*` events; what it has not
     /// sent when stopped waits in the outbox for the next start.
     integration_events: JoinHandle<()>,
+    pruner: Option<JoinHandle<()>>,
 }
 
 /// How often the inbox gauges are refreshed from the store.
@@ -303,6 +306,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             }
         }
     });
+    // Retention runs where the dispatcher does: an intake-only replica
+    // leaves it to those.
+    let pruner = dispatcher.as_ref().map(|_| {
+        tokio::spawn(crate::pipeline::prune::run(
+            store.clone(),
+            cfg.retention.clone(),
+            rx.clone(),
+        ))
+    });
     let dispatch = dispatcher.clone();
     let dispatcher = dispatcher.map(|d| tokio::spawn(d.run(rx)));
     tracing::info!(%addr, admin = ?admin_addr, sink = sink.name(), dispatch = dispatch.is_some(), "gateway serving");
@@ -321,6 +333,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         refreshers,
         sampler,
         integration_events,
+        pruner,
     })
 }
 
@@ -412,6 +425,11 @@ impl Running {
         }
         let _ = self.sampler.await;
         let _ = self.integration_events.await;
+        // Each batch is its own transaction: stopping between them loses
+        // nothing.
+        if let Some(pruner) = self.pruner {
+            pruner.abort();
+        }
         // Not aborted: a refresh cut off between the platform's answer and
         // our commit would lose the rotated refresh token. Its calls time out.
         for mut refresher in self.refreshers {

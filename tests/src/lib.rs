@@ -172,6 +172,9 @@ pub struct Options {
     /// Publish the connections' `integration.*` events (default: not, so
     /// that tests counting a webhook's events see only those).
     pub integration_events: bool,
+    /// `[retention]` (default: keep everything, so no test loses a row it
+    /// looks at to the pruner).
+    pub retention: Option<ionflux_gateway::pipeline::prune::RetentionConfig>,
 }
 
 /// The library's tenant policy, with a CPU ceiling that admits the tests'
@@ -377,6 +380,9 @@ impl Gateway {
             public_base_url: opts.public_base_url,
             provider_options: opts.provider_options.unwrap_or_default(),
             integration_events: opts.integration_events,
+            retention: opts
+                .retention
+                .unwrap_or_else(ionflux_gateway::pipeline::prune::RetentionConfig::keep_everything),
         };
         let running = server::start(config).await.expect("gateway starts");
         let operator_token = opts.admin_token.or_else(|| {
@@ -503,13 +509,15 @@ impl Gateway {
     }
 
     /// Every PlatformEvent in the embedded log, oldest first, each checked
-    /// against the published schema and its record headers.
+    /// against the published schema and its record headers. Records a
+    /// redaction purged (payload `{}`) are no events and are left out.
     pub async fn logged_events(&self) -> Vec<Value> {
         self.store()
             .events_after(0, 100_000)
             .await
             .unwrap()
             .into_iter()
+            .filter(|e| e.payload != ionflux_gateway::store::retention::TOMBSTONE_PAYLOAD)
             .map(|e| {
                 let event: Value = serde_json::from_str(&e.payload).unwrap();
                 let headers: Vec<(String, String)> = serde_json::from_str(&e.headers).unwrap();

@@ -140,6 +140,7 @@ fn the_schema_accepts_every_integration_event() {
         "paused",
         "resumed",
         "token_refreshed",
+        "customer_redacted",
     ];
     let providers = [
         "shopify",
@@ -163,6 +164,8 @@ fn the_schema_accepts_every_integration_event() {
                 reason: Some("why".into()),
                 actor: None,
                 created_at: 1_700_000_000_000,
+                detail: (*kind == "customer_redacted")
+                    .then(|| r#"{"customer_id":"7","orders_to_redact":["1"]}"#.into()),
             };
             let record =
                 ionflux_gateway::pipeline::integration::record(&row, &Topics::default()).unwrap();

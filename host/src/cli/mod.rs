@@ -8,6 +8,7 @@ pub(crate) mod dead_letters;
 pub(crate) mod docs;
 pub(crate) mod events;
 pub(crate) mod keys;
+pub(crate) mod prune;
 pub(crate) mod remote;
 pub(crate) mod routes;
 pub(crate) mod serve;

@@ -31,11 +31,12 @@ const BATCH: i64 = 100;
 
 /// The PlatformEvent of one outbox row: type
 /// `ionflux.{provider}.ws_{w}.brand_{b}.integration.{kind}`, payload
-/// `{connection_id, provider, account, status, reason, actor, at}`, no
-/// secrets.
+/// `{connection_id, provider, account, status, reason, actor, at}` (and
+/// `detail` when the row has one, e.g. `customer_redacted`'s customer and
+/// orders), no secrets.
 pub fn record(row: &IntegrationEventRow, topics: &Topics) -> Result<Record, serde_json::Error> {
     let kind = format!("integration.{}", row.kind);
-    let payload = serde_json::to_vec(&serde_json::json!({
+    let mut payload = serde_json::json!({
         "connection_id": row.connection_id,
         "provider": row.provider,
         "account": row.account,
@@ -43,7 +44,11 @@ pub fn record(row: &IntegrationEventRow, topics: &Topics) -> Result<Record, serd
         "reason": row.reason,
         "actor": row.actor,
         "at": row.created_at,
-    }))?;
+    });
+    if let Some(detail) = &row.detail {
+        payload["detail"] = serde_json::from_str(detail)?;
+    }
+    let payload = serde_json::to_vec(&payload)?;
     gateway_record(
         &GatewayEvent {
             connection_id: &row.connection_id,

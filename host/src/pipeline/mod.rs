@@ -10,6 +10,7 @@ pub mod event;
 pub mod inbox;
 pub mod integration;
 pub mod provider;
+pub mod prune;
 pub mod publish;
 pub mod registration;
 pub mod registry;

@@ -252,6 +252,9 @@ pub struct IntegrationEventRow {
     pub reason: Option<String>,
     pub actor: Option<String>,
     pub created_at: i64,
+    /// What the event says beyond the connection, as JSON (e.g. the
+    /// customer and orders of `customer_redacted`).
+    pub detail: Option<String>,
 }
 
 /// What an action changed: false when the connection already was so (the
@@ -274,16 +277,30 @@ pub(super) async fn add_integration_event(
     actor: Option<&str>,
     now: i64,
 ) -> Result<()> {
+    add_integration_event_detail(tx, id, kind, reason, actor, None, now).await
+}
+
+/// `add_integration_event`, with a `detail` (JSON text).
+pub(super) async fn add_integration_event_detail(
+    tx: &mut super::WriteTx,
+    id: &str,
+    kind: &str,
+    reason: Option<&str>,
+    actor: Option<&str>,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO integration_events (connection_id, kind, provider, account, workspace_id,
-            brand_id, status, reason, actor, created_at)
-         SELECT id, $1, provider, account, workspace_id, brand_id, status, $2, $3, $4
-         FROM connections WHERE id = $5",
+            brand_id, status, reason, actor, created_at, detail)
+         SELECT id, $1, provider, account, workspace_id, brand_id, status, $2, $3, $4, $5
+         FROM connections WHERE id = $6",
     )
     .bind(kind)
     .bind(reason)
     .bind(actor)
     .bind(now)
+    .bind(detail)
     .bind(id)
     .execute(&mut **tx)
     .await?;
@@ -450,7 +467,7 @@ impl Store {
     pub async fn pending_integration_events(&self, limit: i64) -> Result<Vec<IntegrationEventRow>> {
         Ok(sqlx::query_as(
             "SELECT id, connection_id, kind, provider, account, workspace_id, brand_id, status,
-                reason, actor, created_at
+                reason, actor, created_at, detail
              FROM integration_events WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(limit)

@@ -35,6 +35,7 @@ mod dead_letters;
 mod events;
 mod inbox;
 pub mod oauth;
+pub mod retention;
 mod routes;
 pub mod secrets;
 mod tokens;

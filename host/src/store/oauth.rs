@@ -870,7 +870,7 @@ impl Store {
     /// The connections of the webhook's shop within `scope`. For an
     /// uninstall, only those still connected and installed before the
     /// webhook arrived (a reinstall after it is not undone).
-    async fn lifecycle_targets(
+    pub(super) async fn lifecycle_targets(
         tx: &mut super::WriteTx,
         row: &LifecycleRow,
         scope: LifecycleScope,

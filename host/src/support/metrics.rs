@@ -40,6 +40,7 @@ pub const END_TO_END_SECONDS: &str = "ionflux_end_to_end_seconds";
 pub const TOKEN_REFRESHES: &str = "ionflux_token_refreshes_total";
 pub const CONNECTIONS_CLOSED: &str = "ionflux_http_connections_closed_total";
 pub const BUILD_INFO: &str = "ionflux_build_info";
+pub const ROWS_PRUNED: &str = "ionflux_rows_pruned_total";
 
 /// Every `outcome` of [`TOKEN_REFRESHES`] and `reason` of
 /// [`CONNECTIONS_CLOSED`]. They are exported at 0 from the start: a counter
@@ -161,6 +162,9 @@ fn zero_fixed_series() {
     for reason in CONNECTION_CLOSE_REASONS {
         counter!(CONNECTIONS_CLOSED, "reason" => *reason).increment(0);
     }
+    for table in PRUNED_TABLES {
+        counter!(ROWS_PRUNED, "table" => *table).increment(0);
+    }
 }
 
 /// Drains histogram samples into their buckets. A scrape does this too; the
@@ -181,6 +185,10 @@ fn build() -> Result<metrics_exporter_prometheus::PrometheusRecorder, MetricsErr
 }
 
 fn describe() {
+    describe_counter!(
+        ROWS_PRUNED,
+        "Rows the retention pruner removed, by table (`inbox_bodies`: bodies replaced by a tombstone)."
+    );
     describe_counter!(
         WEBHOOKS_RECEIVED,
         "Webhook requests that reached the intake endpoint, whatever came of them."
@@ -360,6 +368,24 @@ pub fn end_to_end(provider: &str, received_at_ms: i64, now_ms: i64) {
 /// `transient_failure` or `permanent_failure`.
 pub fn token_refresh(outcome: &'static str) {
     counter!(TOKEN_REFRESHES, "outcome" => outcome).increment(1);
+}
+
+// ---- retention -------------------------------------------------------------
+
+/// Every `table` of [`ROWS_PRUNED`].
+pub const PRUNED_TABLES: &[&str] = &[
+    "inbox",
+    "inbox_bodies",
+    "inbox_attempts",
+    "events",
+    "dead_letters",
+];
+
+/// `table`: one of [`PRUNED_TABLES`].
+pub fn rows_pruned(table: &'static str, rows: u64) {
+    if rows > 0 {
+        counter!(ROWS_PRUNED, "table" => table).increment(rows);
+    }
 }
 
 // ---- http --------------------------------------------------------------------

@@ -18,11 +18,24 @@
 //!   finished stored webhooks (published and dead-lettered, this one
 //!   included; dead letters keep their bodies in the inbox too) keep only what
 //!   dedup and audit need: body `{}`, headers `[]`. Pending rows are left to
-//!   be delivered. The embedded event log is the sink (Kafka's stand-in), not
-//!   our store, and is not touched.
-//! - `customers/redact`, `customers/data_request`: nothing beyond the event.
-//!   The agent platform acts on them; the gateway keeps no customer store.
-//!   (Inbox bodies that mention the customer are not searched.)
+//!   be delivered. The event-log records those webhooks produced get the
+//!   tombstone payload `{}` too, and their dead letters' reasons are
+//!   cleared; the `shop/redact` webhook's own event is kept, as it tells
+//!   consumers to do the same.
+//! - `customers/redact`: the finished stored webhooks of the connections in
+//!   scope that [`mentions`] the customer or one of `orders_to_redact` get
+//!   the tombstone (body `{}`, headers `[]`), with the event-log records
+//!   they produced (payload `{}`) and their dead letters' reason text; then
+//!   one `integration.customer_redacted` event per connection (detail:
+//!   customer id and orders) tells consumers to do the same. The bodies are
+//!   compressed, so each is read and parsed here, once: the scan covers the
+//!   shop's finished webhooks that retention still keeps, skipping bodies
+//!   already purged. Not found: a mention anywhere else in a body (a note,
+//!   a line item's property), webhooks still pending (delivered as they
+//!   are), and records already sent to Kafka (the event asks consumers).
+//!   The redaction webhook itself, and its own event, are kept as the
+//!   record of the request, for the usual windows.
+//! - `customers/data_request`: nothing beyond the event.
 //!
 //! **Scope: a webhook speaks only for the connections its secret verifies.**
 //! The shop domain and the topic are headers, which Shopify's HMAC does not
@@ -125,20 +138,160 @@ async fn apply(store: &Store, row: &LifecycleRow) -> Result<(), StoreError> {
         }
         SHOP_REDACT => {
             let scope = scope_of(store.secret_owners(&row.connection_id).await?);
+            // Before the effect that marks the row applied, so that a crash
+            // in between repeats it.
+            let connections = store.redaction_targets(row, scope).await?;
+            let logged = store.purge_connections(&connections, row.id, 500).await?;
+            tracing::info!(inbox_id = row.id, events = logged.events, "shop redacted: logged events purged");
             let done = store.apply_shop_redact(row, scope).await?;
             tracing::info!(inbox_id = row.id, shop = %row.account, ?scope,
                 connections = done.connections, purged_webhooks = done.purged_webhooks,
                 "shop redacted: tokens deleted, stored webhooks purged");
         }
-        // customers/redact, customers/data_request: the event is the effect.
+        CUSTOMERS_REDACT => {
+            let scope = scope_of(store.secret_owners(&row.connection_id).await?);
+            redact_customer(store, row, scope).await?;
+        }
+        // customers/data_request: the event is the effect.
         _ => store.mark_lifecycle_applied(row.id).await?,
     }
     Ok(())
 }
 
+/// Bodies read per round of the customer scan.
+const SCAN_BATCH: i64 = 200;
+
+async fn redact_customer(
+    store: &Store,
+    row: &LifecycleRow,
+    scope: LifecycleScope,
+) -> Result<(), StoreError> {
+    let request = store
+        .inbox_body(row.id)
+        .await?
+        .and_then(|(body, _)| serde_json::from_slice::<serde_json::Value>(&body).ok());
+    let Some(target) = request.as_ref().and_then(Redaction::of) else {
+        // A body already purged (a shop redaction came first) or not
+        // Shopify's shape: nothing to look for.
+        tracing::warn!(inbox_id = row.id, "customers/redact without a customer id; nothing purged");
+        return store.mark_lifecycle_applied(row.id).await;
+    };
+    let connections = store.redaction_targets(row, scope).await?;
+    let mut found = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .finished_bodies(&connections, after, SCAN_BATCH)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.0;
+        for (id, topic, body) in &page {
+            if *id == row.id {
+                continue;
+            }
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(body)
+                && target.mentioned_by(topic, &body)
+            {
+                found.push(*id);
+            }
+        }
+    }
+    let purged = store.purge_webhooks(&found).await?;
+    let detail = serde_json::json!({
+        "customer_id": target.customer,
+        "orders_to_redact": target.orders,
+    })
+    .to_string();
+    store.finish_customer_redact(row, &connections, &detail).await?;
+    tracing::info!(inbox_id = row.id, shop = %row.account, ?scope,
+        webhooks = purged.inbox, events = purged.events, dead_letters = purged.dead_letters,
+        "customer redacted: stored webhooks and logged events purged");
+    Ok(())
+}
+
+/// Whom a `customers/redact` body names: `customer.id` and
+/// `orders_to_redact`, as text (Shopify sends numbers; strings compare the
+/// same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    pub customer: String,
+    pub orders: Vec<String>,
+}
+
+fn id_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl Redaction {
+    pub fn of(body: &serde_json::Value) -> Option<Self> {
+        let customer = id_text(body.pointer("/customer/id")?)?;
+        let orders = body
+            .get("orders_to_redact")
+            .and_then(|o| o.as_array())
+            .map(|o| o.iter().filter_map(id_text).collect())
+            .unwrap_or_default();
+        Some(Self { customer, orders })
+    }
+
+    /// Whether a stored webhook of `topic` carries the customer or one of
+    /// the orders where Shopify's payloads put them: an order's own `id`
+    /// (`orders/*`), a customer's (`customers/*`), and `customer.id`,
+    /// `customer_id` or `order_id` at the top of any body (orders,
+    /// checkouts, refunds, fulfillments, transactions).
+    pub fn mentioned_by(&self, topic: &str, body: &serde_json::Value) -> bool {
+        let is = |pointer: &str, wanted: &dyn Fn(&str) -> bool| {
+            body.pointer(pointer)
+                .and_then(id_text)
+                .is_some_and(|v| wanted(&v))
+        };
+        let customer = |v: &str| v == self.customer;
+        let order = |v: &str| self.orders.iter().any(|o| o == v);
+        (topic.starts_with("orders/") && is("/id", &order))
+            || (topic.starts_with("customers/") && is("/id", &customer))
+            || is("/customer/id", &customer)
+            || is("/customer_id", &customer)
+            || is("/order_id", &order)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redaction_finds_the_customer_and_the_orders_where_shopify_puts_them() {
+        let r = Redaction::of(&serde_json::json!({
+            "shop_id": 1, "customer": {"id": 42, "email": "a@b.c"},
+            "orders_to_redact": [100, "101"]
+        }))
+        .unwrap();
+        assert_eq!(r.customer, "42");
+        assert_eq!(r.orders, ["100", "101"]);
+        let yes = [
+            ("orders/create", serde_json::json!({"id": 101, "customer": {"id": 7}})),
+            ("orders/updated", serde_json::json!({"id": 5, "customer": {"id": 42}})),
+            ("customers/update", serde_json::json!({"id": 42})),
+            ("refunds/create", serde_json::json!({"id": 9, "order_id": 100})),
+            ("checkouts/create", serde_json::json!({"customer_id": "42"})),
+        ];
+        for (topic, body) in &yes {
+            assert!(r.mentioned_by(topic, body), "{topic} {body}");
+        }
+        let no = [
+            ("orders/create", serde_json::json!({"id": 5, "customer": {"id": 7}})),
+            ("customers/update", serde_json::json!({"id": 100})),
+            ("products/update", serde_json::json!({"id": 42})),
+            ("orders/create", serde_json::json!({"id": 5, "note": "customer 42"})),
+        ];
+        for (topic, body) in &no {
+            assert!(!r.mentioned_by(topic, body), "{topic} {body}");
+        }
+        assert!(Redaction::of(&serde_json::json!({})).is_none());
+    }
 
     #[test]
     fn intake_policy_by_status() {
