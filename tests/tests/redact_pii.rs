@@ -45,7 +45,14 @@ async fn no_listed_field_survives_any_sample() {
     let gw = Gateway::start(Options::default()).await;
     let conn = gw.connect("redact-shop.myshopify.com").await;
     gw.route_brand(&conn, "*", "builtin:redact-pii", "{}").await;
-    let fixtures = shopify_fixtures();
+    // Not the redaction requests: once published, `shop/redact` purges the
+    // shop's event log and `customers/redact` the samples that name its
+    // customer (retention.rs tests that), which would leave nothing here to
+    // read.
+    let fixtures: Vec<_> = shopify_fixtures()
+        .into_iter()
+        .filter(|f| !matches!(f.topic.as_str(), "shop/redact" | "customers/redact"))
+        .collect();
     for f in &fixtures {
         let (status, _) = gw
             .send(&Hook::shopify(&conn, &f.topic, &f.api_version, &f.body))
