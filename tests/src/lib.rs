@@ -871,3 +871,31 @@ async fn admin_send(mut req: reqwest::RequestBuilder, token: Option<&str>) -> (u
         .unwrap_or_else(|_| panic!("response body is not JSON ({status}): {text}"));
     (status, json)
 }
+
+/// What a run of the real binary printed.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real binary in `dir` (a fresh temporary directory when None)
+/// with an empty environment but for `env` and stdin closed, as an operator
+/// would from another shell.
+pub async fn run_cli(dir: Option<&std::path::Path>, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(gateway_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .current_dir(dir.unwrap_or(scratch.path()))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}

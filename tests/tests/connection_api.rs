@@ -4,6 +4,7 @@
 //! uninstalls and refreshes) publish. Runs on SQLite, and on PostgreSQL
 //! with `IONFLUX_TEST_POSTGRES`.
 
+use ionflux_tests::Run;
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::pipeline::registration::ProviderOptions;
@@ -491,29 +492,9 @@ async fn uninstall_and_redaction_publish_disconnected_and_redacted() {
     gw.stop().await;
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// The real binary with an empty environment but for `env`.
 async fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(ionflux_tests::gateway_bin())
-        .env_clear()
-        .envs(env.iter().copied())
-        .current_dir(dir.path())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    ionflux_tests::run_cli(None, args, env).await
 }
 
 fn one_line(run: &Run) -> Value {

@@ -8,13 +8,14 @@
 //! future (`prune_once(store, cfg, now)`), so each window is crossed by
 //! arithmetic, not by sleeping.
 
+use ionflux_tests::Run;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ionflux_gateway::pipeline::prune::{self, RetentionConfig};
 use ionflux_gateway::store::now_ms;
 use ionflux_gateway::store::retention::Pruned;
-use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE, gateway_bin, hostile_wasm};
+use ionflux_tests::{Conn, Gateway, Hook, Options, PATIENCE, hostile_wasm};
 use serde_json::Value;
 
 const MIN: i64 = 60_000;
@@ -222,26 +223,8 @@ async fn pruning_keeps_each_window_the_dedup_floor_and_pending_rows() {
     gw.stop().await;
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 async fn cli(dir: &Path, database_url: &str, args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(gateway_bin())
-        .env_clear()
-        .current_dir(dir)
-        .env("IONFLUX_DATABASE_URL", database_url)
-        .args(args)
-        .output()
-        .await
-        .expect("the binary runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    ionflux_tests::run_cli(Some(dir), args, &[("IONFLUX_DATABASE_URL", database_url)]).await
 }
 
 /// `prune --dry-run` counts per table and deletes nothing; `prune` then

@@ -10,6 +10,7 @@
 //! is that the webhook was verified and stored, not its transform (the
 //! WooCommerce default transform is another change's).
 
+use ionflux_tests::Run;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,7 +18,7 @@ use ionflux_gateway::pipeline::connection;
 use ionflux_gateway::pipeline::registration::ProviderOptions;
 use ionflux_gateway::support::vault::Vault;
 use ionflux_tests::fake_woocommerce::FakeWooCommerce;
-use ionflux_tests::{Gateway, Options, admin_json, free_loopback_addr, gateway_bin};
+use ionflux_tests::{Gateway, Options, admin_json, free_loopback_addr};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -326,29 +327,9 @@ async fn refused_keys_and_a_failing_site_are_clear_errors_that_keep_the_connecti
     gw.stop().await;
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 /// The real binary with an empty environment but for `env`.
 async fn cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(gateway_bin())
-        .env_clear()
-        .envs(env.iter().copied())
-        .current_dir(dir.path())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    ionflux_tests::run_cli(None, args, env).await
 }
 
 fn cli_args<'a>(fake_url: &'a str, workspace: &'a str, brand: &'a str) -> Vec<&'a str> {
